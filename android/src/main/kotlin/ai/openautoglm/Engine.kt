@@ -1,0 +1,91 @@
+package ai.openautoglm
+
+import java.io.File
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import kotlinx.coroutines.CoroutineDispatcher
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.withContext
+
+/** The default engine settings: CPU, graph optimization O3, ONNX Runtime's thread count. */
+val DefaultEngineConfig = EngineConfig(accelerators = listOf(Accelerator.CPU), optimizeLevel = OptimizeLevel.O3, intraOpThreads = 0u)
+
+/**
+ * A loaded ONNX model. Thread-safe; close it (or use `use { }`) to release the model's memory at once.
+ *
+ * ```
+ * Engine.fromFile(path).use { engine ->
+ *     val out = engine.infer(mapOf("x" to Tensor.of(floatArrayOf(1f, 2f, 3f, 4f), 1, 4)))
+ *     val y = out.getValue("y").toFloatArray()
+ * }
+ * ```
+ * Every failure is an [EngineException] subclass (ModelNotFound, InvalidModel, InvalidInput, EngineClosed, ...).
+ */
+class Engine private constructor(private val native: NativeEngine) : AutoCloseable {
+    /** Inputs, outputs and metadata of the model. */
+    val info: ModelInfo = native.info()
+
+    val isClosed: Boolean get() = native.isClosed()
+
+    /** Runs the model on the calling thread; prefer [infer] from coroutines. Outputs are in model order. */
+    @Throws(EngineException::class)
+    fun inferBlocking(inputs: Map<String, Tensor>): Map<String, Tensor> {
+        val specs = ArrayList<InputSpec>(inputs.size)
+        var offset = 0L
+        for ((name, tensor) in inputs) {
+            specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset.toULong(), tensor.byteSize.toULong())
+            offset += tensor.byteSize
+        }
+        val single = inputs.values.singleOrNull()?.buffer
+        val data = if (single != null && single.isDirect) single else pack(inputs.values, offset)
+        val outputs = native.run(specs, data)
+        val result = LinkedHashMap<String, Tensor>(outputs.size)
+        for (output in outputs) result[output.name] = Tensor.fromNative(output)
+        return result
+    }
+
+    /** Runs the model off the caller's thread ([Dispatchers.Default] unless told otherwise). */
+    @Throws(EngineException::class)
+    suspend fun infer(inputs: Map<String, Tensor>, dispatcher: CoroutineDispatcher = Dispatchers.Default): Map<String, Tensor> =
+        withContext(dispatcher) { inferBlocking(inputs) }
+
+    /** Releases the model now. Later calls throw [EngineException.EngineClosed]; closing twice is fine. */
+    override fun close() {
+        // Frees the model (the memory that matters) now. The small native handle stays valid so later calls get
+        // EngineClosed rather than a destroyed-object error; uniffi's cleaner frees it with this object.
+        native.release()
+    }
+
+    private fun pack(tensors: Collection<Tensor>, total: Long): ByteBuffer {
+        if (total > Int.MAX_VALUE) throw IllegalArgumentException("inputs total $total bytes, more than one call can carry")
+        val buffer = scratch.get().let { if (it.capacity() >= total) it else ByteBuffer.allocateDirect(total.toInt()).also(scratch::set) }
+        buffer.clear()
+        for (tensor in tensors) buffer.put(tensor.buffer.duplicate().rewind() as ByteBuffer)
+        buffer.flip()
+        return buffer
+    }
+
+    companion object {
+        // One reusable direct buffer per thread for packing several inputs: no allocation per inference.
+        private val scratch = ThreadLocal.withInitial { ByteBuffer.allocateDirect(0).order(ByteOrder.LITTLE_ENDIAN) }
+
+        /** Loads the model at [path]. */
+        @JvmStatic @JvmOverloads @Throws(EngineException::class)
+        fun fromFile(path: String, config: EngineConfig = DefaultEngineConfig): Engine {
+            OpenAutoGLM.checkNativeLibrary()
+            return Engine(NativeEngine.fromFile(path, config))
+        }
+
+        @JvmStatic @JvmOverloads @Throws(EngineException::class)
+        fun fromFile(file: File, config: EngineConfig = DefaultEngineConfig): Engine = fromFile(file.path, config)
+
+        /** Loads a model held in memory, e.g. read from app assets. */
+        @JvmStatic @JvmOverloads @Throws(EngineException::class)
+        fun fromBytes(model: ByteArray, config: EngineConfig = DefaultEngineConfig): Engine {
+            OpenAutoGLM.checkNativeLibrary()
+            val direct = ByteBuffer.allocateDirect(model.size).put(model)
+            direct.flip()
+            return Engine(NativeEngine.fromBytes(direct, config))
+        }
+    }
+}

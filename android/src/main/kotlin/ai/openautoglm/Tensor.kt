@@ -1,0 +1,90 @@
+package ai.openautoglm
+
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+
+/**
+ * A tensor: an element type, a shape and its elements in one little-endian buffer. Inputs are built from Kotlin
+ * arrays or buffers with one bulk copy (none for a direct [ByteBuffer]); outputs are read back the same way.
+ */
+class Tensor private constructor(
+    val elementType: ElementType,
+    shape: LongArray,
+    /** The elements, little-endian, position 0. Direct for inputs made here, heap for outputs. */
+    internal val buffer: ByteBuffer,
+) {
+    private val dims: LongArray = shape.copyOf()
+
+    /** The shape (a copy). */
+    val shape: LongArray get() = dims.copyOf()
+
+    /** Number of elements. */
+    val elementCount: Long get() = dims.fold(1L) { acc, d -> acc * d }
+
+    /** Size of the data in bytes. */
+    val byteSize: Int get() = buffer.limit()
+
+    fun toFloatArray(): FloatArray = read(ElementType.F32) { b, n -> FloatArray(n).also { b.asFloatBuffer().get(it) } }
+    fun toDoubleArray(): DoubleArray = read(ElementType.F64) { b, n -> DoubleArray(n).also { b.asDoubleBuffer().get(it) } }
+    fun toLongArray(): LongArray = read(ElementType.I64, ElementType.U64) { b, n -> LongArray(n).also { b.asLongBuffer().get(it) } }
+    fun toIntArray(): IntArray = read(ElementType.I32, ElementType.U32) { b, n -> IntArray(n).also { b.asIntBuffer().get(it) } }
+    fun toShortArray(): ShortArray = read(ElementType.I16, ElementType.U16) { b, n -> ShortArray(n).also { b.asShortBuffer().get(it) } }
+    /** IEEE half-precision bit patterns (Android: `android.util.Half`; JVM 20+: `Float.float16ToFloat`). */
+    fun toFloat16Bits(): ShortArray = read(ElementType.F16) { b, n -> ShortArray(n).also { b.asShortBuffer().get(it) } }
+    fun toByteArray(): ByteArray = read(ElementType.I8, ElementType.U8) { b, n -> ByteArray(n).also { b.get(it) } }
+    fun toBooleanArray(): BooleanArray = read(ElementType.BOOL) { b, n -> BooleanArray(n) { b.get(it) != 0.toByte() } }
+
+    private inline fun <T> read(vararg allowed: ElementType, block: (ByteBuffer, Int) -> T): T {
+        if (elementType !in allowed) {
+            throw IllegalStateException("tensor holds $elementType, not ${allowed.joinToString(" or ")}")
+        }
+        return block(buffer.duplicate().order(ByteOrder.LITTLE_ENDIAN).rewind() as ByteBuffer, buffer.limit() / elementSize(elementType))
+    }
+
+    override fun toString(): String = "Tensor($elementType, shape=${dims.contentToString()})"
+
+    companion object {
+        @JvmStatic fun of(data: FloatArray, vararg shape: Long) = build(ElementType.F32, shape, data.size) { it.asFloatBuffer().put(data) }
+        @JvmStatic fun of(data: DoubleArray, vararg shape: Long) = build(ElementType.F64, shape, data.size) { it.asDoubleBuffer().put(data) }
+        @JvmStatic fun of(data: LongArray, vararg shape: Long) = build(ElementType.I64, shape, data.size) { it.asLongBuffer().put(data) }
+        @JvmStatic fun of(data: IntArray, vararg shape: Long) = build(ElementType.I32, shape, data.size) { it.asIntBuffer().put(data) }
+        @JvmStatic fun of(data: ShortArray, vararg shape: Long) = build(ElementType.I16, shape, data.size) { it.asShortBuffer().put(data) }
+        @JvmStatic fun of(data: ByteArray, vararg shape: Long) = build(ElementType.I8, shape, data.size) { it.put(data) }
+        @JvmStatic fun of(data: BooleanArray, vararg shape: Long) = build(ElementType.BOOL, shape, data.size) { b ->
+            data.forEach { b.put(if (it) 1 else 0) } // JVM booleans have no bulk byte view
+        }
+        @JvmStatic fun ofUnsigned(data: ByteArray, vararg shape: Long) = build(ElementType.U8, shape, data.size) { it.put(data) }
+
+        /** Half-precision input from IEEE binary16 bit patterns. */
+        @JvmStatic fun ofFloat16Bits(data: ShortArray, vararg shape: Long) = build(ElementType.F16, shape, data.size) { it.asShortBuffer().put(data) }
+
+        /**
+         * A tensor over [data]'s remaining bytes, read as little-endian [type] elements. A direct buffer at
+         * position 0 is used in place (zero copy); anything else is copied once.
+         */
+        @JvmStatic fun of(type: ElementType, data: ByteBuffer, vararg shape: Long): Tensor {
+            val direct = if (data.isDirect && data.position() == 0) data else {
+                ByteBuffer.allocateDirect(data.remaining()).order(ByteOrder.LITTLE_ENDIAN).put(data.duplicate()).also { it.flip() }
+            }
+            return Tensor(type, shape, direct)
+        }
+
+        private inline fun build(type: ElementType, shape: LongArray, count: Int, fill: (ByteBuffer) -> Unit): Tensor {
+            val buffer = ByteBuffer.allocateDirect(count * elementSize(type)).order(ByteOrder.LITTLE_ENDIAN)
+            fill(buffer)
+            buffer.rewind()
+            return Tensor(type, shape, buffer)
+        }
+
+        internal fun fromNative(native: NativeTensor): Tensor =
+            Tensor(native.elementType, native.shape.toLongArray(), ByteBuffer.wrap(native.data).order(ByteOrder.LITTLE_ENDIAN))
+
+        /** Bytes per element of [type]. */
+        @JvmStatic fun elementSize(type: ElementType): Int = when (type) {
+            ElementType.I8, ElementType.U8, ElementType.BOOL -> 1
+            ElementType.F16, ElementType.I16, ElementType.U16 -> 2
+            ElementType.F32, ElementType.I32, ElementType.U32 -> 4
+            ElementType.F64, ElementType.I64, ElementType.U64 -> 8
+        }
+    }
+}

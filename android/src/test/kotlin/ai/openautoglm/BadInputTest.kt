@@ -1,0 +1,96 @@
+package ai.openautoglm
+
+import java.io.File
+import java.nio.ByteBuffer
+import kotlin.test.AfterTest
+import kotlin.test.Test
+import kotlin.test.assertContentEquals
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertTrue
+
+/** Every kind of bad input gives its typed exception, and the engine keeps working afterwards. */
+class BadInputTest {
+    private val engine = Engine.fromFile(Fixtures.model("matmul_dynamic"))
+    private val good = mapOf("x" to Tensor.of(floatArrayOf(1f, 2f, 3f, 4f), 1, 4))
+
+    @AfterTest fun stillWorksThenClose() {
+        assertEquals(3, engine.inferBlocking(good).getValue("y").toFloatArray().size)
+        engine.close()
+    }
+
+    private fun tempFile(bytes: ByteArray): String =
+        File.createTempFile("openautoglm", ".onnx").apply { deleteOnExit(); writeBytes(bytes) }.path
+
+    private inline fun <reified E : EngineException> badInput(inputs: Map<String, Tensor>, name: String): E {
+        val e = assertFailsWith<E> { engine.inferBlocking(inputs) }
+        if (e is EngineException.InvalidInput) assertEquals(name, e.name)
+        return e
+    }
+
+    @Test fun missingFile() {
+        val e = assertFailsWith<EngineException.ModelNotFound> { Engine.fromFile("/no/such/model.onnx") }
+        assertEquals("/no/such/model.onnx", e.path)
+    }
+
+    @Test fun emptyFile() { assertFailsWith<EngineException.InvalidModel> { Engine.fromFile(tempFile(ByteArray(0))) } }
+
+    @Test fun truncatedModel() {
+        val bytes = File(Fixtures.model("matmul_dynamic")).readBytes()
+        assertFailsWith<EngineException.InvalidModel> { Engine.fromFile(tempFile(bytes.copyOf(bytes.size / 2))) }
+        assertFailsWith<EngineException.InvalidModel> { Engine.fromBytes(bytes.copyOf(bytes.size / 2)) }
+    }
+
+    @Test fun notAnOnnxFile() {
+        assertFailsWith<EngineException.InvalidModel> { Engine.fromFile(tempFile("hello, I am not a model\n".toByteArray())) }
+        assertFailsWith<EngineException.InvalidModel> { Engine.fromBytes(ByteArray(0)) }
+    }
+
+    @Test fun wrongInputName() { badInput<EngineException.InvalidInput>(mapOf("z" to good.getValue("x")), "z") }
+
+    @Test fun missingInput() { badInput<EngineException.InvalidInput>(emptyMap(), "x") }
+
+    @Test fun extraInput() {
+        badInput<EngineException.InvalidInput>(good + ("extra" to Tensor.of(floatArrayOf(1f), 1)), "extra")
+    }
+
+    @Test fun wrongElementType() {
+        val e = badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(longArrayOf(1, 2, 3, 4), 1, 4)), "x")
+        assertTrue("f32" in e.reason && "i64" in e.reason, e.reason)
+    }
+
+    @Test fun wrongRank() { badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(floatArrayOf(1f, 2f, 3f, 4f), 4)), "x") }
+
+    @Test fun wrongFixedDim() {
+        val e = badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(FloatArray(5), 1, 5)), "x")
+        assertTrue("must be 4" in e.reason, e.reason)
+    }
+
+    @Test fun dataLengthNotMatchingShape() {
+        badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(FloatArray(6), 2, 4)), "x")
+        badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(ElementType.F32, ByteBuffer.allocateDirect(15), 1, 4)), "x")
+    }
+
+    @Test fun negativeDim() { badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(FloatArray(4), -1, 4)), "x") }
+
+    @Test fun zeroSizeTensorRunsOrFailsTyped() {
+        try {
+            val y = engine.inferBlocking(mapOf("x" to Tensor.of(FloatArray(0), 0, 4))).getValue("y")
+            assertContentEquals(longArrayOf(0, 3), y.shape)
+        } catch (e: EngineException) {
+            // A typed error is acceptable; a crash is not.
+        }
+    }
+
+    @Test fun nanValuesAreAllowed() {
+        val y = engine.inferBlocking(mapOf("x" to Tensor.of(floatArrayOf(Float.NaN, 1f, 2f, 3f), 1, 4))).getValue("y").toFloatArray()
+        assertTrue(y.all { it.isNaN() })
+    }
+
+    @Test fun errorMessagesNeverCarryTensorContents() {
+        val e = assertFailsWith<EngineException.InvalidInput> {
+            engine.inferBlocking(mapOf("x" to Tensor.of(floatArrayOf(123.456f, 789.25f, 1f), 1, 3)))
+        }
+        assertTrue("123.456" !in e.message!! && "789.25" !in e.message!!, e.message)
+    }
+}

@@ -1,0 +1,117 @@
+package ai.openautoglm
+
+import java.io.File
+import kotlin.math.abs
+import kotlin.test.Test
+import kotlin.test.assertContentEquals
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertTrue
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.runBlocking
+
+class EngineTest {
+    private fun matmul(engine: Engine, x: FloatArray, batch: Long): FloatArray =
+        engine.inferBlocking(mapOf("x" to Tensor.of(x, batch, 4))).getValue("y").toFloatArray()
+
+    /** y = x @ W + b computed here from the fixture's W and b. */
+    private fun expectedMatmul(x: FloatArray, batch: Int): FloatArray {
+        val e = Fixtures.expected.getJSONObject("matmul_dynamic")
+        val w = e.getJSONArray("W"); val b = e.getJSONArray("b")
+        return FloatArray(batch * 3) { i ->
+            val row = i / 3; val col = i % 3
+            var acc = b.getDouble(col).toFloat()
+            for (k in 0 until 4) acc += x[row * 4 + k] * w.getDouble(k * 3 + col).toFloat()
+            acc
+        }
+    }
+
+    @Test fun introspectionKeepsSymbolicDimsAndMetadata() {
+        Engine.fromFile(Fixtures.model("matmul_dynamic")).use { engine ->
+            val input = engine.info.inputs.single()
+            assertEquals("x", input.name)
+            assertEquals(ElementType.F32, input.elementType)
+            assertEquals(listOf(Dim.Symbolic("batch"), Dim.Fixed(4uL)), input.shape)
+            assertEquals("y", engine.info.outputs.single().name)
+            val meta = engine.info.metadata
+            assertEquals("openautoglm-fixtures", meta.producer)
+            assertEquals(7L, meta.version)
+            assertEquals("openautoglm tests", meta.custom["author"])
+        }
+    }
+
+    @Test fun dynamicBatchGivesNumpyValues() {
+        Engine.fromFile(Fixtures.model("matmul_dynamic")).use { engine ->
+            for (batch in listOf(1, 3)) {
+                val x = FloatArray(batch * 4) { it * 0.5f - 1f }
+                val y = matmul(engine, x, batch.toLong())
+                val want = expectedMatmul(x, batch)
+                for (i in want.indices) assertEquals(want[i], y[i], 1e-5f)
+            }
+        }
+    }
+
+    @Test fun multipleInputsAndOutputsInModelOrder() {
+        Engine.fromFile(Fixtures.model("multi_io")).use { engine ->
+            val out = engine.inferBlocking(mapOf(
+                "b" to Tensor.of(longArrayOf(1, 2, 3), 3),
+                "a" to Tensor.of(floatArrayOf(-1f, 0.5f, 2f), 3),
+            ))
+            assertEquals(listOf("sum", "positive", "total"), out.keys.toList())
+            assertContentEquals(floatArrayOf(0f, 2.5f, 5f), out.getValue("sum").toFloatArray())
+            assertContentEquals(booleanArrayOf(false, true, true), out.getValue("positive").toBooleanArray())
+            assertContentEquals(longArrayOf(6), out.getValue("total").toLongArray())
+            assertEquals(0, out.getValue("total").shape.size)
+        }
+    }
+
+    @Test fun fromBytesMatchesFromFile() {
+        val bytes = File(Fixtures.model("matmul_dynamic")).readBytes()
+        val x = floatArrayOf(1f, 2f, 3f, 4f)
+        val a = Engine.fromBytes(bytes).use { matmul(it, x, 1) }
+        val b = Engine.fromFile(Fixtures.model("matmul_dynamic")).use { matmul(it, x, 1) }
+        assertContentEquals(b, a)
+    }
+
+    @Test fun configIsApplied() {
+        val config = EngineConfig(accelerators = listOf(Accelerator.CPU), optimizeLevel = OptimizeLevel.O0, intraOpThreads = 1u)
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
+            val x = floatArrayOf(1f, 0f, 0f, 0f)
+            val want = expectedMatmul(x, 1)
+            val got = matmul(engine, x, 1)
+            for (k in want.indices) assertEquals(want[k], got[k], 1e-5f)
+        }
+    }
+
+    @Test fun concurrentSuspendCallsGiveTheirOwnResults() = runBlocking {
+        Engine.fromFile(Fixtures.model("matmul_dynamic")).use { engine ->
+            val results = (0 until 32).map { i ->
+                async { i to engine.infer(mapOf("x" to Tensor.of(FloatArray(4) { i.toFloat() }, 1, 4))).getValue("y").toFloatArray() }
+            }.awaitAll()
+            for ((i, y) in results) {
+                val want = expectedMatmul(FloatArray(4) { i.toFloat() }, 1)
+                for (k in want.indices) assertEquals(want[k], y[k], 1e-4f * (1 + abs(want[k])))
+            }
+        }
+    }
+
+    @Test fun useClosesAndClosedEngineThrowsTypedError() {
+        val engine = Engine.fromFile(Fixtures.model("matmul_dynamic"))
+        engine.use { matmul(it, FloatArray(4), 1) }
+        assertTrue(engine.isClosed)
+        assertFailsWith<EngineException.EngineClosed> { matmul(engine, FloatArray(4), 1) }
+    }
+
+    @Test fun closeTwiceIsHarmless() {
+        val engine = Engine.fromFile(Fixtures.model("matmul_dynamic"))
+        engine.close()
+        engine.close()
+        assertTrue(engine.isClosed)
+    }
+
+    @Test fun nativeLibraryVersionMatchesBindings() {
+        OpenAutoGLM.checkNativeLibrary()
+        assertEquals(OpenAutoGLM.VERSION, nativeVersion())
+    }
+}

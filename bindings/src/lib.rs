@@ -1,0 +1,188 @@
+//! The uniffi surface of the engine: what Kotlin and Swift call. It adapts, it does not decide: the core's own
+//! types are exported as they are (uniffi "remote" types, so the compiler checks these mirrors against the core),
+//! and every call goes straight to the core.
+//!
+//! Tensor data crosses once per call: all inputs packed into one borrowed byte buffer (a direct ByteBuffer in
+//! Kotlin, `Data` in Swift) described by [`InputSpec`]s; outputs come back as one byte array per tensor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use openautoglm as core;
+use openautoglm::{Accelerator, Dim, ElementType, EngineConfig, ModelInfo, ModelMetadata, OptimizeLevel, RuntimeInfo, Tensor, TensorInfo};
+
+uniffi::setup_scaffolding!();
+
+pub type EngineError = core::Error;
+
+#[uniffi::remote(Error)]
+pub enum EngineError {
+    RuntimeUnavailable { path: String, reason: String },
+    ModelNotFound { path: String },
+    InvalidModel { reason: String },
+    InvalidInput { name: String, reason: String },
+    InvalidConfig { reason: String },
+    InferenceFailed { reason: String },
+    EngineClosed,
+    Internal { reason: String },
+}
+
+#[uniffi::remote(Enum)]
+pub enum ElementType {
+    F32,
+    F16,
+    F64,
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    Bool,
+}
+
+#[uniffi::remote(Enum)]
+pub enum Accelerator {
+    Cpu,
+}
+
+#[uniffi::remote(Enum)]
+pub enum OptimizeLevel {
+    O0,
+    O1,
+    O2,
+    O3,
+}
+
+#[uniffi::remote(Record)]
+pub struct EngineConfig {
+    #[uniffi(default = [])]
+    pub accelerators: Vec<Accelerator>,
+    pub optimize_level: OptimizeLevel,
+    #[uniffi(default = 0)]
+    pub intra_op_threads: u32,
+}
+
+#[uniffi::remote(Enum)]
+pub enum Dim {
+    Fixed { size: u64 },
+    Symbolic { name: String },
+    Dynamic,
+}
+
+#[uniffi::remote(Record)]
+pub struct TensorInfo {
+    pub name: String,
+    pub element_type: Option<ElementType>,
+    pub shape: Vec<Dim>,
+}
+
+#[uniffi::remote(Record)]
+pub struct ModelMetadata {
+    pub producer: Option<String>,
+    pub graph_name: Option<String>,
+    pub domain: Option<String>,
+    pub description: Option<String>,
+    pub version: Option<i64>,
+    pub custom: HashMap<String, String>,
+}
+
+#[uniffi::remote(Record)]
+pub struct ModelInfo {
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    pub metadata: ModelMetadata,
+}
+
+/// An output tensor (the idiomatic layers wrap it as their own `Tensor`).
+pub type NativeTensor = Tensor;
+
+#[uniffi::remote(Record)]
+pub struct NativeTensor {
+    pub name: String,
+    pub element_type: ElementType,
+    pub shape: Vec<i64>,
+    pub data: Vec<u8>,
+}
+
+#[uniffi::remote(Record)]
+pub struct RuntimeInfo {
+    pub library_path: String,
+    pub ort_version: String,
+}
+
+/// One input inside the packed input buffer: bytes `offset..offset + length`.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct InputSpec {
+    pub name: String,
+    pub element_type: ElementType,
+    pub shape: Vec<i64>,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// The native library's version; the Kotlin and Swift layers refuse to run against a different one.
+#[uniffi::export]
+pub fn native_version() -> String {
+    core::VERSION.to_owned()
+}
+
+/// Loads ONNX Runtime from `library_path`, or from `ORT_DYLIB_PATH` / the platform default when `None`.
+#[uniffi::export]
+pub fn init_runtime(library_path: Option<String>) -> Result<RuntimeInfo, EngineError> {
+    core::Runtime::init(library_path.as_deref().map(std::path::Path::new))
+}
+
+/// A loaded model (the idiomatic `Engine` classes wrap this).
+#[derive(uniffi::Object)]
+pub struct NativeEngine {
+    engine: core::Engine,
+}
+
+#[uniffi::export]
+impl NativeEngine {
+    #[uniffi::constructor]
+    pub fn from_file(path: String, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+        Ok(Arc::new(NativeEngine { engine: core::Engine::from_file(path, config)? }))
+    }
+
+    #[uniffi::constructor]
+    pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+        Ok(Arc::new(NativeEngine { engine: core::Engine::from_bytes(model, config)? }))
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        self.engine.info().clone()
+    }
+
+    /// Runs the model on inputs packed in `data`.
+    pub fn run(&self, inputs: Vec<InputSpec>, data: &[u8]) -> Result<Vec<NativeTensor>, EngineError> {
+        let views = inputs
+            .iter()
+            .map(|spec| {
+                let bytes = usize::try_from(spec.offset)
+                    .ok()
+                    .zip(usize::try_from(spec.length).ok())
+                    .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
+                    .ok_or_else(|| EngineError::InvalidInput {
+                        name: spec.name.clone(),
+                        reason: format!("bytes {}+{} lie outside the {}-byte input buffer", spec.offset, spec.length, data.len()),
+                    })?;
+                Ok((spec.name.as_str(), core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes)))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        self.engine.run(&views)
+    }
+
+    /// Releases the model now; later calls fail with `EngineClosed`. Releasing twice is fine. (Not `close`:
+    /// uniffi gives the Kotlin class an AutoCloseable `close()` that frees the handle itself.)
+    pub fn release(&self) {
+        self.engine.close()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.engine.is_closed()
+    }
+}

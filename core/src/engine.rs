@@ -1,0 +1,322 @@
+//! The engine: one model, compiled once, run many times from any thread.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use half::f16;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, TensorElementType, ValueType};
+
+use crate::config::{Accelerator, EngineConfig, OptimizeLevel};
+use crate::error::{Error, Result, catch_panic};
+use crate::model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
+use crate::runtime::Runtime;
+use crate::tensor::{ElementType, Tensor, TensorRef, element_count};
+
+/// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and call [`Engine::run`] from many threads.
+pub struct Engine {
+    info: ModelInfo,
+    config: EngineConfig,
+    // `None` once closed. ort's `Session::run` takes `&mut self`, so runs on one engine take turns on the mutex;
+    // the outer lock only guards close, so `close` never waits behind a long run for more than that run.
+    session: RwLock<Option<Arc<Mutex<Session>>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("info", &self.info).field("config", &self.config).field("closed", &self.is_closed()).finish()
+    }
+}
+
+impl Engine {
+    /// Loads and compiles the model at `path`.
+    pub fn from_file(path: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
+        let path = path.as_ref();
+        catch_panic(|| {
+            let meta = std::fs::metadata(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+            if !meta.is_file() {
+                return Err(Error::ModelNotFound { path: path.display().to_string() });
+            }
+            if meta.len() == 0 {
+                return Err(Error::invalid_model(format!("`{}` is empty", path.display())));
+            }
+            Engine::build(config, |b| b.commit_from_file(path))
+        })
+    }
+
+    /// Loads and compiles a model held in memory (ONNX Runtime copies what it needs; `model` can be dropped after).
+    pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Engine> {
+        catch_panic(|| {
+            if model.is_empty() {
+                return Err(Error::invalid_model("model bytes are empty"));
+            }
+            Engine::build(config, |b| b.commit_from_memory(model))
+        })
+    }
+
+    fn build(config: EngineConfig, commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>) -> Result<Engine> {
+        let mut builder = Runtime::with_env(|env| Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}"))))?;
+        builder = configure(builder, &config)?;
+        let session = commit(&mut builder).map_err(|e| match e.code() {
+            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
+            _ => Error::invalid_model(e.message()),
+        })?;
+        let info = model_info(&session)?;
+        log::debug!("engine ready: {} inputs, {} outputs", info.inputs.len(), info.outputs.len());
+        Ok(Engine { info, config, session: RwLock::new(Some(Arc::new(Mutex::new(session)))) })
+    }
+
+    /// The model's inputs, outputs and metadata.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Runs the model. Every input the model declares must be given exactly once; outputs come back in model
+    /// order. Inputs are checked before ONNX Runtime sees them, so a bad request leaves the engine usable.
+    pub fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Vec<Tensor>> {
+        catch_panic(|| {
+            let session = self.session.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::EngineClosed)?;
+            self.validate(inputs)?;
+            let values = inputs
+                .iter()
+                .map(|(name, t)| Ok((Cow::Borrowed(*name), to_ort_value(name, t)?)))
+                .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>>()?;
+            let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+            let outputs = session.run(values).map_err(|e| Error::InferenceFailed { reason: e.message().to_owned() })?;
+            self.info
+                .outputs
+                .iter()
+                .map(|out| {
+                    let value = outputs
+                        .get(out.name.as_str())
+                        .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
+                    from_ort_value(&out.name, value)
+                })
+                .collect()
+        })
+    }
+
+    /// Releases the model now. Runs already in progress finish; later calls return [`Error::EngineClosed`].
+    /// Closing twice is allowed.
+    pub fn close(&self) {
+        self.session.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.session.read().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    fn validate(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<()> {
+        let mut seen = HashSet::with_capacity(inputs.len());
+        for (name, tensor) in inputs {
+            let Some(declared) = self.info.input(name) else {
+                let expected: Vec<&str> = self.info.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(Error::invalid_input(name, format!("the model has no such input (inputs: {expected:?})")));
+            };
+            if !seen.insert(*name) {
+                return Err(Error::invalid_input(name, "given more than once"));
+            }
+            check_against(declared, tensor)?;
+        }
+        if let Some(missing) = self.info.inputs.iter().find(|i| !seen.contains(i.name.as_str())) {
+            return Err(Error::invalid_input(&missing.name, "missing: the model requires it"));
+        }
+        Ok(())
+    }
+}
+
+fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
+    let name = declared.name.as_str();
+    let Some(expected_type) = declared.element_type else {
+        return Err(Error::invalid_input(name, "this input's type is not supported by the SDK (not a numeric or bool tensor)"));
+    };
+    if tensor.element_type != expected_type {
+        return Err(Error::invalid_input(name, format!("expected element type {expected_type}, got {}", tensor.element_type)));
+    }
+    if tensor.shape.len() != declared.shape.len() {
+        return Err(Error::invalid_input(
+            name,
+            format!("expected rank {} (shape {}), got rank {} (shape {:?})", declared.shape.len(), shape_text(&declared.shape), tensor.shape.len(), tensor.shape),
+        ));
+    }
+    let count = element_count(name, tensor.shape)?;
+    for (axis, (dim, &got)) in declared.shape.iter().zip(tensor.shape).enumerate() {
+        if let Dim::Fixed { size } = dim {
+            if u64::try_from(got).ok() != Some(*size) {
+                return Err(Error::invalid_input(
+                    name,
+                    format!("dimension {axis} must be {size} (shape {}), got {got} (shape {:?})", shape_text(&declared.shape), tensor.shape),
+                ));
+            }
+        }
+    }
+    let expected_len = count * tensor.element_type.size();
+    if tensor.data.len() != expected_len {
+        return Err(Error::invalid_input(
+            name,
+            format!(
+                "shape {:?} of {} needs {expected_len} bytes ({count} elements), got {} bytes",
+                tensor.shape,
+                tensor.element_type,
+                tensor.data.len()
+            ),
+        ));
+    }
+    if tensor.element_type == ElementType::Bool && tensor.data.iter().any(|&b| b > 1) {
+        return Err(Error::invalid_input(name, "bool elements must be 0 or 1"));
+    }
+    Ok(())
+}
+
+fn shape_text(shape: &[Dim]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed { size } => size.to_string(),
+            Dim::Symbolic { name } => name.clone(),
+            Dim::Dynamic => "?".into(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<SessionBuilder> {
+    let ort_err = |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
+    let level = match config.optimize_level {
+        OptimizeLevel::O0 => GraphOptimizationLevel::Disable,
+        OptimizeLevel::O1 => GraphOptimizationLevel::Level1,
+        OptimizeLevel::O2 => GraphOptimizationLevel::Level2,
+        OptimizeLevel::O3 => GraphOptimizationLevel::All,
+    };
+    let mut builder = builder.with_optimization_level(level).map_err(|e| ort_err("optimize level", e))?;
+    if config.intra_op_threads > 0 {
+        builder = builder.with_intra_threads(config.intra_op_threads as usize).map_err(|e| ort_err("intra-op threads", e))?;
+    }
+    for accelerator in &config.accelerators {
+        match accelerator {
+            // The CPU provider is always registered last by ONNX Runtime; nothing to add.
+            Accelerator::Cpu => {}
+        }
+    }
+    Ok(builder)
+}
+
+fn element_type_of(ty: TensorElementType) -> Option<ElementType> {
+    Some(match ty {
+        TensorElementType::Float32 => ElementType::F32,
+        TensorElementType::Float16 => ElementType::F16,
+        TensorElementType::Float64 => ElementType::F64,
+        TensorElementType::Int8 => ElementType::I8,
+        TensorElementType::Uint8 => ElementType::U8,
+        TensorElementType::Int16 => ElementType::I16,
+        TensorElementType::Uint16 => ElementType::U16,
+        TensorElementType::Int32 => ElementType::I32,
+        TensorElementType::Uint32 => ElementType::U32,
+        TensorElementType::Int64 => ElementType::I64,
+        TensorElementType::Uint64 => ElementType::U64,
+        TensorElementType::Bool => ElementType::Bool,
+        _ => return None,
+    })
+}
+
+fn tensor_info(name: &str, ty: &ValueType) -> TensorInfo {
+    match ty {
+        ValueType::Tensor { ty, shape, dimension_symbols } => TensorInfo {
+            name: name.to_owned(),
+            element_type: element_type_of(*ty),
+            shape: shape
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| match (d, dimension_symbols.get(i).filter(|s| !s.is_empty())) {
+                    (d, _) if d >= 0 => Dim::Fixed { size: d as u64 },
+                    (_, Some(sym)) => Dim::Symbolic { name: sym.clone() },
+                    _ => Dim::Dynamic,
+                })
+                .collect(),
+        },
+        _ => TensorInfo { name: name.to_owned(), element_type: None, shape: Vec::new() },
+    }
+}
+
+fn model_info(session: &Session) -> Result<ModelInfo> {
+    let inputs = session.inputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
+    let outputs = session.outputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
+    let meta = session.metadata().map_err(|e| Error::invalid_model(format!("unreadable metadata: {e}")))?;
+    let custom = meta
+        .custom_keys()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
+        .collect();
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let metadata = ModelMetadata {
+        producer: non_empty(meta.producer()),
+        graph_name: non_empty(meta.name()),
+        domain: non_empty(meta.domain()),
+        description: non_empty(meta.description()),
+        version: meta.version(),
+        custom,
+    };
+    Ok(ModelInfo { inputs, outputs, metadata })
+}
+
+/// Calls `$body` with `$T` bound to the Rust type of a (Pod) element type; `Bool` is handled by the caller.
+macro_rules! with_pod_type {
+    ($et:expr, $T:ident => $body:expr, bool => $bool_body:expr) => {
+        match $et {
+            ElementType::F32 => { type $T = f32; $body }
+            ElementType::F16 => { type $T = f16; $body }
+            ElementType::F64 => { type $T = f64; $body }
+            ElementType::I8 => { type $T = i8; $body }
+            ElementType::U8 => { type $T = u8; $body }
+            ElementType::I16 => { type $T = i16; $body }
+            ElementType::U16 => { type $T = u16; $body }
+            ElementType::I32 => { type $T = i32; $body }
+            ElementType::U32 => { type $T = u32; $body }
+            ElementType::I64 => { type $T = i64; $body }
+            ElementType::U64 => { type $T = u64; $body }
+            ElementType::Bool => $bool_body,
+        }
+    };
+}
+
+/// Wraps validated input bytes for ONNX Runtime: in place when the bytes are aligned for the element type (the
+/// usual case: direct buffers, Vec<f32>, Swift arrays), otherwise one bulk copy.
+fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>) -> Result<SessionInputValue<'a>> {
+    let shape = t.shape.to_vec();
+    let fail = |e: ort::Error| Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message()));
+    with_pod_type!(t.element_type, T => {
+        match bytemuck::try_cast_slice::<u8, T>(t.data) {
+            Ok(view) => ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).map_err(fail),
+            Err(_) => ort::value::Tensor::from_array((shape, bytemuck::pod_collect_to_vec::<u8, T>(t.data))).map(|v| v.into_dyn().into()).map_err(fail),
+        }
+    }, bool => {
+        // SAFETY: validation checked every byte is 0 or 1, the valid bit patterns of bool.
+        let view: &'a [bool] = unsafe { std::slice::from_raw_parts(t.data.as_ptr().cast::<bool>(), t.data.len()) };
+        ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).map_err(fail)
+    })
+}
+
+fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(Error::InferenceFailed { reason: format!("output `{name}` is not a tensor; only tensor outputs are supported") });
+    };
+    let element_type = element_type_of(*ty)
+        .ok_or_else(|| Error::InferenceFailed { reason: format!("output `{name}` has unsupported element type {ty}") })?;
+    let extract_err = |e: ort::Error| Error::internal(format!("reading output `{name}`: {}", e.message()));
+    let (shape, data) = with_pod_type!(element_type, T => {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(extract_err)?;
+        (shape.to_vec(), bytemuck::cast_slice::<T, u8>(data).to_vec())
+    }, bool => {
+        let (shape, data) = value.try_extract_tensor::<bool>().map_err(extract_err)?;
+        (shape.to_vec(), data.iter().map(|&b| b as u8).collect())
+    });
+    Ok(Tensor { name: name.to_owned(), element_type, shape, data })
+}

@@ -1,0 +1,63 @@
+//! The one error type of the engine. Every language sees these same variants (Kotlin `EngineException.*`,
+//! Swift `EngineError.*`). Messages name inputs, types and shapes, never tensor contents.
+
+use std::fmt::Display;
+
+/// What went wrong, as a caller can act on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// ONNX Runtime could not be loaded: `path` is what was tried, `reason` says what is needed.
+    #[error("ONNX Runtime is unavailable (tried `{path}`): {reason}")]
+    RuntimeUnavailable { path: String, reason: String },
+    /// The model file does not exist or cannot be read.
+    #[error("model not found: `{path}`")]
+    ModelNotFound { path: String },
+    /// The bytes are not a model ONNX Runtime can load (empty, truncated, not ONNX, unsupported operator...).
+    #[error("invalid model: {reason}")]
+    InvalidModel { reason: String },
+    /// An input does not match the model; `name` is the offending input.
+    #[error("invalid input `{name}`: {reason}")]
+    InvalidInput { name: String, reason: String },
+    /// The engine configuration cannot be honoured.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig { reason: String },
+    /// ONNX Runtime failed while running a valid-looking request.
+    #[error("inference failed: {reason}")]
+    InferenceFailed { reason: String },
+    /// The engine was closed; create a new one.
+    #[error("engine is closed")]
+    EngineClosed,
+    /// A bug in this SDK (for example a caught panic). Please report it.
+    #[error("internal error: {reason}")]
+    Internal { reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid_input(name: &str, reason: impl Display) -> Self {
+        Error::InvalidInput { name: name.to_owned(), reason: reason.to_string() }
+    }
+
+    pub(crate) fn invalid_model(reason: impl Display) -> Self {
+        Error::InvalidModel { reason: reason.to_string() }
+    }
+
+    pub(crate) fn internal(reason: impl Display) -> Self {
+        Error::Internal { reason: reason.to_string() }
+    }
+}
+
+/// Runs `f`, turning a panic (in ONNX Runtime glue or in our code) into [`Error::Internal`], so that no panic
+/// ever unwinds into Kotlin or Swift.
+pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        log::error!("caught panic: {what}");
+        Err(Error::internal(format!("caught panic: {what}")))
+    })
+}

@@ -1,0 +1,28 @@
+//! Open-AutoGLM: run ONNX models on phones through ONNX Runtime.
+//!
+//! ```no_run
+//! use openautoglm::{Engine, EngineConfig, TensorRef};
+//! let engine = Engine::from_file("model.onnx", EngineConfig::default().with_threads(2))?;
+//! let x = [1.0f32, 2.0, 3.0, 4.0];
+//! let outputs = engine.run(&[("x", TensorRef::new(&[1, 4], &x))])?;
+//! let y: Vec<f32> = outputs[0].to_vec()?;
+//! # Ok::<(), openautoglm::Error>(())
+//! ```
+
+mod config;
+mod engine;
+mod error;
+pub mod logging;
+mod model;
+mod runtime;
+mod tensor;
+
+pub use config::{Accelerator, EngineConfig, OptimizeLevel};
+pub use engine::Engine;
+pub use error::{Error, Result, catch_panic};
+pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
+pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
+pub use tensor::{Element, ElementType, Tensor, TensorRef};
+
+/// Version of this library, checked by the Kotlin and Swift layers against the version they were generated for.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,129 @@
+//! The one ONNX Runtime per process. ONNX Runtime is opened at run time (ort's load-dynamic) so that the app,
+//! not this library, decides which build ships: the Android AAR's, the iOS package's, or the host wheel's.
+//!
+//! Where the library comes from, first match wins:
+//! 1. the path given to [`Runtime::init`];
+//! 2. the `ORT_DYLIB_PATH` environment variable;
+//! 3. the platform's library name (`libonnxruntime.so` / `libonnxruntime.dylib` / `onnxruntime.dll`), found by
+//!    the system loader (on Android: the one the onnxruntime-android AAR puts in the APK).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::environment::Environment;
+
+use crate::error::{Error, Result, catch_panic};
+
+/// Environment variable naming the ONNX Runtime library to load.
+pub const ORT_PATH_ENV: &str = "ORT_DYLIB_PATH";
+
+/// The oldest ONNX Runtime this SDK runs on (the ORT API level it is compiled against).
+pub const MIN_ORT_VERSION: &str = "1.17";
+
+/// The loaded runtime: where it came from and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    pub library_path: String,
+    pub ort_version: String,
+}
+
+struct Loaded {
+    env: Environment,
+    info: RuntimeInfo,
+}
+
+// ort allows one environment per process, even after the first is dropped: keep it for the process lifetime.
+static RUNTIME: Mutex<Option<Loaded>> = Mutex::new(None);
+
+/// Process-wide access to ONNX Runtime.
+pub struct Runtime;
+
+impl Runtime {
+    /// Loads ONNX Runtime from `library_path` (or the default search when `None`) unless it is already loaded.
+    /// Asking for a path that does not exist is always an error, even after a runtime was loaded, so a
+    /// misconfigured app finds out at once. A failed load can be retried with another path.
+    pub fn init(library_path: Option<&Path>) -> Result<RuntimeInfo> {
+        crate::logging::init();
+        if let Some(path) = library_path {
+            if !path.is_file() {
+                return Err(Error::RuntimeUnavailable {
+                    path: path.display().to_string(),
+                    reason: "no such file; pass the path of libonnxruntime (ONNX Runtime >= 1.17)".into(),
+                });
+            }
+        }
+        let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loaded) = slot.as_ref() {
+            if let Some(path) = library_path {
+                let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                let have = std::fs::canonicalize(&loaded.info.library_path).unwrap_or_else(|_| loaded.info.library_path.clone().into());
+                if wanted != have {
+                    return Err(Error::InvalidConfig {
+                        reason: format!(
+                            "ONNX Runtime is already loaded from `{}`; a process can load only one (asked for `{}`)",
+                            loaded.info.library_path,
+                            path.display()
+                        ),
+                    });
+                }
+            }
+            return Ok(loaded.info.clone());
+        }
+        let path = library_path.map(Path::to_path_buf).unwrap_or_else(default_library_path);
+        let loaded = catch_panic(|| load(&path))?;
+        let info = loaded.info.clone();
+        log::info!("ONNX Runtime {} loaded from {}", info.ort_version, info.library_path);
+        *slot = Some(loaded);
+        Ok(info)
+    }
+
+    /// The runtime if loaded, without loading it.
+    pub fn info() -> Option<RuntimeInfo> {
+        RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.info.clone())
+    }
+
+    /// Runs `f` with the process environment, loading the runtime from the default place first if needed.
+    pub(crate) fn with_env<T>(f: impl FnOnce(&Environment) -> Result<T>) -> Result<T> {
+        Runtime::init(None)?;
+        let slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+        let loaded = slot.as_ref().ok_or_else(|| Error::internal("runtime vanished after init"))?;
+        let env = loaded.env.clone();
+        drop(slot);
+        f(&env)
+    }
+}
+
+fn default_library_path() -> PathBuf {
+    match std::env::var_os(ORT_PATH_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)),
+    }
+}
+
+fn load(path: &Path) -> Result<Loaded> {
+    let unavailable = |reason: String| Error::RuntimeUnavailable { path: path.display().to_string(), reason };
+    let builder = ort::init_from(path).map_err(|e| {
+        unavailable(format!(
+            "{e}; install ONNX Runtime >= {MIN_ORT_VERSION} and pass its path to Runtime::init or set {ORT_PATH_ENV}"
+        ))
+    })?;
+    let env = builder.with_name("openautoglm").build().map_err(|e| unavailable(format!("cannot create the environment: {e}")))?;
+    let ort_version = ort_version(path).unwrap_or_else(|| "unknown".into());
+    Ok(Loaded { env, info: RuntimeInfo { library_path: path.display().to_string(), ort_version } })
+}
+
+/// The version string the library reports. ort checked it while loading but does not expose it; opening the same
+/// library again only bumps the loader's reference count.
+fn ort_version(path: &Path) -> Option<String> {
+    // SAFETY: the library was just loaded successfully by ort from this path; OrtGetApiBase has this signature in
+    // every ONNX Runtime release and GetVersionString returns a static C string.
+    unsafe {
+        let lib = libloading::Library::new(path).ok()?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib.get(b"OrtGetApiBase").ok()?;
+        let base = get_base();
+        if base.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned())
+    }
+}

@@ -1,0 +1,144 @@
+//! Tensors as they cross the engine boundary: an element type, a shape, and the elements as little-endian bytes
+//! in one contiguous buffer, so a whole tensor moves in one copy (or none) instead of element by element.
+
+use half::f16;
+
+use crate::error::{Error, Result};
+
+/// Element types a tensor can hold. Byte layout is the platform's (little-endian on every supported target);
+/// `Bool` is one byte per element, 0 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ElementType {
+    F32,
+    F16,
+    F64,
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    Bool,
+}
+
+impl ElementType {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            ElementType::I8 | ElementType::U8 | ElementType::Bool => 1,
+            ElementType::F16 | ElementType::I16 | ElementType::U16 => 2,
+            ElementType::F32 | ElementType::I32 | ElementType::U32 => 4,
+            ElementType::F64 | ElementType::I64 | ElementType::U64 => 8,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            ElementType::F32 => "f32",
+            ElementType::F16 => "f16",
+            ElementType::F64 => "f64",
+            ElementType::I8 => "i8",
+            ElementType::U8 => "u8",
+            ElementType::I16 => "i16",
+            ElementType::U16 => "u16",
+            ElementType::I32 => "i32",
+            ElementType::U32 => "u32",
+            ElementType::I64 => "i64",
+            ElementType::U64 => "u64",
+            ElementType::Bool => "bool",
+        }
+    }
+}
+
+impl std::fmt::Display for ElementType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Rust element types that map to an [`ElementType`] and can be viewed as bytes.
+pub trait Element: bytemuck::Pod {
+    const TYPE: ElementType;
+}
+
+macro_rules! elements {
+    ($($t:ty => $e:ident),* $(,)?) => { $(impl Element for $t { const TYPE: ElementType = ElementType::$e; })* };
+}
+elements!(f32 => F32, f16 => F16, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u16 => U16, i32 => I32,
+          u32 => U32, i64 => I64, u64 => U64);
+
+/// Number of elements of `shape`, or an error naming `name` if a dim is negative or the product overflows.
+pub(crate) fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| {
+        let d = usize::try_from(d).map_err(|_| Error::invalid_input(name, format!("negative dimension {d} in shape {shape:?}")))?;
+        acc.checked_mul(d).ok_or_else(|| Error::invalid_input(name, format!("shape {shape:?} is too large")))
+    })
+}
+
+/// A borrowed input tensor: the caller keeps the bytes; the engine reads them in place when they are aligned.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorRef<'a> {
+    pub element_type: ElementType,
+    pub shape: &'a [i64],
+    pub data: &'a [u8],
+}
+
+impl<'a> TensorRef<'a> {
+    /// A tensor over raw bytes of `element_type`; checked against the shape when the engine runs.
+    pub fn from_bytes(element_type: ElementType, shape: &'a [i64], data: &'a [u8]) -> Self {
+        TensorRef { element_type, shape, data }
+    }
+
+    /// A tensor over a typed slice, without copying.
+    pub fn new<T: Element>(shape: &'a [i64], data: &'a [T]) -> Self {
+        TensorRef { element_type: T::TYPE, shape, data: bytemuck::cast_slice(data) }
+    }
+
+    /// A boolean tensor (ONNX stores one byte per element).
+    pub fn from_bools(shape: &'a [i64], data: &'a [bool]) -> Self {
+        // SAFETY: bool is one byte holding 0 or 1, a valid u8 bit pattern.
+        let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len()) };
+        TensorRef { element_type: ElementType::Bool, shape, data: bytes }
+    }
+}
+
+/// An output tensor owned by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub element_type: ElementType,
+    pub shape: Vec<i64>,
+    /// Elements as bytes, little-endian, row-major.
+    pub data: Vec<u8>,
+}
+
+impl Tensor {
+    /// The elements as `T`; a typed error if `T` is not this tensor's element type.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if T::TYPE != self.element_type {
+            return Err(Error::InvalidInput {
+                name: self.name.clone(),
+                reason: format!("tensor holds {}, not {}", self.element_type, T::TYPE),
+            });
+        }
+        // The byte buffer carries no alignment guarantee for T, so collect (one bulk copy).
+        Ok(bytemuck::pod_collect_to_vec(&self.data))
+    }
+
+    /// The elements of a `Bool` tensor.
+    pub fn to_bools(&self) -> Result<Vec<bool>> {
+        if self.element_type != ElementType::Bool {
+            return Err(Error::InvalidInput {
+                name: self.name.clone(),
+                reason: format!("tensor holds {}, not bool", self.element_type),
+            });
+        }
+        Ok(self.data.iter().map(|&b| b != 0).collect())
+    }
+
+    pub fn element_count(&self) -> usize {
+        self.data.len() / self.element_type.size()
+    }
+}

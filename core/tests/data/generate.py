@@ -1,0 +1,135 @@
+"""Regenerates the test fixtures shared by the Rust, Kotlin and Swift tests (the outputs are committed).
+
+    cargo xtask fixtures    # runs this in the xtask-managed venv (onnx, numpy, onnxruntime==1.31.1)
+
+Tiny models are built with the `onnx` package. Expected values for the real models are computed here with the
+Python onnxruntime package, independently of our engine, from the inputs recorded next to them.
+"""
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+HERE = Path(__file__).parent
+MODELS = HERE / "models"
+OPSET = [helper.make_opsetid("", 17)]
+
+TYPES = {
+    "f32": TensorProto.FLOAT, "f16": TensorProto.FLOAT16, "f64": TensorProto.DOUBLE,
+    "i8": TensorProto.INT8, "u8": TensorProto.UINT8, "i16": TensorProto.INT16, "u16": TensorProto.UINT16,
+    "i32": TensorProto.INT32, "u32": TensorProto.UINT32, "i64": TensorProto.INT64, "u64": TensorProto.UINT64,
+    "bool": TensorProto.BOOL,
+}
+
+
+def save(model, name):
+    model.producer_name = "openautoglm-fixtures"
+    onnx.checker.check_model(model)
+    onnx.save(model, MODELS / name)
+
+
+def identity_models():
+    # y = Identity(x), x: T[2, 3]: every element type round-trips unchanged.
+    for tag, ty in TYPES.items():
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])], f"identity_{tag}",
+            [helper.make_tensor_value_info("x", ty, [2, 3])], [helper.make_tensor_value_info("y", ty, [2, 3])])
+        save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), f"identity_{tag}.onnx")
+
+
+def matmul_model():
+    # y = x @ W + b with a symbolic batch dim, plus metadata to introspect.
+    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0
+    b = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor("W", TensorProto.FLOAT, [4, 3], w.flatten()), helper.make_tensor("b", TensorProto.FLOAT, [3], b)])
+    model = helper.make_model(graph, opset_imports=OPSET, ir_version=8)
+    model.model_version = 7
+    model.doc_string = "y = x @ W + b"
+    model.domain = "ai.openautoglm.tests"
+    helper.set_model_props(model, {"author": "openautoglm tests", "purpose": "introspection"})
+    save(model, "matmul_dynamic.onnx")
+    return {"W": w.flatten().tolist(), "b": b.tolist()}
+
+
+def multi_io_model():
+    # Two inputs of different types with a shared symbolic length, three outputs of different types.
+    nodes = [
+        helper.make_node("Cast", ["b"], ["b_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["a", "b_f"], ["sum"]),
+        helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node("Greater", ["a", "zero"], ["positive"]),
+        helper.make_node("ReduceSum", ["b"], ["total"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "multi_io",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n"]), helper.make_tensor_value_info("b", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["n"]), helper.make_tensor_value_info("positive", TensorProto.BOOL, ["n"]),
+         helper.make_tensor_value_info("total", TensorProto.INT64, [])])
+    save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), "multi_io.onnx")
+
+
+def manifest_model(manifest, model_id):
+    entry = next(m for m in manifest["models"] if m["id"] == model_id)
+    path = Path(sys.argv[1]) / f"{model_id}.onnx"
+    return entry, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def recipe_input(spec):
+    dtype = {"f32": np.float32, "i64": np.int64}[spec["type"]]
+    shape = spec["shape"]
+    if "values" in spec:
+        return np.array(spec["values"], dtype=dtype).reshape(shape)
+    if "fill" in spec:
+        return np.full(shape, spec["fill"], dtype=dtype)
+    n = int(np.prod(shape))
+    sr = spec["sample_rate"]
+    t = np.arange(n, dtype=np.float64) / sr
+    wave = sum(amp * np.sin(2 * math.pi * freq * t) for freq, amp in spec["tones"])
+    return wave.astype(dtype).reshape(shape)
+
+
+def main():
+    MODELS.mkdir(exist_ok=True)
+    identity_models()
+    expected = {"matmul_dynamic": matmul_model()}
+    multi_io_model()
+
+    manifest = json.loads((HERE.parents[2] / "benchmarks" / "models.json").read_text())
+    entry, sess = manifest_model(manifest, "minilm-l6-int8")
+    feeds = {s["name"]: recipe_input(s) for s in entry["inputs"]}
+    (hidden,) = sess.run(["last_hidden_state"], feeds)
+    expected["minilm-l6-int8"] = {
+        "input_ids": feeds["input_ids"].flatten().tolist(),
+        "shape": list(hidden.shape),
+        "last_hidden_state": [round(float(v), 6) for v in hidden.flatten()],
+    }
+
+    # Silero VAD: four consecutive frames, feeding each step's state into the next.
+    entry, sess = manifest_model(manifest, "silero-vad")
+    frame_spec = next(s for s in entry["inputs"] if s["name"] == "input")
+    audio = recipe_input({**frame_spec, "shape": [4 * 512]})
+    state = np.zeros((2, 1, 128), dtype=np.float32)
+    probs, state_sums = [], []
+    for i in range(4):
+        out, state = sess.run(["output", "stateN"], {"input": audio[i * 512:(i + 1) * 512].reshape(1, 512), "state": state,
+                                                     "sr": np.array(16000, dtype=np.int64)})
+        probs.append(float(out[0, 0]))
+        state_sums.append(float(np.abs(state).sum()))
+    expected["silero-vad"] = {"frames": 4, "frame_len": 512, "tones": frame_spec["tones"], "sample_rate": 16000,
+                              "probabilities": probs, "state_abs_sums": state_sums}
+
+    (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    print(f"wrote {len(list(MODELS.glob('*.onnx')))} models and expected.json")
+
+
+if __name__ == "__main__":
+    main()

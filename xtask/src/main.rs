@@ -1,0 +1,57 @@
+//! `cargo xtask`: every step a developer or CI runs, with `--help` for each.
+
+mod bench;
+mod bindgen;
+mod cache;
+mod cmd;
+mod kotlin;
+mod models;
+mod swift;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and benchmark Open-AutoGLM")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Benchmark a real model on this machine (default: all-MiniLM-L6-v2 INT8) and print a latency/memory table.
+    Bench(bench::Args),
+    /// Run every test: fmt, clippy, Rust, Kotlin (JVM) and Swift, then print a summary per language.
+    Test(test::Args),
+    /// Fetch the pinned host ONNX Runtime and the test models into the cache (done by test and bench as needed).
+    Setup,
+    /// Generate the Kotlin and Swift bindings from an unstripped host build of the FFI library.
+    Bindgen,
+    /// Fetch and verify the real models of benchmarks/models.json.
+    Models {
+        #[command(subcommand)]
+        action: models::Action,
+    },
+    /// Regenerate the committed test fixtures (tiny models, expected outputs) with Python onnx/onnxruntime.
+    Fixtures,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Bench(args) => bench::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Setup => {
+            let ort = cache::host_onnxruntime()?;
+            println!("ONNX Runtime: {}", ort.display());
+            for id in models::ids()? {
+                println!("{id}: {}", models::fetch(&id)?.display());
+            }
+            Ok(())
+        }
+        Command::Bindgen => bindgen::generate().map(|_| ()),
+        Command::Models { action } => models::run(action),
+        Command::Fixtures => models::regenerate_fixtures(),
+    }
+}
