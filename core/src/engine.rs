@@ -27,7 +27,11 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("info", &self.info).field("config", &self.config).field("closed", &self.is_closed()).finish()
+        f.debug_struct("Engine")
+            .field("info", &self.info)
+            .field("config", &self.config)
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 
@@ -36,12 +40,19 @@ impl Engine {
     pub fn from_file(path: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
         let path = path.as_ref();
         catch_panic(|| {
-            let meta = std::fs::metadata(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+            let meta = std::fs::metadata(path).map_err(|_| Error::ModelNotFound {
+                path: path.display().to_string(),
+            })?;
             if !meta.is_file() {
-                return Err(Error::ModelNotFound { path: path.display().to_string() });
+                return Err(Error::ModelNotFound {
+                    path: path.display().to_string(),
+                });
             }
             if meta.len() == 0 {
-                return Err(Error::invalid_model(format!("`{}` is empty", path.display())));
+                return Err(Error::invalid_model(format!(
+                    "`{}` is empty",
+                    path.display()
+                )));
             }
             Engine::build(config, |b| b.commit_from_file(path))
         })
@@ -57,16 +68,31 @@ impl Engine {
         })
     }
 
-    fn build(config: EngineConfig, commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>) -> Result<Engine> {
-        let mut builder = Runtime::with_env(|env| Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}"))))?;
+    fn build(
+        config: EngineConfig,
+        commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>,
+    ) -> Result<Engine> {
+        let mut builder = Runtime::with_env(|env| {
+            Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}")))
+        })?;
         builder = configure(builder, &config)?;
         let session = commit(&mut builder).map_err(|e| match e.code() {
-            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
+            ort::ErrorCode::NoSuchFile => Error::ModelNotFound {
+                path: e.message().to_owned(),
+            },
             _ => Error::invalid_model(e.message()),
         })?;
         let info = model_info(&session)?;
-        log::debug!("engine ready: {} inputs, {} outputs", info.inputs.len(), info.outputs.len());
-        Ok(Engine { info, config, session: RwLock::new(Some(Arc::new(Mutex::new(session)))) })
+        log::debug!(
+            "engine ready: {} inputs, {} outputs",
+            info.inputs.len(),
+            info.outputs.len()
+        );
+        Ok(Engine {
+            info,
+            config,
+            session: RwLock::new(Some(Arc::new(Mutex::new(session)))),
+        })
     }
 
     /// The model's inputs, outputs and metadata.
@@ -82,21 +108,28 @@ impl Engine {
     /// order. Inputs are checked before ONNX Runtime sees them, so a bad request leaves the engine usable.
     pub fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Vec<Tensor>> {
         catch_panic(|| {
-            let session = self.session.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::EngineClosed)?;
+            let session = self
+                .session
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .ok_or(Error::EngineClosed)?;
             self.validate(inputs)?;
             let values = inputs
                 .iter()
                 .map(|(name, t)| Ok((Cow::Borrowed(*name), to_ort_value(name, t)?)))
                 .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>>()?;
             let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
-            let outputs = session.run(values).map_err(|e| Error::InferenceFailed { reason: e.message().to_owned() })?;
+            let outputs = session.run(values).map_err(|e| Error::InferenceFailed {
+                reason: e.message().to_owned(),
+            })?;
             self.info
                 .outputs
                 .iter()
                 .map(|out| {
-                    let value = outputs
-                        .get(out.name.as_str())
-                        .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
+                    let value = outputs.get(out.name.as_str()).ok_or_else(|| {
+                        Error::internal(format!("output `{}` missing from the run", out.name))
+                    })?;
                     from_ort_value(&out.name, value)
                 })
                 .collect()
@@ -106,27 +139,45 @@ impl Engine {
     /// Releases the model now. Runs already in progress finish; later calls return [`Error::EngineClosed`].
     /// Closing twice is allowed.
     pub fn close(&self) {
-        self.session.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.session
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.session.read().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.session
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
     fn validate(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<()> {
         let mut seen = HashSet::with_capacity(inputs.len());
         for (name, tensor) in inputs {
             let Some(declared) = self.info.input(name) else {
-                let expected: Vec<&str> = self.info.inputs.iter().map(|i| i.name.as_str()).collect();
-                return Err(Error::invalid_input(name, format!("the model has no such input (inputs: {expected:?})")));
+                let expected: Vec<&str> =
+                    self.info.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(Error::invalid_input(
+                    name,
+                    format!("the model has no such input (inputs: {expected:?})"),
+                ));
             };
             if !seen.insert(*name) {
                 return Err(Error::invalid_input(name, "given more than once"));
             }
             check_against(declared, tensor)?;
         }
-        if let Some(missing) = self.info.inputs.iter().find(|i| !seen.contains(i.name.as_str())) {
-            return Err(Error::invalid_input(&missing.name, "missing: the model requires it"));
+        if let Some(missing) = self
+            .info
+            .inputs
+            .iter()
+            .find(|i| !seen.contains(i.name.as_str()))
+        {
+            return Err(Error::invalid_input(
+                &missing.name,
+                "missing: the model requires it",
+            ));
         }
         Ok(())
     }
@@ -135,26 +186,45 @@ impl Engine {
 fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
     let name = declared.name.as_str();
     let Some(expected_type) = declared.element_type else {
-        return Err(Error::invalid_input(name, "this input's type is not supported by the SDK (not a numeric or bool tensor)"));
+        return Err(Error::invalid_input(
+            name,
+            "this input's type is not supported by the SDK (not a numeric or bool tensor)",
+        ));
     };
     if tensor.element_type != expected_type {
-        return Err(Error::invalid_input(name, format!("expected element type {expected_type}, got {}", tensor.element_type)));
+        return Err(Error::invalid_input(
+            name,
+            format!(
+                "expected element type {expected_type}, got {}",
+                tensor.element_type
+            ),
+        ));
     }
     if tensor.shape.len() != declared.shape.len() {
         return Err(Error::invalid_input(
             name,
-            format!("expected rank {} (shape {}), got rank {} (shape {:?})", declared.shape.len(), shape_text(&declared.shape), tensor.shape.len(), tensor.shape),
+            format!(
+                "expected rank {} (shape {}), got rank {} (shape {:?})",
+                declared.shape.len(),
+                shape_text(&declared.shape),
+                tensor.shape.len(),
+                tensor.shape
+            ),
         ));
     }
     let count = element_count(name, tensor.shape)?;
     for (axis, (dim, &got)) in declared.shape.iter().zip(tensor.shape).enumerate() {
-        if let Dim::Fixed { size } = dim {
-            if u64::try_from(got).ok() != Some(*size) {
-                return Err(Error::invalid_input(
-                    name,
-                    format!("dimension {axis} must be {size} (shape {}), got {got} (shape {:?})", shape_text(&declared.shape), tensor.shape),
-                ));
-            }
+        if let Dim::Fixed { size } = dim
+            && u64::try_from(got).ok() != Some(*size)
+        {
+            return Err(Error::invalid_input(
+                name,
+                format!(
+                    "dimension {axis} must be {size} (shape {}), got {got} (shape {:?})",
+                    shape_text(&declared.shape),
+                    tensor.shape
+                ),
+            ));
         }
     }
     let expected_len = count * tensor.element_type.size();
@@ -188,16 +258,22 @@ fn shape_text(shape: &[Dim]) -> String {
 }
 
 fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<SessionBuilder> {
-    let ort_err = |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
+    let ort_err = |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig {
+        reason: format!("{what}: {}", e.message()),
+    };
     let level = match config.optimize_level {
         OptimizeLevel::O0 => GraphOptimizationLevel::Disable,
         OptimizeLevel::O1 => GraphOptimizationLevel::Level1,
         OptimizeLevel::O2 => GraphOptimizationLevel::Level2,
         OptimizeLevel::O3 => GraphOptimizationLevel::All,
     };
-    let mut builder = builder.with_optimization_level(level).map_err(|e| ort_err("optimize level", e))?;
+    let mut builder = builder
+        .with_optimization_level(level)
+        .map_err(|e| ort_err("optimize level", e))?;
     if config.intra_op_threads > 0 {
-        builder = builder.with_intra_threads(config.intra_op_threads as usize).map_err(|e| ort_err("intra-op threads", e))?;
+        builder = builder
+            .with_intra_threads(config.intra_op_threads as usize)
+            .map_err(|e| ort_err("intra-op threads", e))?;
     }
     for accelerator in &config.accelerators {
         match accelerator {
@@ -228,27 +304,47 @@ fn element_type_of(ty: TensorElementType) -> Option<ElementType> {
 
 fn tensor_info(name: &str, ty: &ValueType) -> TensorInfo {
     match ty {
-        ValueType::Tensor { ty, shape, dimension_symbols } => TensorInfo {
+        ValueType::Tensor {
+            ty,
+            shape,
+            dimension_symbols,
+        } => TensorInfo {
             name: name.to_owned(),
             element_type: element_type_of(*ty),
             shape: shape
                 .iter()
                 .enumerate()
-                .map(|(i, &d)| match (d, dimension_symbols.get(i).filter(|s| !s.is_empty())) {
-                    (d, _) if d >= 0 => Dim::Fixed { size: d as u64 },
-                    (_, Some(sym)) => Dim::Symbolic { name: sym.clone() },
-                    _ => Dim::Dynamic,
-                })
+                .map(
+                    |(i, &d)| match (d, dimension_symbols.get(i).filter(|s| !s.is_empty())) {
+                        (d, _) if d >= 0 => Dim::Fixed { size: d as u64 },
+                        (_, Some(sym)) => Dim::Symbolic { name: sym.clone() },
+                        _ => Dim::Dynamic,
+                    },
+                )
                 .collect(),
         },
-        _ => TensorInfo { name: name.to_owned(), element_type: None, shape: Vec::new() },
+        _ => TensorInfo {
+            name: name.to_owned(),
+            element_type: None,
+            shape: Vec::new(),
+        },
     }
 }
 
 fn model_info(session: &Session) -> Result<ModelInfo> {
-    let inputs = session.inputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
-    let outputs = session.outputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
-    let meta = session.metadata().map_err(|e| Error::invalid_model(format!("unreadable metadata: {e}")))?;
+    let inputs = session
+        .inputs()
+        .iter()
+        .map(|o| tensor_info(o.name(), o.dtype()))
+        .collect();
+    let outputs = session
+        .outputs()
+        .iter()
+        .map(|o| tensor_info(o.name(), o.dtype()))
+        .collect();
+    let meta = session
+        .metadata()
+        .map_err(|e| Error::invalid_model(format!("unreadable metadata: {e}")))?;
     let custom = meta
         .custom_keys()
         .unwrap_or_default()
@@ -264,24 +360,61 @@ fn model_info(session: &Session) -> Result<ModelInfo> {
         version: meta.version(),
         custom,
     };
-    Ok(ModelInfo { inputs, outputs, metadata })
+    Ok(ModelInfo {
+        inputs,
+        outputs,
+        metadata,
+    })
 }
 
 /// Calls `$body` with `$T` bound to the Rust type of a (Pod) element type; `Bool` is handled by the caller.
 macro_rules! with_pod_type {
     ($et:expr, $T:ident => $body:expr, bool => $bool_body:expr) => {
         match $et {
-            ElementType::F32 => { type $T = f32; $body }
-            ElementType::F16 => { type $T = f16; $body }
-            ElementType::F64 => { type $T = f64; $body }
-            ElementType::I8 => { type $T = i8; $body }
-            ElementType::U8 => { type $T = u8; $body }
-            ElementType::I16 => { type $T = i16; $body }
-            ElementType::U16 => { type $T = u16; $body }
-            ElementType::I32 => { type $T = i32; $body }
-            ElementType::U32 => { type $T = u32; $body }
-            ElementType::I64 => { type $T = i64; $body }
-            ElementType::U64 => { type $T = u64; $body }
+            ElementType::F32 => {
+                type $T = f32;
+                $body
+            }
+            ElementType::F16 => {
+                type $T = f16;
+                $body
+            }
+            ElementType::F64 => {
+                type $T = f64;
+                $body
+            }
+            ElementType::I8 => {
+                type $T = i8;
+                $body
+            }
+            ElementType::U8 => {
+                type $T = u8;
+                $body
+            }
+            ElementType::I16 => {
+                type $T = i16;
+                $body
+            }
+            ElementType::U16 => {
+                type $T = u16;
+                $body
+            }
+            ElementType::I32 => {
+                type $T = i32;
+                $body
+            }
+            ElementType::U32 => {
+                type $T = u32;
+                $body
+            }
+            ElementType::I64 => {
+                type $T = i64;
+                $body
+            }
+            ElementType::U64 => {
+                type $T = u64;
+                $body
+            }
             ElementType::Bool => $bool_body,
         }
     };
@@ -291,7 +424,9 @@ macro_rules! with_pod_type {
 /// usual case: direct buffers, Vec<f32>, Swift arrays), otherwise one bulk copy.
 fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>) -> Result<SessionInputValue<'a>> {
     let shape = t.shape.to_vec();
-    let fail = |e: ort::Error| Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message()));
+    let fail = |e: ort::Error| {
+        Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message()))
+    };
     with_pod_type!(t.element_type, T => {
         match bytemuck::try_cast_slice::<u8, T>(t.data) {
             Ok(view) => ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).map_err(fail),
@@ -306,11 +441,15 @@ fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>) -> Result<SessionInputValue<'
 
 fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return Err(Error::InferenceFailed { reason: format!("output `{name}` is not a tensor; only tensor outputs are supported") });
+        return Err(Error::InferenceFailed {
+            reason: format!("output `{name}` is not a tensor; only tensor outputs are supported"),
+        });
     };
-    let element_type = element_type_of(*ty)
-        .ok_or_else(|| Error::InferenceFailed { reason: format!("output `{name}` has unsupported element type {ty}") })?;
-    let extract_err = |e: ort::Error| Error::internal(format!("reading output `{name}`: {}", e.message()));
+    let element_type = element_type_of(*ty).ok_or_else(|| Error::InferenceFailed {
+        reason: format!("output `{name}` has unsupported element type {ty}"),
+    })?;
+    let extract_err =
+        |e: ort::Error| Error::internal(format!("reading output `{name}`: {}", e.message()));
     let (shape, data) = with_pod_type!(element_type, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(extract_err)?;
         (shape.to_vec(), bytemuck::cast_slice::<T, u8>(data).to_vec())
@@ -318,5 +457,10 @@ fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
         let (shape, data) = value.try_extract_tensor::<bool>().map_err(extract_err)?;
         (shape.to_vec(), data.iter().map(|&b| b as u8).collect())
     });
-    Ok(Tensor { name: name.to_owned(), element_type, shape, data })
+    Ok(Tensor {
+        name: name.to_owned(),
+        element_type,
+        shape,
+        data,
+    })
 }

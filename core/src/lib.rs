@@ -9,6 +9,7 @@
 //! # Ok::<(), openautoglm::Error>(())
 //! ```
 
+pub mod bench;
 mod config;
 mod engine;
 mod error;

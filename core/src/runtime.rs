@@ -44,19 +44,21 @@ impl Runtime {
     /// misconfigured app finds out at once. A failed load can be retried with another path.
     pub fn init(library_path: Option<&Path>) -> Result<RuntimeInfo> {
         crate::logging::init();
-        if let Some(path) = library_path {
-            if !path.is_file() {
-                return Err(Error::RuntimeUnavailable {
-                    path: path.display().to_string(),
-                    reason: "no such file; pass the path of libonnxruntime (ONNX Runtime >= 1.17)".into(),
-                });
-            }
+        if let Some(path) = library_path
+            && !path.is_file()
+        {
+            return Err(Error::RuntimeUnavailable {
+                path: path.display().to_string(),
+                reason: "no such file; pass the path of libonnxruntime (ONNX Runtime >= 1.17)"
+                    .into(),
+            });
         }
         let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(loaded) = slot.as_ref() {
             if let Some(path) = library_path {
                 let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-                let have = std::fs::canonicalize(&loaded.info.library_path).unwrap_or_else(|_| loaded.info.library_path.clone().into());
+                let have = std::fs::canonicalize(&loaded.info.library_path)
+                    .unwrap_or_else(|_| loaded.info.library_path.clone().into());
                 if wanted != have {
                     return Err(Error::InvalidConfig {
                         reason: format!(
@@ -69,24 +71,36 @@ impl Runtime {
             }
             return Ok(loaded.info.clone());
         }
-        let path = library_path.map(Path::to_path_buf).unwrap_or_else(default_library_path);
+        let path = library_path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(default_library_path);
         let loaded = catch_panic(|| load(&path))?;
         let info = loaded.info.clone();
-        log::info!("ONNX Runtime {} loaded from {}", info.ort_version, info.library_path);
+        log::info!(
+            "ONNX Runtime {} loaded from {}",
+            info.ort_version,
+            info.library_path
+        );
         *slot = Some(loaded);
         Ok(info)
     }
 
     /// The runtime if loaded, without loading it.
     pub fn info() -> Option<RuntimeInfo> {
-        RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.info.clone())
+        RUNTIME
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|l| l.info.clone())
     }
 
     /// Runs `f` with the process environment, loading the runtime from the default place first if needed.
     pub(crate) fn with_env<T>(f: impl FnOnce(&Environment) -> Result<T>) -> Result<T> {
         Runtime::init(None)?;
         let slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
-        let loaded = slot.as_ref().ok_or_else(|| Error::internal("runtime vanished after init"))?;
+        let loaded = slot
+            .as_ref()
+            .ok_or_else(|| Error::internal("runtime vanished after init"))?;
         let env = loaded.env.clone();
         drop(slot);
         f(&env)
@@ -96,20 +110,36 @@ impl Runtime {
 fn default_library_path() -> PathBuf {
     match std::env::var_os(ORT_PATH_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)),
+        _ => PathBuf::from(format!(
+            "{}onnxruntime{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        )),
     }
 }
 
 fn load(path: &Path) -> Result<Loaded> {
-    let unavailable = |reason: String| Error::RuntimeUnavailable { path: path.display().to_string(), reason };
+    let unavailable = |reason: String| Error::RuntimeUnavailable {
+        path: path.display().to_string(),
+        reason,
+    };
     let builder = ort::init_from(path).map_err(|e| {
         unavailable(format!(
             "{e}; install ONNX Runtime >= {MIN_ORT_VERSION} and pass its path to Runtime::init or set {ORT_PATH_ENV}"
         ))
     })?;
-    let env = builder.with_name("openautoglm").build().map_err(|e| unavailable(format!("cannot create the environment: {e}")))?;
+    let env = builder
+        .with_name("openautoglm")
+        .build()
+        .map_err(|e| unavailable(format!("cannot create the environment: {e}")))?;
     let ort_version = ort_version(path).unwrap_or_else(|| "unknown".into());
-    Ok(Loaded { env, info: RuntimeInfo { library_path: path.display().to_string(), ort_version } })
+    Ok(Loaded {
+        env,
+        info: RuntimeInfo {
+            library_path: path.display().to_string(),
+            ort_version,
+        },
+    })
 }
 
 /// The version string the library reports. ort checked it while loading but does not expose it; opening the same
@@ -119,11 +149,16 @@ fn ort_version(path: &Path) -> Option<String> {
     // every ONNX Runtime release and GetVersionString returns a static C string.
     unsafe {
         let lib = libloading::Library::new(path).ok()?;
-        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib.get(b"OrtGetApiBase").ok()?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            lib.get(b"OrtGetApiBase").ok()?;
         let base = get_base();
         if base.is_null() {
             return None;
         }
-        Some(std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned())
+        Some(
+            std::ffi::CStr::from_ptr(((*base).GetVersionString)())
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }

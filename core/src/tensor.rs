@@ -72,8 +72,11 @@ elements!(f32 => F32, f16 => F16, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u1
 /// Number of elements of `shape`, or an error naming `name` if a dim is negative or the product overflows.
 pub(crate) fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
     shape.iter().try_fold(1usize, |acc, &d| {
-        let d = usize::try_from(d).map_err(|_| Error::invalid_input(name, format!("negative dimension {d} in shape {shape:?}")))?;
-        acc.checked_mul(d).ok_or_else(|| Error::invalid_input(name, format!("shape {shape:?} is too large")))
+        let d = usize::try_from(d).map_err(|_| {
+            Error::invalid_input(name, format!("negative dimension {d} in shape {shape:?}"))
+        })?;
+        acc.checked_mul(d)
+            .ok_or_else(|| Error::invalid_input(name, format!("shape {shape:?} is too large")))
     })
 }
 
@@ -88,19 +91,31 @@ pub struct TensorRef<'a> {
 impl<'a> TensorRef<'a> {
     /// A tensor over raw bytes of `element_type`; checked against the shape when the engine runs.
     pub fn from_bytes(element_type: ElementType, shape: &'a [i64], data: &'a [u8]) -> Self {
-        TensorRef { element_type, shape, data }
+        TensorRef {
+            element_type,
+            shape,
+            data,
+        }
     }
 
     /// A tensor over a typed slice, without copying.
     pub fn new<T: Element>(shape: &'a [i64], data: &'a [T]) -> Self {
-        TensorRef { element_type: T::TYPE, shape, data: bytemuck::cast_slice(data) }
+        TensorRef {
+            element_type: T::TYPE,
+            shape,
+            data: bytemuck::cast_slice(data),
+        }
     }
 
     /// A boolean tensor (ONNX stores one byte per element).
     pub fn from_bools(shape: &'a [i64], data: &'a [bool]) -> Self {
         // SAFETY: bool is one byte holding 0 or 1, a valid u8 bit pattern.
         let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len()) };
-        TensorRef { element_type: ElementType::Bool, shape, data: bytes }
+        TensorRef {
+            element_type: ElementType::Bool,
+            shape,
+            data: bytes,
+        }
     }
 }
 
@@ -140,5 +155,41 @@ impl Tensor {
 
     pub fn element_count(&self) -> usize {
         self.data.len() / self.element_type.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_count_checks_dims() {
+        assert_eq!(element_count("x", &[]).unwrap(), 1);
+        assert_eq!(element_count("x", &[2, 3, 4]).unwrap(), 24);
+        assert_eq!(element_count("x", &[2, 0, 4]).unwrap(), 0);
+        assert!(matches!(
+            element_count("x", &[2, -1]),
+            Err(Error::InvalidInput { .. })
+        ));
+        assert!(matches!(
+            element_count("x", &[i64::MAX, i64::MAX]),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+
+    #[test]
+    fn sizes_match_rust_types() {
+        assert_eq!(ElementType::F16.size(), std::mem::size_of::<f16>());
+        assert_eq!(ElementType::F32.size(), std::mem::size_of::<f32>());
+        assert_eq!(ElementType::I64.size(), std::mem::size_of::<i64>());
+        assert_eq!(ElementType::Bool.size(), std::mem::size_of::<bool>());
+    }
+
+    #[test]
+    fn typed_views_are_zero_copy() {
+        let data = [1.0f32, 2.0];
+        let t = TensorRef::new(&[2], &data);
+        assert_eq!(t.data.as_ptr(), data.as_ptr().cast::<u8>());
+        assert_eq!(t.data.len(), 8);
     }
 }

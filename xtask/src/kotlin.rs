@@ -1,1 +1,84 @@
-pub fn placeholder() {}
+//! Kotlin tests on the JVM: the Android module's sources plus the JVM variant of the bindings, compiled by
+//! Maven's Kotlin plugin, run by Surefire against the host library (there is no Gradle or Android SDK here).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+use crate::test::{Suite, TestEnv};
+
+pub fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
+    if !cmd::exists("mvn") {
+        bail!(
+            "Maven (mvn) and a JDK 17+ are needed for the Kotlin tests: apt-get install maven openjdk-17-jdk-headless"
+        );
+    }
+    let android = cmd::repo_root().join("android");
+    let reports = android.join("build/maven/surefire-reports");
+    let _ = fs::remove_dir_all(&reports);
+    let status = Command::new("mvn")
+        .current_dir(&android)
+        .args(["-B", "-q", "--no-transfer-progress", "test"])
+        .envs(env.iter().copied())
+        // JNA finds libopenautoglm_ffi through the loader path.
+        .env("LD_LIBRARY_PATH", lib_dir)
+        .env(
+            "JAVA_TOOL_OPTIONS",
+            format!("-Djna.library.path={}", lib_dir.display()),
+        )
+        .status()
+        .context("cannot run mvn")?;
+    let suite = surefire_counts(&reports)?;
+    println!(
+        "Kotlin: {} passed, {} failed, {} skipped",
+        suite.passed, suite.failed, suite.skipped
+    );
+    if !status.success() {
+        bail!("Kotlin tests failed ({status})");
+    }
+    Ok(suite)
+}
+
+/// Sums the Surefire XML reports (`<testsuite tests= failures= errors= skipped=>`).
+fn surefire_counts(reports: &Path) -> Result<Suite> {
+    let mut suite = Suite {
+        language: "Kotlin",
+        passed: 0,
+        failed: 0,
+        skipped: 0,
+    };
+    let entries = fs::read_dir(reports)
+        .with_context(|| format!("no Surefire reports in {}", reports.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "xml") {
+            continue;
+        }
+        let xml = fs::read_to_string(&path)?;
+        let head = xml
+            .split("<testsuite")
+            .nth(1)
+            .and_then(|s| s.split('>').next())
+            .unwrap_or("");
+        let attr = |name: &str| -> usize {
+            head.split(&format!(" {name}=\""))
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let (tests, failures, errors, skipped) = (
+            attr("tests"),
+            attr("failures"),
+            attr("errors"),
+            attr("skipped"),
+        );
+        suite.failed += failures + errors;
+        suite.skipped += skipped;
+        suite.passed += tests.saturating_sub(failures + errors + skipped);
+    }
+    Ok(suite)
+}

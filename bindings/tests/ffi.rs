@@ -1,0 +1,96 @@
+//! The FFI surface as Kotlin and Swift see it: packed inputs, version handshake, release.
+
+use std::path::PathBuf;
+
+use openautoglm::{ElementType, EngineConfig, OptimizeLevel};
+use openautoglm_ffi::{EngineError, InputSpec, NativeEngine, init_runtime, native_version};
+
+fn setup() -> std::sync::Arc<NativeEngine> {
+    let ort = std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/openautoglm/onnxruntime-1.31.1/linux-x86_64/libonnxruntime.so",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    init_runtime(Some(ort)).unwrap();
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/models/multi_io.onnx");
+    let config = EngineConfig {
+        accelerators: vec![],
+        optimize_level: OptimizeLevel::O3,
+        intra_op_threads: 1,
+    };
+    NativeEngine::from_file(model.display().to_string(), config).unwrap()
+}
+
+fn spec(name: &str, element_type: ElementType, n: i64, offset: u64, length: u64) -> InputSpec {
+    InputSpec {
+        name: name.into(),
+        element_type,
+        shape: vec![n],
+        offset,
+        length,
+    }
+}
+
+#[test]
+fn packed_inputs_are_sliced_by_their_specs() {
+    let engine = setup();
+    let mut data = Vec::new();
+    data.extend_from_slice(bytemuck_f32(&[1.0, -2.0]));
+    data.extend_from_slice(&5i64.to_le_bytes());
+    data.extend_from_slice(&7i64.to_le_bytes());
+    let out = engine
+        .run(
+            vec![
+                spec("a", ElementType::F32, 2, 0, 8),
+                spec("b", ElementType::I64, 2, 8, 16),
+            ],
+            &data,
+        )
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0].data, [bytemuck_f32(&[6.0, 5.0])].concat());
+    assert_eq!(out[2].data, 12i64.to_le_bytes());
+}
+
+#[test]
+fn a_spec_outside_the_buffer_is_invalid_input() {
+    let engine = setup();
+    let data = [0u8; 8];
+    for (offset, length) in [(0, 16), (4, 8), (u64::MAX, 2), (2, u64::MAX)] {
+        let err = engine
+            .run(
+                vec![
+                    spec("a", ElementType::F32, 2, offset, length),
+                    spec("b", ElementType::I64, 0, 0, 0),
+                ],
+                &data,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::InvalidInput { ref name, .. } if name == "a"),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn release_then_run_is_engine_closed() {
+    let engine = setup();
+    engine.release();
+    engine.release();
+    assert!(engine.is_closed());
+    let err = engine.run(vec![], &[]).unwrap_err();
+    assert_eq!(err, EngineError::EngineClosed);
+}
+
+#[test]
+fn version_handshake_reports_the_core_version() {
+    assert_eq!(native_version(), openautoglm::VERSION);
+}
+
+fn bytemuck_f32(values: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
+}

@@ -1,0 +1,241 @@
+//! The benchmark runner: built for the device, given a model and an input recipe, writes one JSON result.
+//! `cargo xtask bench` builds, deploys and runs it, and turns the result into a table.
+//!
+//! openautoglm-bench --model M.onnx --recipe INPUTS.json --out RESULT.json [--runs 200] [--warmup 10]
+//!                   [--threads N] [--optimize O3] [--ort libonnxruntime.so]
+//! Prints `progress DONE TOTAL` lines on stdout while it runs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use openautoglm::bench::{Summary, memory};
+use openautoglm::{ElementType, Engine, EngineConfig, OptimizeLevel, Runtime, TensorRef};
+use serde_json::{Value, json};
+
+struct Args {
+    model: PathBuf,
+    recipe: PathBuf,
+    out: PathBuf,
+    runs: usize,
+    warmup: usize,
+    threads: u32,
+    optimize: OptimizeLevel,
+    ort: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let (mut model, mut recipe, mut out, mut ort) = (None, None, None, None);
+    let (mut runs, mut warmup, mut threads, mut optimize) = (200, 10, 0, OptimizeLevel::O3);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--model" => model = Some(PathBuf::from(value()?)),
+            "--recipe" => recipe = Some(PathBuf::from(value()?)),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--ort" => ort = Some(PathBuf::from(value()?)),
+            "--runs" => runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--optimize" => {
+                optimize = match value()?.as_str() {
+                    "O0" => OptimizeLevel::O0,
+                    "O1" => OptimizeLevel::O1,
+                    "O2" => OptimizeLevel::O2,
+                    "O3" => OptimizeLevel::O3,
+                    other => return Err(format!("--optimize: unknown level {other} (O0..O3)")),
+                }
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(Args {
+        model: model.ok_or("--model is required")?,
+        recipe: recipe.ok_or("--recipe is required")?,
+        out: out.ok_or("--out is required")?,
+        runs: runs.max(1),
+        warmup,
+        threads,
+        optimize,
+        ort,
+    })
+}
+
+/// One input built from its recipe: `values` (repeated to fill), `fill` (a constant) or `tones` (audio).
+struct Input {
+    name: String,
+    element_type: ElementType,
+    shape: Vec<i64>,
+    data: Vec<u8>,
+}
+
+fn build_input(spec: &Value) -> Result<Input, String> {
+    let name = spec["name"]
+        .as_str()
+        .ok_or("recipe input without a name")?
+        .to_owned();
+    let element_type = match spec["type"].as_str() {
+        Some("f32") => ElementType::F32,
+        Some("i64") => ElementType::I64,
+        Some("i32") => ElementType::I32,
+        other => return Err(format!("{name}: unsupported recipe type {other:?}")),
+    };
+    let shape: Vec<i64> = spec["shape"]
+        .as_array()
+        .ok_or(format!("{name}: no shape"))?
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    let count = shape.iter().product::<i64>().max(0) as usize;
+    let values: Vec<f64> = if let Some(list) = spec["values"].as_array() {
+        let list: Vec<f64> = list.iter().filter_map(Value::as_f64).collect();
+        (0..count).map(|i| list[i % list.len().max(1)]).collect()
+    } else if let Some(fill) = spec["fill"].as_f64() {
+        vec![fill; count]
+    } else if let Some(tones) = spec["tones"].as_array() {
+        let sr = spec["sample_rate"].as_f64().unwrap_or(16000.0);
+        (0..count)
+            .map(|i| {
+                tones
+                    .iter()
+                    .map(|t| {
+                        t[1].as_f64().unwrap_or(0.0)
+                            * (2.0 * std::f64::consts::PI * t[0].as_f64().unwrap_or(0.0) * i as f64
+                                / sr)
+                                .sin()
+                    })
+                    .sum()
+            })
+            .collect()
+    } else {
+        return Err(format!("{name}: the recipe needs values, fill or tones"));
+    };
+    let data = match element_type {
+        ElementType::F32 => values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect(),
+        ElementType::I64 => values
+            .iter()
+            .flat_map(|&v| (v as i64).to_le_bytes())
+            .collect(),
+        _ => values
+            .iter()
+            .flat_map(|&v| (v as i32).to_le_bytes())
+            .collect(),
+    };
+    Ok(Input {
+        name,
+        element_type,
+        shape,
+        data,
+    })
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+fn progress(done: usize, total: usize) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "progress {done} {total}");
+    let _ = out.flush();
+}
+
+fn run(args: Args) -> Result<Value, String> {
+    let recipe: Value = serde_json::from_str(
+        &std::fs::read_to_string(&args.recipe)
+            .map_err(|e| format!("{}: {e}", args.recipe.display()))?,
+    )
+    .map_err(|e| format!("recipe: {e}"))?;
+    let inputs = recipe
+        .as_array()
+        .ok_or("the recipe is a list of inputs")?
+        .iter()
+        .map(build_input)
+        .collect::<Result<Vec<_>, _>>()?;
+    let before = memory();
+
+    let t = Instant::now();
+    let runtime = Runtime::init(args.ort.as_deref()).map_err(|e| e.to_string())?;
+    let runtime_init_ms = ms(t);
+    let after_runtime = memory();
+
+    let config = EngineConfig::default()
+        .with_threads(args.threads)
+        .with_optimize_level(args.optimize);
+    let t = Instant::now();
+    let engine = Engine::from_file(&args.model, config).map_err(|e| e.to_string())?;
+    let session_create_ms = ms(t);
+    let after_load = memory();
+
+    let views: Vec<(&str, TensorRef<'_>)> = inputs
+        .iter()
+        .map(|i| {
+            (
+                i.name.as_str(),
+                TensorRef::from_bytes(i.element_type, &i.shape, &i.data),
+            )
+        })
+        .collect();
+    let total = 1 + args.warmup + args.runs;
+    let t = Instant::now();
+    engine.run(&views).map_err(|e| e.to_string())?;
+    let first_inference_ms = ms(t);
+    progress(1, total);
+
+    let mut warmup = Vec::with_capacity(args.warmup);
+    for i in 0..args.warmup {
+        let t = Instant::now();
+        engine.run(&views).map_err(|e| e.to_string())?;
+        warmup.push(ms(t));
+        progress(2 + i, total);
+    }
+    let mut samples = Vec::with_capacity(args.runs);
+    for i in 0..args.runs {
+        let t = Instant::now();
+        engine.run(&views).map_err(|e| e.to_string())?;
+        samples.push(ms(t));
+        if i % 10 == 9 || i + 1 == args.runs {
+            progress(2 + args.warmup + i, total);
+        }
+    }
+    let end = memory();
+    let steady = Summary::of(&samples).expect("at least one run");
+    let mb = |bytes: Option<u64>| bytes.map(|b| b as f64 / (1024.0 * 1024.0));
+    Ok(json!({
+        "ort_version": runtime.ort_version,
+        "threads": args.threads,
+        "optimize_level": format!("{:?}", args.optimize),
+        "accelerator": "cpu",
+        "metrics": {
+            "runtime_init_ms": runtime_init_ms,
+            "session_create_ms": session_create_ms,
+            "first_inference_ms": first_inference_ms,
+            "warmup_runs": args.warmup,
+            "warmup_mean_ms": Summary::of(&warmup).map(|s| s.mean),
+            "runs": steady.count,
+            "mean_ms": steady.mean, "std_ms": steady.std, "min_ms": steady.min, "max_ms": steady.max,
+            "p50_ms": steady.p50, "p90_ms": steady.p90, "p95_ms": steady.p95, "p99_ms": steady.p99,
+            "rss_start_mb": mb(before.map(|m| m.rss)),
+            "rss_after_runtime_mb": mb(after_runtime.map(|m| m.rss)),
+            "rss_after_load_mb": mb(after_load.map(|m| m.rss)),
+            "peak_rss_mb": mb(end.map(|m| m.peak_rss)),
+        },
+        "samples_ms": samples,
+    }))
+}
+
+fn main() {
+    let result = parse_args().and_then(|args| {
+        let out = args.out.clone();
+        let value = run(args)?;
+        std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json"))
+            .map_err(|e| format!("{}: {e}", out.display()))
+    });
+    if let Err(e) = result {
+        eprintln!("openautoglm-bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+
+extension EngineConfig {
+    /// CPU, graph optimization O3, ONNX Runtime's thread count.
+    public static let `default` = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3, intraOpThreads: 0)
+}
+
+/// Outputs of one inference, by name, in the model's output order.
+public struct Outputs: Sendable {
+    /// Output names in model order.
+    public let names: [String]
+    private let tensors: [String: Tensor]
+
+    init(_ natives: [NativeTensor]) {
+        names = natives.map(\.name)
+        tensors = Dictionary(natives.map { ($0.name, Tensor(native: $0)) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    public subscript(name: String) -> Tensor? { tensors[name] }
+    public var count: Int { names.count }
+}
+
+/// A loaded ONNX model, safe to share between tasks and threads.
+///
+/// ```swift
+/// let engine = try Engine(path: modelPath)
+/// let outputs = try await engine.infer(["x": Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])])
+/// let y: [Float] = try outputs["y"]!.values()
+/// ```
+/// Failures are thrown as `EngineError` (`.ModelNotFound`, `.InvalidInput(name:reason:)`, `.EngineClosed`, ...).
+public final class Engine: Sendable {
+    private let native: NativeEngine
+    /// Inputs, outputs and metadata of the model.
+    public let info: ModelInfo
+
+    public init(path: String, config: EngineConfig = .default) throws {
+        try Runtime.checkNativeLibrary()
+        native = try NativeEngine.fromFile(path: path, config: config)
+        info = native.info()
+    }
+
+    public init(modelData: Data, config: EngineConfig = .default) throws {
+        try Runtime.checkNativeLibrary()
+        native = try NativeEngine.fromBytes(model: modelData, config: config)
+        info = native.info()
+    }
+
+    /// Runs the model on the calling thread.
+    public func inferSync(_ inputs: [String: Tensor]) throws -> Outputs {
+        var specs: [InputSpec] = []
+        specs.reserveCapacity(inputs.count)
+        let packed: Data
+        if inputs.count == 1, let (name, tensor) = inputs.first {
+            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape, offset: 0, length: UInt64(tensor.data.count)))
+            packed = tensor.data
+        } else {
+            var data = Data(capacity: inputs.values.reduce(0) { $0 + $1.data.count })
+            for (name, tensor) in inputs {
+                specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape,
+                                       offset: UInt64(data.count), length: UInt64(tensor.data.count)))
+                data.append(tensor.data)
+            }
+            packed = data
+        }
+        return Outputs(try native.run(inputs: specs, data: packed))
+    }
+
+    /// Runs the model off the caller's executor.
+    public func infer(_ inputs: [String: Tensor]) async throws -> Outputs {
+        try await Task.detached(priority: Task.currentPriority) { [self] in try self.inferSync(inputs) }.value
+    }
+
+    /// Releases the model now; later calls throw `EngineError.EngineClosed`. Closing twice is fine.
+    public func close() { native.release() }
+
+    public var isClosed: Bool { native.isClosed() }
+}
+
+/// ONNX Runtime loading and the native-library version handshake.
+public enum Runtime {
+    /// The version these bindings were generated for.
+    public static let version = bindingsVersion
+
+    /// Loads ONNX Runtime from `libraryPath`, or from `ORT_DYLIB_PATH` / the platform default when nil. Optional:
+    /// the first engine loads the default.
+    @discardableResult
+    public static func load(libraryPath: String? = nil) throws -> RuntimeInfo {
+        try checkNativeLibrary()
+        return try initRuntime(libraryPath: libraryPath)
+    }
+
+    /// Throws when the native library is not the one these bindings were generated from.
+    public static func checkNativeLibrary() throws {
+        let native = nativeVersion()
+        guard native == version else { throw VersionMismatch(native: native, bindings: version) }
+    }
+
+    public struct VersionMismatch: Error, CustomStringConvertible {
+        public let native: String
+        public let bindings: String
+        public var description: String {
+            "libopenautoglm_ffi is version \(native) but the Swift bindings are \(bindings): package matching versions"
+        }
+    }
+}

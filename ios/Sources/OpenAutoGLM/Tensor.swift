@@ -1,0 +1,85 @@
+import Foundation
+
+/// Swift types that map to a tensor element type.
+public protocol TensorElement: Sendable {
+    static var elementType: ElementType { get }
+}
+
+extension Float: TensorElement { public static var elementType: ElementType { .f32 } }
+extension Double: TensorElement { public static var elementType: ElementType { .f64 } }
+extension Int8: TensorElement { public static var elementType: ElementType { .i8 } }
+extension UInt8: TensorElement { public static var elementType: ElementType { .u8 } }
+extension Int16: TensorElement { public static var elementType: ElementType { .i16 } }
+extension UInt16: TensorElement { public static var elementType: ElementType { .u16 } }
+extension Int32: TensorElement { public static var elementType: ElementType { .i32 } }
+extension UInt32: TensorElement { public static var elementType: ElementType { .u32 } }
+extension Int64: TensorElement { public static var elementType: ElementType { .i64 } }
+extension UInt64: TensorElement { public static var elementType: ElementType { .u64 } }
+#if !(os(macOS) && arch(x86_64))
+extension Float16: TensorElement { public static var elementType: ElementType { .f16 } }
+#endif
+
+extension ElementType {
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .i8, .u8, .bool: return 1
+        case .f16, .i16, .u16: return 2
+        case .f32, .i32, .u32: return 4
+        case .f64, .i64, .u64: return 8
+        }
+    }
+}
+
+/// Errors of the Swift layer itself (the engine's own are `EngineError`).
+public enum TensorError: Error, Equatable {
+    /// The tensor holds another element type than the one asked for.
+    case typeMismatch(holds: ElementType, requested: ElementType)
+}
+
+/// A tensor: element type, shape and elements as little-endian bytes. Built from and read into Swift arrays with
+/// one bulk copy.
+public struct Tensor: Sendable, Equatable {
+    public let elementType: ElementType
+    public let shape: [Int64]
+    public let data: Data
+
+    /// A tensor over raw little-endian bytes; checked against the model when the engine runs.
+    public init(elementType: ElementType, shape: [Int64], data: Data) {
+        self.elementType = elementType
+        self.shape = shape
+        self.data = data
+    }
+
+    public init<T: TensorElement>(_ values: [T], shape: [Int64]) {
+        self.init(elementType: T.elementType, shape: shape, data: values.withUnsafeBytes { Data($0) })
+    }
+
+    public init(_ values: [Bool], shape: [Int64]) {
+        self.init(elementType: .bool, shape: shape, data: Data(values.map { $0 ? 1 : 0 }))
+    }
+
+    /// Number of elements.
+    public var count: Int { data.count / elementType.size }
+
+    /// The elements as `T`.
+    public func values<T: TensorElement>(as type: T.Type = T.self) throws -> [T] {
+        guard T.elementType == elementType else { throw TensorError.typeMismatch(holds: elementType, requested: T.elementType) }
+        let count = self.count
+        return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            // Data gives no alignment guarantee for T: copy bytes, not typed elements.
+            _ = data.copyBytes(to: UnsafeMutableRawBufferPointer(buffer))
+            initialized = count
+        }
+    }
+
+    /// The elements of a `.bool` tensor.
+    public func bools() throws -> [Bool] {
+        guard elementType == .bool else { throw TensorError.typeMismatch(holds: elementType, requested: .bool) }
+        return data.map { $0 != 0 }
+    }
+
+    init(native: NativeTensor) {
+        self.init(elementType: native.elementType, shape: native.shape, data: native.data)
+    }
+}

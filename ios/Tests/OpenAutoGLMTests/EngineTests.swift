@@ -1,0 +1,106 @@
+import Foundation
+import XCTest
+@testable import OpenAutoGLM
+
+final class EngineTests: XCTestCase {
+    /// y = x @ W + b computed here from the fixture's W and b.
+    private func expectedMatmul(_ x: [Float], batch: Int) -> [Float] {
+        let e = Fixtures.expected("matmul_dynamic")
+        let w = (e["W"] as! [Double]).map(Float.init), b = (e["b"] as! [Double]).map(Float.init)
+        var y = [Float](repeating: 0, count: batch * 3)
+        for i in 0..<batch * 3 {
+            let row = i / 3, col = i % 3
+            var acc: Float = b[col]
+            for k in 0..<4 { acc += x[row * 4 + k] * w[k * 3 + col] }
+            y[i] = acc
+        }
+        return y
+    }
+
+    private func assertClose(_ got: [Float], _ want: [Float], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(got.count, want.count, file: file, line: line)
+        for (g, w) in zip(got, want) { XCTAssertEqual(g, w, accuracy: 1e-4 * (1 + abs(w)), file: file, line: line) }
+    }
+
+    private func matmul(_ engine: Engine, _ x: [Float], batch: Int64) throws -> [Float] {
+        try engine.inferSync(["x": Tensor(x, shape: [batch, 4])])["y"]!.values()
+    }
+
+    func testIntrospectionKeepsSymbolicDimsAndMetadata() throws {
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        XCTAssertEqual(engine.info.inputs.count, 1)
+        XCTAssertEqual(engine.info.inputs[0].name, "x")
+        XCTAssertEqual(engine.info.inputs[0].elementType, .f32)
+        XCTAssertEqual(engine.info.inputs[0].shape, [.symbolic(name: "batch"), .fixed(size: 4)])
+        XCTAssertEqual(engine.info.outputs.map(\.name), ["y"])
+        XCTAssertEqual(engine.info.metadata.producer, "openautoglm-fixtures")
+        XCTAssertEqual(engine.info.metadata.version, 7)
+        XCTAssertEqual(engine.info.metadata.custom["author"], "openautoglm tests")
+    }
+
+    func testDynamicBatchGivesNumpyValues() throws {
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        for batch in [1, 3] {
+            let x = (0..<batch * 4).map { Float($0) * 0.5 - 1 }
+            assertClose(try matmul(engine, x, batch: Int64(batch)), expectedMatmul(x, batch: batch))
+        }
+    }
+
+    func testMultipleInputsAndOutputsInModelOrder() throws {
+        let engine = try Engine(path: Fixtures.model("multi_io"))
+        let out = try engine.inferSync(["b": Tensor([1, 2, 3] as [Int64], shape: [3]), "a": Tensor([-1, 0.5, 2] as [Float], shape: [3])])
+        XCTAssertEqual(out.names, ["sum", "positive", "total"])
+        XCTAssertEqual(try out["sum"]!.values(as: Float.self), [0, 2.5, 5])
+        XCTAssertEqual(try out["positive"]!.bools(), [false, true, true])
+        XCTAssertEqual(try out["total"]!.values(as: Int64.self), [6])
+        XCTAssertEqual(out["total"]!.shape, [])
+    }
+
+    func testModelDataMatchesPath() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.model("matmul_dynamic")))
+        let x: [Float] = [1, 2, 3, 4]
+        XCTAssertEqual(try matmul(Engine(modelData: data), x, batch: 1), try matmul(Engine(path: Fixtures.model("matmul_dynamic")), x, batch: 1))
+    }
+
+    func testConfigIsApplied() throws {
+        let config = EngineConfig(accelerators: [.cpu], optimizeLevel: .o0, intraOpThreads: 1)
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
+        let x: [Float] = [1, 0, 0, 0]
+        assertClose(try matmul(engine, x, batch: 1), expectedMatmul(x, batch: 1))
+    }
+
+    func testConcurrentAsyncCallsGiveTheirOwnResults() async throws {
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        let results = try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
+            for i in 0..<32 {
+                group.addTask {
+                    let out = try await engine.infer(["x": Tensor([Float](repeating: Float(i), count: 4), shape: [1, 4])])
+                    return (i, try out["y"]!.values())
+                }
+            }
+            return try await group.reduce(into: [(Int, [Float])]()) { $0.append($1) }
+        }
+        XCTAssertEqual(results.count, 32)
+        for (i, y) in results { assertClose(y, expectedMatmul([Float](repeating: Float(i), count: 4), batch: 1)) }
+    }
+
+    func testClosedEngineThrowsTypedError() throws {
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        _ = try matmul(engine, [0, 0, 0, 0], batch: 1)
+        engine.close()
+        XCTAssertTrue(engine.isClosed)
+        XCTAssertEqual(engineError { _ = try self.matmul(engine, [0, 0, 0, 0], batch: 1) }, .EngineClosed)
+    }
+
+    func testCloseTwiceIsHarmless() throws {
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        engine.close()
+        engine.close()
+        XCTAssertTrue(engine.isClosed)
+    }
+
+    func testNativeLibraryVersionMatchesBindings() throws {
+        try Runtime.checkNativeLibrary()
+        XCTAssertEqual(nativeVersion(), Runtime.version)
+    }
+}
