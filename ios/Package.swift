@@ -26,5 +26,7 @@ let package = Package(
         ffi,
         .target(name: "OpenAutoGLM", dependencies: ["OpenAutoGLMFFI"], linkerSettings: linkerSettings),
         .testTarget(name: "OpenAutoGLMTests", dependencies: ["OpenAutoGLM"]),
+        // The benchmark runner used by `cargo xtask bench --vs swift` (not a product apps see).
+        .executableTarget(name: "OpenAutoGLMBench", dependencies: ["OpenAutoGLM"], linkerSettings: linkerSettings),
     ]
 )

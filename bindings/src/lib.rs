@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use openautoglm as core;
 use openautoglm::{
-    Accelerator, Dim, ElementType, EngineConfig, ModelInfo, ModelMetadata, OptimizeLevel,
-    RuntimeInfo, Tensor, TensorInfo,
+    Accelerator, Dim, ElementType, EngineConfig, ModelInfo, ModelMetadata, OptimizeLevel, RuntimeInfo, Tensor,
+    TensorInfo,
 };
 
 uniffi::setup_scaffolding!();
@@ -148,16 +148,12 @@ pub struct NativeEngine {
 impl NativeEngine {
     #[uniffi::constructor]
     pub fn from_file(path: String, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
-        Ok(Arc::new(NativeEngine {
-            engine: core::Engine::from_file(path, config)?,
-        }))
+        Ok(Arc::new(NativeEngine { engine: core::Engine::from_file(path, config)? }))
     }
 
     #[uniffi::constructor]
     pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Arc<Self>, EngineError> {
-        Ok(Arc::new(NativeEngine {
-            engine: core::Engine::from_bytes(model, config)?,
-        }))
+        Ok(Arc::new(NativeEngine { engine: core::Engine::from_bytes(model, config)? }))
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -165,11 +161,7 @@ impl NativeEngine {
     }
 
     /// Runs the model on inputs packed in `data`.
-    pub fn run(
-        &self,
-        inputs: Vec<InputSpec>,
-        data: &[u8],
-    ) -> Result<Vec<NativeTensor>, EngineError> {
+    pub fn run(&self, inputs: Vec<InputSpec>, data: &[u8]) -> Result<Vec<NativeTensor>, EngineError> {
         let views = inputs
             .iter()
             .map(|spec| {
@@ -186,10 +178,7 @@ impl NativeEngine {
                             data.len()
                         ),
                     })?;
-                Ok((
-                    spec.name.as_str(),
-                    core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes),
-                ))
+                Ok((spec.name.as_str(), core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes)))
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
         self.engine.run(&views)

@@ -13,24 +13,13 @@ fn setup() -> std::sync::Arc<NativeEngine> {
         )
     });
     init_runtime(Some(ort)).unwrap();
-    let model =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/models/multi_io.onnx");
-    let config = EngineConfig {
-        accelerators: vec![],
-        optimize_level: OptimizeLevel::O3,
-        intra_op_threads: 1,
-    };
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/models/multi_io.onnx");
+    let config = EngineConfig { accelerators: vec![], optimize_level: OptimizeLevel::O3, intra_op_threads: 1 };
     NativeEngine::from_file(model.display().to_string(), config).unwrap()
 }
 
 fn spec(name: &str, element_type: ElementType, n: i64, offset: u64, length: u64) -> InputSpec {
-    InputSpec {
-        name: name.into(),
-        element_type,
-        shape: vec![n],
-        offset,
-        length,
-    }
+    InputSpec { name: name.into(), element_type, shape: vec![n], offset, length }
 }
 
 #[test]
@@ -40,15 +29,8 @@ fn packed_inputs_are_sliced_by_their_specs() {
     data.extend_from_slice(bytemuck_f32(&[1.0, -2.0]));
     data.extend_from_slice(&5i64.to_le_bytes());
     data.extend_from_slice(&7i64.to_le_bytes());
-    let out = engine
-        .run(
-            vec![
-                spec("a", ElementType::F32, 2, 0, 8),
-                spec("b", ElementType::I64, 2, 8, 16),
-            ],
-            &data,
-        )
-        .unwrap();
+    let out =
+        engine.run(vec![spec("a", ElementType::F32, 2, 0, 8), spec("b", ElementType::I64, 2, 8, 16)], &data).unwrap();
     assert_eq!(out.len(), 3);
     assert_eq!(out[0].data, [bytemuck_f32(&[6.0, 5.0])].concat());
     assert_eq!(out[2].data, 12i64.to_le_bytes());
@@ -60,18 +42,9 @@ fn a_spec_outside_the_buffer_is_invalid_input() {
     let data = [0u8; 8];
     for (offset, length) in [(0, 16), (4, 8), (u64::MAX, 2), (2, u64::MAX)] {
         let err = engine
-            .run(
-                vec![
-                    spec("a", ElementType::F32, 2, offset, length),
-                    spec("b", ElementType::I64, 0, 0, 0),
-                ],
-                &data,
-            )
+            .run(vec![spec("a", ElementType::F32, 2, offset, length), spec("b", ElementType::I64, 0, 0, 0)], &data)
             .unwrap_err();
-        assert!(
-            matches!(err, EngineError::InvalidInput { ref name, .. } if name == "a"),
-            "{err:?}"
-        );
+        assert!(matches!(err, EngineError::InvalidInput { ref name, .. } if name == "a"), "{err:?}");
     }
 }
 

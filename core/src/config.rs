@@ -33,11 +33,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            accelerators: vec![Accelerator::Cpu],
-            optimize_level: OptimizeLevel::O3,
-            intra_op_threads: 0,
-        }
+        EngineConfig { accelerators: vec![Accelerator::Cpu], optimize_level: OptimizeLevel::O3, intra_op_threads: 0 }
     }
 }
 

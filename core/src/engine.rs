@@ -40,19 +40,13 @@ impl Engine {
     pub fn from_file(path: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
         let path = path.as_ref();
         catch_panic(|| {
-            let meta = std::fs::metadata(path).map_err(|_| Error::ModelNotFound {
-                path: path.display().to_string(),
-            })?;
+            let meta =
+                std::fs::metadata(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
             if !meta.is_file() {
-                return Err(Error::ModelNotFound {
-                    path: path.display().to_string(),
-                });
+                return Err(Error::ModelNotFound { path: path.display().to_string() });
             }
             if meta.len() == 0 {
-                return Err(Error::invalid_model(format!(
-                    "`{}` is empty",
-                    path.display()
-                )));
+                return Err(Error::invalid_model(format!("`{}` is empty", path.display())));
             }
             Engine::build(config, |b| b.commit_from_file(path))
         })
@@ -68,31 +62,18 @@ impl Engine {
         })
     }
 
-    fn build(
-        config: EngineConfig,
-        commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>,
-    ) -> Result<Engine> {
+    fn build(config: EngineConfig, commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>) -> Result<Engine> {
         let mut builder = Runtime::with_env(|env| {
             Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}")))
         })?;
         builder = configure(builder, &config)?;
         let session = commit(&mut builder).map_err(|e| match e.code() {
-            ort::ErrorCode::NoSuchFile => Error::ModelNotFound {
-                path: e.message().to_owned(),
-            },
+            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
             _ => Error::invalid_model(e.message()),
         })?;
         let info = model_info(&session)?;
-        log::debug!(
-            "engine ready: {} inputs, {} outputs",
-            info.inputs.len(),
-            info.outputs.len()
-        );
-        Ok(Engine {
-            info,
-            config,
-            session: RwLock::new(Some(Arc::new(Mutex::new(session)))),
-        })
+        log::debug!("engine ready: {} inputs, {} outputs", info.inputs.len(), info.outputs.len());
+        Ok(Engine { info, config, session: RwLock::new(Some(Arc::new(Mutex::new(session)))) })
     }
 
     /// The model's inputs, outputs and metadata.
@@ -108,28 +89,21 @@ impl Engine {
     /// order. Inputs are checked before ONNX Runtime sees them, so a bad request leaves the engine usable.
     pub fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Vec<Tensor>> {
         catch_panic(|| {
-            let session = self
-                .session
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .ok_or(Error::EngineClosed)?;
+            let session = self.session.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::EngineClosed)?;
             self.validate(inputs)?;
             let values = inputs
                 .iter()
                 .map(|(name, t)| Ok((Cow::Borrowed(*name), to_ort_value(name, t)?)))
                 .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>>()?;
             let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
-            let outputs = session.run(values).map_err(|e| Error::InferenceFailed {
-                reason: e.message().to_owned(),
-            })?;
+            let outputs = session.run(values).map_err(|e| Error::InferenceFailed { reason: e.message().to_owned() })?;
             self.info
                 .outputs
                 .iter()
                 .map(|out| {
-                    let value = outputs.get(out.name.as_str()).ok_or_else(|| {
-                        Error::internal(format!("output `{}` missing from the run", out.name))
-                    })?;
+                    let value = outputs
+                        .get(out.name.as_str())
+                        .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
                     from_ort_value(&out.name, value)
                 })
                 .collect()
@@ -139,45 +113,27 @@ impl Engine {
     /// Releases the model now. Runs already in progress finish; later calls return [`Error::EngineClosed`].
     /// Closing twice is allowed.
     pub fn close(&self) {
-        self.session
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.session.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.session
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.session.read().unwrap_or_else(|e| e.into_inner()).is_none()
     }
 
     fn validate(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<()> {
         let mut seen = HashSet::with_capacity(inputs.len());
         for (name, tensor) in inputs {
             let Some(declared) = self.info.input(name) else {
-                let expected: Vec<&str> =
-                    self.info.inputs.iter().map(|i| i.name.as_str()).collect();
-                return Err(Error::invalid_input(
-                    name,
-                    format!("the model has no such input (inputs: {expected:?})"),
-                ));
+                let expected: Vec<&str> = self.info.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(Error::invalid_input(name, format!("the model has no such input (inputs: {expected:?})")));
             };
             if !seen.insert(*name) {
                 return Err(Error::invalid_input(name, "given more than once"));
             }
             check_against(declared, tensor)?;
         }
-        if let Some(missing) = self
-            .info
-            .inputs
-            .iter()
-            .find(|i| !seen.contains(i.name.as_str()))
-        {
-            return Err(Error::invalid_input(
-                &missing.name,
-                "missing: the model requires it",
-            ));
+        if let Some(missing) = self.info.inputs.iter().find(|i| !seen.contains(i.name.as_str())) {
+            return Err(Error::invalid_input(&missing.name, "missing: the model requires it"));
         }
         Ok(())
     }
@@ -194,10 +150,7 @@ fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
     if tensor.element_type != expected_type {
         return Err(Error::invalid_input(
             name,
-            format!(
-                "expected element type {expected_type}, got {}",
-                tensor.element_type
-            ),
+            format!("expected element type {expected_type}, got {}", tensor.element_type),
         ));
     }
     if tensor.shape.len() != declared.shape.len() {
@@ -258,22 +211,18 @@ fn shape_text(shape: &[Dim]) -> String {
 }
 
 fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<SessionBuilder> {
-    let ort_err = |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig {
-        reason: format!("{what}: {}", e.message()),
-    };
+    let ort_err =
+        |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
     let level = match config.optimize_level {
         OptimizeLevel::O0 => GraphOptimizationLevel::Disable,
         OptimizeLevel::O1 => GraphOptimizationLevel::Level1,
         OptimizeLevel::O2 => GraphOptimizationLevel::Level2,
         OptimizeLevel::O3 => GraphOptimizationLevel::All,
     };
-    let mut builder = builder
-        .with_optimization_level(level)
-        .map_err(|e| ort_err("optimize level", e))?;
+    let mut builder = builder.with_optimization_level(level).map_err(|e| ort_err("optimize level", e))?;
     if config.intra_op_threads > 0 {
-        builder = builder
-            .with_intra_threads(config.intra_op_threads as usize)
-            .map_err(|e| ort_err("intra-op threads", e))?;
+        builder =
+            builder.with_intra_threads(config.intra_op_threads as usize).map_err(|e| ort_err("intra-op threads", e))?;
     }
     for accelerator in &config.accelerators {
         match accelerator {
@@ -304,53 +253,29 @@ fn element_type_of(ty: TensorElementType) -> Option<ElementType> {
 
 fn tensor_info(name: &str, ty: &ValueType) -> TensorInfo {
     match ty {
-        ValueType::Tensor {
-            ty,
-            shape,
-            dimension_symbols,
-        } => TensorInfo {
+        ValueType::Tensor { ty, shape, dimension_symbols } => TensorInfo {
             name: name.to_owned(),
             element_type: element_type_of(*ty),
             shape: shape
                 .iter()
                 .enumerate()
-                .map(
-                    |(i, &d)| match (d, dimension_symbols.get(i).filter(|s| !s.is_empty())) {
-                        (d, _) if d >= 0 => Dim::Fixed { size: d as u64 },
-                        (_, Some(sym)) => Dim::Symbolic { name: sym.clone() },
-                        _ => Dim::Dynamic,
-                    },
-                )
+                .map(|(i, &d)| match (d, dimension_symbols.get(i).filter(|s| !s.is_empty())) {
+                    (d, _) if d >= 0 => Dim::Fixed { size: d as u64 },
+                    (_, Some(sym)) => Dim::Symbolic { name: sym.clone() },
+                    _ => Dim::Dynamic,
+                })
                 .collect(),
         },
-        _ => TensorInfo {
-            name: name.to_owned(),
-            element_type: None,
-            shape: Vec::new(),
-        },
+        _ => TensorInfo { name: name.to_owned(), element_type: None, shape: Vec::new() },
     }
 }
 
 fn model_info(session: &Session) -> Result<ModelInfo> {
-    let inputs = session
-        .inputs()
-        .iter()
-        .map(|o| tensor_info(o.name(), o.dtype()))
-        .collect();
-    let outputs = session
-        .outputs()
-        .iter()
-        .map(|o| tensor_info(o.name(), o.dtype()))
-        .collect();
-    let meta = session
-        .metadata()
-        .map_err(|e| Error::invalid_model(format!("unreadable metadata: {e}")))?;
-    let custom = meta
-        .custom_keys()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
-        .collect();
+    let inputs = session.inputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
+    let outputs = session.outputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
+    let meta = session.metadata().map_err(|e| Error::invalid_model(format!("unreadable metadata: {e}")))?;
+    let custom =
+        meta.custom_keys().unwrap_or_default().into_iter().filter_map(|k| meta.custom(&k).map(|v| (k, v))).collect();
     let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
     let metadata = ModelMetadata {
         producer: non_empty(meta.producer()),
@@ -360,11 +285,7 @@ fn model_info(session: &Session) -> Result<ModelInfo> {
         version: meta.version(),
         custom,
     };
-    Ok(ModelInfo {
-        inputs,
-        outputs,
-        metadata,
-    })
+    Ok(ModelInfo { inputs, outputs, metadata })
 }
 
 /// Calls `$body` with `$T` bound to the Rust type of a (Pod) element type; `Bool` is handled by the caller.
@@ -424,9 +345,7 @@ macro_rules! with_pod_type {
 /// usual case: direct buffers, Vec<f32>, Swift arrays), otherwise one bulk copy.
 fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>) -> Result<SessionInputValue<'a>> {
     let shape = t.shape.to_vec();
-    let fail = |e: ort::Error| {
-        Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message()))
-    };
+    let fail = |e: ort::Error| Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message()));
     with_pod_type!(t.element_type, T => {
         match bytemuck::try_cast_slice::<u8, T>(t.data) {
             Ok(view) => ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).map_err(fail),
@@ -448,8 +367,7 @@ fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
     let element_type = element_type_of(*ty).ok_or_else(|| Error::InferenceFailed {
         reason: format!("output `{name}` has unsupported element type {ty}"),
     })?;
-    let extract_err =
-        |e: ort::Error| Error::internal(format!("reading output `{name}`: {}", e.message()));
+    let extract_err = |e: ort::Error| Error::internal(format!("reading output `{name}`: {}", e.message()));
     let (shape, data) = with_pod_type!(element_type, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(extract_err)?;
         (shape.to_vec(), bytemuck::cast_slice::<T, u8>(data).to_vec())
@@ -457,10 +375,5 @@ fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
         let (shape, data) = value.try_extract_tensor::<bool>().map_err(extract_err)?;
         (shape.to_vec(), data.iter().map(|&b| b as u8).collect())
     });
-    Ok(Tensor {
-        name: name.to_owned(),
-        element_type,
-        shape,
-        data,
-    })
+    Ok(Tensor { name: name.to_owned(), element_type, shape, data })
 }

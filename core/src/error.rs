@@ -36,22 +36,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn invalid_input(name: &str, reason: impl Display) -> Self {
-        Error::InvalidInput {
-            name: name.to_owned(),
-            reason: reason.to_string(),
-        }
+        Error::InvalidInput { name: name.to_owned(), reason: reason.to_string() }
     }
 
     pub(crate) fn invalid_model(reason: impl Display) -> Self {
-        Error::InvalidModel {
-            reason: reason.to_string(),
-        }
+        Error::InvalidModel { reason: reason.to_string() }
     }
 
     pub(crate) fn internal(reason: impl Display) -> Self {
-        Error::Internal {
-            reason: reason.to_string(),
-        }
+        Error::Internal { reason: reason.to_string() }
     }
 }
 
@@ -76,19 +69,9 @@ mod tests {
     #[test]
     fn a_panic_becomes_an_internal_error() {
         let result: Result<()> = catch_panic(|| panic!("boom"));
-        assert_eq!(
-            result,
-            Err(Error::Internal {
-                reason: "caught panic: boom".into()
-            })
-        );
+        assert_eq!(result, Err(Error::Internal { reason: "caught panic: boom".into() }));
         let formatted: Result<()> = catch_panic(|| panic!("{} {}", "formatted", 42));
-        assert_eq!(
-            formatted,
-            Err(Error::Internal {
-                reason: "caught panic: formatted 42".into()
-            })
-        );
+        assert_eq!(formatted, Err(Error::Internal { reason: "caught panic: formatted 42".into() }));
     }
 
     #[test]

@@ -14,18 +14,12 @@ pub fn init() {
 
 #[cfg(target_os = "android")]
 fn install() {
-    android_logger::init_once(
-        android_logger::Config::default()
-            .with_tag(TAG)
-            .with_max_level(log::LevelFilter::Info),
-    );
+    android_logger::init_once(android_logger::Config::default().with_tag(TAG).with_max_level(log::LevelFilter::Info));
 }
 
 #[cfg(all(target_vendor = "apple", feature = "apple-log"))]
 fn install() {
-    let _ = oslog::OsLogger::new("ai.openautoglm")
-        .level_filter(log::LevelFilter::Info)
-        .init();
+    let _ = oslog::OsLogger::new("ai.openautoglm").level_filter(log::LevelFilter::Info).init();
 }
 
 #[cfg(all(target_vendor = "apple", not(feature = "apple-log")))]
@@ -34,6 +28,5 @@ fn install() {}
 #[cfg(not(any(target_os = "android", target_vendor = "apple")))]
 fn install() {
     // An app or test that installed its own logger keeps it.
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .try_init();
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
 }

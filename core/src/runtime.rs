@@ -49,8 +49,7 @@ impl Runtime {
         {
             return Err(Error::RuntimeUnavailable {
                 path: path.display().to_string(),
-                reason: "no such file; pass the path of libonnxruntime (ONNX Runtime >= 1.17)"
-                    .into(),
+                reason: "no such file; pass the path of libonnxruntime (ONNX Runtime >= 1.17)".into(),
             });
         }
         let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,36 +70,24 @@ impl Runtime {
             }
             return Ok(loaded.info.clone());
         }
-        let path = library_path
-            .map(Path::to_path_buf)
-            .unwrap_or_else(default_library_path);
+        let path = library_path.map(Path::to_path_buf).unwrap_or_else(default_library_path);
         let loaded = catch_panic(|| load(&path))?;
         let info = loaded.info.clone();
-        log::info!(
-            "ONNX Runtime {} loaded from {}",
-            info.ort_version,
-            info.library_path
-        );
+        log::info!("ONNX Runtime {} loaded from {}", info.ort_version, info.library_path);
         *slot = Some(loaded);
         Ok(info)
     }
 
     /// The runtime if loaded, without loading it.
     pub fn info() -> Option<RuntimeInfo> {
-        RUNTIME
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|l| l.info.clone())
+        RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.info.clone())
     }
 
     /// Runs `f` with the process environment, loading the runtime from the default place first if needed.
     pub(crate) fn with_env<T>(f: impl FnOnce(&Environment) -> Result<T>) -> Result<T> {
         Runtime::init(None)?;
         let slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
-        let loaded = slot
-            .as_ref()
-            .ok_or_else(|| Error::internal("runtime vanished after init"))?;
+        let loaded = slot.as_ref().ok_or_else(|| Error::internal("runtime vanished after init"))?;
         let env = loaded.env.clone();
         drop(slot);
         f(&env)
@@ -110,19 +97,12 @@ impl Runtime {
 fn default_library_path() -> PathBuf {
     match std::env::var_os(ORT_PATH_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(format!(
-            "{}onnxruntime{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        )),
+        _ => PathBuf::from(format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)),
     }
 }
 
 fn load(path: &Path) -> Result<Loaded> {
-    let unavailable = |reason: String| Error::RuntimeUnavailable {
-        path: path.display().to_string(),
-        reason,
-    };
+    let unavailable = |reason: String| Error::RuntimeUnavailable { path: path.display().to_string(), reason };
     let builder = ort::init_from(path).map_err(|e| {
         unavailable(format!(
             "{e}; install ONNX Runtime >= {MIN_ORT_VERSION} and pass its path to Runtime::init or set {ORT_PATH_ENV}"
@@ -133,13 +113,7 @@ fn load(path: &Path) -> Result<Loaded> {
         .build()
         .map_err(|e| unavailable(format!("cannot create the environment: {e}")))?;
     let ort_version = ort_version(path).unwrap_or_else(|| "unknown".into());
-    Ok(Loaded {
-        env,
-        info: RuntimeInfo {
-            library_path: path.display().to_string(),
-            ort_version,
-        },
-    })
+    Ok(Loaded { env, info: RuntimeInfo { library_path: path.display().to_string(), ort_version } })
 }
 
 /// The version string the library reports. ort checked it while loading but does not expose it; opening the same
@@ -155,10 +129,6 @@ fn ort_version(path: &Path) -> Option<String> {
         if base.is_null() {
             return None;
         }
-        Some(
-            std::ffi::CStr::from_ptr(((*base).GetVersionString)())
-                .to_string_lossy()
-                .into_owned(),
-        )
+        Some(std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned())
     }
 }

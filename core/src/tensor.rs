@@ -72,11 +72,9 @@ elements!(f32 => F32, f16 => F16, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u1
 /// Number of elements of `shape`, or an error naming `name` if a dim is negative or the product overflows.
 pub(crate) fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
     shape.iter().try_fold(1usize, |acc, &d| {
-        let d = usize::try_from(d).map_err(|_| {
-            Error::invalid_input(name, format!("negative dimension {d} in shape {shape:?}"))
-        })?;
-        acc.checked_mul(d)
-            .ok_or_else(|| Error::invalid_input(name, format!("shape {shape:?} is too large")))
+        let d = usize::try_from(d)
+            .map_err(|_| Error::invalid_input(name, format!("negative dimension {d} in shape {shape:?}")))?;
+        acc.checked_mul(d).ok_or_else(|| Error::invalid_input(name, format!("shape {shape:?} is too large")))
     })
 }
 
@@ -91,31 +89,19 @@ pub struct TensorRef<'a> {
 impl<'a> TensorRef<'a> {
     /// A tensor over raw bytes of `element_type`; checked against the shape when the engine runs.
     pub fn from_bytes(element_type: ElementType, shape: &'a [i64], data: &'a [u8]) -> Self {
-        TensorRef {
-            element_type,
-            shape,
-            data,
-        }
+        TensorRef { element_type, shape, data }
     }
 
     /// A tensor over a typed slice, without copying.
     pub fn new<T: Element>(shape: &'a [i64], data: &'a [T]) -> Self {
-        TensorRef {
-            element_type: T::TYPE,
-            shape,
-            data: bytemuck::cast_slice(data),
-        }
+        TensorRef { element_type: T::TYPE, shape, data: bytemuck::cast_slice(data) }
     }
 
     /// A boolean tensor (ONNX stores one byte per element).
     pub fn from_bools(shape: &'a [i64], data: &'a [bool]) -> Self {
         // SAFETY: bool is one byte holding 0 or 1, a valid u8 bit pattern.
         let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len()) };
-        TensorRef {
-            element_type: ElementType::Bool,
-            shape,
-            data: bytes,
-        }
+        TensorRef { element_type: ElementType::Bool, shape, data: bytes }
     }
 }
 
@@ -167,14 +153,8 @@ mod tests {
         assert_eq!(element_count("x", &[]).unwrap(), 1);
         assert_eq!(element_count("x", &[2, 3, 4]).unwrap(), 24);
         assert_eq!(element_count("x", &[2, 0, 4]).unwrap(), 0);
-        assert!(matches!(
-            element_count("x", &[2, -1]),
-            Err(Error::InvalidInput { .. })
-        ));
-        assert!(matches!(
-            element_count("x", &[i64::MAX, i64::MAX]),
-            Err(Error::InvalidInput { .. })
-        ));
+        assert!(matches!(element_count("x", &[2, -1]), Err(Error::InvalidInput { .. })));
+        assert!(matches!(element_count("x", &[i64::MAX, i64::MAX]), Err(Error::InvalidInput { .. })));
     }
 
     #[test]

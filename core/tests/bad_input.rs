@@ -12,14 +12,8 @@ const GOOD: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
 fn with_engine(f: impl FnOnce(&Engine)) {
     let engine = common::engine("matmul_dynamic");
     f(&engine);
-    let out = engine
-        .run(&[("x", TensorRef::new(&[1, 4], &GOOD))])
-        .expect("engine still works after bad input");
-    common::assert_close(
-        &out[0].to_vec::<f32>().unwrap(),
-        &common::expected_matmul(&GOOD),
-        1e-5,
-    );
+    let out = engine.run(&[("x", TensorRef::new(&[1, 4], &GOOD))]).expect("engine still works after bad input");
+    common::assert_close(&out[0].to_vec::<f32>().unwrap(), &common::expected_matmul(&GOOD), 1e-5);
 }
 
 fn assert_invalid_input(result: Result<Vec<openautoglm::Tensor>, Error>, input: &str) -> String {
@@ -71,12 +65,7 @@ mod tempfile_path {
 fn missing_file() {
     common::init();
     let err = Engine::from_file("/no/such/model.onnx", EngineConfig::default()).unwrap_err();
-    assert_eq!(
-        err,
-        Error::ModelNotFound {
-            path: "/no/such/model.onnx".into()
-        }
-    );
+    assert_eq!(err, Error::ModelNotFound { path: "/no/such/model.onnx".into() });
 }
 
 #[test]
@@ -90,14 +79,8 @@ fn directory_instead_of_file() {
 fn empty_file_and_empty_bytes() {
     common::init();
     let file = temp_model(&[]);
-    assert!(matches!(
-        Engine::from_file(file.path(), EngineConfig::default()),
-        Err(Error::InvalidModel { .. })
-    ));
-    assert!(matches!(
-        Engine::from_bytes(&[], EngineConfig::default()),
-        Err(Error::InvalidModel { .. })
-    ));
+    assert!(matches!(Engine::from_file(file.path(), EngineConfig::default()), Err(Error::InvalidModel { .. })));
+    assert!(matches!(Engine::from_bytes(&[], EngineConfig::default()), Err(Error::InvalidModel { .. })));
 }
 
 #[test]
@@ -106,14 +89,8 @@ fn truncated_model() {
     let bytes = std::fs::read(common::model("matmul_dynamic")).unwrap();
     let half = &bytes[..bytes.len() / 2];
     let file = temp_model(half);
-    assert!(matches!(
-        Engine::from_file(file.path(), EngineConfig::default()),
-        Err(Error::InvalidModel { .. })
-    ));
-    assert!(matches!(
-        Engine::from_bytes(half, EngineConfig::default()),
-        Err(Error::InvalidModel { .. })
-    ));
+    assert!(matches!(Engine::from_file(file.path(), EngineConfig::default()), Err(Error::InvalidModel { .. })));
+    assert!(matches!(Engine::from_bytes(half, EngineConfig::default()), Err(Error::InvalidModel { .. })));
 }
 
 #[test]
@@ -124,24 +101,16 @@ fn not_an_onnx_file() {
     assert!(matches!(err, Error::InvalidModel { .. }), "{err:?}");
     let mut garbage = Vec::new();
     for i in 0..4096u32 {
-        garbage
-            .write_all(&i.wrapping_mul(2654435761).to_le_bytes())
-            .unwrap();
+        garbage.write_all(&i.wrapping_mul(2654435761).to_le_bytes()).unwrap();
     }
-    assert!(matches!(
-        Engine::from_bytes(&garbage, EngineConfig::default()),
-        Err(Error::InvalidModel { .. })
-    ));
+    assert!(matches!(Engine::from_bytes(&garbage, EngineConfig::default()), Err(Error::InvalidModel { .. })));
 }
 
 #[test]
 fn wrong_input_name() {
     with_engine(|e| {
         let reason = assert_invalid_input(e.run(&[("z", TensorRef::new(&[1, 4], &GOOD))]), "z");
-        assert!(
-            reason.contains("\"x\""),
-            "the error lists the real inputs: {reason}"
-        );
+        assert!(reason.contains("\"x\""), "the error lists the real inputs: {reason}");
     });
 }
 
@@ -156,10 +125,7 @@ fn missing_input() {
 fn extra_input() {
     with_engine(|e| {
         assert_invalid_input(
-            e.run(&[
-                ("x", TensorRef::new(&[1, 4], &GOOD)),
-                ("extra", TensorRef::new(&[1], &[1f32])),
-            ]),
+            e.run(&[("x", TensorRef::new(&[1, 4], &GOOD)), ("extra", TensorRef::new(&[1], &[1f32]))]),
             "extra",
         );
     });
@@ -177,10 +143,7 @@ fn duplicate_input() {
 #[test]
 fn wrong_element_type() {
     with_engine(|e| {
-        let reason = assert_invalid_input(
-            e.run(&[("x", TensorRef::new(&[1, 4], &[1i64, 2, 3, 4]))]),
-            "x",
-        );
+        let reason = assert_invalid_input(e.run(&[("x", TensorRef::new(&[1, 4], &[1i64, 2, 3, 4]))]), "x");
         assert!(reason.contains("f32") && reason.contains("i64"), "{reason}");
     });
 }
@@ -196,12 +159,8 @@ fn wrong_rank() {
 #[test]
 fn wrong_fixed_dim() {
     with_engine(|e| {
-        let reason =
-            assert_invalid_input(e.run(&[("x", TensorRef::new(&[1, 5], &[0f32; 5]))]), "x");
-        assert!(
-            reason.contains("must be 4") && reason.contains("[batch, 4]"),
-            "{reason}"
-        );
+        let reason = assert_invalid_input(e.run(&[("x", TensorRef::new(&[1, 5], &[0f32; 5]))]), "x");
+        assert!(reason.contains("must be 4") && reason.contains("[batch, 4]"), "{reason}");
     });
 }
 
@@ -209,17 +168,8 @@ fn wrong_fixed_dim() {
 fn data_length_not_matching_shape() {
     with_engine(|e| {
         let reason = assert_invalid_input(e.run(&[("x", TensorRef::new(&[2, 4], &GOOD))]), "x");
-        assert!(
-            reason.contains("32 bytes") && reason.contains("16 bytes"),
-            "{reason}"
-        );
-        assert_invalid_input(
-            e.run(&[(
-                "x",
-                TensorRef::from_bytes(ElementType::F32, &[1, 4], &[0u8; 15]),
-            )]),
-            "x",
-        );
+        assert!(reason.contains("32 bytes") && reason.contains("16 bytes"), "{reason}");
+        assert_invalid_input(e.run(&[("x", TensorRef::from_bytes(ElementType::F32, &[1, 4], &[0u8; 15]))]), "x");
     });
 }
 
@@ -234,9 +184,7 @@ fn negative_and_overflowing_dims() {
 #[test]
 fn zero_size_tensor_runs() {
     with_engine(|e| {
-        let out = e
-            .run(&[("x", TensorRef::new(&[0, 4], &[] as &[f32]))])
-            .expect("a zero-batch run is valid");
+        let out = e.run(&[("x", TensorRef::new(&[0, 4], &[] as &[f32]))]).expect("a zero-batch run is valid");
         assert_eq!(out[0].shape, vec![0, 3]);
         assert!(out[0].data.is_empty());
     });
@@ -245,12 +193,7 @@ fn zero_size_tensor_runs() {
 #[test]
 fn nan_and_infinite_values_are_allowed() {
     with_engine(|e| {
-        let out = e
-            .run(&[(
-                "x",
-                TensorRef::new(&[1, 4], &[f32::NAN, f32::INFINITY, 1.0, 2.0]),
-            )])
-            .unwrap();
+        let out = e.run(&[("x", TensorRef::new(&[1, 4], &[f32::NAN, f32::INFINITY, 1.0, 2.0]))]).unwrap();
         assert!(out[0].to_vec::<f32>().unwrap().iter().all(|v| v.is_nan()));
     });
 }
@@ -258,14 +201,9 @@ fn nan_and_infinite_values_are_allowed() {
 #[test]
 fn error_messages_never_carry_tensor_contents() {
     with_engine(|e| {
-        let err = e
-            .run(&[("x", TensorRef::new(&[1, 3], &[123.456f32, 789.25, 1.0]))])
-            .unwrap_err();
+        let err = e.run(&[("x", TensorRef::new(&[1, 3], &[123.456f32, 789.25, 1.0]))]).unwrap_err();
         let text = err.to_string();
-        assert!(
-            !text.contains("123.456") && !text.contains("789.25"),
-            "{text}"
-        );
+        assert!(!text.contains("123.456") && !text.contains("789.25"), "{text}");
     });
 }
 
@@ -273,10 +211,7 @@ fn error_messages_never_carry_tensor_contents() {
 fn scalar_where_a_vector_is_declared() {
     let engine = common::engine("multi_io");
     let reason = assert_invalid_input(
-        engine.run(&[
-            ("a", TensorRef::new(&[], &[1f32])),
-            ("b", TensorRef::new(&[1], &[1i64])),
-        ]),
+        engine.run(&[("a", TensorRef::new(&[], &[1f32])), ("b", TensorRef::new(&[1], &[1i64]))]),
         "a",
     );
     assert!(reason.contains("rank"), "{reason}");

@@ -8,9 +8,7 @@ use openautoglm::{Element, ElementType, Error, TensorRef};
 fn round_trip<T: Element + PartialEq + std::fmt::Debug>(tag: &str, values: [T; 6]) {
     let engine = common::engine(&format!("identity_{tag}"));
     assert_eq!(engine.info().inputs[0].element_type, Some(T::TYPE));
-    let out = engine
-        .run(&[("x", TensorRef::new(&[2, 3], &values))])
-        .unwrap();
+    let out = engine.run(&[("x", TensorRef::new(&[2, 3], &values))]).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].name, "y");
     assert_eq!(out[0].element_type, T::TYPE);
@@ -20,18 +18,12 @@ fn round_trip<T: Element + PartialEq + std::fmt::Debug>(tag: &str, values: [T; 6
 
 #[test]
 fn f32_round_trips() {
-    round_trip(
-        "f32",
-        [1.5f32, -2.0, 0.0, f32::MAX, f32::MIN_POSITIVE, -0.25],
-    );
+    round_trip("f32", [1.5f32, -2.0, 0.0, f32::MAX, f32::MIN_POSITIVE, -0.25]);
 }
 
 #[test]
 fn f16_round_trips() {
-    round_trip(
-        "f16",
-        [1.0, -2.0, 0.5, 65504.0, 0.0, -0.25].map(f16::from_f32),
-    );
+    round_trip("f16", [1.0, -2.0, 0.5, 65504.0, 0.0, -0.25].map(f16::from_f32));
 }
 
 #[test]
@@ -83,9 +75,7 @@ fn u64_round_trips() {
 fn bool_round_trips() {
     let engine = common::engine("identity_bool");
     let values = [true, false, false, true, true, false];
-    let out = engine
-        .run(&[("x", TensorRef::from_bools(&[2, 3], &values))])
-        .unwrap();
+    let out = engine.run(&[("x", TensorRef::from_bools(&[2, 3], &values))]).unwrap();
     assert_eq!(out[0].element_type, ElementType::Bool);
     assert_eq!(out[0].to_bools().unwrap(), values);
 }
@@ -94,24 +84,14 @@ fn bool_round_trips() {
 fn bool_bytes_other_than_0_and_1_are_rejected() {
     let engine = common::engine("identity_bool");
     let bytes = [0u8, 1, 2, 0, 1, 0];
-    let err = engine
-        .run(&[(
-            "x",
-            TensorRef::from_bytes(ElementType::Bool, &[2, 3], &bytes),
-        )])
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::InvalidInput { ref name, .. } if name == "x"),
-        "{err}"
-    );
+    let err = engine.run(&[("x", TensorRef::from_bytes(ElementType::Bool, &[2, 3], &bytes))]).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { ref name, .. } if name == "x"), "{err}");
 }
 
 #[test]
 fn reading_an_output_as_the_wrong_type_is_an_error() {
     let engine = common::engine("identity_f32");
-    let out = engine
-        .run(&[("x", TensorRef::new(&[2, 3], &[0f32; 6]))])
-        .unwrap();
+    let out = engine.run(&[("x", TensorRef::new(&[2, 3], &[0f32; 6]))]).unwrap();
     assert!(out[0].to_vec::<i64>().is_err());
     assert!(out[0].to_bools().is_err());
     assert_eq!(out[0].element_count(), 6);
@@ -124,11 +104,6 @@ fn unaligned_input_bytes_are_copied_not_misread() {
     let values = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
     let mut storage = [0u8; 1 + 24];
     storage[1..].copy_from_slice(bytemuck::cast_slice(&values));
-    let out = engine
-        .run(&[(
-            "x",
-            TensorRef::from_bytes(ElementType::F32, &[2, 3], &storage[1..]),
-        )])
-        .unwrap();
+    let out = engine.run(&[("x", TensorRef::from_bytes(ElementType::F32, &[2, 3], &storage[1..]))]).unwrap();
     assert_eq!(out[0].to_vec::<f32>().unwrap(), values);
 }

@@ -4,9 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use openautoglm::{
-    Accelerator, Dim, ElementType, Engine, EngineConfig, Error, OptimizeLevel, Runtime, TensorRef,
-};
+use openautoglm::{Accelerator, Dim, ElementType, Engine, EngineConfig, Error, OptimizeLevel, Runtime, TensorRef};
 
 #[test]
 fn engine_is_send_and_sync() {
@@ -21,37 +19,15 @@ fn introspection_keeps_symbolic_dims_and_metadata() {
     assert_eq!(info.inputs.len(), 1);
     assert_eq!(info.inputs[0].name, "x");
     assert_eq!(info.inputs[0].element_type, Some(ElementType::F32));
-    assert_eq!(
-        info.inputs[0].shape,
-        vec![
-            Dim::Symbolic {
-                name: "batch".into()
-            },
-            Dim::Fixed { size: 4 }
-        ]
-    );
-    assert_eq!(
-        info.outputs[0].shape,
-        vec![
-            Dim::Symbolic {
-                name: "batch".into()
-            },
-            Dim::Fixed { size: 3 }
-        ]
-    );
+    assert_eq!(info.inputs[0].shape, vec![Dim::Symbolic { name: "batch".into() }, Dim::Fixed { size: 4 }]);
+    assert_eq!(info.outputs[0].shape, vec![Dim::Symbolic { name: "batch".into() }, Dim::Fixed { size: 3 }]);
     let meta = &info.metadata;
     assert_eq!(meta.producer.as_deref(), Some("openautoglm-fixtures"));
     assert_eq!(meta.version, Some(7));
     assert_eq!(meta.domain.as_deref(), Some("ai.openautoglm.tests"));
     assert_eq!(meta.description.as_deref(), Some("y = x @ W + b"));
-    assert_eq!(
-        meta.custom.get("author").map(String::as_str),
-        Some("openautoglm tests")
-    );
-    assert_eq!(
-        meta.custom.get("purpose").map(String::as_str),
-        Some("introspection")
-    );
+    assert_eq!(meta.custom.get("author").map(String::as_str), Some("openautoglm tests"));
+    assert_eq!(meta.custom.get("purpose").map(String::as_str), Some("introspection"));
 }
 
 #[test]
@@ -59,15 +35,9 @@ fn dynamic_batch_gives_numpy_values() {
     let engine = common::engine("matmul_dynamic");
     for batch in [1usize, 2, 7] {
         let x: Vec<f32> = (0..batch * 4).map(|i| i as f32 * 0.5 - 1.0).collect();
-        let out = engine
-            .run(&[("x", TensorRef::new(&[batch as i64, 4], &x))])
-            .unwrap();
+        let out = engine.run(&[("x", TensorRef::new(&[batch as i64, 4], &x))]).unwrap();
         assert_eq!(out[0].shape, vec![batch as i64, 3]);
-        common::assert_close(
-            &out[0].to_vec::<f32>().unwrap(),
-            &common::expected_matmul(&x),
-            1e-5,
-        );
+        common::assert_close(&out[0].to_vec::<f32>().unwrap(), &common::expected_matmul(&x), 1e-5);
     }
 }
 
@@ -77,21 +47,13 @@ fn multiple_inputs_and_outputs_in_model_order() {
     let a = [-1.0f32, 0.5, 2.0];
     let b = [1i64, 2, 3];
     // Inputs given in another order than the model's.
-    let out = engine
-        .run(&[
-            ("b", TensorRef::new(&[3], &b)),
-            ("a", TensorRef::new(&[3], &a)),
-        ])
-        .unwrap();
+    let out = engine.run(&[("b", TensorRef::new(&[3], &b)), ("a", TensorRef::new(&[3], &a))]).unwrap();
     let names: Vec<&str> = out.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["sum", "positive", "total"]);
     assert_eq!(out[0].to_vec::<f32>().unwrap(), [0.0, 2.5, 5.0]);
     assert_eq!(out[1].to_bools().unwrap(), [false, true, true]);
     assert_eq!(out[2].to_vec::<i64>().unwrap(), [6]);
-    assert!(
-        out[2].shape.is_empty(),
-        "a scalar output has an empty shape"
-    );
+    assert!(out[2].shape.is_empty(), "a scalar output has an empty shape");
 }
 
 #[test]
@@ -101,12 +63,8 @@ fn from_bytes_matches_from_file() {
     let from_bytes = Engine::from_bytes(&bytes, EngineConfig::default()).unwrap();
     drop(bytes);
     let x = [1.0f32, 2.0, 3.0, 4.0];
-    let a = from_bytes
-        .run(&[("x", TensorRef::new(&[1, 4], &x))])
-        .unwrap();
-    let b = common::engine("matmul_dynamic")
-        .run(&[("x", TensorRef::new(&[1, 4], &x))])
-        .unwrap();
+    let a = from_bytes.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
+    let b = common::engine("matmul_dynamic").run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
     assert_eq!(a, b);
 }
 
@@ -115,19 +73,13 @@ fn every_optimize_level_and_thread_count_gives_the_same_answer() {
     common::init();
     let x = [0.25f32, -1.0, 2.0, 8.0];
     let want = common::expected_matmul(&x);
-    for level in [
-        OptimizeLevel::O0,
-        OptimizeLevel::O1,
-        OptimizeLevel::O2,
-        OptimizeLevel::O3,
-    ] {
+    for level in [OptimizeLevel::O0, OptimizeLevel::O1, OptimizeLevel::O2, OptimizeLevel::O3] {
         for threads in [0, 1, 2] {
             let config = EngineConfig::default()
                 .with_optimize_level(level)
                 .with_threads(threads)
                 .with_accelerators(vec![Accelerator::Cpu]);
-            let engine =
-                Engine::from_file(common::model("matmul_dynamic"), config.clone()).unwrap();
+            let engine = Engine::from_file(common::model("matmul_dynamic"), config.clone()).unwrap();
             assert_eq!(engine.config(), &config);
             let out = engine.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
             common::assert_close(&out[0].to_vec::<f32>().unwrap(), &want, 1e-5);
@@ -138,16 +90,9 @@ fn every_optimize_level_and_thread_count_gives_the_same_answer() {
 #[test]
 fn empty_accelerator_list_means_cpu() {
     common::init();
-    let engine = Engine::from_file(
-        common::model("matmul_dynamic"),
-        EngineConfig::default().with_accelerators(vec![]),
-    )
-    .unwrap();
-    assert!(
-        engine
-            .run(&[("x", TensorRef::new(&[1, 4], &[0f32; 4]))])
-            .is_ok()
-    );
+    let engine =
+        Engine::from_file(common::model("matmul_dynamic"), EngineConfig::default().with_accelerators(vec![])).unwrap();
+    assert!(engine.run(&[("x", TensorRef::new(&[1, 4], &[0f32; 4]))]).is_ok());
 }
 
 #[test]
@@ -160,11 +105,7 @@ fn many_threads_share_one_engine() {
                 for i in 0..25 {
                     let x = [t as f32, i as f32, 1.0, -1.0];
                     let out = engine.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
-                    common::assert_close(
-                        &out[0].to_vec::<f32>().unwrap(),
-                        &common::expected_matmul(&x),
-                        1e-5,
-                    );
+                    common::assert_close(&out[0].to_vec::<f32>().unwrap(), &common::expected_matmul(&x), 1e-5);
                 }
             });
         }
@@ -177,9 +118,7 @@ fn closed_engine_gives_engine_closed() {
     assert!(!engine.is_closed());
     engine.close();
     assert!(engine.is_closed());
-    let err = engine
-        .run(&[("x", TensorRef::new(&[1, 4], &[0f32; 4]))])
-        .unwrap_err();
+    let err = engine.run(&[("x", TensorRef::new(&[1, 4], &[0f32; 4]))]).unwrap_err();
     assert_eq!(err, Error::EngineClosed);
     // Introspection stays available after close.
     assert_eq!(engine.info().inputs[0].name, "x");
@@ -235,8 +174,5 @@ fn a_second_different_runtime_is_refused() {
     common::init();
     // Any existing file that is not the loaded library: the process cannot switch runtimes.
     let other = common::model("matmul_dynamic");
-    assert!(matches!(
-        Runtime::init(Some(&other)),
-        Err(Error::InvalidConfig { .. })
-    ));
+    assert!(matches!(Runtime::init(Some(&other)), Err(Error::InvalidConfig { .. })));
 }

@@ -26,10 +26,7 @@ fn missing_runtime_is_a_typed_error_and_a_later_load_succeeds() {
         other => panic!("expected RuntimeUnavailable, got {other:?}"),
     }
     // A file that is not a shared library.
-    assert!(matches!(
-        Runtime::init(Some(&common::model("matmul_dynamic"))),
-        Err(Error::RuntimeUnavailable { .. })
-    ));
+    assert!(matches!(Runtime::init(Some(&common::model("matmul_dynamic"))), Err(Error::RuntimeUnavailable { .. })));
     assert!(Runtime::info().is_none());
     // Recovers: the real library loads and engines work.
     let info = Runtime::init(Some(&real)).expect("the real runtime loads after failed attempts");

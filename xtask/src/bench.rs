@@ -1,14 +1,18 @@
 //! `cargo xtask bench`: a real model benchmarked on this machine. Builds the benchmark runner (release), runs it
-//! with the model's input recipe from benchmarks/models.json, and prints the table (and `--json FILE`).
+//! with the model's input recipe from benchmarks/models.json, prints a table, and with `--json FILE` writes the
+//! result (layout: benchmarks/README.md). `--vs kotlin,swift` runs our Kotlin and Swift layers on the same model,
+//! library, threads and inputs, interleaved in rounds, and reports their latency as ratios over the Rust core.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use openautoglm::bench::Summary;
 use serde_json::{Value, json};
 
+use crate::swift::{STAGE, Stage};
 use crate::{bindgen, cache, cmd, models};
 
 /// Version of the result JSON layout (benchmarks/README.md documents it).
@@ -16,10 +20,10 @@ const SCHEMA_VERSION: u32 = 1;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model id from benchmarks/models.json.
+    /// Model id from benchmarks/models.json (`cargo xtask models list`).
     #[arg(long, default_value = "minilm-l6-int8")]
     model: String,
-    /// Timed runs after warmup.
+    /// Timed runs after warmup (per runner and round).
     #[arg(long, default_value_t = 200)]
     runs: usize,
     /// Untimed runs before the timed ones (the first inference is reported separately).
@@ -31,99 +35,243 @@ pub struct Args {
     /// Graph optimization level, O0..O3.
     #[arg(long, default_value = "O3")]
     optimize: String,
+    /// Also run these layers over the same core and compare: kotlin, swift.
+    #[arg(long, value_delimiter = ',')]
+    vs: Vec<Peer>,
+    /// Interleaved rounds (A B A B ...) when comparing, so machine drift hits every runner alike.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Also write the result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    Kotlin,
+    Swift,
+}
+
+/// What every runner is asked to do: the same protocol as core/src/bin/openautoglm-bench.rs.
+struct Job {
+    model: PathBuf,
+    recipe: PathBuf,
+    ort: PathBuf,
+    runs: usize,
+    warmup: usize,
+    threads: u32,
+    optimize: String,
+}
+
+impl Job {
+    fn args(&self, model: &Path, recipe: &Path, ort: &Path, out: &Path) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in [
+            ("--model", model.display().to_string()),
+            ("--recipe", recipe.display().to_string()),
+            ("--ort", ort.display().to_string()),
+            ("--out", out.display().to_string()),
+            ("--runs", self.runs.to_string()),
+            ("--warmup", self.warmup.to_string()),
+            ("--threads", self.threads.to_string()),
+            ("--optimize", self.optimize.clone()),
+        ] {
+            args.push(flag.to_owned());
+            args.push(value);
+        }
+        args
+    }
+}
+
+/// One way of running the job: the Rust core directly, or through a language layer.
+enum Runner {
+    Rust { binary: PathBuf },
+    Kotlin { classpath: String, lib_dir: PathBuf },
+    Swift { stage: Stage },
+}
+
+impl Runner {
+    fn name(&self) -> &'static str {
+        match self {
+            Runner::Rust { .. } => "rust",
+            Runner::Kotlin { .. } => "kotlin",
+            Runner::Swift { .. } => "swift",
+        }
+    }
+
+    /// Runs the job once; `progress(done)` is told how many runs finished when the runner reports it.
+    fn run(&self, job: &Job, work: &Path, progress: &dyn Fn(u64)) -> Result<Value> {
+        let out = work.join(format!("{}.json", self.name()));
+        let _ = fs::remove_file(&out);
+        match self {
+            Runner::Rust { binary } => {
+                let mut child = Command::new(binary)
+                    .args(job.args(&job.model, &job.recipe, &job.ort, &out))
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .with_context(|| format!("cannot run {}", binary.display()))?;
+                for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+                    if let Some(done) = line?.strip_prefix("progress ").and_then(|r| r.split(' ').next()?.parse().ok())
+                    {
+                        progress(done);
+                    }
+                }
+                if !child.wait()?.success() {
+                    bail!("the Rust benchmark runner failed");
+                }
+            }
+            Runner::Kotlin { classpath, lib_dir } => {
+                cmd::capture(
+                    Command::new("java")
+                        .arg(format!("-Djna.library.path={}", lib_dir.display()))
+                        .args(["-cp", classpath, "ai.openautoglm.bench.BenchKt"])
+                        .args(job.args(&job.model, &job.recipe, &job.ort, &out))
+                        .env("LD_LIBRARY_PATH", lib_dir),
+                )?;
+            }
+            Runner::Swift { stage } => {
+                let inside = |name: &str| PathBuf::from(format!("{STAGE}/bench/{name}"));
+                fs::copy(&job.model, stage.host_path(&format!("{STAGE}/bench/model.onnx")))?;
+                fs::copy(&job.recipe, stage.host_path(&format!("{STAGE}/bench/recipe.json")))?;
+                let args = job.args(
+                    &inside("model.onnx"),
+                    &inside("recipe.json"),
+                    &PathBuf::from(format!("{STAGE}/lib/libonnxruntime.so")),
+                    &inside("swift.json"),
+                );
+                let result = stage.sh(&format!(".build/release/OpenAutoGLMBench {}", args.join(" ")))?;
+                if !result.status.success() {
+                    bail!("the Swift benchmark runner failed:\n{}", String::from_utf8_lossy(&result.stderr));
+                }
+                fs::copy(stage.host_path(&format!("{STAGE}/bench/swift.json")), &out)?;
+            }
+        }
+        progress((1 + job.warmup + job.runs) as u64);
+        Ok(serde_json::from_str(&fs::read_to_string(&out)?)?)
+    }
+}
+
+fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
+    let root = cmd::repo_root();
+    let cargo = env!("CARGO");
+    let spinner = cache::spinner("building the benchmark runner (release)".into());
+    let built = cmd::capture(Command::new(cargo).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "openautoglm",
+        "--features",
+        "bench-cli",
+        "--bin",
+        "openautoglm-bench",
+    ]));
+    spinner.finish_and_clear();
+    built?;
+    let mut runners = vec![Runner::Rust { binary: bindgen::target_dir().join("release/openautoglm-bench") }];
+    if peers.is_empty() {
+        return Ok(runners);
+    }
+
+    let spinner = cache::spinner("building the FFI library (release) and the bindings".into());
+    let built = bindgen::generate().and_then(|_| {
+        cmd::capture(Command::new(cargo).current_dir(root).args(["build", "--release", "-p", "openautoglm-ffi"]))
+    });
+    spinner.finish_and_clear();
+    built?;
+    let lib_dir = bindgen::target_dir().join("release");
+    for peer in peers {
+        match peer {
+            Peer::Kotlin => {
+                let spinner = cache::spinner("compiling the Kotlin runner (Maven)".into());
+                let android = root.join("android");
+                let classpath_file = android.join("build/maven/classpath.txt");
+                let built = cmd::capture(Command::new("mvn").current_dir(&android).args(["-B", "-q", "test-compile"]))
+                    .and_then(|_| {
+                        cmd::capture(Command::new("mvn").current_dir(&android).args([
+                            "-B",
+                            "-q",
+                            "dependency:build-classpath",
+                            &format!("-Dmdep.outputFile={}", classpath_file.display()),
+                        ]))
+                    });
+                spinner.finish_and_clear();
+                built?;
+                let dependencies = fs::read_to_string(&classpath_file)?;
+                let classes = android.join("build/maven");
+                let classpath = format!(
+                    "{}:{}:{}",
+                    classes.join("classes").display(),
+                    classes.join("test-classes").display(),
+                    dependencies.trim()
+                );
+                runners.push(Runner::Kotlin { classpath, lib_dir: lib_dir.clone() });
+            }
+            Peer::Swift => {
+                let spinner = cache::spinner("compiling the Swift runner (swift build -c release)".into());
+                let library = lib_dir.join("libopenautoglm_ffi.so");
+                let staged = Stage::new(&library, ort, &models::models_dir()).and_then(|stage| {
+                    let out = stage.sh("swift build -c release --product OpenAutoGLMBench --quiet 2>&1")?;
+                    if !out.status.success() {
+                        bail!("swift build failed:\n{}", String::from_utf8_lossy(&out.stdout));
+                    }
+                    Ok(stage)
+                });
+                spinner.finish_and_clear();
+                runners.push(Runner::Swift { stage: staged? });
+            }
+        }
+    }
+    Ok(runners)
 }
 
 pub fn run(args: Args) -> Result<()> {
     let entry = models::entry(&args.model)?;
     let model = models::fetch(&args.model)?;
     let ort = cache::host_onnxruntime()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
-
-    let spinner = cache::spinner("building the benchmark runner (release)".into());
-    let built = cmd::capture(
-        Command::new(env!("CARGO"))
-            .current_dir(cmd::repo_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "openautoglm",
-                "--features",
-                "bench-cli",
-                "--bin",
-                "openautoglm-bench",
-            ]),
-    );
-    spinner.finish_and_clear();
-    built?;
-    let runner = bindgen::target_dir().join("release/openautoglm-bench");
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let runners = build_runners(&args.vs, &ort)?;
+    let rounds = if args.vs.is_empty() { 1 } else { args.rounds.max(1) };
 
     let work = std::env::temp_dir().join(format!("openautoglm-bench-{}", std::process::id()));
     fs::create_dir_all(&work)?;
-    let recipe = work.join("recipe.json");
     let manifest: Value = serde_json::from_str(&fs::read_to_string(models::manifest_path())?)?;
     let inputs = manifest["models"]
         .as_array()
         .and_then(|m| m.iter().find(|m| m["id"] == args.model))
         .map(|m| m["inputs"].clone());
-    fs::write(
-        &recipe,
-        serde_json::to_string(&inputs.context("model has no input recipe")?)?,
-    )?;
-    let raw = work.join("raw.json");
+    let recipe = work.join("recipe.json");
+    fs::write(&recipe, serde_json::to_string(&inputs.context("the model has no input recipe")?)?)?;
+    let job = Job {
+        model: model.clone(),
+        recipe,
+        ort,
+        runs: args.runs,
+        warmup: args.warmup,
+        threads,
+        optimize: args.optimize.clone(),
+    };
 
-    let mut child = Command::new(&runner)
-        .arg("--model")
-        .arg(&model)
-        .arg("--recipe")
-        .arg(&recipe)
-        .arg("--out")
-        .arg(&raw)
-        .arg("--ort")
-        .arg(&ort)
-        .args([
-            "--runs",
-            &args.runs.to_string(),
-            "--warmup",
-            &args.warmup.to_string(),
-        ])
-        .args([
-            "--threads",
-            &threads.to_string(),
-            "--optimize",
-            &args.optimize,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {}", runner.display()))?;
-    let bar = indicatif::ProgressBar::new((1 + args.warmup + args.runs) as u64)
-        .with_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} runs")
-                .expect("template")
-                .progress_chars("=> "),
-        )
-        .with_message(format!("{} on host", args.model));
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        if let Some(done) = line?
-            .strip_prefix("progress ")
-            .and_then(|r| r.split(' ').next()?.parse().ok())
-        {
-            bar.set_position(done);
+    let per_run = (1 + job.warmup + job.runs) as u64;
+    let bar = indicatif::ProgressBar::new(per_run * (rounds * runners.len()) as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg:24} [{bar:40}] {pos}/{len} runs")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    // Per runner: one result per round.
+    let mut results: Vec<Vec<Value>> = vec![Vec::new(); runners.len()];
+    for round in 0..rounds {
+        for (i, runner) in runners.iter().enumerate() {
+            let offset = per_run * (round * runners.len() + i) as u64;
+            bar.set_message(format!("{} round {}/{rounds}", runner.name(), round + 1));
+            bar.set_position(offset);
+            results[i].push(runner.run(&job, &work, &|done| bar.set_position(offset + done))?);
         }
     }
     bar.finish_and_clear();
-    if !child.wait()?.success() {
-        bail!("the benchmark runner failed");
-    }
-    let measured: Value = serde_json::from_str(&fs::read_to_string(&raw)?)?;
     let _ = fs::remove_dir_all(&work);
 
-    let result = json!({
+    let first = &results[0][0];
+    let mut result = json!({
         "schema": SCHEMA_VERSION,
         "openautoglm_version": env!("CARGO_PKG_VERSION"),
         "git_commit": git_commit(),
@@ -139,18 +287,23 @@ pub fn run(args: Args) -> Result<()> {
             "id": entry.id,
             "title": entry.title,
             "precision": entry.precision,
-            "package": format!("{}=={}", entry.package.name, entry.package.version),
+            "source": entry.package.as_ref().map(|p| format!("{}=={}", p.name, p.version)).or(entry.fixture.clone()),
             "sha256": entry.sha256,
             "file_size_mb": fs::metadata(&model)?.len() as f64 / (1024.0 * 1024.0),
         },
-        "ort_version": measured["ort_version"],
-        "accelerator": measured["accelerator"],
-        "threads": measured["threads"],
-        "optimize_level": measured["optimize_level"],
-        "metrics": measured["metrics"],
-        "samples_ms": measured["samples_ms"],
+        "ort_version": first["ort_version"],
+        "accelerator": first["accelerator"],
+        "threads": first["threads"],
+        "optimize_level": first["optimize_level"],
+        "metrics": first["metrics"],
+        "samples_ms": first["samples_ms"],
     });
     print_table(&result);
+    if runners.len() > 1 {
+        let comparison = compare(&runners, &results);
+        print_comparison(&comparison);
+        result["comparison"] = comparison;
+    }
     if let Some(path) = args.json {
         fs::write(&path, serde_json::to_string_pretty(&result)?)?;
         println!("wrote {}", path.display());
@@ -158,18 +311,75 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+fn samples(result: &Value) -> Vec<f64> {
+    result["samples_ms"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
+}
+
+/// Pooled latency per runner and the ratio of each runner's median to the Rust core's, overall and per round.
+fn compare(runners: &[Runner], results: &[Vec<Value>]) -> Value {
+    let pooled = |i: usize| Summary::of(&results[i].iter().flat_map(samples).collect::<Vec<_>>()).expect("samples");
+    let base = pooled(0);
+    let runners_json: Vec<Value> = runners
+        .iter()
+        .enumerate()
+        .map(|(i, runner)| {
+            let s = pooled(i);
+            let per_round: Vec<f64> = results[i]
+                .iter()
+                .zip(&results[0])
+                .filter_map(|(mine, rust)| Some(Summary::of(&samples(mine))?.p50 / Summary::of(&samples(rust))?.p50))
+                .collect();
+            json!({
+                "runner": runner.name(),
+                "runs": s.count,
+                "p50_ms": s.p50, "p90_ms": s.p90, "mean_ms": s.mean, "std_ms": s.std, "min_ms": s.min,
+                "p50_ratio_vs_rust": s.p50 / base.p50,
+                "p50_ratio_per_round": per_round,
+                "p50_overhead_us": (s.p50 - base.p50) * 1e3,
+            })
+        })
+        .collect();
+    json!({ "rounds": results[0].len(), "baseline": "rust", "runners": runners_json })
+}
+
+fn print_comparison(c: &Value) {
+    println!(
+        "\nSame model, library, threads and inputs; {} interleaved rounds; ratio = runner p50 / Rust p50",
+        c["rounds"]
+    );
+    println!(
+        "| {:<7} | {:>6} | {:>9} | {:>9} | {:>9} | {:>15} | {:>13} |",
+        "runner", "runs", "p50 ms", "p90 ms", "mean ms", "p50 vs Rust", "overhead/call"
+    );
+    println!("|---------|--------|-----------|-----------|-----------|-----------------|---------------|");
+    for r in c["runners"].as_array().into_iter().flatten() {
+        let rounds: Vec<f64> =
+            r["p50_ratio_per_round"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+        let spread = match (rounds.iter().copied().reduce(f64::min), rounds.iter().copied().reduce(f64::max)) {
+            (Some(lo), Some(hi)) => format!("{:.2}x ({lo:.2}-{hi:.2})", r["p50_ratio_vs_rust"].as_f64().unwrap_or(0.0)),
+            _ => "-".into(),
+        };
+        println!(
+            "| {:<7} | {:>6} | {:>9.4} | {:>9.4} | {:>9.4} | {:>15} | {:>10.1} us |",
+            r["runner"].as_str().unwrap_or("?"),
+            r["runs"].as_u64().unwrap_or(0),
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p90_ms"].as_f64().unwrap_or(0.0),
+            r["mean_ms"].as_f64().unwrap_or(0.0),
+            spread,
+            r["p50_overhead_us"].as_f64().unwrap_or(0.0),
+        );
+    }
+}
+
 fn print_table(r: &Value) {
     let m = &r["metrics"];
-    let f = |key: &str| {
-        m[key]
-            .as_f64()
-            .map_or("-".to_owned(), |v| format!("{v:.2}"))
-    };
+    let f = |key: &str| m[key].as_f64().map_or("-".to_owned(), |v| format!("{v:.2}"));
     println!(
-        "\n{} ({}, {} MB) on {} {} [{} cpus], ONNX Runtime {}, {} threads, {}",
+        "\n{} ({}, {:.1} MB) on {} {} [{} cpus], ONNX Runtime {}, {} threads, {}",
         r["model"]["id"].as_str().unwrap_or("?"),
         r["model"]["precision"].as_str().unwrap_or("?"),
-        format_args!("{:.1}", r["model"]["file_size_mb"].as_f64().unwrap_or(0.0)),
+        r["model"]["file_size_mb"].as_f64().unwrap_or(0.0),
         r["device"]["kind"].as_str().unwrap_or("?"),
         r["device"]["arch"].as_str().unwrap_or("?"),
         r["device"]["cpus"],
@@ -185,16 +395,8 @@ fn print_table(r: &Value) {
         ("p50", f("p50_ms"), "ms"),
         ("p90", f("p90_ms"), "ms"),
         ("p99", f("p99_ms"), "ms"),
-        (
-            "mean ± std",
-            format!("{} ± {}", f("mean_ms"), f("std_ms")),
-            "ms",
-        ),
-        (
-            "min / max",
-            format!("{} / {}", f("min_ms"), f("max_ms")),
-            "ms",
-        ),
+        ("mean ± std", format!("{} ± {}", f("mean_ms"), f("std_ms")), "ms"),
+        ("min / max", format!("{} / {}", f("min_ms"), f("max_ms")), "ms"),
         ("RSS after load", f("rss_after_load_mb"), "MB"),
         ("peak RSS", f("peak_rss_mb"), "MB"),
     ];
@@ -203,25 +405,15 @@ fn print_table(r: &Value) {
     for (name, value, unit) in rows {
         println!("| {name:<16} | {value:>18} | {unit:<4} |");
     }
-    println!(
-        "({} timed runs after {} warmup runs)",
-        m["runs"], m["warmup_runs"]
-    );
+    println!("({} timed runs after {} warmup runs)", m["runs"], m["warmup_runs"]);
 }
 
 fn git_commit() -> Option<String> {
-    let out = Command::new("git")
-        .current_dir(cmd::repo_root())
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out =
+        Command::new("git").current_dir(cmd::repo_root()).args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
+    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
 }

@@ -30,9 +30,7 @@ pub fn dir() -> PathBuf {
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache"));
     base.join("openautoglm")
 }
 
@@ -55,43 +53,20 @@ pub fn pypi(pkg: PypiFile<'_>) -> Result<PathBuf> {
         return Ok(dest);
     }
     fs::create_dir_all(&dest_dir)?;
-    let spinner = spinner(format!(
-        "downloading {}=={} from PyPI",
-        pkg.name, pkg.version
-    ));
+    let spinner = spinner(format!("downloading {}=={} from PyPI", pkg.name, pkg.version));
     let mut pip = Command::new("python3");
-    pip.args([
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "-d",
-    ])
-    .arg(&dest_dir);
+    pip.args(["-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check", "-d"]).arg(&dest_dir);
     if let Some(platform) = pkg.platform {
-        pip.args([
-            "--only-binary=:all:",
-            "--python-version",
-            "3.11",
-            "--platform",
-            platform,
-        ]);
+        pip.args(["--only-binary=:all:", "--python-version", "3.11", "--platform", platform]);
     }
     pip.arg(format!("{}=={}", pkg.name, pkg.version));
     let result = cmd::capture(&mut pip);
     spinner.finish_and_clear();
     result.with_context(|| format!("pip could not download {}=={}", pkg.name, pkg.version))?;
-    let got =
-        sha256_file(&dest).with_context(|| format!("pip did not produce {}", dest.display()))?;
+    let got = sha256_file(&dest).with_context(|| format!("pip did not produce {}", dest.display()))?;
     if got != pkg.sha256 {
         fs::remove_file(&dest).ok();
-        bail!(
-            "{} has sha256 {got}, expected {}: refusing to use it",
-            pkg.file,
-            pkg.sha256
-        );
+        bail!("{} has sha256 {got}, expected {}: refusing to use it", pkg.file, pkg.sha256);
     }
     Ok(dest)
 }
@@ -99,20 +74,14 @@ pub fn pypi(pkg: PypiFile<'_>) -> Result<PathBuf> {
 /// Extracts `member` of the zip archive `archive` to `dest` (atomically), checking `sha256` when given.
 pub fn extract(archive: &Path, member: &str, dest: &Path, sha256: Option<&str>) -> Result<()> {
     let file = fs::File::open(archive)?;
-    let mut zip = zip::ZipArchive::new(file)
-        .with_context(|| format!("{} is not a zip archive", archive.display()))?;
-    let mut entry = zip
-        .by_name(member)
-        .with_context(|| format!("{} has no {member}", archive.display()))?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", archive.display()))?;
+    let mut entry = zip.by_name(member).with_context(|| format!("{} has no {member}", archive.display()))?;
     let mut bytes = Vec::with_capacity(entry.size() as usize);
     entry.read_to_end(&mut bytes)?;
     if let Some(expected) = sha256 {
         let got = hex(&Sha256::digest(&bytes));
         if got != expected {
-            bail!(
-                "{member} in {} has sha256 {got}, expected {expected}",
-                archive.display()
-            );
+            bail!("{member} in {} has sha256 {got}, expected {expected}", archive.display());
         }
     }
     fs::create_dir_all(dest.parent().expect("destination has a parent"))?;
@@ -124,9 +93,7 @@ pub fn extract(archive: &Path, member: &str, dest: &Path, sha256: Option<&str>) 
 
 /// The host's ONNX Runtime shared library, fetched on first use.
 pub fn host_onnxruntime() -> Result<PathBuf> {
-    let dest = dir().join(format!(
-        "onnxruntime-{ORT_VERSION}/linux-x86_64/libonnxruntime.so"
-    ));
+    let dest = dir().join(format!("onnxruntime-{ORT_VERSION}/linux-x86_64/libonnxruntime.so"));
     if !dest.exists() {
         if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
             bail!(

@@ -7,16 +7,12 @@ use anyhow::{Context, Result, bail};
 
 /// The repository root (xtask lives one level below it).
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent directory")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent directory")
 }
 
 /// Runs `cmd`, streaming its output; fails with the command line if it exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -25,9 +21,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs `cmd` and captures its output; fails with the command's stderr if it exits non-zero.
 pub fn capture(cmd: &mut Command) -> Result<Output> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed with {}:\n{}{}",

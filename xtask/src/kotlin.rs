@@ -25,17 +25,11 @@ pub fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
         .envs(env.iter().copied())
         // JNA finds libopenautoglm_ffi through the loader path.
         .env("LD_LIBRARY_PATH", lib_dir)
-        .env(
-            "JAVA_TOOL_OPTIONS",
-            format!("-Djna.library.path={}", lib_dir.display()),
-        )
+        .env("JAVA_TOOL_OPTIONS", format!("-Djna.library.path={}", lib_dir.display()))
         .status()
         .context("cannot run mvn")?;
     let suite = surefire_counts(&reports)?;
-    println!(
-        "Kotlin: {} passed, {} failed, {} skipped",
-        suite.passed, suite.failed, suite.skipped
-    );
+    println!("Kotlin: {} passed, {} failed, {} skipped", suite.passed, suite.failed, suite.skipped);
     if !status.success() {
         bail!("Kotlin tests failed ({status})");
     }
@@ -44,25 +38,15 @@ pub fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
 
 /// Sums the Surefire XML reports (`<testsuite tests= failures= errors= skipped=>`).
 fn surefire_counts(reports: &Path) -> Result<Suite> {
-    let mut suite = Suite {
-        language: "Kotlin",
-        passed: 0,
-        failed: 0,
-        skipped: 0,
-    };
-    let entries = fs::read_dir(reports)
-        .with_context(|| format!("no Surefire reports in {}", reports.display()))?;
+    let mut suite = Suite { language: "Kotlin", passed: 0, failed: 0, skipped: 0 };
+    let entries = fs::read_dir(reports).with_context(|| format!("no Surefire reports in {}", reports.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.extension().is_none_or(|e| e != "xml") {
             continue;
         }
         let xml = fs::read_to_string(&path)?;
-        let head = xml
-            .split("<testsuite")
-            .nth(1)
-            .and_then(|s| s.split('>').next())
-            .unwrap_or("");
+        let head = xml.split("<testsuite").nth(1).and_then(|s| s.split('>').next()).unwrap_or("");
         let attr = |name: &str| -> usize {
             head.split(&format!(" {name}=\""))
                 .nth(1)
@@ -70,12 +54,7 @@ fn surefire_counts(reports: &Path) -> Result<Suite> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0)
         };
-        let (tests, failures, errors, skipped) = (
-            attr("tests"),
-            attr("failures"),
-            attr("errors"),
-            attr("skipped"),
-        );
+        let (tests, failures, errors, skipped) = (attr("tests"), attr("failures"), attr("errors"), attr("skipped"));
         suite.failed += failures + errors;
         suite.skipped += skipped;
         suite.passed += tests.saturating_sub(failures + errors + skipped);

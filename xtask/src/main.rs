@@ -45,7 +45,7 @@ fn main() -> Result<()> {
         Command::Setup => {
             let ort = cache::host_onnxruntime()?;
             println!("ONNX Runtime: {}", ort.display());
-            for id in models::ids()? {
+            for id in models::real_ids()? {
                 println!("{id}: {}", models::fetch(&id)?.display());
             }
             Ok(())

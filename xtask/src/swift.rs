@@ -1,9 +1,9 @@
-//! Swift tests on Linux: Debian trixie's Swift 6 toolchain in a chroot (this host is Debian 12, which has none),
-//! set up once in the cache and reused. The host-built library runs inside it.
+//! Swift on Linux: Debian trixie's Swift 6 toolchain in a chroot (this host is Debian 12, which has none), set up
+//! once in the cache and reused. The package, the host-built library, ONNX Runtime and the data are staged inside.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
 
@@ -14,7 +14,7 @@ use crate::test::Suite;
 const ROOT_NAME: &str = "swift-6.0.3-trixie";
 const READY: &str = ".openautoglm-ready";
 /// Where the package and its inputs are staged inside the chroot.
-const STAGE: &str = "openautoglm";
+pub const STAGE: &str = "/openautoglm";
 
 /// The chroot with swiftlang installed, made on first use (~570 MB download, a few minutes).
 pub fn toolchain() -> Result<PathBuf> {
@@ -23,14 +23,11 @@ pub fn toolchain() -> Result<PathBuf> {
         return Ok(root);
     }
     if !cfg!(target_os = "linux") {
-        bail!(
-            "the Swift chroot is for Linux hosts; on macOS run `swift test` in ios/ with Xcode's toolchain"
-        );
+        bail!("the Swift chroot is for Linux hosts; on macOS run `swift test` in ios/ with Xcode's toolchain");
     }
     if !cmd::exists("debootstrap") {
         println!("installing debootstrap (apt-get)");
-        cmd::run(Command::new("apt-get").args(["install", "-y", "-q", "debootstrap"]))
-            .or_else(|_| cmd::run(Command::new("sh").args(["-c", "apt-get update -q && apt-get install -y -q debootstrap"])))
+        cmd::run(Command::new("sh").args(["-c", "apt-get update -q && apt-get install -y -q debootstrap"]))
             .context("debootstrap is needed to build the Swift chroot (apt-get install debootstrap, as root)")?;
     }
     let tmp = cache::dir().join(format!("{ROOT_NAME}.partial"));
@@ -38,9 +35,7 @@ pub fn toolchain() -> Result<PathBuf> {
         let _ = Command::new("umount").arg(tmp.join("proc")).status();
         fs::remove_dir_all(&tmp)?;
     }
-    let spinner = cache::spinner(
-        "building the Swift chroot: debootstrap trixie (one time, a few minutes)".into(),
-    );
+    let spinner = cache::spinner("Swift chroot: debootstrap trixie (one time, a few minutes)".into());
     let result = (|| -> Result<()> {
         cmd::capture(
             Command::new("debootstrap")
@@ -49,14 +44,13 @@ pub fn toolchain() -> Result<PathBuf> {
                 .arg("http://deb.debian.org/debian"),
         )?;
         fs::copy("/etc/resolv.conf", tmp.join("etc/resolv.conf"))?;
-        spinner.set_message(
-            "building the Swift chroot: apt-get install swiftlang (one time, ~570 MB)",
-        );
+        spinner.set_message("Swift chroot: apt-get install swiftlang (one time, ~570 MB)");
         let _proc = ProcMount::new(&tmp)?;
         cmd::capture(Command::new("chroot").arg(&tmp).args([
             "/bin/sh",
             "-c",
-            "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends swiftlang libc6-dev",
+            "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+             swiftlang libc6-dev",
         ]))?;
         Ok(())
     })();
@@ -74,11 +68,7 @@ impl ProcMount {
     fn new(root: &Path) -> Result<ProcMount> {
         let target = root.join("proc");
         fs::create_dir_all(&target)?;
-        cmd::run(
-            Command::new("mount")
-                .args(["-t", "proc", "proc"])
-                .arg(&target),
-        )?;
+        cmd::run(Command::new("mount").args(["-t", "proc", "proc"]).arg(&target))?;
         Ok(ProcMount(target))
     }
 }
@@ -89,52 +79,60 @@ impl Drop for ProcMount {
     }
 }
 
-/// Stages the package, the host library, ONNX Runtime and the test data in the chroot and runs `swift test`.
+/// The Swift package staged in the chroot, ready for `swift` commands.
+pub struct Stage {
+    root: PathBuf,
+}
+
+impl Stage {
+    /// Copies the package, `library` (libopenautoglm_ffi), ONNX Runtime and the test data into the chroot.
+    /// ios/.build is kept between runs so builds are incremental.
+    pub fn new(library: &Path, ort: &Path, models: &Path) -> Result<Stage> {
+        let root = toolchain()?;
+        let stage = root.join(STAGE.trim_start_matches('/'));
+        let repo = cmd::repo_root();
+        for dir in ["ios/Sources", "ios/Tests", "data", "models", "lib", "bench"] {
+            let _ = fs::remove_dir_all(stage.join(dir));
+        }
+        fs::create_dir_all(stage.join("ios"))?;
+        fs::create_dir_all(stage.join("lib"))?;
+        fs::create_dir_all(stage.join("bench"))?;
+        for (from, to) in [
+            (repo.join("ios/Sources"), "ios/Sources".to_owned()),
+            (repo.join("ios/Tests"), "ios/Tests".to_owned()),
+            (repo.join("ios/Package.swift"), "ios/Package.swift".to_owned()),
+            (repo.join("core/tests/data"), "data".to_owned()),
+            (models.to_path_buf(), "models".to_owned()),
+            (library.to_path_buf(), format!("lib/{}", library.file_name().expect("file name").to_string_lossy())),
+            (ort.to_path_buf(), "lib/libonnxruntime.so".to_owned()),
+        ] {
+            cmd::run(Command::new("cp").args(["-a", "-L", "--no-target-directory"]).arg(&from).arg(stage.join(to)))?;
+        }
+        Ok(Stage { root })
+    }
+
+    /// A host path for `inside` (an absolute path within the stage).
+    pub fn host_path(&self, inside: &str) -> PathBuf {
+        self.root.join(inside.trim_start_matches('/'))
+    }
+
+    /// Runs `script` with sh in the package directory, with the library paths and test data set.
+    pub fn sh(&self, script: &str) -> Result<Output> {
+        let _proc = ProcMount::new(&self.root)?;
+        let script = format!(
+            "cd {STAGE}/ios && export OPENAUTOGLM_LIB_DIR={STAGE}/lib LD_LIBRARY_PATH={STAGE}/lib \
+             ORT_DYLIB_PATH={STAGE}/lib/libonnxruntime.so OPENAUTOGLM_TEST_DATA={STAGE}/data \
+             OPENAUTOGLM_MODELS={STAGE}/models && {script}"
+        );
+        Command::new("chroot").arg(&self.root).args(["/bin/sh", "-c", &script]).output().context("cannot run chroot")
+    }
+}
+
+/// `swift test` against the host library.
 pub fn test(library: &Path, ort: &Path, models: &Path) -> Result<Suite> {
-    let root = toolchain()?;
-    let stage = root.join(STAGE);
-    let repo = cmd::repo_root();
-    fs::create_dir_all(stage.join("lib"))?;
-    // Keep ios/.build between runs (incremental builds); replace everything else.
-    for dir in ["ios/Sources", "ios/Tests", "data", "models"] {
-        let _ = fs::remove_dir_all(stage.join(dir));
-    }
-    fs::create_dir_all(stage.join("ios"))?;
-    for (from, to) in [
-        (repo.join("ios/Sources"), stage.join("ios/Sources")),
-        (repo.join("ios/Tests"), stage.join("ios/Tests")),
-        (
-            repo.join("ios/Package.swift"),
-            stage.join("ios/Package.swift"),
-        ),
-        (repo.join("core/tests/data"), stage.join("data")),
-        (models.to_path_buf(), stage.join("models")),
-        (
-            library.to_path_buf(),
-            stage
-                .join("lib")
-                .join(library.file_name().expect("library file name")),
-        ),
-        (ort.to_path_buf(), stage.join("lib/libonnxruntime.so")),
-    ] {
-        cmd::run(
-            Command::new("cp")
-                .args(["-a", "--no-target-directory"])
-                .arg(&from)
-                .arg(&to),
-        )?;
-    }
-    let _proc = ProcMount::new(&root)?;
-    let script = format!(
-        "cd /{STAGE}/ios && export OPENAUTOGLM_LIB_DIR=/{STAGE}/lib LD_LIBRARY_PATH=/{STAGE}/lib \
-         ORT_DYLIB_PATH=/{STAGE}/lib/libonnxruntime.so OPENAUTOGLM_TEST_DATA=/{STAGE}/data OPENAUTOGLM_MODELS=/{STAGE}/models \
-         && swift build --build-tests --quiet 2>&1 && swift test --skip-build --disable-swift-testing 2>&1"
-    );
-    let out = Command::new("chroot")
-        .arg(&root)
-        .args(["/bin/sh", "-c", &script])
-        .output()
-        .context("cannot run chroot")?;
+    let stage = Stage::new(library, ort, models)?;
+    let out =
+        stage.sh("swift build --build-tests --quiet 2>&1 && swift test --skip-build --disable-swift-testing 2>&1")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     print!("{text}");
     let suite = Suite::from_xctest("Swift", &text, out.status.success());

@@ -27,12 +27,7 @@ pub struct Suite {
 impl Suite {
     /// From `cargo test` output: the sum of every "test result:" line.
     fn from_cargo(text: &str) -> Suite {
-        let mut suite = Suite {
-            language: "Rust",
-            passed: 0,
-            failed: 0,
-            skipped: 0,
-        };
+        let mut suite = Suite { language: "Rust", passed: 0, failed: 0, skipped: 0 };
         for line in text.lines().filter(|l| l.starts_with("test result:")) {
             suite.passed += number_before(line, " passed");
             suite.failed += number_before(line, " failed");
@@ -43,11 +38,7 @@ impl Suite {
 
     /// From XCTest output: the last "Executed N tests, with F failures" line (the "All tests" total).
     pub fn from_xctest(language: &'static str, text: &str, succeeded: bool) -> Suite {
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with("Executed "))
-            .unwrap_or("");
+        let line = text.lines().rev().find(|l| l.trim_start().starts_with("Executed ")).unwrap_or("");
         let total = line
             .trim_start()
             .strip_prefix("Executed ")
@@ -56,12 +47,7 @@ impl Suite {
             .unwrap_or(0);
         let failed = number_before(line, " failure").max(usize::from(!succeeded && total == 0));
         let skipped = number_before(line, " skipped");
-        Suite {
-            language,
-            passed: total - failed.min(total) - skipped.min(total),
-            failed,
-            skipped,
-        }
+        Suite { language, passed: total - failed.min(total) - skipped.min(total), failed, skipped }
     }
 }
 
@@ -85,11 +71,7 @@ pub fn run(args: Args) -> Result<()> {
 
     if wants("lint") {
         step("cargo fmt --check");
-        cmd::run(
-            Command::new(cargo)
-                .current_dir(root)
-                .args(["fmt", "--all", "--check"]),
-        )?;
+        cmd::run(Command::new(cargo).current_dir(root).args(["fmt", "--all", "--check"]))?;
         step("cargo clippy (warnings are errors)");
         cmd::run(Command::new(cargo).current_dir(root).args([
             "clippy",
@@ -104,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
 
     step("setup: ONNX Runtime and real models (cached)");
     let ort = cache::host_onnxruntime()?;
-    for id in models::ids()? {
+    for id in models::real_ids()? {
         models::fetch(&id)?;
     }
     let models = models::models_dir();
@@ -123,18 +105,8 @@ pub fn run(args: Args) -> Result<()> {
             .args(["test", "--workspace", "--all-features", "--color", "never"])
             .envs(env)
             .output()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        print!(
-            "{}",
-            text.lines()
-                .filter(|l| !l.ends_with("... ok"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        print!("{}", text.lines().filter(|l| !l.ends_with("... ok")).collect::<Vec<_>>().join("\n"));
         println!();
         let suite = Suite::from_cargo(&text);
         if !out.status.success() {
@@ -159,15 +131,9 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
-    println!(
-        "\n{:<8} {:>7} {:>7} {:>8}",
-        "language", "passed", "failed", "skipped"
-    );
+    println!("\n{:<8} {:>7} {:>7} {:>8}", "language", "passed", "failed", "skipped");
     for s in suites {
-        println!(
-            "{:<8} {:>7} {:>7} {:>8}",
-            s.language, s.passed, s.failed, s.skipped
-        );
+        println!("{:<8} {:>7} {:>7} {:>8}", s.language, s.passed, s.failed, s.skipped);
     }
     let passed: usize = suites.iter().map(|s| s.passed).sum();
     let failed: usize = suites.iter().map(|s| s.failed).sum();

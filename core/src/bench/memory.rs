@@ -12,18 +12,10 @@ pub fn memory() -> Option<Memory> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line[name.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
+        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kb * 1024)
     };
-    Some(Memory {
-        rss: field("VmRSS:")?,
-        peak_rss: field("VmHWM:")?,
-    })
+    Some(Memory { rss: field("VmRSS:")?, peak_rss: field("VmHWM:")? })
 }
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]

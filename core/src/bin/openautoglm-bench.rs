@@ -71,22 +71,15 @@ struct Input {
 }
 
 fn build_input(spec: &Value) -> Result<Input, String> {
-    let name = spec["name"]
-        .as_str()
-        .ok_or("recipe input without a name")?
-        .to_owned();
+    let name = spec["name"].as_str().ok_or("recipe input without a name")?.to_owned();
     let element_type = match spec["type"].as_str() {
         Some("f32") => ElementType::F32,
         Some("i64") => ElementType::I64,
         Some("i32") => ElementType::I32,
         other => return Err(format!("{name}: unsupported recipe type {other:?}")),
     };
-    let shape: Vec<i64> = spec["shape"]
-        .as_array()
-        .ok_or(format!("{name}: no shape"))?
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
+    let shape: Vec<i64> =
+        spec["shape"].as_array().ok_or(format!("{name}: no shape"))?.iter().filter_map(Value::as_i64).collect();
     let count = shape.iter().product::<i64>().max(0) as usize;
     let values: Vec<f64> = if let Some(list) = spec["values"].as_array() {
         let list: Vec<f64> = list.iter().filter_map(Value::as_f64).collect();
@@ -101,9 +94,7 @@ fn build_input(spec: &Value) -> Result<Input, String> {
                     .iter()
                     .map(|t| {
                         t[1].as_f64().unwrap_or(0.0)
-                            * (2.0 * std::f64::consts::PI * t[0].as_f64().unwrap_or(0.0) * i as f64
-                                / sr)
-                                .sin()
+                            * (2.0 * std::f64::consts::PI * t[0].as_f64().unwrap_or(0.0) * i as f64 / sr).sin()
                     })
                     .sum()
             })
@@ -112,25 +103,11 @@ fn build_input(spec: &Value) -> Result<Input, String> {
         return Err(format!("{name}: the recipe needs values, fill or tones"));
     };
     let data = match element_type {
-        ElementType::F32 => values
-            .iter()
-            .flat_map(|&v| (v as f32).to_le_bytes())
-            .collect(),
-        ElementType::I64 => values
-            .iter()
-            .flat_map(|&v| (v as i64).to_le_bytes())
-            .collect(),
-        _ => values
-            .iter()
-            .flat_map(|&v| (v as i32).to_le_bytes())
-            .collect(),
+        ElementType::F32 => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+        ElementType::I64 => values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
     };
-    Ok(Input {
-        name,
-        element_type,
-        shape,
-        data,
-    })
+    Ok(Input { name, element_type, shape, data })
 }
 
 fn ms(since: Instant) -> f64 {
@@ -145,8 +122,7 @@ fn progress(done: usize, total: usize) {
 
 fn run(args: Args) -> Result<Value, String> {
     let recipe: Value = serde_json::from_str(
-        &std::fs::read_to_string(&args.recipe)
-            .map_err(|e| format!("{}: {e}", args.recipe.display()))?,
+        &std::fs::read_to_string(&args.recipe).map_err(|e| format!("{}: {e}", args.recipe.display()))?,
     )
     .map_err(|e| format!("recipe: {e}"))?;
     let inputs = recipe
@@ -162,23 +138,14 @@ fn run(args: Args) -> Result<Value, String> {
     let runtime_init_ms = ms(t);
     let after_runtime = memory();
 
-    let config = EngineConfig::default()
-        .with_threads(args.threads)
-        .with_optimize_level(args.optimize);
+    let config = EngineConfig::default().with_threads(args.threads).with_optimize_level(args.optimize);
     let t = Instant::now();
     let engine = Engine::from_file(&args.model, config).map_err(|e| e.to_string())?;
     let session_create_ms = ms(t);
     let after_load = memory();
 
-    let views: Vec<(&str, TensorRef<'_>)> = inputs
-        .iter()
-        .map(|i| {
-            (
-                i.name.as_str(),
-                TensorRef::from_bytes(i.element_type, &i.shape, &i.data),
-            )
-        })
-        .collect();
+    let views: Vec<(&str, TensorRef<'_>)> =
+        inputs.iter().map(|i| (i.name.as_str(), TensorRef::from_bytes(i.element_type, &i.shape, &i.data))).collect();
     let total = 1 + args.warmup + args.runs;
     let t = Instant::now();
     engine.run(&views).map_err(|e| e.to_string())?;

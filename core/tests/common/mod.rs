@@ -10,9 +10,7 @@ use openautoglm::{Engine, EngineConfig, Runtime};
 fn cache_dir() -> PathBuf {
     std::env::var_os("OPENAUTOGLM_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/openautoglm")
-        })
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/openautoglm"))
 }
 
 pub fn ort_path() -> PathBuf {
@@ -37,9 +35,7 @@ pub fn model(name: &str) -> PathBuf {
 }
 
 pub fn real_model(id: &str) -> PathBuf {
-    let dir = std::env::var_os("OPENAUTOGLM_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("models"));
+    let dir = std::env::var_os("OPENAUTOGLM_MODELS").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("models"));
     dir.join(format!("{id}.onnx"))
 }
 
@@ -55,18 +51,8 @@ pub fn expected() -> serde_json::Value {
 /// y = x @ W + b from the fixture's W and b.
 pub fn expected_matmul(x: &[f32]) -> Vec<f32> {
     let e = expected();
-    let w: Vec<f32> = e["matmul_dynamic"]["W"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let b: Vec<f32> = e["matmul_dynamic"]["b"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
+    let w: Vec<f32> = e["matmul_dynamic"]["W"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let b: Vec<f32> = e["matmul_dynamic"]["b"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let rows = x.len() / 4;
     (0..rows * 3)
         .map(|i| {
@@ -79,9 +65,6 @@ pub fn expected_matmul(x: &[f32]) -> Vec<f32> {
 pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "element {i}: {g} vs {w}"
-        );
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: {g} vs {w}");
     }
 }

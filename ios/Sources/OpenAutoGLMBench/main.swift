@@ -1,0 +1,59 @@
+// The Swift benchmark runner: the same protocol as the Rust runner (core/src/bin/openautoglm-bench.rs), so
+// `cargo xtask bench --vs swift` measures what the Swift layer adds over the Rust core.
+import Foundation
+import OpenAutoGLM
+
+var args: [String: String] = [:]
+var argv = CommandLine.arguments.dropFirst()
+while let key = argv.popFirst(), let value = argv.popFirst() { args[String(key.dropFirst(2))] = value }
+
+let runs = Int(args["runs"] ?? "200")!
+let warmup = Int(args["warmup"] ?? "10")!
+let threads = UInt32(args["threads"] ?? "0")!
+let levels: [String: OptimizeLevel] = ["O0": .o0, "O1": .o1, "O2": .o2, "O3": .o3]
+let level = levels[args["optimize"] ?? "O3"]!
+try Runtime.load(libraryPath: args["ort"])
+
+func recipeValues(_ spec: [String: Any], count: Int) -> [Double] {
+    if let values = (spec["values"] as? [NSNumber])?.map(\.doubleValue) { return (0..<count).map { values[$0 % values.count] } }
+    if let fill = (spec["fill"] as? NSNumber)?.doubleValue { return [Double](repeating: fill, count: count) }
+    let tones = (spec["tones"] as! [[NSNumber]]).map { $0.map(\.doubleValue) }
+    let sr = (spec["sample_rate"] as? NSNumber)?.doubleValue ?? 16000
+    return (0..<count).map { i in tones.reduce(0.0) { $0 + $1[1] * sin(2 * Double.pi * $1[0] * Double(i) / sr) } }
+}
+
+var inputs: [String: Tensor] = [:]
+let recipe = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: args["recipe"]!))) as! [[String: Any]]
+for spec in recipe {
+    let shape = (spec["shape"] as! [NSNumber]).map(\.int64Value)
+    let values = recipeValues(spec, count: Int(shape.reduce(1, *)))
+    switch spec["type"] as! String {
+    case "f32": inputs[spec["name"] as! String] = Tensor(values.map { Float($0) }, shape: shape)
+    case "i64": inputs[spec["name"] as! String] = Tensor(values.map { Int64($0) }, shape: shape)
+    case "i32": inputs[spec["name"] as! String] = Tensor(values.map { Int32($0) }, shape: shape)
+    case let other: fatalError("unsupported recipe type \(other)")
+    }
+}
+
+func ms(_ since: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - since) / 1e6 }
+
+var t = DispatchTime.now().uptimeNanoseconds
+let engine = try Engine(path: args["model"]!, config: EngineConfig(accelerators: [.cpu], optimizeLevel: level, intraOpThreads: threads))
+let sessionMs = ms(t)
+t = DispatchTime.now().uptimeNanoseconds
+_ = try engine.inferSync(inputs)
+let firstMs = ms(t)
+var warm: [Double] = []
+for _ in 0..<warmup { t = DispatchTime.now().uptimeNanoseconds; _ = try engine.inferSync(inputs); warm.append(ms(t)) }
+var samples: [Double] = []
+samples.reserveCapacity(runs)
+for _ in 0..<runs { t = DispatchTime.now().uptimeNanoseconds; _ = try engine.inferSync(inputs); samples.append(ms(t)) }
+let sorted = samples.sorted()
+let metrics: [String: Any] = [
+    "session_create_ms": sessionMs, "first_inference_ms": firstMs, "warmup_runs": warmup,
+    "warmup_mean_ms": warm.isEmpty ? NSNull() : warm.reduce(0, +) / Double(warm.count), "runs": runs,
+    "mean_ms": samples.reduce(0, +) / Double(samples.count), "p50_ms": sorted[(sorted.count - 1) / 2],
+]
+let result = try JSONSerialization.data(withJSONObject: ["metrics": metrics, "samples_ms": samples])
+try result.write(to: URL(fileURLWithPath: args["out"]!))
+engine.close()
