@@ -20,8 +20,9 @@ use crate::tensor::{ElementType, Tensor, TensorRef, element_count};
 pub struct Engine {
     info: ModelInfo,
     config: EngineConfig,
-    // `None` once closed. ort's `Session::run` takes `&mut self`, so runs on one engine take turns on the mutex;
-    // the outer lock only guards close, so `close` never waits behind a long run for more than that run.
+    // `None` once closed. Runs on one engine take turns on the mutex: ort's `Session::run` takes `&mut self`
+    // because ONNX Runtime's `Run` is not reliably thread-safe (ort's own finding). The outer lock only guards
+    // close, so `close` never waits for a run to finish; the session is freed when the last run ends.
     session: RwLock<Option<Arc<Mutex<Session>>>>,
 }
 

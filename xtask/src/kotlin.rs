@@ -21,11 +21,10 @@ pub fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
     let _ = fs::remove_dir_all(&reports);
     let status = Command::new("mvn")
         .current_dir(&android)
-        .args(["-B", "-q", "--no-transfer-progress", "test"])
+        .args(["-B", "-q", "--no-transfer-progress", "-Dstyle.color=never", "test"])
         .envs(env.iter().copied())
         // JNA finds libopenautoglm_ffi through the loader path.
         .env("LD_LIBRARY_PATH", lib_dir)
-        .env("JAVA_TOOL_OPTIONS", format!("-Djna.library.path={}", lib_dir.display()))
         .status()
         .context("cannot run mvn")?;
     let suite = surefire_counts(&reports)?;
