@@ -6,6 +6,8 @@
 //! 2. the `ORT_DYLIB_PATH` environment variable;
 //! 3. the platform's library name (`libonnxruntime.so` / `libonnxruntime.dylib` / `onnxruntime.dll`), found by
 //!    the system loader (on Android: the one the onnxruntime-android AAR puts in the APK).
+//!
+//! On iOS ONNX Runtime is linked into the app from ORT's static xcframework instead, so there is no path to give.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,6 +46,11 @@ impl Runtime {
     /// misconfigured app finds out at once. A failed load can be retried with another path.
     pub fn init(library_path: Option<&Path>) -> Result<RuntimeInfo> {
         crate::logging::init();
+        if cfg!(target_os = "ios") && library_path.is_some() {
+            return Err(Error::InvalidConfig {
+                reason: "on iOS ONNX Runtime is linked into the app; call Runtime::init(None)".into(),
+            });
+        }
         if let Some(path) = library_path
             && !path.is_file()
         {
@@ -101,6 +108,7 @@ fn default_library_path() -> PathBuf {
     }
 }
 
+#[cfg(not(target_os = "ios"))]
 fn load(path: &Path) -> Result<Loaded> {
     let unavailable = |reason: String| Error::RuntimeUnavailable { path: path.display().to_string(), reason };
     let builder = ort::init_from(path).map_err(|e| {
@@ -118,6 +126,7 @@ fn load(path: &Path) -> Result<Loaded> {
 
 /// The version string the library reports. ort checked it while loading but does not expose it; opening the same
 /// library again only bumps the loader's reference count.
+#[cfg(not(target_os = "ios"))]
 fn ort_version(path: &Path) -> Option<String> {
     // SAFETY: the library was just loaded successfully by ort from this path; OrtGetApiBase has this signature in
     // every ONNX Runtime release and GetVersionString returns a static C string.
@@ -125,10 +134,25 @@ fn ort_version(path: &Path) -> Option<String> {
         let lib = libloading::Library::new(path).ok()?;
         let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
             lib.get(b"OrtGetApiBase").ok()?;
-        let base = get_base();
-        if base.is_null() {
-            return None;
-        }
-        Some(std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned())
+        version_of(get_base())
     }
+}
+
+#[cfg(target_os = "ios")]
+fn load(_path: &Path) -> Result<Loaded> {
+    let env = ort::init().with_name("openautoglm").build().map_err(|e| Error::RuntimeUnavailable {
+        path: "(linked)".into(),
+        reason: format!("cannot create the environment: {e}"),
+    })?;
+    // SAFETY: ORT is linked into this binary, so OrtGetApiBase is a plain symbol.
+    let ort_version = unsafe { version_of(ort::sys::OrtGetApiBase()) }.unwrap_or_else(|| "unknown".into());
+    Ok(Loaded { env, info: RuntimeInfo { library_path: "(linked)".into(), ort_version } })
+}
+
+/// SAFETY: `base` is null or ONNX Runtime's API base, whose GetVersionString returns a static C string.
+unsafe fn version_of(base: *const ort::sys::OrtApiBase) -> Option<String> {
+    if base.is_null() {
+        return None;
+    }
+    unsafe { Some(std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned()) }
 }

@@ -12,8 +12,14 @@ use anyhow::{Context, Result, bail};
 use openautoglm::bench::Summary;
 use serde_json::{Value, json};
 
+use crate::device::{self, Device, RunArgs};
 use crate::swift::{STAGE, Stage};
 use crate::{bindgen, cache, cmd, models};
+
+/// Device outputs must match the host's within |device - host| <= ATOL + RTOL * |host| (float kernels differ in
+/// summation order and vector width between x86-64 and ARM).
+const OUTPUT_ATOL: f64 = 1e-4;
+const OUTPUT_RTOL: f64 = 1e-3;
 
 /// Version of the result JSON layout (benchmarks/README.md documents it).
 const SCHEMA_VERSION: u32 = 1;
@@ -35,7 +41,11 @@ pub struct Args {
     /// Graph optimization level, O0..O3.
     #[arg(long, default_value = "O3")]
     optimize: String,
-    /// Also run these layers over the same core and compare: kotlin, swift.
+    /// Where to run: host, qemu-arm64 (emulated ARM64 Linux; outputs checked against the host's),
+    /// android[:SERIAL] (adb), ios-sim[:UDID] (simctl).
+    #[arg(long, default_value = "host")]
+    device: Device,
+    /// Also run these layers over the same core and compare (host only): kotlin, swift.
     #[arg(long, value_delimiter = ',')]
     vs: Vec<Peer>,
     /// Interleaved rounds (A B A B ...) when comparing, so machine drift hits every runner alike.
@@ -224,7 +234,23 @@ fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     Ok(runners)
 }
 
+/// A short run on `device` whose outputs must match the host's (used by `cargo xtask test`).
+pub fn device_smoke(device: &str, model: &str) -> Result<()> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: Args,
+    }
+    let parsed = <Wrapper as clap::Parser>::try_parse_from([
+        "bench", "--device", device, "--model", model, "--runs", "2", "--warmup", "0",
+    ])?;
+    run(parsed.args)
+}
+
 pub fn run(args: Args) -> Result<()> {
+    if args.device != Device::Host {
+        return run_on_device(args);
+    }
     let entry = models::entry(&args.model)?;
     let model = models::fetch(&args.model)?;
     let ort = cache::host_onnxruntime()?;
@@ -234,13 +260,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let work = std::env::temp_dir().join(format!("openautoglm-bench-{}", std::process::id()));
     fs::create_dir_all(&work)?;
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(models::manifest_path())?)?;
-    let inputs = manifest["models"]
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["id"] == args.model))
-        .map(|m| m["inputs"].clone());
-    let recipe = work.join("recipe.json");
-    fs::write(&recipe, serde_json::to_string(&inputs.context("the model has no input recipe")?)?)?;
+    let recipe = write_recipe(&args.model, &work)?;
     let job = Job {
         model: model.clone(),
         recipe,
@@ -270,34 +290,7 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let _ = fs::remove_dir_all(&work);
 
-    let first = &results[0][0];
-    let mut result = json!({
-        "schema": SCHEMA_VERSION,
-        "openautoglm_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": git_commit(),
-        "device": {
-            "kind": "host",
-            "name": hostname(),
-            "os": std::env::consts::OS,
-            "arch": std::env::consts::ARCH,
-            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-            "emulated": false,
-        },
-        "model": {
-            "id": entry.id,
-            "title": entry.title,
-            "precision": entry.precision,
-            "source": entry.package.as_ref().map(|p| format!("{}=={}", p.name, p.version)).or(entry.fixture.clone()),
-            "sha256": entry.sha256,
-            "file_size_mb": fs::metadata(&model)?.len() as f64 / (1024.0 * 1024.0),
-        },
-        "ort_version": first["ort_version"],
-        "accelerator": first["accelerator"],
-        "threads": first["threads"],
-        "optimize_level": first["optimize_level"],
-        "metrics": first["metrics"],
-        "samples_ms": first["samples_ms"],
-    });
+    let mut result = result_json(&Device::Host, &entry, &model, &results[0][0])?;
     print_table(&result);
     if runners.len() > 1 {
         let comparison = compare(&runners, &results);
@@ -309,6 +302,126 @@ pub fn run(args: Args) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The result file (schema in benchmarks/README.md) around one runner's measurement.
+fn result_json(device: &Device, entry: &models::ModelEntry, model: &Path, measured: &Value) -> Result<Value> {
+    Ok(json!({
+        "schema": SCHEMA_VERSION,
+        "openautoglm_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": git_commit(),
+        "device": {
+            "kind": device.kind(),
+            "name": if *device == Device::Host { hostname() } else { device.kind().to_owned() },
+            "os": if matches!(device, Device::Android { .. }) { "android" } else if matches!(device, Device::IosSim { .. }) { "ios" } else { std::env::consts::OS },
+            "arch": device.arch(),
+            "cpus": if device.emulated() { 2 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) },
+            "emulated": device.emulated(),
+        },
+        "model": {
+            "id": entry.id,
+            "title": entry.title,
+            "precision": entry.precision,
+            "source": entry.package.as_ref().map(|p| format!("{}=={}", p.name, p.version)).or(entry.fixture.clone()),
+            "sha256": entry.sha256,
+            "file_size_mb": fs::metadata(model)?.len() as f64 / (1024.0 * 1024.0),
+        },
+        "ort_version": measured["ort_version"],
+        "accelerator": measured["accelerator"],
+        "threads": measured["threads"],
+        "optimize_level": measured["optimize_level"],
+        "metrics": measured["metrics"],
+        "samples_ms": measured["samples_ms"],
+    }))
+}
+
+/// `--device` other than host: deploy, run, collect, and check the outputs against the host's on the same input.
+fn run_on_device(args: Args) -> Result<()> {
+    if !args.vs.is_empty() {
+        bail!("--vs compares our language layers on the host; drop it with --device {}", args.device.kind());
+    }
+    let entry = models::entry(&args.model)?;
+    let model = models::fetch(&args.model)?;
+    let work = std::env::temp_dir().join(format!("openautoglm-bench-{}", std::process::id()));
+    fs::create_dir_all(&work)?;
+    let recipe = write_recipe(&args.model, &work)?;
+    let run_args = RunArgs {
+        runs: args.runs,
+        warmup: args.warmup,
+        threads: args.threads.unwrap_or(if args.device.emulated() { 2 } else { 0 }),
+        optimize: args.optimize.clone(),
+    };
+
+    let deployed = device::deploy(&args.device, &model, &recipe)?;
+    let spinner = cache::spinner(format!(
+        "{} on {}{}: {} runs",
+        args.model,
+        args.device.kind(),
+        if args.device.emulated() { " (emulated: slow)" } else { "" },
+        1 + args.warmup + args.runs
+    ));
+    let ran = deployed.run(&run_args, true);
+    spinner.finish_and_clear();
+    let (measured, outputs) = ran?;
+
+    let spinner = cache::spinner("reference outputs on the host".into());
+    let reference = device::deploy(&Device::Host, &model, &recipe)
+        .and_then(|host| host.run(&RunArgs { runs: 1, warmup: 0, ..run_args }, true));
+    spinner.finish_and_clear();
+    let (_, host_outputs) = reference?;
+    let _ = fs::remove_dir_all(&work);
+
+    let check = compare_outputs(&host_outputs.unwrap_or_default(), &outputs.unwrap_or_default());
+    let mut result = result_json(&args.device, &entry, &model, &measured)?;
+    result["outputs_vs_host"] = check.clone();
+    print_table(&result);
+    println!(
+        "outputs vs host: max |diff| {:.3e} over {} values (tolerance {OUTPUT_ATOL:e} + {OUTPUT_RTOL:e}*|host|): {}",
+        check["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
+        check["values"],
+        if check["match"] == true { "match" } else { "MISMATCH" }
+    );
+    if let Some(path) = &args.json {
+        fs::write(path, serde_json::to_string_pretty(&result)?)?;
+        println!("wrote {}", path.display());
+    }
+    if check["match"] != true {
+        bail!("the {} outputs differ from the host's beyond the tolerance", args.device.kind());
+    }
+    Ok(())
+}
+
+/// Compares two `--dump-outputs` files: same names and shapes, values within the stated tolerance.
+fn compare_outputs(host: &Value, device: &Value) -> Value {
+    let (mut max_diff, mut count, mut ok) = (0f64, 0usize, true);
+    let names: Vec<&String> = host.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    ok &= !names.is_empty();
+    for name in names {
+        let (h, d) = (&host[name], &device[name]);
+        ok &= h["shape"] == d["shape"];
+        let hv: Vec<f64> =
+            h["values"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        let dv: Vec<f64> =
+            d["values"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        ok &= hv.len() == dv.len();
+        for (a, b) in hv.iter().zip(&dv) {
+            let diff = (a - b).abs();
+            max_diff = max_diff.max(diff);
+            ok &= diff <= OUTPUT_ATOL + OUTPUT_RTOL * a.abs();
+            count += 1;
+        }
+    }
+    json!({ "max_abs_diff": max_diff, "values": count, "atol": OUTPUT_ATOL, "rtol": OUTPUT_RTOL, "match": ok })
+}
+
+/// Writes the model's input recipe from the manifest to `dir/recipe.json`.
+fn write_recipe(model: &str, dir: &Path) -> Result<PathBuf> {
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(models::manifest_path())?)?;
+    let inputs =
+        manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == model)).map(|m| m["inputs"].clone());
+    let recipe = dir.join("recipe.json");
+    fs::write(&recipe, serde_json::to_string(&inputs.context("the model has no input recipe")?)?)?;
+    Ok(recipe)
 }
 
 fn samples(result: &Value) -> Vec<f64> {

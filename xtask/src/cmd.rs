@@ -42,3 +42,18 @@ pub fn exists(program: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Makes sure the Debian packages providing `programs` are installed (apt-get, as root), installing `packages`
+/// if any program is missing.
+pub fn ensure_debian_packages(programs: &[&str], packages: &[&str]) -> Result<()> {
+    if programs.iter().all(|p| exists(p)) {
+        return Ok(());
+    }
+    println!("installing {} (apt-get)", packages.join(" "));
+    let install =
+        format!("apt-get install -y -q {} || (apt-get update -q && apt-get install -y -q {0})", packages.join(" "));
+    run(Command::new("sh").args(["-c", &install]).env("DEBIAN_FRONTEND", "noninteractive")).with_context(|| {
+        format!("{} are needed (Debian: apt-get install {}, as root)", programs.join(", "), packages.join(" "))
+    })?;
+    Ok(())
+}

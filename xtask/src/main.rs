@@ -1,12 +1,18 @@
 //! `cargo xtask`: every step a developer or CI runs, with `--help` for each.
 
+mod android;
 mod bench;
 mod bindgen;
 mod cache;
 mod cmd;
+mod device;
+mod doctor;
+mod ios;
 mod kotlin;
 mod models;
+mod size;
 mod swift;
+mod targets;
 mod test;
 
 use anyhow::Result;
@@ -34,8 +40,27 @@ enum Command {
         #[command(subcommand)]
         action: models::Action,
     },
+    /// Build the SDK for phones: `build android` (NDK) or `build ios` (macOS + Xcode).
+    Build {
+        #[command(subcommand)]
+        platform: Platform,
+    },
+    /// Compile the core and FFI crates as a staticlib for every Android and iOS target installable here.
+    CheckTargets,
+    /// Stripped size of our native library per target (mobile profile), checked against the budget.
+    Size,
+    /// Which toolchains, SDKs and devices this machine has, and what each enables.
+    Doctor,
     /// Regenerate the committed test fixtures (tiny models, expected outputs) with Python onnx/onnxruntime.
     Fixtures,
+}
+
+#[derive(Subcommand)]
+enum Platform {
+    /// Native libraries per ABI into android/src/main/jniLibs, Android bindings, and the AAR if Gradle is there.
+    Android(android::Args),
+    /// OpenAutoGLMFFI.xcframework (device + simulators), zipped with its SwiftPM checksum. macOS only.
+    Ios(ios::Args),
 }
 
 fn main() -> Result<()> {
@@ -53,5 +78,10 @@ fn main() -> Result<()> {
         Command::Bindgen => bindgen::generate().map(|_| ()),
         Command::Models { action } => models::run(action),
         Command::Fixtures => models::regenerate_fixtures(),
+        Command::Build { platform: Platform::Android(args) } => android::build(args),
+        Command::Build { platform: Platform::Ios(args) } => ios::build(args),
+        Command::CheckTargets => targets::check().map(|_| ()),
+        Command::Size => size::run(),
+        Command::Doctor => doctor::run(),
     }
 }

@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use crate::{bindgen, cache, cmd, kotlin, models, swift};
+use crate::{bench, bindgen, cache, cmd, kotlin, models, size, swift, targets};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run only these parts (default: all): lint, rust, kotlin, swift.
+    /// Run only these parts (default: all): lint, rust, kotlin, swift, targets (check-targets + size),
+    /// device (qemu-arm64 outputs vs host).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -126,6 +127,24 @@ pub fn run(args: Args) -> Result<()> {
             step("Swift tests (swift test in the Debian trixie chroot)");
             suites.push(swift::test(&generated.library, &ort, &models)?);
         }
+    }
+    if wants("targets") || wants("device") {
+        let mut checks = Suite { language: "Targets", passed: 0, failed: 0, skipped: 0 };
+        if wants("targets") {
+            step("check-targets: staticlib for every Android and iOS target installable here");
+            checks.passed += targets::check()?;
+            step("size: stripped library per target against the budget");
+            size::run()?;
+            checks.passed += 1;
+        }
+        if wants("device") {
+            step("qemu-arm64: cross-built runner on emulated ARM64, outputs vs host");
+            for model in ["silero-vad", "tiny-matmul"] {
+                bench::device_smoke("qemu-arm64", model)?;
+                checks.passed += 1;
+            }
+        }
+        suites.push(checks);
     }
     summarize(&suites, started.elapsed().as_secs_f64())
 }

@@ -2,7 +2,7 @@
 //! `cargo xtask bench` builds, deploys and runs it, and turns the result into a table.
 //!
 //! openautoglm-bench --model M.onnx --recipe INPUTS.json --out RESULT.json [--runs 200] [--warmup 10]
-//!                   [--threads N] [--optimize O3] [--ort libonnxruntime.so]
+//!                   [--threads N] [--optimize O3] [--ort libonnxruntime.so] [--dump-outputs OUTPUTS.json]
 //! Prints `progress DONE TOTAL` lines on stdout while it runs.
 
 use std::io::Write;
@@ -22,11 +22,13 @@ struct Args {
     threads: u32,
     optimize: OptimizeLevel,
     ort: Option<PathBuf>,
+    /// Writes the first inference's outputs here, to compare devices.
+    dump_outputs: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let (mut model, mut recipe, mut out, mut ort) = (None, None, None, None);
+    let (mut model, mut recipe, mut out, mut ort, mut dump_outputs) = (None, None, None, None, None);
     let (mut runs, mut warmup, mut threads, mut optimize) = (200, 10, 0, OptimizeLevel::O3);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
             "--recipe" => recipe = Some(PathBuf::from(value()?)),
             "--out" => out = Some(PathBuf::from(value()?)),
             "--ort" => ort = Some(PathBuf::from(value()?)),
+            "--dump-outputs" => dump_outputs = Some(PathBuf::from(value()?)),
             "--runs" => runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
@@ -59,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         threads,
         optimize,
         ort,
+        dump_outputs,
     })
 }
 
@@ -148,9 +152,12 @@ fn run(args: Args) -> Result<Value, String> {
         inputs.iter().map(|i| (i.name.as_str(), TensorRef::from_bytes(i.element_type, &i.shape, &i.data))).collect();
     let total = 1 + args.warmup + args.runs;
     let t = Instant::now();
-    engine.run(&views).map_err(|e| e.to_string())?;
+    let first = engine.run(&views).map_err(|e| e.to_string())?;
     let first_inference_ms = ms(t);
     progress(1, total);
+    if let Some(path) = &args.dump_outputs {
+        std::fs::write(path, outputs_json(&first).to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
 
     let mut warmup = Vec::with_capacity(args.warmup);
     for i in 0..args.warmup {
@@ -192,6 +199,21 @@ fn run(args: Args) -> Result<Value, String> {
         },
         "samples_ms": samples,
     }))
+}
+
+/// Outputs as JSON numbers (f32 outputs; other types as their values), keyed by name.
+fn outputs_json(outputs: &[openautoglm::Tensor]) -> Value {
+    let mut map = serde_json::Map::new();
+    for t in outputs {
+        let values: Vec<f64> = match t.element_type {
+            ElementType::F32 => t.to_vec::<f32>().unwrap_or_default().into_iter().map(f64::from).collect(),
+            ElementType::I64 => t.to_vec::<i64>().unwrap_or_default().into_iter().map(|v| v as f64).collect(),
+            ElementType::I32 => t.to_vec::<i32>().unwrap_or_default().into_iter().map(f64::from).collect(),
+            _ => Vec::new(),
+        };
+        map.insert(t.name.clone(), json!({ "type": t.element_type.name(), "shape": t.shape, "values": values }));
+    }
+    Value::Object(map)
 }
 
 fn main() {

@@ -1,0 +1,302 @@
+//! Where a benchmark runs, behind one interface: build the runner for the device, deploy it with the model, the
+//! recipe and the matching ONNX Runtime, run it, collect the JSON. `host` and `qemu-arm64` work here; `android`
+//! (adb) and `ios-sim` (simctl) are written to those tools' documented commands and say what is missing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cache::{self, PypiFile};
+use crate::{android, bindgen, cmd, targets};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    Host,
+    /// aarch64 Linux under qemu-user: the ARM build, deploy and run path, with emulated (meaningless) timings.
+    QemuArm64,
+    Android {
+        serial: Option<String>,
+    },
+    IosSim {
+        udid: Option<String>,
+    },
+}
+
+impl FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Device, String> {
+        let (kind, id) = s.split_once(':').map_or((s, None), |(k, id)| (k, Some(id.to_owned())));
+        match kind {
+            "host" => Ok(Device::Host),
+            "qemu-arm64" => Ok(Device::QemuArm64),
+            "android" => Ok(Device::Android { serial: id }),
+            "ios-sim" => Ok(Device::IosSim { udid: id }),
+            _ => Err(format!("unknown device `{s}` (host, qemu-arm64, android[:SERIAL], ios-sim[:UDID])")),
+        }
+    }
+}
+
+impl Device {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Device::Host => "host",
+            Device::QemuArm64 => "qemu-arm64",
+            Device::Android { .. } => "android",
+            Device::IosSim { .. } => "ios-sim",
+        }
+    }
+
+    pub fn arch(&self) -> &'static str {
+        match self {
+            Device::Host => std::env::consts::ARCH,
+            _ => "aarch64",
+        }
+    }
+
+    pub fn emulated(&self) -> bool {
+        matches!(self, Device::QemuArm64)
+    }
+
+    fn triple(&self) -> &'static str {
+        match self {
+            Device::Host => env!("HOST_TRIPLE"),
+            Device::QemuArm64 => "aarch64-unknown-linux-gnu",
+            Device::Android { .. } => "aarch64-linux-android",
+            Device::IosSim { .. } => "aarch64-apple-ios-sim",
+        }
+    }
+}
+
+/// A benchmark runner built and deployed to a device.
+pub struct Deployed {
+    device: Device,
+    /// On-device paths of the runner, the ONNX Runtime library, the model and the recipe.
+    runner: String,
+    ort: String,
+    model: String,
+    recipe: String,
+    /// Device directory for results (host-side staging dir for host and qemu).
+    dir: String,
+    stage: PathBuf,
+}
+
+/// The runner protocol (core/src/bin/openautoglm-bench.rs) for one run.
+pub struct RunArgs {
+    pub runs: usize,
+    pub warmup: usize,
+    pub threads: u32,
+    pub optimize: String,
+}
+
+/// Builds the benchmark runner for `device` and deploys it with `model`, `recipe` and ONNX Runtime.
+pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> {
+    match device {
+        Device::Android { .. } if !cmd::exists("adb") => {
+            bail!(
+                "adb was not found: install the Android SDK platform-tools and put adb on PATH (and connect a phone with USB debugging on)"
+            )
+        }
+        Device::IosSim { .. } if std::env::consts::OS != "macos" || !cmd::exists("xcrun") => {
+            bail!("the iOS simulator needs macOS with Xcode (xcrun simctl); this is {}", std::env::consts::OS)
+        }
+        _ => {}
+    }
+    let triple = device.triple();
+    if !targets::ensure_installed(triple) {
+        bail!("rustup cannot install the standard library for {triple}");
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    match device {
+        Device::QemuArm64 => cmd::ensure_debian_packages(
+            &["aarch64-linux-gnu-gcc", "qemu-aarch64-static"],
+            &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user-static"],
+        )?,
+        Device::Android { .. } => {
+            let ndk = android::ndk()?;
+            env = ndk.cargo_env(targets::android_abi("arm64-v8a")?)?;
+        }
+        Device::IosSim { .. } => {
+            let ort = std::env::var("ORT_IOS_XCFWK_PATH")
+                .context("set ORT_IOS_XCFWK_PATH to ONNX Runtime's iOS xcframework")?;
+            env.push(("ORT_IOS_XCFWK_PATH".into(), ort));
+        }
+        Device::Host => {}
+    }
+    let spinner = cache::spinner(format!("building the benchmark runner for {} ({triple})", device.kind()));
+    let built = cmd::capture(
+        Command::new(env!("CARGO"))
+            .current_dir(cmd::repo_root())
+            .args(["build", "--release", "-p", "openautoglm", "--features", "bench-cli", "--bin", "openautoglm-bench"])
+            .args(["--target", triple])
+            .envs(env),
+    );
+    spinner.finish_and_clear();
+    built?;
+    let runner = bindgen::target_dir().join(triple).join("release/openautoglm-bench");
+
+    let stage = cache::dir().join("devices").join(device.kind());
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir_all(&stage)?;
+    let ort = match device {
+        Device::Host => cache::host_onnxruntime()?,
+        Device::QemuArm64 => aarch64_onnxruntime()?,
+        Device::Android { .. } => android_onnxruntime()?,
+        Device::IosSim { .. } => PathBuf::new(), // linked into the runner
+    };
+    let files = [
+        ("openautoglm-bench", runner.as_path()),
+        ("libonnxruntime.so", ort.as_path()),
+        ("model.onnx", model),
+        ("recipe.json", recipe),
+    ];
+    for (name, from) in files {
+        if !from.as_os_str().is_empty() {
+            fs::copy(from, stage.join(name)).with_context(|| format!("staging {}", from.display()))?;
+        }
+    }
+    let on_device = |dir: &str| Deployed {
+        device: device.clone(),
+        runner: format!("{dir}/openautoglm-bench"),
+        ort: format!("{dir}/libonnxruntime.so"),
+        model: format!("{dir}/model.onnx"),
+        recipe: format!("{dir}/recipe.json"),
+        dir: dir.to_owned(),
+        stage: stage.clone(),
+    };
+    match device {
+        Device::Android { serial } => {
+            let dir = "/data/local/tmp/openautoglm";
+            cmd::run(adb(serial).args(["shell", "mkdir", "-p", dir]))?;
+            for (name, _) in files {
+                cmd::run(adb(serial).arg("push").arg(stage.join(name)).arg(format!("{dir}/{name}")))?;
+            }
+            cmd::run(adb(serial).args(["shell", "chmod", "755", &format!("{dir}/openautoglm-bench")]))?;
+            Ok(on_device(dir))
+        }
+        _ => Ok(on_device(&stage.display().to_string())),
+    }
+}
+
+fn adb(serial: &Option<String>) -> Command {
+    let mut c = Command::new("adb");
+    if let Some(s) = serial {
+        c.args(["-s", s]);
+    }
+    c
+}
+
+impl Deployed {
+    /// Runs the deployed runner and returns its JSON result (and writes its outputs for comparison when asked).
+    pub fn run(&self, args: &RunArgs, dump_outputs: bool) -> Result<(serde_json::Value, Option<serde_json::Value>)> {
+        let out = format!("{}/result.json", self.dir);
+        let outputs = format!("{}/outputs.json", self.dir);
+        let mut argv: Vec<String> = vec![
+            "--model".into(),
+            self.model.clone(),
+            "--recipe".into(),
+            self.recipe.clone(),
+            "--out".into(),
+            out.clone(),
+            "--runs".into(),
+            args.runs.to_string(),
+            "--warmup".into(),
+            args.warmup.to_string(),
+            "--threads".into(),
+            args.threads.to_string(),
+            "--optimize".into(),
+            args.optimize.clone(),
+        ];
+        if !matches!(self.device, Device::IosSim { .. }) {
+            argv.extend(["--ort".into(), self.ort.clone()]);
+        }
+        if dump_outputs {
+            argv.extend(["--dump-outputs".into(), outputs.clone()]);
+        }
+        match &self.device {
+            Device::Host => cmd::capture(Command::new(&self.runner).args(&argv)).map(|_| ())?,
+            Device::QemuArm64 => {
+                // qemu 7.2 crashes in ONNX Runtime's CPU detection when it reads the host's x86 /proc/cpuinfo: give
+                // the process an ARM one in a private mount namespace.
+                let cpuinfo = self.stage.join("cpuinfo");
+                fs::write(&cpuinfo, ARM_CPUINFO)?;
+                let script = format!(
+                    "mount --bind {} /proc/cpuinfo && exec qemu-aarch64-static -L /usr/aarch64-linux-gnu {} {}",
+                    cpuinfo.display(),
+                    self.runner,
+                    argv.join(" ")
+                );
+                cmd::capture(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))?;
+            }
+            Device::Android { serial } => {
+                let script = format!("cd {} && LD_LIBRARY_PATH={0} ./openautoglm-bench {}", self.dir, argv.join(" "));
+                cmd::capture(adb(serial).args(["shell", &script]))?;
+                for file in [&out, &outputs] {
+                    let _ = adb(serial).arg("pull").arg(file).arg(&self.stage).output();
+                }
+            }
+            Device::IosSim { udid } => {
+                let udid = udid.clone().unwrap_or_else(|| "booted".into());
+                cmd::capture(Command::new("xcrun").args(["simctl", "spawn", &udid, &self.runner]).args(&argv))?;
+            }
+        }
+        let read = |name: &str| -> Result<serde_json::Value> {
+            let path = self.stage.join(name);
+            Ok(serde_json::from_str(
+                &fs::read_to_string(&path).with_context(|| format!("no {} from the device", path.display()))?,
+            )?)
+        };
+        let outputs = if dump_outputs { Some(read("outputs.json")?) } else { None };
+        Ok((read("result.json")?, outputs))
+    }
+}
+
+/// ONNX Runtime for aarch64 Linux: the library inside the PyPI wheel, pinned like the host's.
+pub fn aarch64_onnxruntime() -> Result<PathBuf> {
+    let dest = cache::dir().join(format!("onnxruntime-{}/linux-aarch64/libonnxruntime.so", cache::ORT_VERSION));
+    if !dest.exists() {
+        let wheel = cache::pypi(PypiFile {
+            name: "onnxruntime",
+            version: cache::ORT_VERSION,
+            file: "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_aarch64.whl",
+            sha256: "da05378364c44d4407e463982d2bf8d5e4cfea873283757e48beeb41df97b7f3",
+            platform: Some("manylinux_2_28_aarch64"),
+        })?;
+        cache::extract(&wheel, "onnxruntime/capi/libonnxruntime.so.1.31.1", &dest, None)?;
+    }
+    Ok(dest)
+}
+
+/// ONNX Runtime for Android phones: libonnxruntime.so from the onnxruntime-android AAR (jni/arm64-v8a/), given with
+/// ORT_ANDROID_AAR (the AAR file) since this machine's Maven mirror does not serve it.
+fn android_onnxruntime() -> Result<PathBuf> {
+    let aar = std::env::var_os("ORT_ANDROID_AAR").map(PathBuf::from).context(
+        "set ORT_ANDROID_AAR to the onnxruntime-android .aar (Maven Central: com.microsoft.onnxruntime:onnxruntime-android); \
+         its jni/arm64-v8a/libonnxruntime.so is pushed with the runner",
+    )?;
+    let dest = cache::dir().join("onnxruntime-android/arm64-v8a/libonnxruntime.so");
+    cache::extract(&aar, "jni/arm64-v8a/libonnxruntime.so", &dest, None)?;
+    Ok(dest)
+}
+
+/// What qemu's guest sees as /proc/cpuinfo: two Cortex-A72 cores (NEON, dot product absent).
+const ARM_CPUINFO: &str = "processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x0
+CPU part\t: 0xd08
+CPU revision\t: 3
+
+processor\t: 1
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x0
+CPU part\t: 0xd08
+CPU revision\t: 3
+";
