@@ -123,7 +123,7 @@ pub fn build(args: Args) -> Result<()> {
     }
     // The uniffi metadata is the same on every target: read it from the unstripped host build.
     let library = bindgen::build_host_library()?;
-    let out = android.join("build/generated/uniffi/android");
+    let out = bindgen::kotlin_android_dir();
     bindgen::kotlin(&library, &out, true)?;
     println!("Kotlin bindings (Android variant): {}", out.display());
 

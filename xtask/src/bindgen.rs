@@ -17,6 +17,12 @@ pub struct Generated {
     pub library: PathBuf,
 }
 
+/// The Android variant (android = true), which the Gradle module compiles.
+pub fn kotlin_android_dir() -> PathBuf {
+    cmd::repo_root().join("android/build/generated/uniffi/android")
+}
+
+/// The JVM variant of the Kotlin bindings, compiled and tested here by Maven.
 pub fn kotlin_dir() -> PathBuf {
     cmd::repo_root().join("android/build/generated/uniffi/jvm")
 }
@@ -25,6 +31,7 @@ pub fn kotlin_dir() -> PathBuf {
 pub fn generate() -> Result<Generated> {
     let library = build_host_library()?;
     kotlin(&library, &kotlin_dir(), false)?;
+    kotlin(&library, &kotlin_android_dir(), true)?;
     let swift_dir = cmd::repo_root().join("ios/build/generated");
     run_uniffi(TargetLanguage::Swift, &library, &swift_dir, None)?;
     place_swift(&swift_dir)?;
