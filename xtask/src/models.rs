@@ -1,12 +1,13 @@
 //! The real models of `benchmarks/models.json`: fetched from their registry packages, verified, cached.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::cache::{self, PypiFile};
 use crate::cmd;
@@ -22,6 +23,18 @@ pub enum Action {
 #[derive(Deserialize)]
 pub struct Manifest {
     pub models: Vec<ModelEntry>,
+    /// Real inputs (photos, ...) that input recipes refer to.
+    #[serde(default)]
+    pub assets: Vec<Asset>,
+}
+
+/// A file inside a registry package, pinned like a model.
+#[derive(Deserialize, Clone)]
+pub struct Asset {
+    pub id: String,
+    pub package: Package,
+    pub path: String,
+    pub sha256: String,
 }
 
 #[derive(Deserialize, Clone)]
@@ -39,11 +52,31 @@ pub struct ModelEntry {
 
 #[derive(Deserialize, Clone)]
 pub struct Package {
+    /// `pypi` or `npm`.
     pub registry: String,
     pub name: String,
     pub version: String,
     pub file: String,
     pub sha256: String,
+    /// Wheel platform tag, for binary wheels.
+    pub platform: Option<String>,
+}
+
+impl Package {
+    /// The verified package file, downloaded with the registry's own client on first use.
+    fn fetch(&self) -> Result<PathBuf> {
+        match self.registry.as_str() {
+            "pypi" => cache::pypi(PypiFile {
+                name: &self.name,
+                version: &self.version,
+                file: &self.file,
+                sha256: &self.sha256,
+                platform: self.platform.as_deref(),
+            }),
+            "npm" => cache::npm(&self.name, &self.version, &self.file, &self.sha256),
+            other => bail!("{}: registry `{other}` is not supported", self.name),
+        }
+    }
 }
 
 pub fn manifest_path() -> PathBuf {
@@ -74,18 +107,75 @@ pub fn fetch(id: &str) -> Result<PathBuf> {
         bail!("{id}: a manifest entry needs either `fixture` or `package`, `path` and `sha256`");
     };
     let dest = models_dir().join(format!("{id}.onnx"));
-    if dest.exists() && &cache::sha256_file(&dest)? == sha256 {
-        return Ok(dest);
+    if !(dest.exists() && &cache::sha256_file(&dest)? == sha256) {
+        cache::extract(&pkg.fetch()?, path, &dest, Some(sha256))?;
     }
-    if pkg.registry != "pypi" {
-        bail!("{id}: registry `{}` is not supported yet", pkg.registry);
-    }
-    let file =
-        PypiFile { name: &pkg.name, version: &pkg.version, file: &pkg.file, sha256: &pkg.sha256, platform: None };
-    let archive = cache::pypi(file)?;
-    cache::extract(&archive, path, &dest, Some(sha256))?;
     Ok(dest)
 }
+
+/// The verified asset file for `id` (an image, ...), fetched from its package on first use.
+pub fn fetch_asset(id: &str) -> Result<PathBuf> {
+    let manifest = manifest()?;
+    let asset =
+        manifest.assets.iter().find(|a| a.id == id).with_context(|| format!("no asset `{id}` in the manifest"))?;
+    let ext = Path::new(&asset.path).extension().and_then(|e| e.to_str()).unwrap_or("bin");
+    let dest = cache::dir().join("assets").join(format!("{id}.{ext}"));
+    if !(dest.exists() && cache::sha256_file(&dest)? == asset.sha256) {
+        cache::extract(&asset.package.fetch()?, &asset.path, &dest, Some(&asset.sha256))?;
+    }
+    Ok(dest)
+}
+
+/// Writes `dir/recipe.json` for `model`: its input recipe, with image inputs turned into raw little-endian f32
+/// files under `dir/inputs/` (decoded, resized and normalized here, once, so every runner on every device reads
+/// the same bytes). File paths in the recipe are relative to the recipe.
+pub fn materialize_recipe(model: &str, dir: &Path) -> Result<PathBuf> {
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;
+    let entry = manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == model));
+    let mut inputs = entry.map(|m| m["inputs"].clone()).context("the model has no input recipe")?;
+    for spec in inputs.as_array_mut().into_iter().flatten() {
+        if spec.get("image").is_some() {
+            let name = spec["name"].as_str().context("recipe input without a name")?.to_owned();
+            let file = format!("inputs/{}.f32", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+            fs::create_dir_all(dir.join("inputs"))?;
+            fs::write(dir.join(&file), image_tensor(spec)?)?;
+            *spec = serde_json::json!({ "name": name, "type": "f32", "shape": spec["shape"], "file": file });
+        }
+    }
+    let recipe = dir.join("recipe.json");
+    fs::write(&recipe, serde_json::to_string(&inputs)?)?;
+    Ok(recipe)
+}
+
+/// An image input as NCHW f32 bytes: resized to the recipe's H x W, `(pixel * scale - mean) / std` per channel,
+/// RGB (or BGR with `"bgr": true`, as PaddleOCR models expect).
+fn image_tensor(spec: &Value) -> Result<Vec<u8>> {
+    let image = &spec["image"];
+    let shape: Vec<u32> =
+        spec["shape"].as_array().into_iter().flatten().filter_map(|d| d.as_u64()).map(|d| d as u32).collect();
+    let [1, 3, height, width] = shape[..] else { bail!("image inputs need shape [1, 3, H, W], got {shape:?}") };
+    let asset = fetch_asset(image["asset"].as_str().context("image recipe without an asset")?)?;
+    let rgb = image::open(&asset)?.resize_exact(width, height, image::imageops::FilterType::Triangle).to_rgb8();
+    let triple = |key: &str, default: f32| -> Vec<f32> {
+        image[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).map(|v| v as f32).collect())
+            .unwrap_or(vec![default; 3])
+    };
+    let (scale, mean, std) =
+        (image["scale"].as_f64().unwrap_or(1.0 / 255.0) as f32, triple("mean", 0.0), triple("std", 1.0));
+    let order: [usize; 3] = if image["bgr"].as_bool().unwrap_or(false) { [2, 1, 0] } else { [0, 1, 2] };
+    let mut out = Vec::with_capacity((3 * width * height * 4) as usize);
+    for (c, &source) in order.iter().enumerate() {
+        for pixel in rgb.pixels() {
+            out.extend_from_slice(&((pixel[source] as f32 * scale - mean[c]) / std[c]).to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// The real models the tests use (fetched by `cargo xtask test` and `setup`; `models fetch` gets them all).
+pub const TEST_MODELS: &[&str] = &["minilm-l6-int8", "silero-vad"];
 
 /// Ids of the real models (those fetched from registry packages).
 pub fn real_ids() -> Result<Vec<String>> {
@@ -102,7 +192,7 @@ pub fn run(action: Action) -> Result<()> {
             let ids = if ids.is_empty() { real_ids()? } else { ids };
             for id in ids {
                 let path = fetch(&id)?;
-                println!("{id:<16} {} ({:.1} MB)", path.display(), fs::metadata(&path)?.len() as f64 / 1e6);
+                println!("{id:<22} {} ({:.1} MB)", path.display(), fs::metadata(&path)?.len() as f64 / 1e6);
             }
         }
         Action::List => {
@@ -112,25 +202,17 @@ pub fn run(action: Action) -> Result<()> {
                     (_, _, Some(fixture)) => fixture.clone(),
                     _ => "?".into(),
                 };
-                println!("{:<16} {:<6} {source}  {}", m.id, m.precision, m.title);
+                println!("{:<22} {:<6} {source}  {}", m.id, m.precision, m.title);
             }
         }
     }
     Ok(())
 }
 
-/// Python tools pinned for fixture generation (a venv in the cache, made on first use).
-const FIXTURE_TOOLS: &[&str] = &["onnx==1.19.1", "numpy==2.4.6", "onnxruntime==1.31.1"];
-
 pub fn regenerate_fixtures() -> Result<()> {
-    let venv = cache::dir().join("venv-fixtures");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        cmd::run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(FIXTURE_TOOLS))?;
-    }
-    for id in real_ids()? {
-        fetch(&id)?;
+    let python = crate::python::python()?;
+    for id in TEST_MODELS {
+        fetch(id)?;
     }
     cmd::run(Command::new(&python).arg(cmd::repo_root().join("core/tests/data/generate.py")).arg(models_dir()))
 }

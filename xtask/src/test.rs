@@ -87,8 +87,8 @@ pub fn run(args: Args) -> Result<()> {
 
     step("setup: ONNX Runtime and real models (cached)");
     let ort = cache::host_onnxruntime()?;
-    for id in models::real_ids()? {
-        models::fetch(&id)?;
+    for id in models::TEST_MODELS {
+        models::fetch(id)?;
     }
     let models = models::models_dir();
     let data = root.join("core/tests/data");

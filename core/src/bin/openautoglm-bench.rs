@@ -66,7 +66,8 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-/// One input built from its recipe: `values` (repeated to fill), `fill` (a constant) or `tones` (audio).
+/// One input built from its recipe: `values` (repeated to fill), `fill` (a constant), `tones` (audio) or `file`
+/// (raw little-endian elements, relative to the recipe; xtask writes images this way).
 struct Input {
     name: String,
     element_type: ElementType,
@@ -74,7 +75,7 @@ struct Input {
     data: Vec<u8>,
 }
 
-fn build_input(spec: &Value) -> Result<Input, String> {
+fn build_input(spec: &Value, recipe_dir: &std::path::Path) -> Result<Input, String> {
     let name = spec["name"].as_str().ok_or("recipe input without a name")?.to_owned();
     let element_type = match spec["type"].as_str() {
         Some("f32") => ElementType::F32,
@@ -85,6 +86,10 @@ fn build_input(spec: &Value) -> Result<Input, String> {
     let shape: Vec<i64> =
         spec["shape"].as_array().ok_or(format!("{name}: no shape"))?.iter().filter_map(Value::as_i64).collect();
     let count = shape.iter().product::<i64>().max(0) as usize;
+    if let Some(file) = spec["file"].as_str() {
+        let data = std::fs::read(recipe_dir.join(file)).map_err(|e| format!("{name}: {file}: {e}"))?;
+        return Ok(Input { name, element_type, shape, data });
+    }
     let values: Vec<f64> = if let Some(list) = spec["values"].as_array() {
         let list: Vec<f64> = list.iter().filter_map(Value::as_f64).collect();
         (0..count).map(|i| list[i % list.len().max(1)]).collect()
@@ -129,11 +134,12 @@ fn run(args: Args) -> Result<Value, String> {
         &std::fs::read_to_string(&args.recipe).map_err(|e| format!("{}: {e}", args.recipe.display()))?,
     )
     .map_err(|e| format!("recipe: {e}"))?;
+    let recipe_dir = args.recipe.parent().unwrap_or(std::path::Path::new("."));
     let inputs = recipe
         .as_array()
         .ok_or("the recipe is a list of inputs")?
         .iter()
-        .map(build_input)
+        .map(|spec| build_input(spec, recipe_dir))
         .collect::<Result<Vec<_>, _>>()?;
     let before = memory();
 

@@ -23,9 +23,16 @@ func recipeValues(_ spec: [String: Any], count: Int) -> [Double] {
 }
 
 var inputs: [String: Tensor] = [:]
-let recipe = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: args["recipe"]!))) as! [[String: Any]]
+let recipeURL = URL(fileURLWithPath: args["recipe"]!)
+let recipe = try JSONSerialization.jsonObject(with: Data(contentsOf: recipeURL)) as! [[String: Any]]
+let types: [String: ElementType] = ["f32": .f32, "i64": .i64, "i32": .i32]
 for spec in recipe {
     let shape = (spec["shape"] as! [NSNumber]).map(\.int64Value)
+    if let file = spec["file"] as? String {
+        let data = try Data(contentsOf: recipeURL.deletingLastPathComponent().appendingPathComponent(file))
+        inputs[spec["name"] as! String] = Tensor(elementType: types[spec["type"] as! String]!, shape: shape, data: data)
+        continue
+    }
     let values = recipeValues(spec, count: Int(shape.reduce(1, *)))
     switch spec["type"] as! String {
     case "f32": inputs[spec["name"] as! String] = Tensor(values.map { Float($0) }, shape: shape)

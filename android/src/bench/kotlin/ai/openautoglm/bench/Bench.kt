@@ -1,12 +1,14 @@
 package ai.openautoglm.bench
 
 import ai.openautoglm.Accelerator
+import ai.openautoglm.ElementType
 import ai.openautoglm.EngineConfig
 import ai.openautoglm.Engine
 import ai.openautoglm.OpenAutoGLM
 import ai.openautoglm.OptimizeLevel
 import ai.openautoglm.Tensor
 import java.io.File
+import java.nio.ByteBuffer
 import org.json.JSONArray
 import org.json.JSONObject
 
@@ -23,10 +25,17 @@ fun main(argv: Array<String>) {
     OpenAutoGLM.loadRuntime(args["ort"])
 
     val inputs = LinkedHashMap<String, Tensor>()
-    val recipe = JSONArray(File(args.getValue("recipe")).readText())
+    val recipeFile = File(args.getValue("recipe"))
+    val recipe = JSONArray(recipeFile.readText())
     for (i in 0 until recipe.length()) {
         val spec = recipe.getJSONObject(i)
         val shape = spec.getJSONArray("shape").let { s -> LongArray(s.length()) { s.getLong(it) } }
+        if (spec.has("file")) {
+            val type = mapOf("f32" to ElementType.F32, "i64" to ElementType.I64, "i32" to ElementType.I32).getValue(spec.getString("type"))
+            val bytes = File(recipeFile.parentFile, spec.getString("file")).readBytes()
+            inputs[spec.getString("name")] = Tensor.of(type, ByteBuffer.wrap(bytes), *shape)
+            continue
+        }
         val values = recipeValues(spec, shape.fold(1L) { a, d -> a * d }.toInt())
         inputs[spec.getString("name")] = when (spec.getString("type")) {
             "f32" -> Tensor.of(FloatArray(values.size) { values[it].toFloat() }, *shape)

@@ -1,0 +1,86 @@
+"""The python-ort peer: the same benchmark protocol as core/src/bin/openautoglm-bench.rs, run by the onnxruntime
+Python package (what an engineer would use instead). Driven by `cargo xtask bench --vs python-ort`.
+
+    python python_ort.py --model M.onnx --recipe R.json --out OUT.json --runs N --warmup N --threads N --optimize O3
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+LEVELS = {
+    "O0": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "O1": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "O2": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "O3": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+TYPES = {"f32": np.float32, "i64": np.int64, "i32": np.int32}
+
+
+def recipe_input(spec, recipe_dir):
+    """`values` (repeated), `fill`, `tones` or `file`, exactly as the Rust runner builds them."""
+    shape = spec["shape"]
+    if "file" in spec:
+        return np.fromfile(os.path.join(recipe_dir, spec["file"]), dtype=TYPES[spec["type"]]).reshape(shape)
+    count = int(np.prod(shape)) if shape else 1
+    if "values" in spec:
+        values = [spec["values"][i % len(spec["values"])] for i in range(count)]
+    elif "fill" in spec:
+        values = [spec["fill"]] * count
+    else:
+        sr = spec.get("sample_rate", 16000.0)
+        values = [sum(a * math.sin(2 * math.pi * f * i / sr) for f, a in spec["tones"]) for i in range(count)]
+    return np.array(values, dtype=np.float64).astype(TYPES[spec["type"]]).reshape(shape)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for flag in ("--model", "--recipe", "--out", "--optimize"):
+        p.add_argument(flag)
+    for flag in ("--runs", "--warmup", "--threads"):
+        p.add_argument(flag, type=int)
+    p.add_argument("--ort")  # accepted for protocol compatibility: the package brings its own library
+    args = p.parse_args()
+
+    with open(args.recipe) as f:
+        feeds = {spec["name"]: recipe_input(spec, os.path.dirname(args.recipe)) for spec in json.load(f)}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = LEVELS[args.optimize or "O3"]
+    if args.threads:
+        options.intra_op_num_threads = args.threads
+
+    t = time.perf_counter()
+    session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
+    session_ms = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    session.run(None, feeds)
+    first_ms = (time.perf_counter() - t) * 1e3
+    warm = []
+    for _ in range(args.warmup):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        warm.append((time.perf_counter() - t) * 1e3)
+    samples = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        samples.append((time.perf_counter() - t) * 1e3)
+    metrics = {
+        "session_create_ms": session_ms,
+        "first_inference_ms": first_ms,
+        "warmup_runs": args.warmup,
+        "warmup_mean_ms": sum(warm) / len(warm) if warm else None,
+        "runs": args.runs,
+        "mean_ms": sum(samples) / len(samples),
+        "p50_ms": float(np.percentile(samples, 50)),
+    }
+    with open(args.out, "w") as f:
+        json.dump({"ort_version": ort.__version__, "metrics": metrics, "samples_ms": samples}, f)
+
+
+if __name__ == "__main__":
+    main()
