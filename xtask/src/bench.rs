@@ -38,6 +38,10 @@ pub struct Args {
     /// Intra-op threads (default: every core of this machine).
     #[arg(long)]
     threads: Option<u32>,
+    /// Precision variant: native (the manifest's file), or fp32, fp16, int8-dynamic, int8-qdq, fp32-ort as made by
+    /// `cargo xtask models prepare`.
+    #[arg(long, default_value = "native")]
+    precision: String,
     /// Graph optimization level, O0..O3.
     #[arg(long, default_value = "O3")]
     optimize: String,
@@ -273,7 +277,7 @@ pub fn run(args: Args) -> Result<()> {
         return run_on_device(args);
     }
     let entry = models::entry(&args.model)?;
-    let model = models::fetch(&args.model)?;
+    let model = models::model_file(&args.model, &args.precision)?;
     let ort = cache::host_onnxruntime()?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let runners = build_runners(&args.vs, &ort)?;
@@ -311,7 +315,7 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let _ = fs::remove_dir_all(&work);
 
-    let mut result = result_json(&Device::Host, &entry, &model, &results[0][0])?;
+    let mut result = result_json(&Device::Host, &entry, &args.precision, &model, &results[0][0])?;
     print_table(&result);
     if runners.len() > 1 {
         let comparison = compare(&runners, &results);
@@ -326,7 +330,13 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The result file (schema in benchmarks/README.md) around one runner's measurement.
-fn result_json(device: &Device, entry: &models::ModelEntry, model: &Path, measured: &Value) -> Result<Value> {
+fn result_json(
+    device: &Device,
+    entry: &models::ModelEntry,
+    precision: &str,
+    model: &Path,
+    measured: &Value,
+) -> Result<Value> {
     Ok(json!({
         "schema": SCHEMA_VERSION,
         "openautoglm_version": env!("CARGO_PKG_VERSION"),
@@ -342,7 +352,7 @@ fn result_json(device: &Device, entry: &models::ModelEntry, model: &Path, measur
         "model": {
             "id": entry.id,
             "title": entry.title,
-            "precision": entry.precision,
+            "precision": if precision == "native" { entry.precision.clone() } else { precision.to_owned() },
             "source": entry.package.as_ref().map(|p| format!("{}=={}", p.name, p.version)).or(entry.fixture.clone()),
             "sha256": entry.sha256,
             "file_size_mb": fs::metadata(model)?.len() as f64 / (1024.0 * 1024.0),
@@ -362,7 +372,7 @@ fn run_on_device(args: Args) -> Result<()> {
         bail!("--vs compares our language layers on the host; drop it with --device {}", args.device.kind());
     }
     let entry = models::entry(&args.model)?;
-    let model = models::fetch(&args.model)?;
+    let model = models::model_file(&args.model, &args.precision)?;
     let work = std::env::temp_dir().join(format!("openautoglm-bench-{}", std::process::id()));
     fs::create_dir_all(&work)?;
     let recipe = models::materialize_recipe(&args.model, &work)?;
@@ -393,7 +403,7 @@ fn run_on_device(args: Args) -> Result<()> {
     let _ = fs::remove_dir_all(&work);
 
     let check = compare_outputs(&host_outputs.unwrap_or_default(), &outputs.unwrap_or_default());
-    let mut result = result_json(&args.device, &entry, &model, &measured)?;
+    let mut result = result_json(&args.device, &entry, &args.precision, &model, &measured)?;
     result["outputs_vs_host"] = check.clone();
     print_table(&result);
     println!(

@@ -18,6 +18,9 @@ pub enum Action {
     Fetch { ids: Vec<String> },
     /// List the manifest.
     List,
+    /// Make FP16, INT8 (dynamic and static QDQ) and ORT-format variants with ONNX Runtime's tools, and measure
+    /// each one's accuracy against FP32 on the recipe input (all FP32 models when none is named).
+    Prepare { ids: Vec<String> },
 }
 
 #[derive(Deserialize)]
@@ -195,6 +198,21 @@ pub fn run(action: Action) -> Result<()> {
                 println!("{id:<22} {} ({:.1} MB)", path.display(), fs::metadata(&path)?.len() as f64 / 1e6);
             }
         }
+        Action::Prepare { ids } => {
+            let ids = if ids.is_empty() {
+                manifest()?
+                    .models
+                    .into_iter()
+                    .filter(|m| m.package.is_some() && m.precision == "fp32")
+                    .map(|m| m.id)
+                    .collect()
+            } else {
+                ids
+            };
+            for id in ids {
+                prepare(&id)?;
+            }
+        }
         Action::List => {
             for m in manifest()?.models {
                 let source = match (&m.package, &m.path, &m.fixture) {
@@ -204,6 +222,66 @@ pub fn run(action: Action) -> Result<()> {
                 };
                 println!("{:<22} {:<6} {source}  {}", m.id, m.precision, m.title);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Where the variants of `id` live.
+pub fn variants_dir(id: &str) -> PathBuf {
+    cache::dir().join("variants").join(id)
+}
+
+/// The model file for `id` at `precision` (`native` is the manifest's own file); variants need `models prepare`.
+pub fn model_file(id: &str, precision: &str) -> Result<PathBuf> {
+    if precision == "native" {
+        return fetch(id);
+    }
+    let index: Value = serde_json::from_str(
+        &fs::read_to_string(variants_dir(id).join("variants.json"))
+            .with_context(|| format!("no variants of {id} yet: run `cargo xtask models prepare {id}`"))?,
+    )?;
+    let variant = &index["variants"][precision];
+    if let Some(error) = variant["error"].as_str() {
+        bail!("{id} has no {precision} variant: {error}");
+    }
+    let file = variant["file"].as_str().with_context(|| format!("unknown precision `{precision}` for {id}"))?;
+    Ok(variants_dir(id).join(file))
+}
+
+/// Makes the precision variants of `id` (benchmarks/prepare_variants.py) and prints them with their accuracy.
+fn prepare(id: &str) -> Result<()> {
+    let model = fetch(id)?;
+    let dir = variants_dir(id);
+    fs::create_dir_all(&dir)?;
+    let recipe = materialize_recipe(id, &dir)?;
+    let python = crate::python::python()?;
+    let spinner = cache::spinner(format!("{id}: making FP16, INT8 and ORT-format variants"));
+    let made = cmd::capture(
+        Command::new(&python)
+            .arg(cmd::repo_root().join("benchmarks/prepare_variants.py"))
+            .arg("--model")
+            .arg(&model)
+            .arg("--recipe")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&dir),
+    );
+    spinner.finish_and_clear();
+    made?;
+    let index: Value = serde_json::from_str(&fs::read_to_string(dir.join("variants.json"))?)?;
+    println!("{id}");
+    for (name, v) in index["variants"].as_object().into_iter().flatten() {
+        let num = |key: &str, digits: usize| v[key].as_f64().map_or("-".to_owned(), |x| format!("{x:.digits$}"));
+        match v["error"].as_str() {
+            Some(error) => println!("  {name:<13} not made: {error}"),
+            None => println!(
+                "  {name:<13} {:>7.2} MB  cosine {}  max|err| {}  top-1 {}",
+                v["size_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+                num("cosine_similarity", 5),
+                num("max_abs_error", 4),
+                num("top1_agreement", 3)
+            ),
         }
     }
     Ok(())

@@ -1,0 +1,122 @@
+"""Precision variants of one model, made with ONNX Runtime's own tools, and their accuracy against FP32.
+Driven by `cargo xtask models prepare`, in the xtask-managed venv (onnx, numpy, onnxruntime pinned).
+
+    python prepare_variants.py --model M.onnx --recipe R.json --out DIR
+
+Writes DIR/fp16.onnx (float16, I/O kept float32), DIR/int8-dynamic.onnx (per-tensor dynamic INT8 weights),
+DIR/int8-qdq.onnx (static QDQ INT8, calibrated on the recipe input and seeded perturbations of it),
+DIR/fp32.ort (ORT format, for the mobile runtime) and DIR/variants.json. A variant the tools cannot make is recorded
+with its error instead of stopping the others.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "peers"))
+from python_ort import recipe_input  # noqa: E402  (one definition of the recipe, shared with the peer runner)
+
+CALIBRATION_SAMPLES = 8
+
+
+def run(path, feeds):
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return [np.asarray(o) for o in session.run(None, feeds)]
+
+
+def accuracy(reference, outputs):
+    """Per variant: the worst output's cosine similarity, max abs error and argmax (top-1 along the last axis)
+    agreement with FP32 on the same input."""
+    cosines, errors, agreements = [], [], []
+    for ref, out in zip(reference, outputs):
+        if not np.issubdtype(ref.dtype, np.floating) or ref.size == 0:
+            continue
+        a, b = ref.astype(np.float64).ravel(), out.astype(np.float64).ravel()
+        denominator = np.linalg.norm(a) * np.linalg.norm(b)
+        cosines.append(float(a @ b / denominator) if denominator > 0 else float(np.array_equal(a, b)))
+        errors.append(float(np.max(np.abs(a - b))))
+        if ref.ndim >= 1 and ref.shape[-1] > 1:
+            agreements.append(float(np.mean(np.argmax(ref, axis=-1) == np.argmax(out, axis=-1))))
+    return {
+        "cosine_similarity": min(cosines) if cosines else None,
+        "max_abs_error": max(errors) if errors else None,
+        "top1_agreement": min(agreements) if agreements else None,
+    }
+
+
+class RecipeReader(CalibrationDataReader):
+    """The recipe input and seeded multiplicative perturbations of its float inputs."""
+
+    def __init__(self, feeds):
+        rng = np.random.default_rng(0)
+        self.samples = []
+        for i in range(CALIBRATION_SAMPLES):
+            sample = {}
+            for name, value in feeds.items():
+                if np.issubdtype(value.dtype, np.floating) and i > 0:
+                    value = (value * (1 + 0.1 * rng.standard_normal(value.shape))).astype(value.dtype)
+                sample[name] = value
+            self.samples.append(sample)
+
+    def get_next(self):
+        return self.samples.pop() if self.samples else None
+
+
+def make(name, build, out_dir, fp32_outputs, feeds):
+    path = os.path.join(out_dir, name)
+    started = time.perf_counter()
+    try:
+        build(path)
+        outputs = run(path, feeds)
+    except Exception as e:  # the tools reject some graphs (e.g. control flow); say so and go on
+        return {"file": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+    return {"file": name, "size_bytes": os.path.getsize(path), "seconds": round(time.perf_counter() - started, 2),
+            **accuracy(fp32_outputs, outputs)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    with open(args.recipe) as f:
+        feeds = {spec["name"]: recipe_input(spec, os.path.dirname(args.recipe)) for spec in json.load(f)}
+
+    fp32 = os.path.join(args.out, "fp32.onnx")
+    shutil.copyfile(args.model, fp32)
+    reference = run(fp32, feeds)
+    variants = {"fp32": {"file": "fp32.onnx", "size_bytes": os.path.getsize(fp32), **accuracy(reference, reference)}}
+
+    variants["fp16"] = make("fp16.onnx", lambda path: onnx.save(
+        convert_float_to_float16(onnx.load(fp32), keep_io_types=True), path), args.out, reference, feeds)
+    # Per-tensor: per-channel dynamic INT8 was seen to break transformer outputs (shared/models.md).
+    variants["int8-dynamic"] = make("int8-dynamic.onnx", lambda path: quantize_dynamic(
+        fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds)
+    variants["int8-qdq"] = make("int8-qdq.onnx", lambda path: quantize_static(
+        fp32, path, RecipeReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds)
+
+    def to_ort(path):
+        subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", fp32],
+                       check=True, capture_output=True)
+        if not os.path.exists(path):
+            raise RuntimeError("the converter wrote no .ort file")
+    variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, reference, feeds)
+
+    with open(os.path.join(args.out, "variants.json"), "w") as f:
+        json.dump({"onnxruntime": ort.__version__, "variants": variants}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
