@@ -11,6 +11,7 @@ mod ios;
 mod kotlin;
 mod models;
 mod python;
+mod report;
 mod size;
 mod swift;
 mod targets;
@@ -52,6 +53,8 @@ enum Command {
     Size,
     /// Which toolchains, SDKs and devices this machine has, and what each enables.
     Doctor,
+    /// Turn result files (bench --json, suites, any devices) into report.md and SVG/PNG plots.
+    Report(report::Args),
     /// Regenerate the committed test fixtures (tiny models, expected outputs) with Python onnx/onnxruntime.
     Fixtures,
 }
@@ -84,5 +87,6 @@ fn main() -> Result<()> {
         Command::CheckTargets => targets::check().map(|_| ()),
         Command::Size => size::run(),
         Command::Doctor => doctor::run(),
+        Command::Report(args) => report::run(args),
     }
 }

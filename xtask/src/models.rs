@@ -249,6 +249,37 @@ pub fn model_file(id: &str, precision: &str) -> Result<PathBuf> {
     Ok(variants_dir(id).join(file))
 }
 
+/// The precision variants of `id` that exist, making them first if they were never made.
+pub fn prepared_variants(id: &str) -> Result<Vec<String>> {
+    if !variants_dir(id).join("variants.json").exists() {
+        prepare(id)?;
+    }
+    let index: Value = serde_json::from_str(&fs::read_to_string(variants_dir(id).join("variants.json"))?)?;
+    Ok(index["variants"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v["error"].is_null())
+        .map(|(name, _)| name.clone())
+        .collect())
+}
+
+/// What `models prepare` measured for `precision` of `id` against FP32 (null when there is no FP32 reference).
+pub fn variant_accuracy(id: &str, precision: &str) -> Result<Value> {
+    let key = if precision == "native" { "fp32" } else { precision };
+    let file = variants_dir(id).join("variants.json");
+    if !file.exists() {
+        return Ok(Value::Null);
+    }
+    let index: Value = serde_json::from_str(&fs::read_to_string(file)?)?;
+    let v = &index["variants"][key];
+    Ok(serde_json::json!({
+        "cosine_similarity": v["cosine_similarity"],
+        "max_abs_error": v["max_abs_error"],
+        "top1_agreement": v["top1_agreement"],
+    }))
+}
+
 /// Makes the precision variants of `id` (benchmarks/prepare_variants.py) and prints them with their accuracy.
 fn prepare(id: &str) -> Result<()> {
     let model = fetch(id)?;
