@@ -46,10 +46,15 @@ def accuracy(reference, outputs):
         errors.append(float(np.max(np.abs(a - b))))
         if ref.ndim >= 1 and ref.shape[-1] > 1:
             agreements.append(float(np.mean(np.argmax(ref, axis=-1) == np.argmax(out, axis=-1))))
+    def finite(values, pick):
+        # A variant that produces NaN or infinity has no meaningful error: report null and flag it.
+        return pick(values) if values and all(np.isfinite(values)) else None
+    non_finite = any(not np.all(np.isfinite(o)) for o in outputs if np.issubdtype(o.dtype, np.floating))
     return {
-        "cosine_similarity": min(cosines) if cosines else None,
-        "max_abs_error": max(errors) if errors else None,
+        "cosine_similarity": finite(cosines, min),
+        "max_abs_error": finite(errors, max),
         "top1_agreement": min(agreements) if agreements else None,
+        "non_finite_outputs": bool(non_finite),
     }
 
 
@@ -115,7 +120,7 @@ def main():
     variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, reference, feeds)
 
     with open(os.path.join(args.out, "variants.json"), "w") as f:
-        json.dump({"onnxruntime": ort.__version__, "variants": variants}, f, indent=1)
+        json.dump({"onnxruntime": ort.__version__, "variants": variants}, f, indent=1, allow_nan=False)
 
 
 if __name__ == "__main__":

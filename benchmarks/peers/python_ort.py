@@ -43,6 +43,7 @@ def main():
         p.add_argument(flag)
     for flag in ("--runs", "--warmup", "--threads"):
         p.add_argument(flag, type=int)
+    p.add_argument("--seconds", type=float, default=0.0)
     p.add_argument("--ort")  # accepted for protocol compatibility: the package brings its own library
     args = p.parse_args()
 
@@ -65,7 +66,8 @@ def main():
         session.run(None, feeds)
         warm.append((time.perf_counter() - t) * 1e3)
     samples = []
-    for _ in range(args.runs):
+    started = time.perf_counter()
+    while len(samples) < args.runs or time.perf_counter() - started < args.seconds:
         t = time.perf_counter()
         session.run(None, feeds)
         samples.append((time.perf_counter() - t) * 1e3)
@@ -74,7 +76,7 @@ def main():
         "first_inference_ms": first_ms,
         "warmup_runs": args.warmup,
         "warmup_mean_ms": sum(warm) / len(warm) if warm else None,
-        "runs": args.runs,
+        "runs": len(samples),
         "mean_ms": sum(samples) / len(samples),
         "p50_ms": float(np.percentile(samples, 50)),
     }

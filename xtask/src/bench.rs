@@ -42,6 +42,12 @@ pub struct Args {
     /// Untimed runs before the timed ones; the first inference is reported apart (default 10; 5 in a suite).
     #[arg(long)]
     warmup: Option<usize>,
+    /// Duration mode: each runner keeps timing runs until this many seconds have passed (at least --runs).
+    #[arg(long, default_value_t = 0.0)]
+    seconds: f64,
+    /// Seconds to rest between runner invocations, so heat from one does not slow the next.
+    #[arg(long, default_value_t = 0.0)]
+    cooldown: f64,
     /// Intra-op threads (default: every core of this machine).
     #[arg(long)]
     threads: Option<u32>,
@@ -90,6 +96,7 @@ struct Job {
     warmup: usize,
     threads: u32,
     optimize: String,
+    seconds: f64,
 }
 
 impl Job {
@@ -104,6 +111,7 @@ impl Job {
             ("--warmup", self.warmup.to_string()),
             ("--threads", self.threads.to_string()),
             ("--optimize", self.optimize.clone()),
+            ("--seconds", self.seconds.to_string()),
         ] {
             args.push(flag.to_owned());
             args.push(value);
@@ -346,10 +354,9 @@ pub fn run(args: Args) -> Result<()> {
         "results": results,
     });
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let path = args
-        .json
-        .clone()
-        .unwrap_or_else(|| cmd::repo_root().join(format!("benchmarks/results/standard-{}-{stamp}.json", args.device.kind())));
+    let path = args.json.clone().unwrap_or_else(|| {
+        cmd::repo_root().join(format!("benchmarks/results/standard-{}-{stamp}.json", args.device.kind()))
+    });
     fs::create_dir_all(path.parent().expect("parent"))?;
     fs::write(&path, serde_json::to_string_pretty(&suite_result)?)?;
     println!("wrote {}", path.display());
@@ -378,7 +385,8 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let runners = build_runners(&args.vs, &ort)?;
     let rounds = if args.vs.is_empty() && !suite { 1 } else { args.rounds.max(1) };
-    let (runs, warmup) = (args.runs.unwrap_or(if suite { 30 } else { 200 }), args.warmup.unwrap_or(if suite { 5 } else { 10 }));
+    let (runs, warmup) =
+        (args.runs.unwrap_or(if suite { 30 } else { 200 }), args.warmup.unwrap_or(if suite { 5 } else { 10 }));
 
     let work = std::env::temp_dir().join(format!("openautoglm-bench-{}", std::process::id()));
     let mut jobs = Vec::new();
@@ -393,6 +401,7 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
             warmup,
             threads,
             optimize: args.optimize.clone(),
+            seconds: args.seconds,
         });
     }
 
@@ -415,6 +424,9 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
                 let dir = work.join(c.to_string());
                 results[c][r].push(runner.run(job, &dir, &|done| bar.set_position(offset + done))?);
                 step += 1;
+                if args.cooldown > 0.0 {
+                    std::thread::sleep(std::time::Duration::from_secs_f64(args.cooldown));
+                }
             }
         }
     }
@@ -527,7 +539,10 @@ fn print_suite(results: &[Value]) {
         "\n| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>7} | {:>14} |",
         "model", "precision", "p50 ms", "p90 ms", "first ms", "peak MB", "cosine", "top-1", "python-ort/ours"
     );
-    println!("|{:-<24}|{:-<14}|{:->11}|{:->11}|{:->11}|{:->10}|{:->10}|{:->9}|{:->16}|", "", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<24}|{:-<14}|{:->11}|{:->11}|{:->11}|{:->10}|{:->10}|{:->9}|{:->16}|",
+        "", "", "", "", "", "", "", "", ""
+    );
     for r in results {
         let m = &r["metrics"];
         let f = |v: &Value, d: usize| v.as_f64().map_or("-".to_owned(), |x| format!("{x:.d$}"));
@@ -717,4 +732,23 @@ fn git_commit() -> Option<String> {
 
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(values: &[f64], shape: &[i64]) -> Value {
+        json!({ "y": { "type": "f32", "shape": shape, "values": values } })
+    }
+
+    #[test]
+    fn device_outputs_match_within_the_stated_tolerance() {
+        let host = outputs(&[1.0, -2.0, 1000.0], &[3]);
+        assert_eq!(compare_outputs(&host, &outputs(&[1.00005, -2.0, 1000.5], &[3]))["match"], true);
+        assert_eq!(compare_outputs(&host, &outputs(&[1.01, -2.0, 1000.0], &[3]))["match"], false);
+        assert_eq!(compare_outputs(&host, &outputs(&[1.0, -2.0, 1000.0], &[1, 3]))["match"], false, "shape differs");
+        assert_eq!(compare_outputs(&host, &outputs(&[1.0, -2.0], &[3]))["match"], false, "a value is missing");
+        assert_eq!(compare_outputs(&json!({}), &json!({}))["match"], false, "nothing compared is no match");
+    }
 }

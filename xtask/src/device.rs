@@ -229,7 +229,7 @@ impl Deployed {
                 // qemu 7.2 crashes in ONNX Runtime's CPU detection when it reads the host's x86 /proc/cpuinfo: give
                 // the process an ARM one in a private mount namespace.
                 let cpuinfo = self.stage.join("cpuinfo");
-                fs::write(&cpuinfo, ARM_CPUINFO)?;
+                fs::write(&cpuinfo, arm_cpuinfo())?;
                 let script = format!(
                     "mount --bind {} /proc/cpuinfo && exec qemu-aarch64-static -L /usr/aarch64-linux-gnu {} {}",
                     cpuinfo.display(),
@@ -289,22 +289,15 @@ fn android_onnxruntime() -> Result<PathBuf> {
     Ok(dest)
 }
 
-/// What qemu's guest sees as /proc/cpuinfo: two Cortex-A72 cores (NEON, dot product absent).
-const ARM_CPUINFO: &str = "processor\t: 0
-BogoMIPS\t: 108.00
-Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid
-CPU implementer\t: 0x41
-CPU architecture: 8
-CPU variant\t: 0x0
-CPU part\t: 0xd08
-CPU revision\t: 3
-
-processor\t: 1
-BogoMIPS\t: 108.00
-Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid
-CPU implementer\t: 0x41
-CPU architecture: 8
-CPU variant\t: 0x0
-CPU part\t: 0xd08
-CPU revision\t: 3
-";
+/// What qemu's guest sees as /proc/cpuinfo: two Cortex-A72 cores (NEON; no dot product).
+fn arm_cpuinfo() -> String {
+    (0..2)
+        .map(|core| {
+            format!(
+                "processor\t: {core}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n\
+                 CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

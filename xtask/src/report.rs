@@ -31,7 +31,8 @@ pub fn run(args: Args) -> Result<()> {
 fn load(paths: &[PathBuf]) -> Result<Vec<Value>> {
     let mut all = Vec::new();
     for path in paths {
-        let value: Value = serde_json::from_str(&fs::read_to_string(path).with_context(|| path.display().to_string())?)?;
+        let value: Value =
+            serde_json::from_str(&fs::read_to_string(path).with_context(|| path.display().to_string())?)?;
         match value["results"].as_array() {
             Some(results) => all.extend(results.iter().cloned()),
             None => all.push(value),
@@ -81,9 +82,17 @@ fn register_font() -> Result<()> {
     if !Path::new(FONT).exists() {
         cmd::ensure_debian_packages(&["fc-list"], &["fonts-dejavu-core", "fontconfig"])?;
     }
-    let bytes: &'static [u8] = Box::leak(fs::read(FONT).with_context(|| format!("{FONT} (apt-get install fonts-dejavu-core)"))?.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| anyhow::anyhow!("{FONT} is not a font"))?;
+    let bytes: &'static [u8] = Box::leak(
+        fs::read(FONT).with_context(|| format!("{FONT} (apt-get install fonts-dejavu-core)"))?.into_boxed_slice(),
+    );
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow::anyhow!("{FONT} is not a font"))?;
     Ok(())
+}
+
+/// The distinct strings of `items`, sorted.
+fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
+    items.collect::<std::collections::BTreeSet<_>>().into_iter().collect()
 }
 
 fn label(r: &Value) -> String {
@@ -105,7 +114,8 @@ fn versus(r: &Value, peer: &str) -> String {
         return "-".into();
     };
     let ratio = p["p50_ratio_vs_rust"].as_f64().map(|x| 1.0 / x);
-    let rounds: Vec<f64> = p["p50_ratio_per_round"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| 1.0 / x).collect();
+    let rounds: Vec<f64> =
+        p["p50_ratio_per_round"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| 1.0 / x).collect();
     match (ratio, rounds.iter().copied().reduce(f64::min), rounds.iter().copied().reduce(f64::max)) {
         (Some(r), Some(lo), Some(hi)) => format!("{r:.3}x ({lo:.2}-{hi:.2})"),
         _ => "-".into(),
@@ -114,22 +124,17 @@ fn versus(r: &Value, peer: &str) -> String {
 
 fn markdown(results: &[Value]) -> String {
     let mut md = String::from("# Benchmark report\n\n");
-    let devices: Vec<String> = results
-        .iter()
-        .map(|r| {
-            format!(
-                "{} ({} {}, {} cpus{}), ONNX Runtime {}",
-                r["device"]["kind"].as_str().unwrap_or("?"),
-                r["device"]["os"].as_str().unwrap_or("?"),
-                r["device"]["arch"].as_str().unwrap_or("?"),
-                r["device"]["cpus"],
-                if r["device"]["emulated"] == true { ", emulated: timings are not phone timings" } else { "" },
-                r["ort_version"].as_str().unwrap_or("?")
-            )
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let devices = distinct(results.iter().map(|r| {
+        format!(
+            "{} ({} {}, {} cpus{}), ONNX Runtime {}",
+            r["device"]["kind"].as_str().unwrap_or("?"),
+            r["device"]["os"].as_str().unwrap_or("?"),
+            r["device"]["arch"].as_str().unwrap_or("?"),
+            r["device"]["cpus"],
+            if r["device"]["emulated"] == true { ", emulated: timings are not phone timings" } else { "" },
+            r["ort_version"].as_str().unwrap_or("?")
+        )
+    }));
     md += &format!("Devices: {}.\n\n", devices.join("; "));
     md += "Latency in ms (steady state after warmup). Accuracy is against the FP32 model on the same input (worst output). \
            `ours/peer` is our median over the peer's, same model, library version, threads and input, interleaved; the \
@@ -237,7 +242,7 @@ where
         .build_cartesian_2d((lo..hi).log_scale(), (min_cos - 0.005)..1.002f32)
         .map_err(plot_err)?;
     chart.configure_mesh().x_desc("p50 ms").y_desc("cosine similarity").draw().map_err(plot_err)?;
-    let models: Vec<String> = points.iter().map(|p| p.0.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let models = distinct(points.iter().map(|p| p.0.clone()));
     for (i, model) in models.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let mine: Vec<&(String, String, f32, f32)> = points.iter().filter(|p| &p.0 == model).collect();
@@ -260,18 +265,10 @@ where
     DB::ErrorType: 'static,
 {
     area.fill(&WHITE).map_err(plot_err)?;
-    let configs: Vec<String> = results
-        .iter()
-        .map(|r| format!("{} {}", r["model"]["id"].as_str().unwrap_or("?"), r["model"]["precision"].as_str().unwrap_or("?")))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let devices: Vec<String> = results
-        .iter()
-        .map(|r| r["device"]["kind"].as_str().unwrap_or("?").to_owned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let configs = distinct(results.iter().map(|r| {
+        format!("{} {}", r["model"]["id"].as_str().unwrap_or("?"), r["model"]["precision"].as_str().unwrap_or("?"))
+    }));
+    let devices = distinct(results.iter().map(|r| r["device"]["kind"].as_str().unwrap_or("?").to_owned()));
     let (lo, hi) = latency_range(results);
     let mut chart = ChartBuilder::on(area)
         .caption("Device vs device: p50 per configuration (ms, log scale)", ("sans-serif", 20))
@@ -298,7 +295,10 @@ where
             .filter(|r| r["device"]["kind"] == device.as_str())
             .filter_map(|r| {
                 let key = format!("{} {}", r["model"]["id"].as_str()?, r["model"]["precision"].as_str()?);
-                Some((SegmentValue::CenterOf(configs.iter().position(|c| *c == key)?), r["metrics"]["p50_ms"].as_f64()? as f32))
+                Some((
+                    SegmentValue::CenterOf(configs.iter().position(|c| *c == key)?),
+                    r["metrics"]["p50_ms"].as_f64()? as f32,
+                ))
             })
             .collect();
         chart

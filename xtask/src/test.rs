@@ -167,3 +167,25 @@ fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
 
 /// Environment shared by the Kotlin and Swift runs.
 pub type TestEnv<'a> = [(&'static str, &'a Path); 3];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_counts_sum_every_result_line() {
+        let text = "test result: ok. 7 passed; 0 failed; 2 ignored; 0 measured\nnoise\ntest result: FAILED. 3 passed; 1 failed; 0 ignored";
+        let s = Suite::from_cargo(text);
+        assert_eq!((s.passed, s.failed, s.skipped), (10, 1, 2));
+    }
+
+    #[test]
+    fn xctest_counts_come_from_the_last_total() {
+        let text = "\t Executed 1 test, with 0 failures (0 unexpected) in 0.1 seconds\n\t Executed 40 tests, with 2 failures (0 unexpected) in 0.5 seconds\n";
+        let s = Suite::from_xctest("Swift", text, false);
+        assert_eq!((s.passed, s.failed), (38, 2));
+        // A run that printed no total but failed counts as a failure, never as a pass.
+        let s = Suite::from_xctest("Swift", "error: build failed", false);
+        assert_eq!((s.passed, s.failed), (0, 1));
+    }
+}

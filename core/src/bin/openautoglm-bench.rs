@@ -3,6 +3,7 @@
 //!
 //! openautoglm-bench --model M.onnx --recipe INPUTS.json --out RESULT.json [--runs 200] [--warmup 10]
 //!                   [--threads N] [--optimize O3] [--ort libonnxruntime.so] [--dump-outputs OUTPUTS.json]
+//!                   [--seconds S]   (duration mode: timed runs until S seconds have passed, at least --runs)
 //! Prints `progress DONE TOTAL` lines on stdout while it runs.
 
 use std::io::Write;
@@ -18,6 +19,8 @@ struct Args {
     recipe: PathBuf,
     out: PathBuf,
     runs: usize,
+    /// Duration mode: keep running until this many seconds of timed runs have passed.
+    seconds: f64,
     warmup: usize,
     threads: u32,
     optimize: OptimizeLevel,
@@ -29,7 +32,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut model, mut recipe, mut out, mut ort, mut dump_outputs) = (None, None, None, None, None);
-    let (mut runs, mut warmup, mut threads, mut optimize) = (200, 10, 0, OptimizeLevel::O3);
+    let (mut runs, mut warmup, mut threads, mut optimize, mut seconds) = (200, 10, 0, OptimizeLevel::O3, 0.0);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
             "--ort" => ort = Some(PathBuf::from(value()?)),
             "--dump-outputs" => dump_outputs = Some(PathBuf::from(value()?)),
             "--runs" => runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--optimize" => {
@@ -58,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         recipe: recipe.ok_or("--recipe is required")?,
         out: out.ok_or("--out is required")?,
         runs: runs.max(1),
+        seconds,
         warmup,
         threads,
         optimize,
@@ -173,13 +178,16 @@ fn run(args: Args) -> Result<Value, String> {
         progress(2 + i, total);
     }
     let mut samples = Vec::with_capacity(args.runs);
-    for i in 0..args.runs {
+    let started = Instant::now();
+    let mut i = 0;
+    while i < args.runs || started.elapsed().as_secs_f64() < args.seconds {
         let t = Instant::now();
         engine.run(&views).map_err(|e| e.to_string())?;
         samples.push(ms(t));
         if i % 10 == 9 || i + 1 == args.runs {
-            progress(2 + args.warmup + i, total);
+            progress((2 + args.warmup + i).min(total), total);
         }
+        i += 1;
     }
     let end = memory();
     let steady = Summary::of(&samples).expect("at least one run");

@@ -9,6 +9,7 @@ while let key = argv.popFirst(), let value = argv.popFirst() { args[String(key.d
 
 let runs = Int(args["runs"] ?? "200")!
 let warmup = Int(args["warmup"] ?? "10")!
+let seconds = Double(args["seconds"] ?? "0")!
 let threads = UInt32(args["threads"] ?? "0")!
 let levels: [String: OptimizeLevel] = ["O0": .o0, "O1": .o1, "O2": .o2, "O3": .o3]
 let level = levels[args["optimize"] ?? "O3"]!
@@ -54,11 +55,14 @@ var warm: [Double] = []
 for _ in 0..<warmup { t = DispatchTime.now().uptimeNanoseconds; _ = try engine.inferSync(inputs); warm.append(ms(t)) }
 var samples: [Double] = []
 samples.reserveCapacity(runs)
-for _ in 0..<runs { t = DispatchTime.now().uptimeNanoseconds; _ = try engine.inferSync(inputs); samples.append(ms(t)) }
+let started = DispatchTime.now().uptimeNanoseconds
+while samples.count < runs || Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 < seconds {
+    t = DispatchTime.now().uptimeNanoseconds; _ = try engine.inferSync(inputs); samples.append(ms(t))
+}
 let sorted = samples.sorted()
 let metrics: [String: Any] = [
     "session_create_ms": sessionMs, "first_inference_ms": firstMs, "warmup_runs": warmup,
-    "warmup_mean_ms": warm.isEmpty ? NSNull() : warm.reduce(0, +) / Double(warm.count), "runs": runs,
+    "warmup_mean_ms": warm.isEmpty ? NSNull() : warm.reduce(0, +) / Double(warm.count), "runs": samples.count,
     "mean_ms": samples.reduce(0, +) / Double(samples.count), "p50_ms": sorted[(sorted.count - 1) / 2],
 ]
 let result = try JSONSerialization.data(withJSONObject: ["metrics": metrics, "samples_ms": samples])

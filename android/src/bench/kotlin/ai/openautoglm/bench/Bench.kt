@@ -19,6 +19,7 @@ import org.json.JSONObject
 fun main(argv: Array<String>) {
     val args = argv.toList().chunked(2).associate { (k, v) -> k.removePrefix("--") to v }
     val runs = args["runs"]?.toInt() ?: 200
+    val seconds = args["seconds"]?.toDouble() ?: 0.0
     val warmup = args["warmup"]?.toInt() ?: 10
     val threads = args["threads"]?.toUInt() ?: 0u
     val level = OptimizeLevel.valueOf(args["optimize"] ?: "O3")
@@ -53,14 +54,18 @@ fun main(argv: Array<String>) {
         engine.inferBlocking(inputs)
         val firstMs = ms(t)
         val warm = DoubleArray(warmup) { t = System.nanoTime(); engine.inferBlocking(inputs); ms(t) }
-        val samples = DoubleArray(runs) { t = System.nanoTime(); engine.inferBlocking(inputs); ms(t) }
+        val samples = ArrayList<Double>(runs)
+        val started = System.nanoTime()
+        while (samples.size < runs || (System.nanoTime() - started) / 1e9 < seconds) {
+            t = System.nanoTime(); engine.inferBlocking(inputs); samples.add(ms(t))
+        }
         val sorted = samples.sorted()
         val metrics = JSONObject()
             .put("session_create_ms", sessionMs)
             .put("first_inference_ms", firstMs)
             .put("warmup_runs", warmup)
             .put("warmup_mean_ms", if (warm.isEmpty()) JSONObject.NULL else warm.average())
-            .put("runs", runs)
+            .put("runs", samples.size)
             .put("mean_ms", samples.average())
             .put("p50_ms", sorted[(sorted.size - 1) / 2])
         val result = JSONObject().put("metrics", metrics).put("samples_ms", JSONArray(samples))
