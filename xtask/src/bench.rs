@@ -63,7 +63,8 @@ pub struct Args {
     #[arg(long, default_value = "host")]
     device: Device,
     /// Also run these on the same model, threads and inputs and compare (host only): python-ort (the onnxruntime
-    /// Python package, the natural alternative), kotlin and swift (our layers over the same core).
+    /// Python package) and ort-java (ONNX Runtime's Java API), the alternatives a user would pick, over the same
+    /// ONNX Runtime library; kotlin and swift, our own layers over the same core.
     #[arg(long, value_delimiter = ',')]
     vs: Vec<Peer>,
     /// Interleaved rounds (A B A B ...) when comparing runners or running a suite, so machine drift hits every
@@ -83,6 +84,7 @@ enum Suite {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
     PythonOrt,
+    OrtJava,
     Kotlin,
     Swift,
 }
@@ -122,10 +124,24 @@ impl Job {
 
 /// One way of running the job: the Rust core directly, or through a language layer.
 enum Runner {
-    Rust { binary: PathBuf },
-    PythonOrt { python: PathBuf },
-    Kotlin { classpath: String, lib_dir: PathBuf },
-    Swift { stage: Stage },
+    Rust {
+        binary: PathBuf,
+    },
+    PythonOrt {
+        python: PathBuf,
+    },
+    /// ONNX Runtime's Java API; `native_dir` holds its JNI glue next to the same libonnxruntime.so as ours.
+    OrtJava {
+        classpath: String,
+        native_dir: PathBuf,
+    },
+    Kotlin {
+        classpath: String,
+        lib_dir: PathBuf,
+    },
+    Swift {
+        stage: Stage,
+    },
 }
 
 impl Runner {
@@ -133,6 +149,7 @@ impl Runner {
         match self {
             Runner::Rust { .. } => "rust",
             Runner::PythonOrt { .. } => "python-ort",
+            Runner::OrtJava { .. } => "ort-java",
             Runner::Kotlin { .. } => "kotlin",
             Runner::Swift { .. } => "swift",
         }
@@ -162,6 +179,14 @@ impl Runner {
             Runner::PythonOrt { python } => {
                 let script = cmd::repo_root().join("benchmarks/peers/python_ort.py");
                 cmd::capture(Command::new(python).arg(script).args(job.args(&job.model, &job.recipe, &job.ort, &out)))?;
+            }
+            Runner::OrtJava { classpath, native_dir } => {
+                cmd::capture(
+                    Command::new("java")
+                        .arg(format!("-Donnxruntime.native.path={}", native_dir.display()))
+                        .args(["-cp", classpath, "ai.openautoglm.bench.OrtJavaBenchKt"])
+                        .args(job.args(&job.model, &job.recipe, &job.ort, &out)),
+                )?;
             }
             Runner::Kotlin { classpath, lib_dir } => {
                 cmd::capture(
@@ -223,7 +248,7 @@ fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     if peers.contains(&Peer::PythonOrt) {
         runners.push(Runner::PythonOrt { python: crate::python::python()? });
     }
-    if !peers.iter().any(|p| matches!(p, Peer::Kotlin | Peer::Swift)) {
+    if !peers.iter().any(|p| matches!(p, Peer::Kotlin | Peer::Swift | Peer::OrtJava)) {
         return Ok(runners);
     }
 
@@ -237,30 +262,10 @@ fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     for peer in peers {
         match peer {
             Peer::PythonOrt => {}
-            Peer::Kotlin => {
-                let spinner = cache::spinner("compiling the Kotlin runner (Maven)".into());
-                let android = root.join("android");
-                let classpath_file = android.join("build/maven/classpath.txt");
-                let built = cmd::capture(Command::new("mvn").current_dir(&android).args(["-B", "-q", "test-compile"]))
-                    .and_then(|_| {
-                        cmd::capture(Command::new("mvn").current_dir(&android).args([
-                            "-B",
-                            "-q",
-                            "dependency:build-classpath",
-                            &format!("-Dmdep.outputFile={}", classpath_file.display()),
-                        ]))
-                    });
-                spinner.finish_and_clear();
-                built?;
-                let dependencies = fs::read_to_string(&classpath_file)?;
-                let classes = android.join("build/maven");
-                let classpath = format!(
-                    "{}:{}:{}",
-                    classes.join("classes").display(),
-                    classes.join("test-classes").display(),
-                    dependencies.trim()
-                );
-                runners.push(Runner::Kotlin { classpath, lib_dir: lib_dir.clone() });
+            Peer::Kotlin => runners.push(Runner::Kotlin { classpath: jvm_classpath()?, lib_dir: lib_dir.clone() }),
+            Peer::OrtJava => {
+                let classpath = jvm_classpath()?;
+                runners.push(Runner::OrtJava { classpath, native_dir: ort_java_natives()?.0 });
             }
             Peer::Swift => {
                 let spinner = cache::spinner("compiling the Swift runner (swift build -c release)".into());
@@ -330,6 +335,53 @@ fn configs(args: &Args) -> Result<Vec<Config>> {
     Ok(configs)
 }
 
+/// ONNX Runtime's Java API brings its own build (its JNI glue is tied to it by ELF symbol versions): its directory
+/// and its libonnxruntime.so, which all our runners then use too, so that only the binding layers differ.
+fn ort_java_natives() -> Result<(PathBuf, PathBuf)> {
+    let classpath = jvm_classpath()?;
+    let jar =
+        classpath.split(':').find(|p| p.contains("/onnxruntime-1.")).context("no onnxruntime jar on the classpath")?;
+    let native_dir = cache::dir().join("ort-java-native");
+    for lib in ["libonnxruntime.so", "libonnxruntime4j_jni.so"] {
+        let dest = native_dir.join(lib);
+        if !dest.exists() {
+            cache::extract(Path::new(jar), &format!("ai/onnxruntime/native/linux-x64/{lib}"), &dest, None)?;
+        }
+    }
+    let ort = native_dir.join("libonnxruntime.so");
+    Ok((native_dir, ort))
+}
+
+/// The compiled Kotlin runners and their dependencies (Maven), built once per process.
+fn jvm_classpath() -> Result<String> {
+    static CLASSPATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(cp) = CLASSPATH.get() {
+        return Ok(cp.clone());
+    }
+    let spinner = cache::spinner("compiling the JVM runners (Maven)".into());
+    let android = cmd::repo_root().join("android");
+    let classpath_file = android.join("build/maven/classpath.txt");
+    let built =
+        cmd::capture(Command::new("mvn").current_dir(&android).args(["-B", "-q", "test-compile"])).and_then(|_| {
+            cmd::capture(Command::new("mvn").current_dir(&android).args([
+                "-B",
+                "-q",
+                "dependency:build-classpath",
+                &format!("-Dmdep.outputFile={}", classpath_file.display()),
+            ]))
+        });
+    spinner.finish_and_clear();
+    built?;
+    let classes = android.join("build/maven");
+    let cp = format!(
+        "{}:{}:{}",
+        classes.join("classes").display(),
+        classes.join("test-classes").display(),
+        fs::read_to_string(&classpath_file)?.trim()
+    );
+    Ok(CLASSPATH.get_or_init(|| cp).clone())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let configs = configs(&args)?;
     let suite = args.suite.is_some();
@@ -381,7 +433,14 @@ fn check_device_outputs(results: &[Value]) -> Result<()> {
 /// Every configuration with every runner on this machine, interleaved in rounds.
 fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
     let suite = args.suite.is_some();
-    let ort = cache::host_onnxruntime()?;
+    let ort = if args.vs.contains(&Peer::OrtJava) {
+        if args.vs.contains(&Peer::PythonOrt) {
+            bail!("ort-java and python-ort bring different ONNX Runtime builds: compare with them in separate runs");
+        }
+        ort_java_natives()?.1
+    } else {
+        cache::host_onnxruntime()?
+    };
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let runners = build_runners(&args.vs, &ort)?;
     let rounds = if args.vs.is_empty() && !suite { 1 } else { args.rounds.max(1) };
@@ -464,8 +523,8 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
 fn merge_samples(result: &mut Value, pooled: &[f64]) {
     if let Some(s) = Summary::of(pooled) {
         let m = &mut result["metrics"];
+        m["runs"] = json!(s.count);
         for (key, value) in [
-            ("runs", s.count as f64),
             ("mean_ms", s.mean),
             ("std_ms", s.std),
             ("min_ms", s.min),

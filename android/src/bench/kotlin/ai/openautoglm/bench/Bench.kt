@@ -73,10 +73,10 @@ fun main(argv: Array<String>) {
     }
 }
 
-private fun ms(since: Long) = (System.nanoTime() - since) / 1e6
+internal fun ms(since: Long) = (System.nanoTime() - since) / 1e6
 
 /** `values` (repeated), `fill`, or `tones` (sum of sines), as in benchmarks/models.json. */
-private fun recipeValues(spec: JSONObject, count: Int): DoubleArray = when {
+internal fun recipeValues(spec: JSONObject, count: Int): DoubleArray = when {
     spec.has("values") -> spec.getJSONArray("values").let { v -> DoubleArray(count) { v.getDouble(it % v.length()) } }
     spec.has("fill") -> DoubleArray(count) { spec.getDouble("fill") }
     spec.has("tones") -> {

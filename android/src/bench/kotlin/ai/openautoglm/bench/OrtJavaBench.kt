@@ -1,0 +1,86 @@
+package ai.openautoglm.bench
+
+import ai.onnxruntime.OnnxTensor
+import ai.onnxruntime.OrtEnvironment
+import ai.onnxruntime.OrtSession
+import java.io.File
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import org.json.JSONArray
+import org.json.JSONObject
+
+/**
+ * The ort-java peer: ONNX Runtime's own Java API (what an Android developer would use instead of this SDK), with
+ * the same benchmark protocol as the Rust runner. xtask points it (onnxruntime.native.path) at the same
+ * libonnxruntime.so our runners use, so only the binding layer differs.
+ */
+fun main(argv: Array<String>) {
+    val args = argv.toList().chunked(2).associate { (k, v) -> k.removePrefix("--") to v }
+    val runs = args["runs"]?.toInt() ?: 200
+    val warmup = args["warmup"]?.toInt() ?: 10
+    val seconds = args["seconds"]?.toDouble() ?: 0.0
+    val env = OrtEnvironment.getEnvironment()
+    val options = OrtSession.SessionOptions().apply {
+        args["threads"]?.toInt()?.takeIf { it > 0 }?.let { setIntraOpNumThreads(it) }
+        setOptimizationLevel(
+            when (args["optimize"] ?: "O3") {
+                "O0" -> OrtSession.SessionOptions.OptLevel.NO_OPT
+                "O1" -> OrtSession.SessionOptions.OptLevel.BASIC_OPT
+                "O2" -> OrtSession.SessionOptions.OptLevel.EXTENDED_OPT
+                else -> OrtSession.SessionOptions.OptLevel.ALL_OPT
+            },
+        )
+    }
+
+    val recipeFile = File(args.getValue("recipe"))
+    val recipe = JSONArray(recipeFile.readText())
+    val inputs = LinkedHashMap<String, OnnxTensor>()
+    for (i in 0 until recipe.length()) {
+        val spec = recipe.getJSONObject(i)
+        val shape = spec.getJSONArray("shape").let { s -> LongArray(s.length()) { s.getLong(it) } }
+        val count = shape.fold(1L) { a, d -> a * d }.toInt()
+        val type = spec.getString("type")
+        val bytes = if (spec.has("file")) {
+            File(recipeFile.parentFile, spec.getString("file")).readBytes()
+        } else {
+            val values = recipeValues(spec, count)
+            val size = if (type == "i32" || type == "f32") 4 else 8
+            ByteBuffer.allocate(count * size).order(ByteOrder.LITTLE_ENDIAN).also { b ->
+                values.forEach { v -> when (type) { "f32" -> b.putFloat(v.toFloat()); "i64" -> b.putLong(v.toLong()); else -> b.putInt(v.toInt()) } }
+            }.array()
+        }
+        // Direct buffers, as ORT's docs recommend for speed (heap buffers are copied on every call).
+        val direct = ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder()).put(bytes).also { it.flip() }
+        inputs[spec.getString("name")] = when (type) {
+            "f32" -> OnnxTensor.createTensor(env, direct.asFloatBuffer(), shape)
+            "i64" -> OnnxTensor.createTensor(env, direct.asLongBuffer(), shape)
+            else -> OnnxTensor.createTensor(env, direct.asIntBuffer(), shape)
+        }
+    }
+
+    var t = System.nanoTime()
+    val session = env.createSession(args.getValue("model"), options)
+    val sessionMs = ms(t)
+    // Outputs are read into JVM memory, as our Kotlin layer's are.
+    fun infer() = session.run(inputs).use { result -> result.forEach { (it.value as? OnnxTensor)?.byteBuffer } }
+    t = System.nanoTime()
+    infer()
+    val firstMs = ms(t)
+    val warm = DoubleArray(warmup) { t = System.nanoTime(); infer(); ms(t) }
+    val samples = ArrayList<Double>(runs)
+    val started = System.nanoTime()
+    while (samples.size < runs || (System.nanoTime() - started) / 1e9 < seconds) {
+        t = System.nanoTime(); infer(); samples.add(ms(t))
+    }
+    val sorted = samples.sorted()
+    val metrics = JSONObject()
+        .put("session_create_ms", sessionMs)
+        .put("first_inference_ms", firstMs)
+        .put("warmup_runs", warmup)
+        .put("warmup_mean_ms", if (warm.isEmpty()) JSONObject.NULL else warm.average())
+        .put("runs", samples.size)
+        .put("mean_ms", samples.average())
+        .put("p50_ms", sorted[(sorted.size - 1) / 2])
+    File(args.getValue("out")).writeText(JSONObject().put("metrics", metrics).put("samples_ms", JSONArray(samples)).toString())
+    session.close()
+}
