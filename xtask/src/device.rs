@@ -146,10 +146,12 @@ pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> 
         Device::Android { .. } => android_onnxruntime()?,
         Device::IosSim { .. } => PathBuf::new(), // linked into the runner
     };
+    // The model keeps its extension: ONNX Runtime tells ORT-format files (.ort) from ONNX ones by it.
+    let model_name = format!("model.{}", model.extension().and_then(|e| e.to_str()).unwrap_or("onnx"));
     let files = [
         ("openautoglm-bench", runner.as_path()),
         ("libonnxruntime.so", ort.as_path()),
-        ("model.onnx", model),
+        (model_name.as_str(), model),
         ("recipe.json", recipe),
     ];
     for (name, from) in files {
@@ -166,7 +168,7 @@ pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> 
         device: device.clone(),
         runner: format!("{dir}/openautoglm-bench"),
         ort: format!("{dir}/libonnxruntime.so"),
-        model: format!("{dir}/model.onnx"),
+        model: format!("{dir}/{model_name}"),
         recipe: format!("{dir}/recipe.json"),
         dir: dir.to_owned(),
         stage: stage.clone(),

@@ -50,7 +50,12 @@ pub fn write(paths: &[PathBuf], out: &Path) -> Result<()> {
     register_font()?;
     fs::write(out.join("report.md"), markdown(&results))?;
     for name in ["latency", "precision", "devices"] {
-        let height = if name == "latency" { 120 + 22 * results.len() as u32 } else { 560 };
+        let rows = if name == "devices" {
+            distinct(results.iter().map(|r| format!("{} {}", r["model"]["id"], r["model"]["precision"]))).len()
+        } else {
+            results.len()
+        };
+        let height = if name == "precision" { 560 } else { 120 + 22 * rows as u32 };
         let svg = out.join(format!("{name}.svg"));
         let area = SVGBackend::new(&svg, (1000, height)).into_drawing_area();
         draw(&area, &results, name)?;
@@ -124,7 +129,7 @@ fn versus(r: &Value, peer: &str) -> String {
 
 fn markdown(results: &[Value]) -> String {
     let mut md = String::from("# Benchmark report\n\n");
-    let devices = distinct(results.iter().map(|r| {
+    let devices = distinct(results.iter().filter(|r| r["error"].is_null()).map(|r| {
         format!(
             "{} ({} {}, {} cpus{}), ONNX Runtime {}",
             r["device"]["kind"].as_str().unwrap_or("?"),
@@ -142,6 +147,16 @@ fn markdown(results: &[Value]) -> String {
     md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | cosine | max abs err | top-1 | ours/python-ort | ours/kotlin | ours/swift |\n";
     md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in results {
+        if let Some(error) = r["error"].as_str() {
+            md += &format!(
+                "| {} | {} | {} | could not run: {} |\n",
+                r["device"]["kind"].as_str().unwrap_or("?"),
+                r["model"]["id"].as_str().unwrap_or("?"),
+                r["model"]["precision"].as_str().unwrap_or("?"),
+                error.replace('|', "/")
+            );
+            continue;
+        }
         let m = &r["metrics"];
         let a = &r["accuracy_vs_fp32"];
         md += &format!(
@@ -273,31 +288,30 @@ where
     let mut chart = ChartBuilder::on(area)
         .caption("Device vs device: p50 per configuration (ms, log scale)", ("sans-serif", 20))
         .margin(12)
-        .x_label_area_size(150)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0..configs.len()).into_segmented(), (lo..hi).log_scale())
+        .x_label_area_size(36)
+        .y_label_area_size(260)
+        .build_cartesian_2d((lo..hi).log_scale(), (0..configs.len()).into_segmented())
         .map_err(plot_err)?;
     chart
         .configure_mesh()
-        .x_labels(configs.len())
-        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
-        .x_label_formatter(&|v| match v {
+        .y_labels(configs.len())
+        .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => configs.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
-        .y_desc("p50 ms")
+        .x_desc("p50 ms")
         .draw()
         .map_err(plot_err)?;
     for (d, device) in devices.iter().enumerate() {
         let color = Palette99::pick(d).to_rgba();
-        let points: Vec<(SegmentValue<usize>, f32)> = results
+        let points: Vec<(f32, SegmentValue<usize>)> = results
             .iter()
             .filter(|r| r["device"]["kind"] == device.as_str())
             .filter_map(|r| {
                 let key = format!("{} {}", r["model"]["id"].as_str()?, r["model"]["precision"].as_str()?);
                 Some((
-                    SegmentValue::CenterOf(configs.iter().position(|c| *c == key)?),
                     r["metrics"]["p50_ms"].as_f64()? as f32,
+                    SegmentValue::CenterOf(configs.iter().position(|c| *c == key)?),
                 ))
             })
             .collect();
