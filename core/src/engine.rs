@@ -63,11 +63,52 @@ impl Engine {
         })
     }
 
+    /// Runs `inputs` once through a separate, profiling session of the model at `path` and returns ONNX Runtime's
+    /// profile (Chrome-trace JSON: every node with the execution provider that ran it). This is what placement
+    /// reports are made from; engines built normally are never slowed by profiling.
+    pub fn profile_once(
+        path: impl AsRef<Path>,
+        config: EngineConfig,
+        inputs: &[(&str, TensorRef<'_>)],
+    ) -> Result<String> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let prefix = std::env::temp_dir().join(format!(
+            "openautoglm-profile-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let path = path.as_ref();
+        let engine = catch_panic(|| Engine::build_with(config, Some(&prefix), |b| b.commit_from_file(path)))?;
+        engine.run(inputs)?;
+        let session = engine.session.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::EngineClosed)?;
+        let file = session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .end_profiling()
+            .map_err(|e| Error::internal(format!("ending the profile: {e}")))?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| Error::internal(format!("reading the profile {file}: {e}")));
+        let _ = std::fs::remove_file(&file);
+        text
+    }
+
     fn build(config: EngineConfig, commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>) -> Result<Engine> {
+        Engine::build_with(config, None, commit)
+    }
+
+    fn build_with(
+        config: EngineConfig,
+        profile_prefix: Option<&Path>,
+        commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>,
+    ) -> Result<Engine> {
         let mut builder = Runtime::with_env(|env| {
             Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}")))
         })?;
         builder = configure(builder, &config)?;
+        if let Some(prefix) = profile_prefix {
+            builder =
+                builder.with_profiling(prefix).map_err(|e| Error::internal(format!("profiling: {}", e.message())))?;
+        }
         let session = commit(&mut builder).map_err(|e| match e.code() {
             ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
             _ => Error::invalid_model(e.message()),

@@ -709,6 +709,7 @@ fn result_json(
         "threads": measured["threads"],
         "optimize_level": measured["optimize_level"],
         "metrics": measured["metrics"],
+        "placement": measured["placement"],
         "samples_ms": measured["samples_ms"],
     }))
 }
@@ -832,6 +833,10 @@ fn print_table(r: &Value) {
         println!("| {name:<16} | {value:>18} | {unit:<4} |");
     }
     println!("({} timed runs after {} warmup runs)", m["runs"], m["warmup_runs"]);
+    if let Some(providers) = r["placement"]["nodes_by_provider"].as_object() {
+        let nodes: Vec<String> = providers.iter().map(|(p, n)| format!("{p}: {n} nodes")).collect();
+        println!("placement: {} in {} partition(s)", nodes.join(", "), r["placement"]["partitions"]);
+    }
 }
 
 fn git_commit() -> Option<String> {

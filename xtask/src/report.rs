@@ -127,6 +127,14 @@ fn versus(r: &Value, peer: &str) -> String {
     }
 }
 
+/// "CPU 235 (1)": nodes per execution provider and the number of partitions.
+fn placement(r: &Value) -> String {
+    let Some(providers) = r["placement"]["nodes_by_provider"].as_object() else { return "-".into() };
+    let nodes: Vec<String> =
+        providers.iter().map(|(p, n)| format!("{} {n}", p.trim_end_matches("ExecutionProvider"))).collect();
+    format!("{} ({})", nodes.join(", "), r["placement"]["partitions"])
+}
+
 fn markdown(results: &[Value]) -> String {
     let mut md = String::from("# Benchmark report\n\n");
     let devices = distinct(results.iter().filter(|r| r["error"].is_null()).map(|r| {
@@ -144,8 +152,8 @@ fn markdown(results: &[Value]) -> String {
     md += "Latency in ms (steady state after warmup). Accuracy is against the FP32 model on the same input (worst output). \
            `ours/peer` is our median over the peer's, same model, library version, threads and input, interleaved; the \
            range is per round.\n\n";
-    md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | cosine | max abs err | top-1 | ours/python-ort | ours/kotlin | ours/swift |\n";
-    md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | cosine | max abs err | top-1 | nodes (partitions) | ours/python-ort | ours/ort-java | ours/kotlin | ours/swift |\n";
+    md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n";
     for r in results {
         if let Some(error) = r["error"].as_str() {
             md += &format!(
@@ -160,7 +168,7 @@ fn markdown(results: &[Value]) -> String {
         let m = &r["metrics"];
         let a = &r["accuracy_vs_fp32"];
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ± {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ± {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["device"]["kind"].as_str().unwrap_or("?"),
             r["model"]["id"].as_str().unwrap_or("?"),
             r["model"]["precision"].as_str().unwrap_or("?"),
@@ -177,7 +185,9 @@ fn markdown(results: &[Value]) -> String {
             num(&a["cosine_similarity"], 5),
             num(&a["max_abs_error"], 4),
             num(&a["top1_agreement"], 3),
+            placement(r),
             versus(r, "python-ort"),
+            versus(r, "ort-java"),
             versus(r, "kotlin"),
             versus(r, "swift"),
         );

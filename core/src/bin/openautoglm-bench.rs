@@ -153,7 +153,7 @@ fn run(args: Args) -> Result<Value, String> {
     let runtime_init_ms = ms(t);
     let after_runtime = memory();
 
-    let config = EngineConfig::default().with_threads(args.threads).with_optimize_level(args.optimize);
+    let config = config_for(&args);
     let t = Instant::now();
     let engine = Engine::from_file(&args.model, config).map_err(|e| e.to_string())?;
     let session_create_ms = ms(t);
@@ -191,6 +191,8 @@ fn run(args: Args) -> Result<Value, String> {
     }
     let end = memory();
     let steady = Summary::of(&samples).expect("at least one run");
+    // Placement from a separate profiling session, after the measurements so it cannot disturb them.
+    let placement = Engine::profile_once(&args.model, config_for(&args), &views).map(|profile| placement(&profile));
     let mb = |bytes: Option<u64>| bytes.map(|b| b as f64 / (1024.0 * 1024.0));
     Ok(json!({
         "ort_version": runtime.ort_version,
@@ -211,8 +213,43 @@ fn run(args: Args) -> Result<Value, String> {
             "rss_after_load_mb": mb(after_load.map(|m| m.rss)),
             "peak_rss_mb": mb(end.map(|m| m.peak_rss)),
         },
+        "placement": placement.unwrap_or_else(|e| json!({ "error": e.to_string() })),
         "samples_ms": samples,
     }))
+}
+
+fn config_for(args: &Args) -> EngineConfig {
+    EngineConfig::default().with_threads(args.threads).with_optimize_level(args.optimize)
+}
+
+/// Which execution provider ran how many nodes, and in how many partitions (maximal runs of consecutive nodes, in
+/// execution order, on one provider): many small partitions are what makes an accelerator slower than the CPU.
+fn placement(profile: &str) -> Value {
+    let events: Vec<Value> = serde_json::from_str(profile).unwrap_or_default();
+    let mut nodes: Vec<(f64, String, String)> = events
+        .iter()
+        .filter(|e| e["cat"] == "Node")
+        .filter_map(|e| {
+            let name = e["name"].as_str()?.strip_suffix("_kernel_time")?;
+            Some((e["ts"].as_f64()?, name.to_owned(), e["args"]["provider"].as_str()?.to_owned()))
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut providers = serde_json::Map::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut partitions = 0;
+    let mut last: Option<&str> = None;
+    for (_, name, provider) in &nodes {
+        if seen.insert(name.as_str()) {
+            let count = providers.entry(provider.clone()).or_insert(json!(0));
+            *count = json!(count.as_u64().unwrap_or(0) + 1);
+            if last != Some(provider.as_str()) {
+                partitions += 1;
+                last = Some(provider.as_str());
+            }
+        }
+    }
+    json!({ "nodes_by_provider": providers, "partitions": partitions })
 }
 
 /// Outputs as JSON numbers (f32 outputs; other types as their values), keyed by name.
