@@ -338,3 +338,59 @@ where
 fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
     anyhow::anyhow!("plotting failed: {e}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn result(device: &str, precision: &str, p50: f64) -> Value {
+        json!({
+            "device": { "kind": device, "os": "linux", "arch": "x86_64", "cpus": 2, "emulated": device != "host" },
+            "model": { "id": "m", "precision": precision, "file_size_mb": 1.0 },
+            "ort_version": "1.31.1", "threads": 2,
+            "metrics": { "p50_ms": p50, "p90_ms": p50 * 1.1, "mean_ms": p50, "std_ms": 0.1 },
+            "accuracy_vs_fp32": { "cosine_similarity": 0.999, "max_abs_error": 0.01, "top1_agreement": 1.0 },
+            "placement": { "nodes_by_provider": { "CPUExecutionProvider": 12 }, "partitions": 1 },
+            "comparison": { "runners": [
+                { "runner": "rust", "p50_ratio_vs_rust": 1.0, "p50_ratio_per_round": [1.0, 1.0] },
+                { "runner": "python-ort", "p50_ratio_vs_rust": 1.25, "p50_ratio_per_round": [1.0, 1.25] }
+            ] },
+            "samples_ms": [p50, p50 * 1.1, p50 * 0.9],
+        })
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_result_with_placement_and_peer_ratios() {
+        let md = markdown(&[result("host", "fp32", 2.0), result("qemu-arm64", "fp32", 200.0)]);
+        assert_eq!(md.lines().filter(|l| l.starts_with("| host") || l.starts_with("| qemu-arm64")).count(), 2);
+        assert!(md.contains("CPU 12 (1)"), "{md}");
+        // ours/python-ort is the inverse of the peer's ratio over ours, with the per-round range.
+        assert!(md.contains("0.800x (0.80-1.00)"), "{md}");
+        assert!(md.contains("emulated"));
+    }
+
+    #[test]
+    fn a_configuration_that_failed_is_reported_not_dropped() {
+        let failed = json!({ "device": { "kind": "qemu-arm64" }, "model": { "id": "m", "precision": "fp16" }, "error": "no kernel | here" });
+        let md = markdown(&[result("host", "fp32", 2.0), failed]);
+        assert!(md.contains("could not run: no kernel / here"), "{md}");
+    }
+
+    #[test]
+    fn plots_are_written_as_svg_and_png() {
+        let dir = std::env::temp_dir().join(format!("openautoglm-report-test-{}", std::process::id()));
+        let file = dir.join("result.json");
+        fs::create_dir_all(&dir).unwrap();
+        let suite = json!({ "results": [result("host", "fp32", 2.0), result("host", "fp16", 1.5), result("qemu-arm64", "fp32", 150.0)] });
+        fs::write(&file, suite.to_string()).unwrap();
+        write(&[file], &dir.join("report")).unwrap();
+        for name in
+            ["report.md", "latency.svg", "latency.png", "precision.svg", "precision.png", "devices.svg", "devices.png"]
+        {
+            let len = fs::metadata(dir.join("report").join(name)).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 500, "{name} is missing or empty");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
