@@ -29,9 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Benchmark a real model on this machine (default: all-MiniLM-L6-v2 INT8) and print a latency/memory table.
+    /// Benchmark a real model (default: all-MiniLM-L6-v2 INT8) on this machine or a device, alone, against peers
+    /// (--vs), or as a suite of every model and precision (--suite standard) with a report.
     Bench(bench::Args),
-    /// Run every test: fmt, clippy, Rust, Kotlin (JVM) and Swift, then print a summary per language.
+    /// Run every test: fmt, clippy, Rust, Kotlin (JVM), Swift, mobile target builds, the size budget and the
+    /// emulated ARM64 device; then print a summary.
     Test(test::Args),
     /// Fetch the pinned host ONNX Runtime and the models the tests use into the cache (test and bench do it too).
     Setup,
