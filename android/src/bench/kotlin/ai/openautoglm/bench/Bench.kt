@@ -18,9 +18,6 @@ import org.json.JSONObject
  */
 fun main(argv: Array<String>) {
     val args = argv.toList().chunked(2).associate { (k, v) -> k.removePrefix("--") to v }
-    val runs = args["runs"]?.toInt() ?: 200
-    val seconds = args["seconds"]?.toDouble() ?: 0.0
-    val warmup = args["warmup"]?.toInt() ?: 10
     val threads = args["threads"]?.toUInt() ?: 0u
     val level = OptimizeLevel.valueOf(args["optimize"] ?: "O3")
     OpenAutoGLM.loadRuntime(args["ort"])
@@ -49,28 +46,36 @@ fun main(argv: Array<String>) {
     var t = System.nanoTime()
     val engine = Engine.fromFile(args.getValue("model"), EngineConfig(listOf(Accelerator.CPU), level, threads))
     val sessionMs = ms(t)
-    engine.use {
-        t = System.nanoTime()
-        engine.inferBlocking(inputs)
-        val firstMs = ms(t)
-        val warm = DoubleArray(warmup) { t = System.nanoTime(); engine.inferBlocking(inputs); ms(t) }
-        val samples = ArrayList<Double>(runs)
-        val started = System.nanoTime()
-        while (samples.size < runs || (System.nanoTime() - started) / 1e9 < seconds) {
-            t = System.nanoTime(); engine.inferBlocking(inputs); samples.add(ms(t))
-        }
-        val sorted = samples.sorted()
-        val metrics = JSONObject()
-            .put("session_create_ms", sessionMs)
-            .put("first_inference_ms", firstMs)
-            .put("warmup_runs", warmup)
-            .put("warmup_mean_ms", if (warm.isEmpty()) JSONObject.NULL else warm.average())
-            .put("runs", samples.size)
-            .put("mean_ms", samples.average())
-            .put("p50_ms", sorted[(sorted.size - 1) / 2])
-        val result = JSONObject().put("metrics", metrics).put("samples_ms", JSONArray(samples))
-        File(args.getValue("out")).writeText(result.toString())
+    engine.use { measure(args, sessionMs) { engine.inferBlocking(inputs) } }
+}
+
+/**
+ * The timing protocol every runner shares (first run, warmup, then `runs` timed runs or `seconds` of them), written
+ * as the JSON the Rust runner writes.
+ */
+internal fun measure(args: Map<String, String>, sessionMs: Double, infer: () -> Unit) {
+    val runs = args["runs"]?.toInt() ?: 200
+    val warmup = args["warmup"]?.toInt() ?: 10
+    val seconds = args["seconds"]?.toDouble() ?: 0.0
+    var t = System.nanoTime()
+    infer()
+    val firstMs = ms(t)
+    val warm = DoubleArray(warmup) { t = System.nanoTime(); infer(); ms(t) }
+    val samples = ArrayList<Double>(runs)
+    val started = System.nanoTime()
+    while (samples.size < runs || (System.nanoTime() - started) / 1e9 < seconds) {
+        t = System.nanoTime(); infer(); samples.add(ms(t))
     }
+    val sorted = samples.sorted()
+    val metrics = JSONObject()
+        .put("session_create_ms", sessionMs)
+        .put("first_inference_ms", firstMs)
+        .put("warmup_runs", warmup)
+        .put("warmup_mean_ms", if (warm.isEmpty()) JSONObject.NULL else warm.average())
+        .put("runs", samples.size)
+        .put("mean_ms", samples.average())
+        .put("p50_ms", sorted[(sorted.size - 1) / 2])
+    File(args.getValue("out")).writeText(JSONObject().put("metrics", metrics).put("samples_ms", JSONArray(samples)).toString())
 }
 
 internal fun ms(since: Long) = (System.nanoTime() - since) / 1e6

@@ -7,7 +7,6 @@ import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 import org.json.JSONArray
-import org.json.JSONObject
 
 /**
  * The ort-java peer: ONNX Runtime's own Java API (what an Android developer would use instead of this SDK), with
@@ -16,9 +15,6 @@ import org.json.JSONObject
  */
 fun main(argv: Array<String>) {
     val args = argv.toList().chunked(2).associate { (k, v) -> k.removePrefix("--") to v }
-    val runs = args["runs"]?.toInt() ?: 200
-    val warmup = args["warmup"]?.toInt() ?: 10
-    val seconds = args["seconds"]?.toDouble() ?: 0.0
     val env = OrtEnvironment.getEnvironment()
     val options = OrtSession.SessionOptions().apply {
         args["threads"]?.toInt()?.takeIf { it > 0 }?.let { setIntraOpNumThreads(it) }
@@ -63,24 +59,6 @@ fun main(argv: Array<String>) {
     val sessionMs = ms(t)
     // Outputs are read into JVM memory, as our Kotlin layer's are.
     fun infer() = session.run(inputs).use { result -> result.forEach { (it.value as? OnnxTensor)?.byteBuffer } }
-    t = System.nanoTime()
-    infer()
-    val firstMs = ms(t)
-    val warm = DoubleArray(warmup) { t = System.nanoTime(); infer(); ms(t) }
-    val samples = ArrayList<Double>(runs)
-    val started = System.nanoTime()
-    while (samples.size < runs || (System.nanoTime() - started) / 1e9 < seconds) {
-        t = System.nanoTime(); infer(); samples.add(ms(t))
-    }
-    val sorted = samples.sorted()
-    val metrics = JSONObject()
-        .put("session_create_ms", sessionMs)
-        .put("first_inference_ms", firstMs)
-        .put("warmup_runs", warmup)
-        .put("warmup_mean_ms", if (warm.isEmpty()) JSONObject.NULL else warm.average())
-        .put("runs", samples.size)
-        .put("mean_ms", samples.average())
-        .put("p50_ms", sorted[(sorted.size - 1) / 2])
-    File(args.getValue("out")).writeText(JSONObject().put("metrics", metrics).put("samples_ms", JSONArray(samples)).toString())
+    measure(args, sessionMs) { infer() }
     session.close()
 }
