@@ -1,7 +1,7 @@
 """Precision variants of one model, made with ONNX Runtime's own tools, and their accuracy against FP32.
 Driven by `cargo xtask models prepare`, in the xtask-managed venv (onnx, numpy, onnxruntime pinned).
 
-    python prepare_variants.py --model M.onnx --recipe R.json --out DIR
+    python prepare_variants.py --model M.onnx --recipe R.json --out DIR [--task yolo|probability-map|...]
 
 Writes DIR/fp16.onnx (float16, I/O kept float32), DIR/int8-dynamic.onnx (per-tensor dynamic INT8 weights),
 DIR/int8-qdq.onnx (static QDQ INT8, calibrated on the recipe input and seeded perturbations of it),
@@ -33,9 +33,38 @@ def run(path, feeds):
     return [np.asarray(o) for o in session.run(None, feeds)]
 
 
-def accuracy(reference, outputs):
+def yolo_top_box(output):
+    """The highest-scoring detection of a YOLOv8 head [1, 4 + classes, anchors]: (cx, cy, w, h), class."""
+    scores = output[0, 4:, :]
+    anchor = int(np.argmax(scores.max(axis=0)))
+    return output[0, :4, anchor].astype(np.float64), int(np.argmax(scores[:, anchor]))
+
+
+def box_iou(a, b):
+    ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[3] / 2, a[0] + a[2] / 2, a[1] + a[3] / 2
+    bx0, by0, bx1, by1 = b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def task_accuracy(task, reference, outputs):
+    """The measure that matters for the model's job, on its first output."""
+    ref, out = reference[0], outputs[0]
+    if task == "yolo":
+        (box_ref, class_ref), (box_out, class_out) = yolo_top_box(ref), yolo_top_box(out)
+        return {"top_box_iou": box_iou(box_ref, box_out), "top_box_same_class": class_ref == class_out}
+    if task == "probability-map":
+        # DBNet's text threshold: compare the text masks the post-processing would see.
+        a, b = ref > 0.3, out > 0.3
+        union = np.logical_or(a, b).sum()
+        return {"map_iou": float(np.logical_and(a, b).sum() / union) if union else 1.0}
+    return {}
+
+
+def accuracy(reference, outputs, task="generic"):
     """Per variant: the worst output's cosine similarity, max abs error and argmax (top-1 along the last axis)
-    agreement with FP32 on the same input."""
+    agreement with FP32 on the same input, plus the task's own measure."""
     cosines, errors, agreements = [], [], []
     for ref, out in zip(reference, outputs):
         if not np.issubdtype(ref.dtype, np.floating) or ref.size == 0:
@@ -55,6 +84,7 @@ def accuracy(reference, outputs):
         "max_abs_error": finite(errors, max),
         "top1_agreement": min(agreements) if agreements else None,
         "non_finite_outputs": bool(non_finite),
+        **({} if non_finite else task_accuracy(task, reference, outputs)),
     }
 
 
@@ -76,7 +106,7 @@ class RecipeReader(CalibrationDataReader):
         return self.samples.pop() if self.samples else None
 
 
-def make(name, build, out_dir, fp32_outputs, feeds):
+def make(name, build, out_dir, fp32_outputs, feeds, task):
     path = os.path.join(out_dir, name)
     started = time.perf_counter()
     try:
@@ -85,7 +115,7 @@ def make(name, build, out_dir, fp32_outputs, feeds):
     except Exception as e:  # the tools reject some graphs (e.g. control flow); say so and go on
         return {"file": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
     return {"file": name, "size_bytes": os.path.getsize(path), "seconds": round(time.perf_counter() - started, 2),
-            **accuracy(fp32_outputs, outputs)}
+            **accuracy(fp32_outputs, outputs, task)}
 
 
 def main():
@@ -93,6 +123,8 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--recipe", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--task", default="generic")
+    p.add_argument("--stamp", default="", help="recorded as is: xtask's key for when to remake the variants")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     with open(args.recipe) as f:
@@ -101,26 +133,26 @@ def main():
     fp32 = os.path.join(args.out, "fp32.onnx")
     shutil.copyfile(args.model, fp32)
     reference = run(fp32, feeds)
-    variants = {"fp32": {"file": "fp32.onnx", "size_bytes": os.path.getsize(fp32), **accuracy(reference, reference)}}
+    variants = {"fp32": {"file": "fp32.onnx", "size_bytes": os.path.getsize(fp32), **accuracy(reference, reference, args.task)}}
 
     variants["fp16"] = make("fp16.onnx", lambda path: onnx.save(
-        convert_float_to_float16(onnx.load(fp32), keep_io_types=True), path), args.out, reference, feeds)
+        convert_float_to_float16(onnx.load(fp32), keep_io_types=True), path), args.out, reference, feeds, args.task)
     # Per-tensor: per-channel dynamic INT8 was seen to break transformer outputs (shared/models.md).
     variants["int8-dynamic"] = make("int8-dynamic.onnx", lambda path: quantize_dynamic(
-        fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds)
+        fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds, args.task)
     variants["int8-qdq"] = make("int8-qdq.onnx", lambda path: quantize_static(
         fp32, path, RecipeReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds)
+        weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds, args.task)
 
     def to_ort(path):
         subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", fp32],
                        check=True, capture_output=True)
         if not os.path.exists(path):
             raise RuntimeError("the converter wrote no .ort file")
-    variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, reference, feeds)
+    variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, reference, feeds, args.task)
 
     with open(os.path.join(args.out, "variants.json"), "w") as f:
-        json.dump({"onnxruntime": ort.__version__, "variants": variants}, f, indent=1, allow_nan=False)
+        json.dump({"onnxruntime": ort.__version__, "stamp": args.stamp, "variants": variants}, f, indent=1, allow_nan=False)
 
 
 if __name__ == "__main__":

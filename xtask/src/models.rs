@@ -45,6 +45,9 @@ pub struct ModelEntry {
     pub id: String,
     pub title: String,
     pub precision: String,
+    /// What the model does, which picks the accuracy measure for its variants (benchmarks/README.md).
+    #[serde(default)]
+    pub task: Option<String>,
     /// A real model: the registry package it ships in, its path inside, and its sha256.
     pub package: Option<Package>,
     pub path: Option<String>,
@@ -249,12 +252,33 @@ pub fn model_file(id: &str, precision: &str) -> Result<PathBuf> {
     Ok(variants_dir(id).join(file))
 }
 
-/// The precision variants of `id` that exist, making them first if they were never made.
+/// The key under which variants of `id` were made: the model's sha256, the recipe and the maker script. Variants
+/// made under another key are made again.
+fn variants_stamp(id: &str) -> Result<String> {
+    let entry = entry(id)?;
+    let script = fs::read(cmd::repo_root().join("benchmarks/prepare_variants.py"))?;
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;
+    let recipe =
+        manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == id)).map(|m| m["inputs"].to_string());
+    let key = format!(
+        "{:?} {:?} {} {}",
+        entry.sha256,
+        entry.task,
+        recipe.unwrap_or_default(),
+        String::from_utf8_lossy(&script)
+    );
+    Ok(cache::sha256_bytes(key.as_bytes()))
+}
+
+/// The precision variants of `id` that exist, making them first if they were never made (or made differently).
 pub fn prepared_variants(id: &str) -> Result<Vec<String>> {
-    if !variants_dir(id).join("variants.json").exists() {
+    let index_file = variants_dir(id).join("variants.json");
+    let current = fs::read_to_string(&index_file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let stamp = variants_stamp(id)?;
+    if current.is_none_or(|v| v["stamp"].as_str() != Some(stamp.as_str())) {
         prepare(id)?;
     }
-    let index: Value = serde_json::from_str(&fs::read_to_string(variants_dir(id).join("variants.json"))?)?;
+    let index: Value = serde_json::from_str(&fs::read_to_string(&index_file)?)?;
     Ok(index["variants"]
         .as_object()
         .into_iter()
@@ -273,11 +297,11 @@ pub fn variant_accuracy(id: &str, precision: &str) -> Result<Value> {
     }
     let index: Value = serde_json::from_str(&fs::read_to_string(file)?)?;
     let v = &index["variants"][key];
-    Ok(serde_json::json!({
-        "cosine_similarity": v["cosine_similarity"],
-        "max_abs_error": v["max_abs_error"],
-        "top1_agreement": v["top1_agreement"],
-    }))
+    let mut accuracy = v.clone();
+    if let Some(fields) = accuracy.as_object_mut() {
+        fields.retain(|k, _| !matches!(k.as_str(), "file" | "size_bytes" | "seconds"));
+    }
+    Ok(accuracy)
 }
 
 /// Makes the precision variants of `id` (benchmarks/prepare_variants.py) and prints them with their accuracy.
@@ -296,7 +320,9 @@ fn prepare(id: &str) -> Result<()> {
             .arg("--recipe")
             .arg(&recipe)
             .arg("--out")
-            .arg(&dir),
+            .arg(&dir)
+            .args(["--task", entry(id)?.task.as_deref().unwrap_or("generic")])
+            .args(["--stamp", &variants_stamp(id)?]),
     );
     spinner.finish_and_clear();
     made?;
@@ -307,15 +333,25 @@ fn prepare(id: &str) -> Result<()> {
         match v["error"].as_str() {
             Some(error) => println!("  {name:<13} not made: {error}"),
             None => println!(
-                "  {name:<13} {:>7.2} MB  cosine {}  max|err| {}  top-1 {}",
+                "  {name:<13} {:>7.2} MB  cosine {}  max|err| {}  top-1 {}{}",
                 v["size_bytes"].as_f64().unwrap_or(0.0) / 1e6,
                 num("cosine_similarity", 5),
                 num("max_abs_error", 4),
-                num("top1_agreement", 3)
+                num("top1_agreement", 3),
+                task_measure(v)
             ),
         }
     }
     Ok(())
+}
+
+/// The task's own accuracy measure of a variant, for tables: "  box IoU 0.98 (same class)", "  map IoU 0.91".
+pub fn task_measure(v: &Value) -> String {
+    if let Some(iou) = v["top_box_iou"].as_f64() {
+        let class = if v["top_box_same_class"] == true { "same class" } else { "other class" };
+        return format!("  box IoU {iou:.3} ({class})");
+    }
+    v["map_iou"].as_f64().map_or(String::new(), |iou| format!("  map IoU {iou:.3}"))
 }
 
 pub fn regenerate_fixtures() -> Result<()> {

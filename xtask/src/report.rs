@@ -152,8 +152,8 @@ fn markdown(results: &[Value]) -> String {
     md += "Latency in ms (steady state after warmup). Accuracy is against the FP32 model on the same input (worst output). \
            `ours/peer` is our median over the peer's, same model, library version, threads and input, interleaved; the \
            range is per round.\n\n";
-    md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | cosine | max abs err | top-1 | nodes (partitions) | ours/python-ort | ours/ort-java | ours/kotlin | ours/swift |\n";
-    md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n";
+    md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | cosine | max abs err | top-1 | task measure | nodes (partitions) | ours/python-ort | ours/ort-java | ours/kotlin | ours/swift |\n";
+    md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|\n";
     for r in results {
         if let Some(error) = r["error"].as_str() {
             md += &format!(
@@ -168,7 +168,7 @@ fn markdown(results: &[Value]) -> String {
         let m = &r["metrics"];
         let a = &r["accuracy_vs_fp32"];
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ± {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ± {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["device"]["kind"].as_str().unwrap_or("?"),
             r["model"]["id"].as_str().unwrap_or("?"),
             r["model"]["precision"].as_str().unwrap_or("?"),
@@ -185,6 +185,7 @@ fn markdown(results: &[Value]) -> String {
             num(&a["cosine_similarity"], 5),
             num(&a["max_abs_error"], 4),
             num(&a["top1_agreement"], 3),
+            crate::models::task_measure(a).trim(),
             placement(r),
             versus(r, "python-ort"),
             versus(r, "ort-java"),
