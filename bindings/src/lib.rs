@@ -66,6 +66,10 @@ pub struct EngineConfig {
     pub optimize_level: OptimizeLevel,
     #[uniffi(default = 0)]
     pub intra_op_threads: u32,
+    #[uniffi(default = 0)]
+    pub inter_op_threads: u32,
+    #[uniffi(default = None)]
+    pub spinning: Option<bool>,
 }
 
 #[uniffi::remote(Enum)]
@@ -182,6 +186,11 @@ impl NativeEngine {
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
         self.engine.run(&views)
+    }
+
+    /// Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
+    pub fn warmup(&self, runs: u32) -> Result<Vec<f64>, EngineError> {
+        self.engine.warmup(runs)
     }
 
     /// Releases the model now; later calls fail with `EngineClosed`. Releasing twice is fine. (Not `close`:

@@ -14,7 +14,12 @@ fn setup() -> std::sync::Arc<NativeEngine> {
     });
     init_runtime(Some(ort)).unwrap();
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/models/multi_io.onnx");
-    let config = EngineConfig { accelerators: vec![], optimize_level: OptimizeLevel::O3, intra_op_threads: 1 };
+    let config = EngineConfig {
+        accelerators: vec![],
+        optimize_level: OptimizeLevel::O3,
+        intra_op_threads: 1,
+        ..EngineConfig::default()
+    };
     NativeEngine::from_file(model.display().to_string(), config).unwrap()
 }
 

@@ -29,17 +29,38 @@ pub struct EngineConfig {
     pub optimize_level: OptimizeLevel,
     /// Threads for one operator; 0 lets ONNX Runtime choose (one per physical core).
     pub intra_op_threads: u32,
+    /// Threads running independent branches of the graph in parallel; 0 or 1 runs nodes one after another.
+    pub inter_op_threads: u32,
+    /// Whether idle threads spin waiting for work: lower latency, more power and CPU contention. `None` keeps ONNX
+    /// Runtime's default (on).
+    pub spinning: Option<bool>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { accelerators: vec![Accelerator::Cpu], optimize_level: OptimizeLevel::O3, intra_op_threads: 0 }
+        EngineConfig {
+            accelerators: vec![Accelerator::Cpu],
+            optimize_level: OptimizeLevel::O3,
+            intra_op_threads: 0,
+            inter_op_threads: 0,
+            spinning: None,
+        }
     }
 }
 
 impl EngineConfig {
     pub fn with_threads(mut self, intra_op_threads: u32) -> Self {
         self.intra_op_threads = intra_op_threads;
+        self
+    }
+
+    pub fn with_inter_op_threads(mut self, inter_op_threads: u32) -> Self {
+        self.inter_op_threads = inter_op_threads;
+        self
+    }
+
+    pub fn with_spinning(mut self, spinning: bool) -> Self {
+        self.spinning = Some(spinning);
         self
     }
 

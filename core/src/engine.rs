@@ -152,6 +152,44 @@ impl Engine {
         })
     }
 
+    /// Runs the model `runs` times on zero-filled inputs of the declared shapes (dynamic dims as 1), so the slow
+    /// first inference (allocations, kernel selection, caches) happens when the app chooses, not on a user's request.
+    /// Returns the milliseconds each run took.
+    pub fn warmup(&self, runs: u32) -> Result<Vec<f64>> {
+        let inputs: Vec<(String, ElementType, Vec<i64>)> = self
+            .info
+            .inputs
+            .iter()
+            .map(|input| {
+                let element_type = input.element_type.ok_or_else(|| {
+                    Error::invalid_input(
+                        &input.name,
+                        "warmup needs numeric or bool inputs; run the model with real inputs",
+                    )
+                })?;
+                let shape =
+                    input.shape.iter().map(|d| if let Dim::Fixed { size } = d { *size as i64 } else { 1 }).collect();
+                Ok((input.name.clone(), element_type, shape))
+            })
+            .collect::<Result<_>>()?;
+        let buffers: Vec<Vec<u8>> = inputs
+            .iter()
+            .map(|(name, et, shape)| Ok(vec![0u8; element_count(name, shape)? * et.size()]))
+            .collect::<Result<_>>()?;
+        let views: Vec<(&str, TensorRef<'_>)> = inputs
+            .iter()
+            .zip(&buffers)
+            .map(|((name, et, shape), data)| (name.as_str(), TensorRef::from_bytes(*et, shape, data)))
+            .collect();
+        (0..runs)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                self.run(&views)?;
+                Ok(started.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect()
+    }
+
     /// Releases the model now. Runs already in progress finish; later calls return [`Error::EngineClosed`].
     /// Closing twice is allowed.
     pub fn close(&self) {
@@ -265,6 +303,15 @@ fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<SessionBu
     if config.intra_op_threads > 0 {
         builder =
             builder.with_intra_threads(config.intra_op_threads as usize).map_err(|e| ort_err("intra-op threads", e))?;
+    }
+    if config.inter_op_threads > 1 {
+        builder = builder.with_parallel_execution(true).map_err(|e| ort_err("parallel execution", e))?;
+        builder =
+            builder.with_inter_threads(config.inter_op_threads as usize).map_err(|e| ort_err("inter-op threads", e))?;
+    }
+    if let Some(spinning) = config.spinning {
+        builder = builder.with_intra_op_spinning(spinning).map_err(|e| ort_err("intra-op spinning", e))?;
+        builder = builder.with_inter_op_spinning(spinning).map_err(|e| ort_err("inter-op spinning", e))?;
     }
     for accelerator in &config.accelerators {
         match accelerator {

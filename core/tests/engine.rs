@@ -201,3 +201,30 @@ fn profile_once_reports_the_provider_of_every_node() {
     let err = Engine::profile_once(common::model("matmul_dynamic"), EngineConfig::default(), &[]).unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }));
 }
+
+#[test]
+fn warmup_runs_zero_inputs_of_the_declared_shapes() {
+    let engine = common::engine("matmul_dynamic");
+    let times = engine.warmup(3).unwrap();
+    assert_eq!(times.len(), 3);
+    assert!(times.iter().all(|t| *t >= 0.0));
+    assert!(engine.warmup(0).unwrap().is_empty());
+    // Several inputs of different types, and a real model with i64 token inputs.
+    assert_eq!(common::engine("multi_io").warmup(1).unwrap().len(), 1);
+    let minilm = Engine::from_file(common::real_model("minilm-l6-int8"), EngineConfig::default()).unwrap();
+    assert_eq!(minilm.warmup(2).unwrap().len(), 2);
+    engine.close();
+    assert_eq!(engine.warmup(1).unwrap_err(), Error::EngineClosed);
+}
+
+#[test]
+fn inter_op_threads_and_spinning_give_the_same_answer() {
+    common::init();
+    let x = [0.5f32, 1.5, -2.0, 3.0];
+    for spinning in [true, false] {
+        let config = EngineConfig::default().with_threads(1).with_inter_op_threads(2).with_spinning(spinning);
+        let engine = Engine::from_file(common::model("matmul_dynamic"), config).unwrap();
+        let out = engine.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
+        common::assert_close(&out[0].to_vec::<f32>().unwrap(), &common::expected_matmul(&x), 1e-5);
+    }
+}

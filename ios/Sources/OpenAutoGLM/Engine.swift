@@ -1,8 +1,8 @@
 import Foundation
 
 extension EngineConfig {
-    /// CPU, graph optimization O3, ONNX Runtime's thread count.
-    public static let `default` = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3, intraOpThreads: 0)
+    /// CPU, graph optimization O3, ONNX Runtime's thread count and spinning.
+    public static let `default` = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3)
 }
 
 /// Outputs of one inference, by name, in the model's output order.
@@ -68,6 +68,14 @@ public final class Engine: Sendable {
     /// Runs the model off the caller's executor.
     public func infer(_ inputs: [String: Tensor]) async throws -> Outputs {
         try await Task.detached(priority: Task.currentPriority) { [self] in try self.inferSync(inputs) }.value
+    }
+
+    /// Runs the model `runs` times on zero inputs of the declared shapes, so the slow first inference happens now
+    /// rather than on a user's request. Returns milliseconds per run.
+    @discardableResult
+    public func warmup(runs: Int = 1) async throws -> [Double] {
+        precondition(runs >= 0, "runs must be >= 0")
+        return try await Task.detached(priority: Task.currentPriority) { [native] in try native.warmup(runs: UInt32(runs)) }.value
     }
 
     /// Releases the model now; later calls throw `EngineError.EngineClosed`. Closing twice is fine.

@@ -99,6 +99,26 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(engine.isClosed)
     }
 
+    func testWarmupRunsTheModelAndFailsTypedWhenClosed() async throws {
+        let engine = try Engine(path: Fixtures.model("multi_io"))
+        let times = try await engine.warmup(runs: 3)
+        XCTAssertEqual(times.count, 3)
+        engine.close()
+        do {
+            try await engine.warmup()
+            XCTFail("expected EngineClosed")
+        } catch let error as EngineError {
+            XCTAssertEqual(error, .EngineClosed)
+        }
+    }
+
+    func testInterOpThreadsAndSpinningAreAccepted() throws {
+        let config = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3, intraOpThreads: 1, interOpThreads: 2, spinning: false)
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
+        let x: [Float] = [1, 2, 3, 4]
+        assertClose(try matmul(engine, x, batch: 1), expectedMatmul(x, batch: 1))
+    }
+
     func testNativeLibraryVersionMatchesBindings() throws {
         try Runtime.checkNativeLibrary()
         XCTAssertEqual(nativeVersion(), Runtime.version)

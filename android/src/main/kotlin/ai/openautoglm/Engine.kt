@@ -7,8 +7,8 @@ import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
-/** The default engine settings: CPU, graph optimization O3, ONNX Runtime's thread count. */
-val DefaultEngineConfig = EngineConfig(accelerators = listOf(Accelerator.CPU), optimizeLevel = OptimizeLevel.O3, intraOpThreads = 0u)
+/** The default engine settings: CPU, graph optimization O3, ONNX Runtime's thread count and spinning. */
+val DefaultEngineConfig = EngineConfig(accelerators = listOf(Accelerator.CPU), optimizeLevel = OptimizeLevel.O3)
 
 /**
  * A loaded ONNX model. Thread-safe; close it (or use `use { }`) to release the model's memory at once.
@@ -48,6 +48,21 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     @Throws(EngineException::class)
     suspend fun infer(inputs: Map<String, Tensor>, dispatcher: CoroutineDispatcher = Dispatchers.Default): Map<String, Tensor> =
         withContext(dispatcher) { inferBlocking(inputs) }
+
+    /**
+     * Runs the model [runs] times on zero inputs of the declared shapes, so the slow first inference happens now
+     * rather than on a user's request. Returns milliseconds per run.
+     */
+    @Throws(EngineException::class)
+    suspend fun warmup(runs: Int = 1, dispatcher: CoroutineDispatcher = Dispatchers.Default): List<Double> =
+        withContext(dispatcher) { warmupBlocking(runs) }
+
+    /** [warmup] on the calling thread. */
+    @Throws(EngineException::class)
+    fun warmupBlocking(runs: Int = 1): List<Double> {
+        require(runs >= 0) { "runs must be >= 0, got $runs" }
+        return native.warmup(runs.toUInt())
+    }
 
     /** Releases the model now. Later calls throw [EngineException.EngineClosed]; closing twice is fine. */
     override fun close() {

@@ -110,6 +110,24 @@ class EngineTest {
         assertTrue(engine.isClosed)
     }
 
+    @Test fun warmupRunsTheModelAndFailsTypedWhenClosed() = runBlocking {
+        val engine = Engine.fromFile(Fixtures.model("multi_io"))
+        assertEquals(3, engine.warmup(3).size)
+        engine.close()
+        assertFailsWith<EngineException.EngineClosed> { engine.warmup() }
+        Unit
+    }
+
+    @Test fun interOpThreadsAndSpinningAreAccepted() {
+        val config = EngineConfig(listOf(Accelerator.CPU), OptimizeLevel.O3, intraOpThreads = 1u, interOpThreads = 2u, spinning = false)
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
+            val x = floatArrayOf(1f, 2f, 3f, 4f)
+            val want = expectedMatmul(x, 1)
+            val got = matmul(engine, x, 1)
+            for (k in want.indices) assertEquals(want[k], got[k], 1e-5f)
+        }
+    }
+
     @Test fun nativeLibraryVersionMatchesBindings() {
         OpenAutoGLM.checkNativeLibrary()
         assertEquals(OpenAutoGLM.VERSION, nativeVersion())
