@@ -1,7 +1,8 @@
-//! `cargo xtask bench`: a real model benchmarked on this machine. Builds the benchmark runner (release), runs it
-//! with the model's input recipe from benchmarks/models.json, prints a table, and with `--json FILE` writes the
-//! result (layout: benchmarks/README.md). `--vs kotlin,swift` runs our Kotlin and Swift layers on the same model,
-//! library, threads and inputs, interleaved in rounds, and reports their latency as ratios over the Rust core.
+//! `cargo xtask bench`: real models benchmarked on this machine or a device. Builds the benchmark runner (release),
+//! runs it with the model's input recipe from benchmarks/models.json, prints a table, and with `--json FILE` writes
+//! the result (layout: benchmarks/README.md). `--vs python-ort,ort-java,kotlin,swift` runs peers and our own layers
+//! on the same model, threads and inputs, interleaved in rounds, as ratios over the Rust core; `--suite standard`
+//! runs every model in every precision variant and writes a report; `--device` deploys to qemu, phones, simulators.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
