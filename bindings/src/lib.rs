@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use openautoglm as core;
 use openautoglm::{
-    Accelerator, Dim, ElementType, EngineConfig, ModelInfo, ModelMetadata, OptimizeLevel, RuntimeInfo, Tensor,
-    TensorInfo,
+    Accelerator, AcceleratorReport, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType, EngineConfig, ModelInfo,
+    ModelMetadata, OptimizeLevel, RuntimeInfo, SkippedAccelerator, Tensor, TensorInfo,
 };
 
 uniffi::setup_scaffolding!();
@@ -49,6 +49,48 @@ pub enum ElementType {
 #[uniffi::remote(Enum)]
 pub enum Accelerator {
     Cpu,
+    Xnnpack {
+        threads: u32,
+    },
+    Nnapi {
+        fp16: bool,
+        nchw: bool,
+        cpu_disabled: bool,
+        cpu_only: bool,
+    },
+    CoreMl {
+        compute_units: CoreMlComputeUnits,
+        model_format: CoreMlModelFormat,
+        static_shapes: bool,
+        subgraphs: bool,
+        cache_dir: Option<String>,
+    },
+}
+
+#[uniffi::remote(Enum)]
+pub enum CoreMlComputeUnits {
+    All,
+    CpuAndGpu,
+    CpuAndNeuralEngine,
+    CpuOnly,
+}
+
+#[uniffi::remote(Enum)]
+pub enum CoreMlModelFormat {
+    MlProgram,
+    NeuralNetwork,
+}
+
+#[uniffi::remote(Record)]
+pub struct AcceleratorReport {
+    pub active: Vec<String>,
+    pub skipped: Vec<SkippedAccelerator>,
+}
+
+#[uniffi::remote(Record)]
+pub struct SkippedAccelerator {
+    pub provider: String,
+    pub reason: String,
 }
 
 #[uniffi::remote(Enum)]
@@ -70,6 +112,8 @@ pub struct EngineConfig {
     pub inter_op_threads: u32,
     #[uniffi(default = None)]
     pub spinning: Option<bool>,
+    #[uniffi(default = false)]
+    pub strict: bool,
 }
 
 #[uniffi::remote(Enum)]
@@ -162,6 +206,11 @@ impl NativeEngine {
 
     pub fn info(&self) -> ModelInfo {
         self.engine.info().clone()
+    }
+
+    /// Which accelerators are in use, and why any others asked for were skipped.
+    pub fn accelerators(&self) -> AcceleratorReport {
+        self.engine.accelerators().clone()
     }
 
     /// Runs the model on inputs packed in `data`.

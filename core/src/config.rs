@@ -1,10 +1,56 @@
 //! How an engine is built: which accelerators, how hard to optimize the graph, how many threads.
 
-/// Where a model runs, in the caller's order of preference.
+/// Where a model runs, in the caller's order of preference. One the loaded ONNX Runtime does not have is skipped
+/// with a logged reason (see [`crate::Engine::accelerators`]), or refused in strict mode. The CPU always runs what
+/// the others do not take, unless strict mode forbids it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accelerator {
     /// ONNX Runtime's CPU execution provider, available everywhere.
     Cpu,
+    /// XNNPACK: CPU kernels tuned for ARM and x86 mobile chips, with its own thread pool (`threads` 0: one per core).
+    /// When it leads, the engine follows ONNX Runtime's advice: one intra-op thread and no spinning, unless the
+    /// config sets them.
+    Xnnpack { threads: u32 },
+    /// Android's NNAPI (NPU, GPU or DSP through the vendor driver). Deprecated from Android 15 and often slower than
+    /// the CPU when a model splits into many partitions: opt in, and check the placement report.
+    Nnapi { fp16: bool, nchw: bool, cpu_disabled: bool, cpu_only: bool },
+    /// Apple's CoreML (Neural Engine, GPU, CPU). Give `cache_dir` so compiled models survive app launches (ONNX
+    /// Runtime >= 1.21; older ones reject the option, and the accelerator is then skipped with that reason).
+    CoreMl {
+        compute_units: CoreMlComputeUnits,
+        model_format: CoreMlModelFormat,
+        static_shapes: bool,
+        subgraphs: bool,
+        cache_dir: Option<String>,
+    },
+}
+
+impl Accelerator {
+    /// ONNX Runtime's name for the execution provider.
+    pub fn provider_name(&self) -> &'static str {
+        match self {
+            Accelerator::Cpu => "CPUExecutionProvider",
+            Accelerator::Xnnpack { .. } => "XnnpackExecutionProvider",
+            Accelerator::Nnapi { .. } => "NnapiExecutionProvider",
+            Accelerator::CoreMl { .. } => "CoreMLExecutionProvider",
+        }
+    }
+}
+
+/// Which Apple compute units CoreML may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreMlComputeUnits {
+    All,
+    CpuAndGpu,
+    CpuAndNeuralEngine,
+    CpuOnly,
+}
+
+/// The CoreML model type ONNX Runtime builds: ML Program (iOS 15+, FP16 capable) or the older NeuralNetwork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreMlModelFormat {
+    MlProgram,
+    NeuralNetwork,
 }
 
 /// Graph optimization before the first run, mapped to ONNX Runtime's levels.
@@ -34,6 +80,9 @@ pub struct EngineConfig {
     /// Whether idle threads spin waiting for work: lower latency, more power and CPU contention. `None` keeps ONNX
     /// Runtime's default (on).
     pub spinning: Option<bool>,
+    /// Refuse rather than fall back: an unavailable accelerator is an error, and no node may fall back to the CPU
+    /// (ONNX Runtime's `session.disable_cpu_ep_fallback`) when another accelerator is active.
+    pub strict: bool,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +93,7 @@ impl Default for EngineConfig {
             intra_op_threads: 0,
             inter_op_threads: 0,
             spinning: None,
+            strict: false,
         }
     }
 }
@@ -61,6 +111,11 @@ impl EngineConfig {
 
     pub fn with_spinning(mut self, spinning: bool) -> Self {
         self.spinning = Some(spinning);
+        self
+    }
+
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
         self
     }
 

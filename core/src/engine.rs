@@ -10,7 +10,11 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, ValueType};
 
-use crate::config::{Accelerator, EngineConfig, OptimizeLevel};
+use std::num::NonZeroUsize;
+
+use ort::ep::{ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch};
+
+use crate::config::{Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig, OptimizeLevel};
 use crate::error::{Error, Result, catch_panic};
 use crate::model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 use crate::runtime::Runtime;
@@ -20,6 +24,7 @@ use crate::tensor::{ElementType, Tensor, TensorRef, element_count};
 pub struct Engine {
     info: ModelInfo,
     config: EngineConfig,
+    accelerators: AcceleratorReport,
     // `None` once closed. Runs on one engine take turns on the mutex: ort's `Session::run` takes `&mut self`
     // because ONNX Runtime's `Run` is not reliably thread-safe (ort's own finding). The outer lock only guards
     // close, so `close` never waits for a run to finish; the session is freed when the last run ends.
@@ -101,10 +106,10 @@ impl Engine {
         profile_prefix: Option<&Path>,
         commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>,
     ) -> Result<Engine> {
-        let mut builder = Runtime::with_env(|env| {
+        let builder = Runtime::with_env(|env| {
             Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}")))
         })?;
-        builder = configure(builder, &config)?;
+        let (mut builder, accelerators) = configure(builder, &config)?;
         if let Some(prefix) = profile_prefix {
             builder =
                 builder.with_profiling(prefix).map_err(|e| Error::internal(format!("profiling: {}", e.message())))?;
@@ -115,7 +120,7 @@ impl Engine {
         })?;
         let info = model_info(&session)?;
         log::debug!("engine ready: {} inputs, {} outputs", info.inputs.len(), info.outputs.len());
-        Ok(Engine { info, config, session: RwLock::new(Some(Arc::new(Mutex::new(session)))) })
+        Ok(Engine { info, config, accelerators, session: RwLock::new(Some(Arc::new(Mutex::new(session)))) })
     }
 
     /// The model's inputs, outputs and metadata.
@@ -125,6 +130,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Which accelerators this engine registered, and why any others asked for were skipped.
+    pub fn accelerators(&self) -> &AcceleratorReport {
+        &self.accelerators
     }
 
     /// Runs the model. Every input the model declares must be given exactly once; outputs come back in model
@@ -290,7 +300,7 @@ fn shape_text(shape: &[Dim]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
-fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<SessionBuilder> {
+fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<(SessionBuilder, AcceleratorReport)> {
     let ort_err =
         |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
     let level = match config.optimize_level {
@@ -299,27 +309,166 @@ fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<SessionBu
         OptimizeLevel::O2 => GraphOptimizationLevel::Level2,
         OptimizeLevel::O3 => GraphOptimizationLevel::All,
     };
-    let mut builder = builder.with_optimization_level(level).map_err(|e| ort_err("optimize level", e))?;
-    if config.intra_op_threads > 0 {
-        builder =
-            builder.with_intra_threads(config.intra_op_threads as usize).map_err(|e| ort_err("intra-op threads", e))?;
+    let builder = builder.with_optimization_level(level).map_err(|e| ort_err("optimize level", e))?;
+    let (mut builder, report) = register_accelerators(builder, config)?;
+    // ONNX Runtime's advice when XNNPACK leads: its own pool does the work, so one session thread and no spinning.
+    let xnnpack_leads = report.active.first().is_some_and(|a| a == "XnnpackExecutionProvider");
+    let intra_op_threads = if config.intra_op_threads == 0 && xnnpack_leads { 1 } else { config.intra_op_threads };
+    let spinning = config.spinning.or(xnnpack_leads.then_some(false));
+    if intra_op_threads > 0 {
+        builder = builder.with_intra_threads(intra_op_threads as usize).map_err(|e| ort_err("intra-op threads", e))?;
     }
     if config.inter_op_threads > 1 {
         builder = builder.with_parallel_execution(true).map_err(|e| ort_err("parallel execution", e))?;
         builder =
             builder.with_inter_threads(config.inter_op_threads as usize).map_err(|e| ort_err("inter-op threads", e))?;
     }
-    if let Some(spinning) = config.spinning {
+    if let Some(spinning) = spinning {
         builder = builder.with_intra_op_spinning(spinning).map_err(|e| ort_err("intra-op spinning", e))?;
         builder = builder.with_inter_op_spinning(spinning).map_err(|e| ort_err("inter-op spinning", e))?;
     }
+    if config.strict && report.active.iter().any(|a| a != "CPUExecutionProvider") {
+        builder = builder.with_disable_cpu_fallback().map_err(|e| ort_err("strict mode", e))?;
+    }
+    Ok((builder, report))
+}
+
+/// Which accelerators a built engine uses, and why the others were left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcceleratorReport {
+    /// Execution providers registered, in preference order; the CPU provider is always last.
+    pub active: Vec<String>,
+    pub skipped: Vec<SkippedAccelerator>,
+}
+
+/// An accelerator that was asked for but not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedAccelerator {
+    pub provider: String,
+    pub reason: String,
+}
+
+/// The ONNX Runtime execution provider an accelerator maps to, with its options, ready to register.
+pub(crate) fn execution_provider(accelerator: &Accelerator) -> Option<ExecutionProviderDispatch> {
+    Some(match accelerator {
+        Accelerator::Cpu => return None,
+        Accelerator::Xnnpack { threads } => xnnpack(*threads).build(),
+        #[cfg(not(target_os = "ios"))]
+        Accelerator::Nnapi { fp16, nchw, cpu_disabled, cpu_only } => ort::ep::NNAPI::default()
+            .with_fp16(*fp16)
+            .with_nchw(*nchw)
+            .with_disable_cpu(*cpu_disabled)
+            .with_cpu_only(*cpu_only)
+            .build(),
+        #[cfg(target_os = "ios")]
+        Accelerator::Nnapi { .. } => return None,
+        Accelerator::CoreMl { compute_units, model_format, static_shapes, subgraphs, cache_dir } => {
+            coreml(*compute_units, *model_format, *static_shapes, *subgraphs, cache_dir.as_deref()).build()
+        }
+    })
+}
+
+fn xnnpack(threads: u32) -> ort::ep::XNNPACK {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    ort::ep::XNNPACK::default().with_intra_op_num_threads(NonZeroUsize::new(threads).expect("at least one thread"))
+}
+
+fn coreml(
+    compute_units: CoreMlComputeUnits,
+    model_format: CoreMlModelFormat,
+    static_shapes: bool,
+    subgraphs: bool,
+    cache_dir: Option<&str>,
+) -> ort::ep::CoreML {
+    use ort::ep::coreml::{ComputeUnits, ModelFormat};
+    let units = match compute_units {
+        CoreMlComputeUnits::All => ComputeUnits::All,
+        CoreMlComputeUnits::CpuAndGpu => ComputeUnits::CPUAndGPU,
+        CoreMlComputeUnits::CpuAndNeuralEngine => ComputeUnits::CPUAndNeuralEngine,
+        CoreMlComputeUnits::CpuOnly => ComputeUnits::CPUOnly,
+    };
+    let format = match model_format {
+        CoreMlModelFormat::MlProgram => ModelFormat::MLProgram,
+        CoreMlModelFormat::NeuralNetwork => ModelFormat::NeuralNetwork,
+    };
+    // ort writes these two booleans as "true"/"false", but ONNX Runtime's CoreML option parser only takes "1" as on
+    // (coreml_options.cc: `option.second == "1"`), so they are set here as ONNX Runtime reads them.
+    let flag = |on: bool| if on { "1" } else { "0" };
+    let provider = ort::ep::CoreML::default()
+        .with_compute_units(units)
+        .with_model_format(format)
+        .with_arbitrary_config("RequireStaticInputShapes", flag(static_shapes))
+        .with_arbitrary_config("EnableOnSubgraphs", flag(subgraphs));
+    match cache_dir {
+        Some(dir) => provider.with_model_cache_dir(dir),
+        None => provider,
+    }
+}
+
+/// Registers the accelerators in order: those this ONNX Runtime has, skipping (or, strict, refusing) the others.
+fn register_accelerators(
+    mut builder: SessionBuilder,
+    config: &EngineConfig,
+) -> Result<(SessionBuilder, AcceleratorReport)> {
+    let available = available_providers();
+    let mut report = AcceleratorReport::default();
     for accelerator in &config.accelerators {
-        match accelerator {
-            // The CPU provider is always registered last by ONNX Runtime; nothing to add.
-            Accelerator::Cpu => {}
+        let name = accelerator.provider_name();
+        let skip = |report: &mut AcceleratorReport, reason: String| -> Result<()> {
+            if config.strict {
+                return Err(Error::InvalidConfig { reason: format!("{name}: {reason} (strict mode)") });
+            }
+            log::warn!("skipping {name}: {reason}");
+            report.skipped.push(SkippedAccelerator { provider: name.to_owned(), reason });
+            Ok(())
+        };
+        let Some(provider) = execution_provider(accelerator) else {
+            if *accelerator != Accelerator::Cpu {
+                skip(&mut report, "not supported on this platform".into())?;
+            }
+            continue;
+        };
+        if !available.iter().any(|a| a == name) {
+            skip(&mut report, format!("not in this ONNX Runtime build (it has: {})", available.join(", ")))?;
+            continue;
+        }
+        match builder.with_execution_providers([provider.error_on_failure()]) {
+            Ok(b) => {
+                builder = b;
+                report.active.push(name.to_owned());
+            }
+            Err(e) => {
+                let message = e.message().to_owned();
+                builder = e.recover();
+                skip(&mut report, format!("registration failed: {message}"))?;
+            }
         }
     }
-    Ok(builder)
+    report.active.push("CPUExecutionProvider".into());
+    Ok((builder, report))
+}
+
+/// The execution providers the loaded ONNX Runtime was built with.
+fn available_providers() -> Vec<String> {
+    // SAFETY: GetAvailableProviders fills an array of C strings that ReleaseAvailableProviders frees.
+    unsafe {
+        let api = ort::api();
+        let mut providers: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+        let mut count = 0;
+        let status = (api.GetAvailableProviders)(&mut providers, &mut count);
+        if !status.0.is_null() || providers.is_null() {
+            (api.ReleaseStatus)(status.0);
+            return Vec::new();
+        }
+        let names = (0..count as usize)
+            .map(|i| std::ffi::CStr::from_ptr(*providers.add(i)).to_string_lossy().into_owned())
+            .collect();
+        let _ = (api.ReleaseAvailableProviders)(providers, count);
+        names
+    }
 }
 
 fn element_type_of(ty: TensorElementType) -> Option<ElementType> {
@@ -465,4 +614,41 @@ fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
         (shape.to_vec(), data.iter().map(|&b| b as u8).collect())
     });
     Ok(Tensor { name: name.to_owned(), element_type, shape, data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option strings ONNX Runtime receives (its providers' documented keys and values).
+    #[test]
+    fn coreml_options_are_onnx_runtime_keys() {
+        let options = format!(
+            "{:?}",
+            coreml(CoreMlComputeUnits::CpuAndNeuralEngine, CoreMlModelFormat::MlProgram, true, false, Some("/cache"))
+        );
+        for expected in [
+            r#""MLComputeUnits": "CPUAndNeuralEngine""#,
+            r#""ModelFormat": "MLProgram""#,
+            r#""RequireStaticInputShapes": "1""#,
+            r#""EnableOnSubgraphs": "0""#,
+            r#""ModelCacheDirectory": "/cache""#,
+        ] {
+            assert!(options.contains(expected), "{expected} not in {options}");
+        }
+        let options =
+            format!("{:?}", coreml(CoreMlComputeUnits::CpuOnly, CoreMlModelFormat::NeuralNetwork, false, true, None));
+        assert!(
+            options.contains(r#""MLComputeUnits": "CPUOnly""#) && options.contains(r#""EnableOnSubgraphs": "1""#),
+            "{options}"
+        );
+        assert!(!options.contains("ModelCacheDirectory"), "{options}");
+    }
+
+    #[test]
+    fn xnnpack_threads_default_to_the_cores() {
+        assert!(format!("{:?}", xnnpack(3)).contains(r#""intra_op_num_threads": "3""#));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!(format!("{:?}", xnnpack(0)).contains(&format!(r#""intra_op_num_threads": "{cores}""#)));
+    }
 }

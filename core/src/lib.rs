@@ -18,8 +18,8 @@ mod model;
 mod runtime;
 mod tensor;
 
-pub use config::{Accelerator, EngineConfig, OptimizeLevel};
-pub use engine::Engine;
+pub use config::{Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig, OptimizeLevel};
+pub use engine::{AcceleratorReport, Engine, SkippedAccelerator};
 pub use error::{Error, Result, catch_panic};
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};

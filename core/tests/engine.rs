@@ -4,7 +4,10 @@ mod common;
 
 use std::sync::Arc;
 
-use openautoglm::{Accelerator, Dim, ElementType, Engine, EngineConfig, Error, OptimizeLevel, Runtime, TensorRef};
+use openautoglm::{
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType, Engine, EngineConfig, Error, OptimizeLevel,
+    Runtime, TensorRef,
+};
 
 #[test]
 fn engine_is_send_and_sync() {
@@ -226,5 +229,74 @@ fn inter_op_threads_and_spinning_give_the_same_answer() {
         let engine = Engine::from_file(common::model("matmul_dynamic"), config).unwrap();
         let out = engine.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
         common::assert_close(&out[0].to_vec::<f32>().unwrap(), &common::expected_matmul(&x), 1e-5);
+    }
+}
+
+#[test]
+fn unavailable_accelerators_are_skipped_with_a_reason_and_the_cpu_runs() {
+    common::init();
+    let accelerators = vec![
+        Accelerator::Nnapi { fp16: true, nchw: false, cpu_disabled: false, cpu_only: false },
+        Accelerator::CoreMl {
+            compute_units: CoreMlComputeUnits::CpuAndNeuralEngine,
+            model_format: CoreMlModelFormat::MlProgram,
+            static_shapes: true,
+            subgraphs: false,
+            cache_dir: Some(std::env::temp_dir().display().to_string()),
+        },
+        Accelerator::Xnnpack { threads: 0 },
+        Accelerator::Cpu,
+    ];
+    let engine =
+        Engine::from_file(common::model("matmul_dynamic"), EngineConfig::default().with_accelerators(accelerators))
+            .unwrap();
+    let report = engine.accelerators();
+    assert_eq!(report.active, ["CPUExecutionProvider"]);
+    let skipped: Vec<&str> = report.skipped.iter().map(|s| s.provider.as_str()).collect();
+    assert_eq!(skipped, ["NnapiExecutionProvider", "CoreMLExecutionProvider", "XnnpackExecutionProvider"]);
+    assert!(report.skipped.iter().all(|s| s.reason.contains("not in this ONNX Runtime build")), "{report:?}");
+    let x = [1.0f32, 2.0, 3.0, 4.0];
+    let out = engine.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
+    common::assert_close(&out[0].to_vec::<f32>().unwrap(), &common::expected_matmul(&x), 1e-5);
+}
+
+#[test]
+fn strict_mode_refuses_an_unavailable_accelerator_and_allows_the_cpu() {
+    common::init();
+    for accelerator in [
+        Accelerator::Xnnpack { threads: 2 },
+        Accelerator::Nnapi { fp16: false, nchw: true, cpu_disabled: true, cpu_only: false },
+    ] {
+        let name = accelerator.provider_name();
+        let config = EngineConfig::default().with_accelerators(vec![accelerator]).with_strict(true);
+        match Engine::from_file(common::model("matmul_dynamic"), config) {
+            Err(Error::InvalidConfig { reason }) => {
+                assert!(reason.contains(name) && reason.contains("strict"), "{reason}")
+            }
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+    let cpu_only = EngineConfig::default().with_strict(true);
+    assert!(Engine::from_file(common::model("matmul_dynamic"), cpu_only).is_ok());
+}
+
+#[test]
+fn accelerator_options_map_to_onnx_runtime_providers() {
+    use openautoglm::Accelerator as A;
+    let coreml = A::CoreMl {
+        compute_units: CoreMlComputeUnits::All,
+        model_format: CoreMlModelFormat::NeuralNetwork,
+        static_shapes: false,
+        subgraphs: true,
+        cache_dir: None,
+    };
+    let cases = [
+        (A::Cpu, "CPUExecutionProvider"),
+        (A::Xnnpack { threads: 4 }, "XnnpackExecutionProvider"),
+        (A::Nnapi { fp16: true, nchw: true, cpu_disabled: true, cpu_only: false }, "NnapiExecutionProvider"),
+        (coreml, "CoreMLExecutionProvider"),
+    ];
+    for (accelerator, provider) in cases {
+        assert_eq!(accelerator.provider_name(), provider);
     }
 }

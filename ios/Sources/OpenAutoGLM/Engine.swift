@@ -32,17 +32,21 @@ public final class Engine: Sendable {
     private let native: NativeEngine
     /// Inputs, outputs and metadata of the model.
     public let info: ModelInfo
+    /// Which accelerators are in use, and why any others asked for were skipped.
+    public let accelerators: AcceleratorReport
 
     public init(path: String, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
         native = try NativeEngine.fromFile(path: path, config: config)
         info = native.info()
+        accelerators = native.accelerators()
     }
 
     public init(modelData: Data, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
         native = try NativeEngine.fromBytes(model: modelData, config: config)
         info = native.info()
+        accelerators = native.accelerators()
     }
 
     /// Runs the model on the calling thread.

@@ -119,6 +119,30 @@ final class EngineTests: XCTestCase {
         assertClose(try matmul(engine, x, batch: 1), expectedMatmul(x, batch: 1))
     }
 
+    func testUnavailableAcceleratorsAreSkippedWithAReasonAndTheCpuRuns() throws {
+        let config = EngineConfig(
+            accelerators: [
+                .coreMl(computeUnits: .all, modelFormat: .mlProgram, staticShapes: true, subgraphs: false, cacheDir: nil),
+                .nnapi(fp16: true, nchw: false, cpuDisabled: false, cpuOnly: false),
+                .xnnpack(threads: 0),
+                .cpu,
+            ],
+            optimizeLevel: .o3)
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
+        XCTAssertEqual(engine.accelerators.active, ["CPUExecutionProvider"])
+        XCTAssertEqual(engine.accelerators.skipped.map(\.provider),
+                       ["CoreMLExecutionProvider", "NnapiExecutionProvider", "XnnpackExecutionProvider"])
+        let x: [Float] = [1, 2, 3, 4]
+        assertClose(try matmul(engine, x, batch: 1), expectedMatmul(x, batch: 1))
+    }
+
+    func testStrictModeRefusesAnUnavailableAccelerator() {
+        let config = EngineConfig(accelerators: [.xnnpack(threads: 2)], optimizeLevel: .o3, strict: true)
+        let error = engineError { _ = try Engine(path: Fixtures.model("matmul_dynamic"), config: config) }
+        guard case .InvalidConfig(let reason)? = error else { return XCTFail("expected InvalidConfig, got \(String(describing: error))") }
+        XCTAssertTrue(reason.contains("XnnpackExecutionProvider"), reason)
+    }
+
     func testNativeLibraryVersionMatchesBindings() throws {
         try Runtime.checkNativeLibrary()
         XCTAssertEqual(nativeVersion(), Runtime.version)

@@ -8,7 +8,7 @@ import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
 /** The default engine settings: CPU, graph optimization O3, ONNX Runtime's thread count and spinning. */
-val DefaultEngineConfig = EngineConfig(accelerators = listOf(Accelerator.CPU), optimizeLevel = OptimizeLevel.O3)
+val DefaultEngineConfig = EngineConfig(accelerators = listOf(Accelerator.Cpu), optimizeLevel = OptimizeLevel.O3)
 
 /**
  * A loaded ONNX model. Thread-safe; close it (or use `use { }`) to release the model's memory at once.
@@ -24,6 +24,9 @@ val DefaultEngineConfig = EngineConfig(accelerators = listOf(Accelerator.CPU), o
 class Engine private constructor(private val native: NativeEngine) : AutoCloseable {
     /** Inputs, outputs and metadata of the model. */
     val info: ModelInfo = native.info()
+
+    /** Which accelerators are in use, and why any others asked for were skipped. */
+    val accelerators: AcceleratorReport = native.accelerators()
 
     val isClosed: Boolean get() = native.isClosed()
 

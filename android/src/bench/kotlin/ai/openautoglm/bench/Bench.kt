@@ -44,7 +44,7 @@ fun main(argv: Array<String>) {
     }
 
     var t = System.nanoTime()
-    val engine = Engine.fromFile(args.getValue("model"), EngineConfig(listOf(Accelerator.CPU), level, threads))
+    val engine = Engine.fromFile(args.getValue("model"), EngineConfig(listOf(Accelerator.Cpu), level, threads))
     val sessionMs = ms(t)
     engine.use { measure(args, sessionMs) { engine.inferBlocking(inputs) } }
 }
