@@ -208,6 +208,44 @@ fn latency_range(results: &[Value]) -> (f32, f32) {
     (lo / 1.5, hi * 1.5)
 }
 
+type RowsChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<LogCoord<f32>, plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>>,
+>;
+
+/// A chart with one labelled row per entry of `labels` and a log time axis spanning `range`.
+fn rows_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    x_desc: &str,
+    labels: &[String],
+    (lo, hi): (f32, f32),
+    label_width: u32,
+) -> Result<RowsChart<'a, DB>>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(label_width)
+        .build_cartesian_2d((lo..hi).log_scale(), (0..labels.len()).into_segmented())
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .y_labels(labels.len())
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .x_desc(x_desc)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(chart)
+}
+
 /// One horizontal box (quartiles, whiskers) per configuration, on a log time axis.
 fn draw_latency<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[Value]) -> Result<()>
 where
@@ -216,23 +254,7 @@ where
     area.fill(&WHITE).map_err(plot_err)?;
     let (lo, hi) = latency_range(results);
     let labels: Vec<String> = results.iter().map(label).collect();
-    let mut chart = ChartBuilder::on(area)
-        .caption("Latency per configuration (ms, log scale)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(330)
-        .build_cartesian_2d((lo..hi).log_scale(), (0..results.len()).into_segmented())
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .y_labels(results.len())
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .x_desc("ms")
-        .draw()
-        .map_err(plot_err)?;
+    let mut chart = rows_chart(area, "Latency per configuration (ms, log scale)", "ms", &labels, (lo, hi), 330)?;
     let boxes = results.iter().enumerate().filter_map(|(i, r)| {
         let s = samples(r);
         (!s.is_empty()).then(|| Boxplot::new_horizontal(SegmentValue::CenterOf(i), &Quartiles::new(&s)).style(BLUE))
@@ -296,23 +318,8 @@ where
     }));
     let devices = distinct(results.iter().map(|r| r["device"]["kind"].as_str().unwrap_or("?").to_owned()));
     let (lo, hi) = latency_range(results);
-    let mut chart = ChartBuilder::on(area)
-        .caption("Device vs device: p50 per configuration (ms, log scale)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(260)
-        .build_cartesian_2d((lo..hi).log_scale(), (0..configs.len()).into_segmented())
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .y_labels(configs.len())
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => configs.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .x_desc("p50 ms")
-        .draw()
-        .map_err(plot_err)?;
+    let mut chart =
+        rows_chart(area, "Device vs device: p50 per configuration (ms, log scale)", "p50 ms", &configs, (lo, hi), 260)?;
     for (d, device) in devices.iter().enumerate() {
         let color = Palette99::pick(d).to_rgba();
         let points: Vec<(f32, SegmentValue<usize>)> = results
