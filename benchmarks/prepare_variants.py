@@ -3,12 +3,17 @@ Driven by `cargo xtask models prepare`, in the xtask-managed venv (onnx, numpy, 
 
     python prepare_variants.py --model M.onnx --recipe R.json --out DIR [--task yolo|probability-map|...]
 
-Writes DIR/fp16.onnx (float16, I/O kept float32), DIR/int8-dynamic.onnx (per-tensor dynamic INT8 weights),
+Writes DIR/fp16.onnx (float16 throughout, inputs and outputs too), DIR/int8-dynamic.onnx (per-tensor dynamic INT8 weights),
 DIR/int8-qdq.onnx (static QDQ INT8, calibrated on the recipe input and seeded perturbations of it),
-DIR/fp32.ort (ORT format, for the mobile runtime) and DIR/variants.json. A variant the tools cannot make is recorded
+DIR/fp32.ort (ORT format, for the mobile runtime), DIR/variants.json (every variant with its accuracy) and
+DIR/bundle.json (the model bundle the engine loads: core/src/bundle.rs). A variant the tools cannot make is recorded
 with its error instead of stopping the others.
+
+FP16 keeps no float32 I/O: Cast nodes at the graph's edges are extra partitions for CoreML and NNAPI, and callers
+holding float32 are converted by the engine (in bulk) instead.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -28,9 +33,57 @@ from python_ort import recipe_input  # noqa: E402  (one definition of the recipe
 CALIBRATION_SAMPLES = 8
 
 
+NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
 def run(path, feeds):
+    """Outputs as float32/float64 whatever the variant's I/O types (an FP16 model takes and gives float16)."""
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return [np.asarray(o) for o in session.run(None, feeds)]
+    declared = {i.name: NUMPY_TYPES.get(i.type) for i in session.get_inputs()}
+    typed = {name: value.astype(declared[name]) if declared.get(name) and np.issubdtype(value.dtype, np.floating)
+             else value for name, value in feeds.items()}
+    return [np.asarray(o).astype(np.float32) if np.asarray(o).dtype == np.float16 else np.asarray(o)
+            for o in session.run(None, typed)]
+
+
+def accurate(v, task):
+    """The verdict a model bundle records, which Precision.Auto obeys: the task's own measure where the model has
+    one (cosine hides a detector whose top box changed class), else near-identical outputs."""
+    if "error" in v or v.get("non_finite_outputs"):
+        return False
+    if task == "yolo":
+        return bool(v.get("top_box_same_class")) and v.get("top_box_iou", 0) >= 0.5
+    if task == "probability-map":
+        return v.get("map_iou", 0) >= 0.8
+    top1 = v.get("top1_agreement")
+    return (v.get("cosine_similarity") or 0) >= 0.99 and (top1 is None or top1 >= 0.9)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_bundle(out_dir, model_id, variants, task):
+    """bundle.json: the .onnx variants by precision, with size, sha256 and the accuracy verdict."""
+    kinds = {"fp32": ("fp32", None), "fp16": ("fp16", None), "int8-dynamic": ("int8", "dynamic"),
+             "int8-qdq": ("int8", "qdq")}
+    entries = []
+    for name, (precision, quantization) in kinds.items():
+        v = variants.get(name)
+        if not v or "error" in v:
+            continue
+        path = os.path.join(out_dir, v["file"])
+        entries.append({"precision": precision, **({"quantization": quantization} if quantization else {}),
+                        "file": v["file"], "size_bytes": os.path.getsize(path), "sha256": sha256(path),
+                        "accurate": accurate(v, task),
+                        "accuracy": {k: v[k] for k in v if k not in ("file", "size_bytes", "seconds")}})
+    with open(os.path.join(out_dir, "bundle.json"), "w") as f:
+        json.dump({"format": 1, "model": model_id, "onnxruntime": ort.__version__, "variants": entries}, f,
+                  indent=1, allow_nan=False)
 
 
 def yolo_top_box(output):
@@ -124,6 +177,7 @@ def main():
     p.add_argument("--recipe", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--task", default="generic")
+    p.add_argument("--id", default="", help="the model's id, recorded in bundle.json")
     p.add_argument("--stamp", default="", help="recorded as is: xtask's key for when to remake the variants")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -136,7 +190,7 @@ def main():
     variants = {"fp32": {"file": "fp32.onnx", "size_bytes": os.path.getsize(fp32), **accuracy(reference, reference, args.task)}}
 
     variants["fp16"] = make("fp16.onnx", lambda path: onnx.save(
-        convert_float_to_float16(onnx.load(fp32), keep_io_types=True), path), args.out, reference, feeds, args.task)
+        convert_float_to_float16(onnx.load(fp32), keep_io_types=False), path), args.out, reference, feeds, args.task)
     # Per-tensor: per-channel dynamic INT8 was seen to break transformer outputs (shared/models.md).
     variants["int8-dynamic"] = make("int8-dynamic.onnx", lambda path: quantize_dynamic(
         fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds, args.task)
@@ -153,6 +207,7 @@ def main():
 
     with open(os.path.join(args.out, "variants.json"), "w") as f:
         json.dump({"onnxruntime": ort.__version__, "stamp": args.stamp, "variants": variants}, f, indent=1, allow_nan=False)
+    write_bundle(args.out, args.id, variants, args.task)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use openautoglm as core;
 use openautoglm::{
-    Accelerator, AcceleratorReport, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType, EngineConfig, ModelInfo,
-    ModelMetadata, OptimizeLevel, RuntimeInfo, SkippedAccelerator, Tensor, TensorInfo,
+    Accelerator, AcceleratorReport, CacheOutcome, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType,
+    EngineConfig, ModelInfo, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice, ProviderPlacement,
+    RuntimeInfo, ShapeBucket, ShapeBucketStats, SkippedAccelerator, Tensor, TensorInfo,
 };
 
 uniffi::setup_scaffolding!();
@@ -106,6 +107,9 @@ pub struct EngineConfig {
     #[uniffi(default = [])]
     pub accelerators: Vec<Accelerator>,
     pub optimize_level: OptimizeLevel,
+    // No default: uniffi 0.32 has no enum literals for defaults. `DefaultEngineConfig` (Kotlin) and
+    // `EngineConfig.default` (Swift) fill it.
+    pub precision: Precision,
     #[uniffi(default = 0)]
     pub intra_op_threads: u32,
     #[uniffi(default = 0)]
@@ -114,6 +118,61 @@ pub struct EngineConfig {
     pub spinning: Option<bool>,
     #[uniffi(default = false)]
     pub strict: bool,
+    #[uniffi(default = None)]
+    pub cache_dir: Option<String>,
+    #[uniffi(default = [])]
+    pub shape_buckets: Vec<ShapeBucket>,
+    #[uniffi(default = false)]
+    pub report_placement: bool,
+    #[uniffi(default = true)]
+    pub f16_outputs_as_f32: bool,
+}
+
+#[uniffi::remote(Enum)]
+pub enum Precision {
+    Auto,
+    Fp32,
+    Fp16,
+    Int8,
+}
+
+#[uniffi::remote(Record)]
+pub struct ShapeBucket {
+    pub dims: HashMap<String, u64>,
+}
+
+#[uniffi::remote(Record)]
+pub struct ShapeBucketStats {
+    pub bucket_runs: Vec<u64>,
+    pub dynamic_runs: u64,
+}
+
+#[uniffi::remote(Record)]
+pub struct PrecisionChoice {
+    pub precision: Precision,
+    pub file: String,
+    pub reason: String,
+}
+
+#[uniffi::remote(Enum)]
+pub enum CacheOutcome {
+    Disabled,
+    Hit,
+    Miss,
+    Rebuilt,
+}
+
+#[uniffi::remote(Record)]
+pub struct Placement {
+    pub providers: Vec<ProviderPlacement>,
+    pub warnings: Vec<String>,
+}
+
+#[uniffi::remote(Record)]
+pub struct ProviderPlacement {
+    pub provider: String,
+    pub nodes: u32,
+    pub partitions: u32,
 }
 
 #[uniffi::remote(Enum)]
@@ -199,6 +258,12 @@ impl NativeEngine {
         Ok(Arc::new(NativeEngine { engine: core::Engine::from_file(path, config)? }))
     }
 
+    /// Loads the variant of a model bundle directory that `config.precision` selects.
+    #[uniffi::constructor]
+    pub fn from_bundle(dir: String, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+        Ok(Arc::new(NativeEngine { engine: core::Engine::from_bundle(dir, config)? }))
+    }
+
     #[uniffi::constructor]
     pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Arc<Self>, EngineError> {
         Ok(Arc::new(NativeEngine { engine: core::Engine::from_bytes(model, config)? }))
@@ -211,6 +276,26 @@ impl NativeEngine {
     /// Which accelerators are in use, and why any others asked for were skipped.
     pub fn accelerators(&self) -> AcceleratorReport {
         self.engine.accelerators().clone()
+    }
+
+    /// Which provider ran how many nodes in how many partitions; `None` unless `report_placement` was set.
+    pub fn placement(&self) -> Option<Placement> {
+        self.engine.placement().cloned()
+    }
+
+    /// The bundle variant running, and why; `None` for an engine made from one model file.
+    pub fn precision(&self) -> Option<PrecisionChoice> {
+        self.engine.precision().cloned()
+    }
+
+    /// What the compile cache did when this engine was built.
+    pub fn compile_cache(&self) -> CacheOutcome {
+        self.engine.compile_cache()
+    }
+
+    /// Runs served by each shape bucket, and by the dynamic session.
+    pub fn shape_bucket_stats(&self) -> ShapeBucketStats {
+        self.engine.shape_bucket_stats()
     }
 
     /// Runs the model on inputs packed in `data`.

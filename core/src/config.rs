@@ -83,6 +83,53 @@ pub struct EngineConfig {
     /// Refuse rather than fall back: an unavailable accelerator is an error, and no node may fall back to the CPU
     /// (ONNX Runtime's `session.disable_cpu_ep_fallback`) when another accelerator is active.
     pub strict: bool,
+    /// Which variant of a model bundle to load ([`crate::Engine::from_bundle`]). A single model file is what it is:
+    /// anything but `Auto` is refused there.
+    pub precision: Precision,
+    /// Compile once: where optimized models are kept between launches (an app's cache directory). `None` optimizes
+    /// at every launch. CoreML's compiled models go to a `coreml` folder inside unless CoreML has its own.
+    pub cache_dir: Option<String>,
+    /// Sessions specialised for common input shapes (fixed values for named dynamic dims), chosen per call by the
+    /// input's shape; other shapes run on the dynamic session.
+    pub shape_buckets: Vec<ShapeBucket>,
+    /// Record which provider runs how many nodes, in how many partitions ([`crate::Engine::placement`]). Costs one
+    /// profiled warmup run at load.
+    pub report_placement: bool,
+    /// Return float16 outputs as float32 (converted in bulk), so callers see f32 whichever precision runs. Float32
+    /// inputs are always accepted for float16 inputs.
+    pub f16_outputs_as_f32: bool,
+}
+
+/// Which numeric precision of a model to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Precision {
+    /// The engine chooses per accelerator and device (see [`crate::bundle`]), among the variants whose accuracy the
+    /// bundle vouches for.
+    #[default]
+    Auto,
+    Fp32,
+    Fp16,
+    Int8,
+}
+
+/// Fixed sizes for named dynamic dimensions (e.g. `{"sequence_length": 128}`), given to ONNX Runtime as free-dimension
+/// overrides so the session is compiled for that shape.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShapeBucket {
+    pub dims: std::collections::HashMap<String, u64>,
+}
+
+impl ShapeBucket {
+    pub fn new<'a>(dims: impl IntoIterator<Item = (&'a str, u64)>) -> ShapeBucket {
+        ShapeBucket { dims: dims.into_iter().map(|(name, size)| (name.to_owned(), size)).collect() }
+    }
+
+    /// The overrides in name order: one spelling for cache keys and logs.
+    pub(crate) fn sorted(&self) -> Vec<(&str, u64)> {
+        let mut dims: Vec<(&str, u64)> = self.dims.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        dims.sort();
+        dims
+    }
 }
 
 impl Default for EngineConfig {
@@ -94,6 +141,11 @@ impl Default for EngineConfig {
             inter_op_threads: 0,
             spinning: None,
             strict: false,
+            precision: Precision::Auto,
+            cache_dir: None,
+            shape_buckets: Vec::new(),
+            report_placement: false,
+            f16_outputs_as_f32: true,
         }
     }
 }
@@ -126,6 +178,31 @@ impl EngineConfig {
 
     pub fn with_accelerators(mut self, accelerators: Vec<Accelerator>) -> Self {
         self.accelerators = accelerators;
+        self
+    }
+
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    pub fn with_cache_dir(mut self, dir: impl Into<String>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    pub fn with_shape_buckets(mut self, buckets: Vec<ShapeBucket>) -> Self {
+        self.shape_buckets = buckets;
+        self
+    }
+
+    pub fn with_placement_report(mut self, report: bool) -> Self {
+        self.report_placement = report;
+        self
+    }
+
+    pub fn with_f16_outputs_as_f32(mut self, convert: bool) -> Self {
+        self.f16_outputs_as_f32 = convert;
         self
     }
 }

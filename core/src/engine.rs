@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use half::f16;
@@ -14,9 +15,14 @@ use std::num::NonZeroUsize;
 
 use ort::ep::{ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch};
 
-use crate::config::{Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig, OptimizeLevel};
+use crate::bundle::{Bundle, PrecisionChoice};
+use crate::compile_cache::{CacheEntry, CacheOutcome, EXTERNAL_WEIGHTS, MODEL_FILE, content_hash, file_hash};
+use crate::config::{
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig, OptimizeLevel, Precision, ShapeBucket,
+};
 use crate::error::{Error, Result, catch_panic};
 use crate::model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
+use crate::placement::Placement;
 use crate::runtime::Runtime;
 use crate::tensor::{ElementType, Tensor, TensorRef, element_count};
 
@@ -25,10 +31,58 @@ pub struct Engine {
     info: ModelInfo,
     config: EngineConfig,
     accelerators: AcceleratorReport,
-    // `None` once closed. Runs on one engine take turns on the mutex: ort's `Session::run` takes `&mut self`
-    // because ONNX Runtime's `Run` is not reliably thread-safe (ort's own finding). The outer lock only guards
-    // close, so `close` never waits for a run to finish; the session is freed when the last run ends.
-    session: RwLock<Option<Arc<Mutex<Session>>>>,
+    placement: Option<Placement>,
+    precision: Option<PrecisionChoice>,
+    cache: CacheOutcome,
+    /// Each shape bucket's overrides (name order), parallel to `Sessions::buckets`.
+    buckets: Vec<Vec<(String, i64)>>,
+    /// Runs served by each bucket, then by the dynamic session.
+    runs: Vec<AtomicU64>,
+    // `None` once closed. The outer lock only guards close, so `close` never waits for a run to finish; the
+    // sessions are freed when the last run ends.
+    sessions: RwLock<Option<Arc<Sessions>>>,
+}
+
+/// Runs on one session take turns on its mutex: ort's `Session::run` takes `&mut self` because ONNX Runtime's `Run`
+/// is not reliably thread-safe (ort's own finding). Runs on different shape buckets proceed in parallel.
+struct Sessions {
+    dynamic: Mutex<Session>,
+    buckets: Vec<Mutex<Session>>,
+}
+
+/// Where a model comes from: a file, or bytes in memory.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn commit(self, builder: &mut SessionBuilder) -> Result<Session> {
+        match self {
+            Source::File(path) => builder.commit_from_file(path),
+            Source::Bytes(bytes) => builder.commit_from_memory(bytes),
+        }
+        .map_err(|e| match e.code() {
+            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
+            _ => Error::invalid_model(e.message()),
+        })
+    }
+
+    /// The model's content hash for the compile cache's key (files: mapped, not read, and remembered by stat).
+    fn content_hash(self, cache_dir: &Path) -> Result<String> {
+        match self {
+            Source::Bytes(bytes) => Ok(content_hash(bytes)),
+            Source::File(path) => file_hash(cache_dir, path, || {
+                let file =
+                    std::fs::File::open(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+                // SAFETY: read-only map of the model file for the duration of one hash.
+                let map = unsafe { memmap2::Mmap::map(&file) }
+                    .map_err(|e| Error::invalid_model(format!("`{}`: {e}", path.display())))?;
+                Ok(content_hash(&map))
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -54,7 +108,22 @@ impl Engine {
             if meta.len() == 0 {
                 return Err(Error::invalid_model(format!("`{}` is empty", path.display())));
             }
-            Engine::build(config, |b| b.commit_from_file(path))
+            single_model(&config)?;
+            Engine::build(Source::File(path), config)
+        })
+    }
+
+    /// Loads the variant of a model bundle (see [`crate::bundle`]) that `config.precision` selects for the
+    /// accelerator that will lead; [`Engine::precision`] says which and why.
+    pub fn from_bundle(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
+        let dir = dir.as_ref();
+        catch_panic(|| {
+            let bundle = Bundle::open(dir)?;
+            let (path, choice) = bundle.choose(config.precision, &leading_accelerator(&config))?;
+            log::info!("{}: running {} ({})", dir.display(), choice.file, choice.reason);
+            let mut engine = Engine::build(Source::File(&path), config)?;
+            engine.precision = Some(choice);
+            Ok(engine)
         })
     }
 
@@ -64,63 +133,110 @@ impl Engine {
             if model.is_empty() {
                 return Err(Error::invalid_model("model bytes are empty"));
             }
-            Engine::build(config, |b| b.commit_from_memory(model))
+            single_model(&config)?;
+            Engine::build(Source::Bytes(model), config)
         })
     }
 
-    /// Runs `inputs` once through a separate, profiling session of the model at `path` and returns ONNX Runtime's
-    /// profile (Chrome-trace JSON: every node with the execution provider that ran it). This is what placement
-    /// reports are made from; engines built normally are never slowed by profiling.
+    /// Runs `inputs` once through a separate, profiling session of the model at `path` and reads which provider ran
+    /// each node. Unlike [`EngineConfig::report_placement`], this uses real inputs, so data-dependent branches count.
     pub fn profile_once(
         path: impl AsRef<Path>,
         config: EngineConfig,
         inputs: &[(&str, TensorRef<'_>)],
-    ) -> Result<String> {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let prefix = std::env::temp_dir().join(format!(
-            "openautoglm-profile-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+    ) -> Result<Placement> {
         let path = path.as_ref();
-        let engine = catch_panic(|| Engine::build_with(config, Some(&prefix), |b| b.commit_from_file(path)))?;
+        let config = EngineConfig { report_placement: false, shape_buckets: Vec::new(), ..config };
+        let prefix = profile_prefix();
+        let engine = catch_panic(|| {
+            let (session, accelerators, cache) = open_session(Source::File(path), &config, None, Some(&prefix))?;
+            Engine::assemble(config, session, Vec::new(), accelerators, cache)
+        })?;
         engine.run(inputs)?;
-        let session = engine.session.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::EngineClosed)?;
-        let file = session
+        engine.end_profiling()
+    }
+
+    fn build(source: Source<'_>, config: EngineConfig) -> Result<Engine> {
+        let prefix = config.report_placement.then(profile_prefix);
+        let (dynamic, accelerators, cache) = open_session(source, &config, None, prefix.as_deref())?;
+        let info = model_info(&dynamic)?;
+        check_buckets(&info, &config.shape_buckets)?;
+        let buckets = config
+            .shape_buckets
+            .iter()
+            .map(|bucket| open_session(source, &config, Some(bucket), None).map(|(session, ..)| session))
+            .collect::<Result<Vec<_>>>()?;
+        let mut engine = Engine::assemble(config, dynamic, buckets, accelerators, cache)?;
+        if prefix.is_some() {
+            // One zero-filled run on the profiled session, then profiling stops for good.
+            let placement = match engine.run_warmup_inputs(None) {
+                Ok(()) => engine.end_profiling()?,
+                Err(e) => {
+                    let _ = engine.end_profiling();
+                    Placement {
+                        providers: Vec::new(),
+                        warnings: vec![format!("no placement: the zero-filled profiling run failed: {e}")],
+                    }
+                }
+            };
+            for warning in &placement.warnings {
+                log::warn!("{warning}");
+            }
+            engine.placement = Some(placement);
+        }
+        Ok(engine)
+    }
+
+    fn assemble(
+        config: EngineConfig,
+        dynamic: Session,
+        buckets: Vec<Session>,
+        accelerators: AcceleratorReport,
+        cache: CacheOutcome,
+    ) -> Result<Engine> {
+        let info = model_info(&dynamic)?;
+        log::debug!(
+            "engine ready: {} inputs, {} outputs, compile cache {cache:?}",
+            info.inputs.len(),
+            info.outputs.len()
+        );
+        let bucket_dims = config
+            .shape_buckets
+            .iter()
+            .map(|b| b.sorted().into_iter().map(|(name, size)| (name.to_owned(), size as i64)).collect())
+            .collect();
+        let runs = (0..=buckets.len()).map(|_| AtomicU64::new(0)).collect();
+        let sessions =
+            Sessions { dynamic: Mutex::new(dynamic), buckets: buckets.into_iter().map(Mutex::new).collect() };
+        Ok(Engine {
+            info,
+            config,
+            accelerators,
+            placement: None,
+            precision: None,
+            cache,
+            buckets: bucket_dims,
+            runs,
+            sessions: RwLock::new(Some(Arc::new(sessions))),
+        })
+    }
+
+    fn end_profiling(&self) -> Result<Placement> {
+        let sessions = self.live()?;
+        let file = sessions
+            .dynamic
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .end_profiling()
             .map_err(|e| Error::internal(format!("ending the profile: {e}")))?;
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| Error::internal(format!("reading the profile {file}: {e}")));
+        let text = std::fs::read_to_string(&file);
         let _ = std::fs::remove_file(&file);
-        text
+        let text = text.map_err(|e| Error::internal(format!("reading the profile {file}: {e}")))?;
+        Placement::from_profile(&text).map_err(|e| Error::internal(format!("unreadable profile: {e}")))
     }
 
-    fn build(config: EngineConfig, commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>) -> Result<Engine> {
-        Engine::build_with(config, None, commit)
-    }
-
-    fn build_with(
-        config: EngineConfig,
-        profile_prefix: Option<&Path>,
-        commit: impl FnOnce(&mut SessionBuilder) -> ort::Result<Session>,
-    ) -> Result<Engine> {
-        let builder = Runtime::with_env(|env| {
-            Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}")))
-        })?;
-        let (mut builder, accelerators) = configure(builder, &config)?;
-        if let Some(prefix) = profile_prefix {
-            builder =
-                builder.with_profiling(prefix).map_err(|e| Error::internal(format!("profiling: {}", e.message())))?;
-        }
-        let session = commit(&mut builder).map_err(|e| match e.code() {
-            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
-            _ => Error::invalid_model(e.message()),
-        })?;
-        let info = model_info(&session)?;
-        log::debug!("engine ready: {} inputs, {} outputs", info.inputs.len(), info.outputs.len());
-        Ok(Engine { info, config, accelerators, session: RwLock::new(Some(Arc::new(Mutex::new(session)))) })
+    fn live(&self) -> Result<Arc<Sessions>> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::EngineClosed)
     }
 
     /// The model's inputs, outputs and metadata.
@@ -137,16 +253,45 @@ impl Engine {
         &self.accelerators
     }
 
+    /// Which provider ran how many nodes in how many partitions, with warnings; `None` unless
+    /// [`EngineConfig::report_placement`] was set.
+    pub fn placement(&self) -> Option<&Placement> {
+        self.placement.as_ref()
+    }
+
+    /// The bundle variant this engine runs, and why; `None` for an engine made from one model file.
+    pub fn precision(&self) -> Option<&PrecisionChoice> {
+        self.precision.as_ref()
+    }
+
+    /// What the compile cache did when this engine's (dynamic) session was built.
+    pub fn compile_cache(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// Runs served by each shape bucket (in configuration order), and by the dynamic session.
+    pub fn shape_bucket_stats(&self) -> ShapeBucketStats {
+        let mut runs: Vec<u64> = self.runs.iter().map(|r| r.load(Ordering::Relaxed)).collect();
+        let dynamic_runs = runs.pop().unwrap_or_default();
+        ShapeBucketStats { bucket_runs: runs, dynamic_runs }
+    }
+
     /// Runs the model. Every input the model declares must be given exactly once; outputs come back in model
     /// order. Inputs are checked before ONNX Runtime sees them, so a bad request leaves the engine usable.
     pub fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Vec<Tensor>> {
         catch_panic(|| {
-            let session = self.session.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::EngineClosed)?;
+            let sessions = self.live()?;
             self.validate(inputs)?;
             let values = inputs
                 .iter()
-                .map(|(name, t)| Ok((Cow::Borrowed(*name), to_ort_value(name, t)?)))
+                .map(|(name, t)| {
+                    let wants_f16 = self.info.input(name).and_then(|i| i.element_type) == Some(ElementType::F16);
+                    Ok((Cow::Borrowed(*name), to_ort_value(name, t, wants_f16)?))
+                })
                 .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>>()?;
+            let route = self.route(inputs);
+            self.runs[route].fetch_add(1, Ordering::Relaxed);
+            let session = sessions.buckets.get(route).unwrap_or(&sessions.dynamic);
             let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
             let outputs = session.run(values).map_err(|e| Error::InferenceFailed { reason: e.message().to_owned() })?;
             self.info
@@ -156,16 +301,30 @@ impl Engine {
                     let value = outputs
                         .get(out.name.as_str())
                         .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
-                    from_ort_value(&out.name, value)
+                    from_ort_value(&out.name, value, self.config.f16_outputs_as_f32)
                 })
                 .collect()
         })
     }
 
-    /// Runs the model `runs` times on zero-filled inputs of the declared shapes (dynamic dims as 1), so the slow
-    /// first inference (allocations, kernel selection, caches) happens when the app chooses, not on a user's request.
-    /// Returns the milliseconds each run took.
+    /// Runs the model `runs` times on zero-filled inputs of the declared shapes (dynamic dims as 1; each shape bucket
+    /// at its own dims too), so the slow first inference (allocations, kernel selection, caches) happens when the
+    /// app chooses, not on a user's request. Returns the milliseconds each round took.
     pub fn warmup(&self, runs: u32) -> Result<Vec<f64>> {
+        (0..runs)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                self.run_warmup_inputs(None)?;
+                for bucket in &self.buckets {
+                    self.run_warmup_inputs(Some(bucket))?;
+                }
+                Ok(started.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect()
+    }
+
+    /// One run on zero-filled inputs: dynamic dims at the bucket's sizes, else 1.
+    fn run_warmup_inputs(&self, bucket: Option<&Vec<(String, i64)>>) -> Result<()> {
         let inputs: Vec<(String, ElementType, Vec<i64>)> = self
             .info
             .inputs
@@ -177,8 +336,17 @@ impl Engine {
                         "warmup needs numeric or bool inputs; run the model with real inputs",
                     )
                 })?;
-                let shape =
-                    input.shape.iter().map(|d| if let Dim::Fixed { size } = d { *size as i64 } else { 1 }).collect();
+                let shape = input
+                    .shape
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Fixed { size } => *size as i64,
+                        Dim::Symbolic { name } => {
+                            bucket.and_then(|b| b.iter().find(|(n, _)| n == name)).map_or(1, |(_, size)| *size)
+                        }
+                        Dim::Dynamic => 1,
+                    })
+                    .collect();
                 Ok((input.name.clone(), element_type, shape))
             })
             .collect::<Result<_>>()?;
@@ -191,23 +359,35 @@ impl Engine {
             .zip(&buffers)
             .map(|((name, et, shape), data)| (name.as_str(), TensorRef::from_bytes(*et, shape, data)))
             .collect();
-        (0..runs)
-            .map(|_| {
-                let started = std::time::Instant::now();
-                self.run(&views)?;
-                Ok(started.elapsed().as_secs_f64() * 1e3)
+        self.run(&views).map(drop)
+    }
+
+    /// The session for these (validated) inputs: the first shape bucket whose every dim matches, else dynamic
+    /// (index `buckets.len()`).
+    fn route(&self, inputs: &[(&str, TensorRef<'_>)]) -> usize {
+        let observed = |dim: &str| {
+            inputs.iter().find_map(|(name, t)| {
+                let declared = self.info.input(name)?;
+                declared.shape.iter().zip(t.shape).find_map(|(d, &got)| match d {
+                    Dim::Symbolic { name } if name == dim => Some(got),
+                    _ => None,
+                })
             })
-            .collect()
+        };
+        self.buckets
+            .iter()
+            .position(|bucket| bucket.iter().all(|(name, size)| observed(name) == Some(*size)))
+            .unwrap_or(self.buckets.len())
     }
 
     /// Releases the model now. Runs already in progress finish; later calls return [`Error::EngineClosed`].
     /// Closing twice is allowed.
     pub fn close(&self) {
-        self.session.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.sessions.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.session.read().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).is_none()
     }
 
     fn validate(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<()> {
@@ -237,7 +417,8 @@ fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
             "this input's type is not supported by the SDK (not a numeric or bool tensor)",
         ));
     };
-    if tensor.element_type != expected_type {
+    let f32_for_f16 = expected_type == ElementType::F16 && tensor.element_type == ElementType::F32;
+    if tensor.element_type != expected_type && !f32_for_f16 {
         return Err(Error::invalid_input(
             name,
             format!("expected element type {expected_type}, got {}", tensor.element_type),
@@ -300,10 +481,187 @@ fn shape_text(shape: &[Dim]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
-fn configure(builder: SessionBuilder, config: &EngineConfig) -> Result<(SessionBuilder, AcceleratorReport)> {
+/// Runs served per shape bucket, for apps tuning their buckets to real traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShapeBucketStats {
+    /// Per bucket, in configuration order.
+    pub bucket_runs: Vec<u64>,
+    /// Runs whose shape matched no bucket.
+    pub dynamic_runs: u64,
+}
+
+/// Precision choice belongs to bundles; a single file is what it is.
+fn single_model(config: &EngineConfig) -> Result<()> {
+    if config.precision != Precision::Auto {
+        return Err(Error::InvalidConfig {
+            reason: format!(
+                "precision {:?} selects a variant of a model bundle: load the bundle (from_bundle), or load the \
+                 variant file with precision Auto",
+                config.precision
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Every bucket names only dynamic dims the model has, with sizes ONNX Runtime accepts.
+fn check_buckets(info: &ModelInfo, buckets: &[ShapeBucket]) -> Result<()> {
+    let symbols: HashSet<&str> = info
+        .inputs
+        .iter()
+        .flat_map(|i| &i.shape)
+        .filter_map(|d| if let Dim::Symbolic { name } = d { Some(name.as_str()) } else { None })
+        .collect();
+    for (i, bucket) in buckets.iter().enumerate() {
+        if bucket.dims.is_empty() {
+            return Err(Error::InvalidConfig { reason: format!("shape bucket {i} fixes no dimension") });
+        }
+        for (name, size) in bucket.sorted() {
+            if !symbols.contains(name) {
+                let mut known: Vec<&str> = symbols.iter().copied().collect();
+                known.sort();
+                return Err(Error::InvalidConfig {
+                    reason: format!(
+                        "shape bucket {i}: the model has no dynamic dimension `{name}` (it has: {known:?})"
+                    ),
+                });
+            }
+            if size == 0 || size > i64::MAX as u64 {
+                return Err(Error::InvalidConfig {
+                    reason: format!("shape bucket {i}: `{name}` = {size} is not a valid size"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn profile_prefix() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "openautoglm-profile-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Builds one session of the model (the dynamic one, or one shape bucket's), through the compile cache when one is
+/// configured.
+fn open_session(
+    source: Source<'_>,
+    config: &EngineConfig,
+    bucket: Option<&ShapeBucket>,
+    profile: Option<&Path>,
+) -> Result<(Session, AcceleratorReport, CacheOutcome)> {
+    let level = config.optimize_level;
+    let builder = |config: &EngineConfig, level| session_builder(config, level, bucket, profile);
+    let Some(cache_dir) = config.cache_dir.as_deref().filter(|_| level != OptimizeLevel::O0) else {
+        let (mut b, report) = builder(config, level)?;
+        return Ok((source.commit(&mut b)?, report, CacheOutcome::Disabled));
+    };
+    let cpu_only = leading_accelerator(config) == Accelerator::Cpu;
+    // With only the CPU, the cached graph is final and loads unoptimized. With an accelerator, graph partitioning
+    // happens at load, and ONNX Runtime cannot save graphs holding compiled accelerator nodes, so the cache keeps the
+    // provider-independent (basic) optimizations and the session finishes optimizing for its accelerator at load.
+    let (cached_level, load_level) = if cpu_only { (level, OptimizeLevel::O0) } else { (OptimizeLevel::O1, level) };
+    let bucket_text = bucket.map(|b| format!("{:?}", b.sorted())).unwrap_or_default();
+    let settings = format!("{cached_level:?}|{:?}|{bucket_text}", config.accelerators);
+    let started = std::time::Instant::now();
+    let entry = CacheEntry::new(Path::new(cache_dir), source.content_hash(Path::new(cache_dir))?, settings);
+    let keyed = started.elapsed();
+
+    let mut outcome = CacheOutcome::Miss;
+    match entry.verified() {
+        Ok(true) => {
+            let verified = started.elapsed();
+            let (mut b, report) = builder(config, load_level)?;
+            match b.commit_from_file(entry.model_path()) {
+                Ok(session) => {
+                    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                    log::debug!(
+                        "compile cache hit: key {:.1} ms, checksums {:.1} ms, load {:.1} ms",
+                        ms(keyed),
+                        ms(verified - keyed),
+                        ms(started.elapsed() - verified)
+                    );
+                    return Ok((session, report, CacheOutcome::Hit));
+                }
+                Err(e) => {
+                    log::warn!("compile cache: ONNX Runtime refused a cached model ({}); rebuilding it", e.message());
+                    entry.remove();
+                    outcome = CacheOutcome::Rebuilt;
+                }
+            }
+        }
+        Ok(false) => {}
+        Err(reason) => {
+            log::warn!("compile cache: {reason}; rebuilding the entry");
+            entry.remove();
+            outcome = CacheOutcome::Rebuilt;
+        }
+    }
+    let staging = entry.staging()?;
+    let save = |b: SessionBuilder| -> Result<SessionBuilder> {
+        let fail = |e: ort::Error<SessionBuilder>| Error::internal(format!("compile cache: {}", e.message()));
+        let mut b = b.with_optimized_model_path(staging.join(MODEL_FILE)).map_err(fail)?;
+        for (key, value) in EXTERNAL_WEIGHTS {
+            b = b.with_config_entry(key, value).map_err(fail)?;
+        }
+        Ok(b)
+    };
+    let written = |result: Result<()>| {
+        if let Err(e) = result {
+            log::warn!("compile cache: could not write the entry ({e}); this launch is not cached");
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    };
+    if cpu_only {
+        // One session does both: ONNX Runtime saves the graph as it finishes optimizing it.
+        let (b, report) = builder(config, level)?;
+        let session = source.commit(&mut save(b)?)?;
+        written(entry.commit(&staging));
+        return Ok((session, report, outcome));
+    }
+    let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
+    let (b, _) = session_builder(&cpu, cached_level, bucket, None)?;
+    drop(source.commit(&mut save(b)?)?);
+    written(entry.commit(&staging));
+    let (mut b, report) = builder(config, load_level)?;
+    let session = match b.commit_from_file(entry.model_path()) {
+        Ok(session) => session,
+        Err(_) => source.commit(&mut builder(config, level)?.0)?,
+    };
+    Ok((session, report, outcome))
+}
+
+fn session_builder(
+    config: &EngineConfig,
+    level: OptimizeLevel,
+    bucket: Option<&ShapeBucket>,
+    profile: Option<&Path>,
+) -> Result<(SessionBuilder, AcceleratorReport)> {
+    let builder =
+        Runtime::with_env(|env| Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}"))))?;
+    let (mut builder, report) = configure(builder, config, level)?;
+    let fail =
+        |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
+    for (name, size) in bucket.map(ShapeBucket::sorted).unwrap_or_default() {
+        builder = builder.with_dimension_override(name, size as i64).map_err(|e| fail("shape bucket", e))?;
+    }
+    if let Some(prefix) = profile {
+        builder = builder.with_profiling(prefix).map_err(|e| fail("profiling", e))?;
+    }
+    Ok((builder, report))
+}
+
+fn configure(
+    builder: SessionBuilder,
+    config: &EngineConfig,
+    level: OptimizeLevel,
+) -> Result<(SessionBuilder, AcceleratorReport)> {
     let ort_err =
         |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
-    let level = match config.optimize_level {
+    let level = match level {
         OptimizeLevel::O0 => GraphOptimizationLevel::Disable,
         OptimizeLevel::O1 => GraphOptimizationLevel::Level1,
         OptimizeLevel::O2 => GraphOptimizationLevel::Level2,
@@ -408,6 +766,25 @@ fn coreml(
     }
 }
 
+/// Why an accelerator cannot be registered here, if it cannot.
+fn unusable(accelerator: &Accelerator, available: &[String]) -> Option<String> {
+    if *accelerator == Accelerator::Cpu {
+        return None;
+    }
+    if execution_provider(accelerator).is_none() {
+        return Some("not supported on this platform".into());
+    }
+    let name = accelerator.provider_name();
+    (!available.iter().any(|a| a == name))
+        .then(|| format!("not in this ONNX Runtime build (it has: {})", available.join(", ")))
+}
+
+/// The accelerator that will take the model: the first one asked for that this ONNX Runtime has (else the CPU).
+fn leading_accelerator(config: &EngineConfig) -> Accelerator {
+    let available = available_providers();
+    config.accelerators.iter().find(|a| unusable(a, &available).is_none()).cloned().unwrap_or(Accelerator::Cpu)
+}
+
 /// Registers the accelerators in order: those this ONNX Runtime has, skipping (or, strict, refusing) the others.
 fn register_accelerators(
     mut builder: SessionBuilder,
@@ -425,16 +802,11 @@ fn register_accelerators(
             report.skipped.push(SkippedAccelerator { provider: name.to_owned(), reason });
             Ok(())
         };
-        let Some(provider) = execution_provider(accelerator) else {
-            if *accelerator != Accelerator::Cpu {
-                skip(&mut report, "not supported on this platform".into())?;
-            }
-            continue;
-        };
-        if !available.iter().any(|a| a == name) {
-            skip(&mut report, format!("not in this ONNX Runtime build (it has: {})", available.join(", ")))?;
+        if let Some(reason) = unusable(accelerator, &available) {
+            skip(&mut report, reason)?;
             continue;
         }
+        let Some(provider) = execution_provider(&with_compile_cache(accelerator, config)) else { continue };
         match builder.with_execution_providers([provider.error_on_failure()]) {
             Ok(b) => {
                 builder = b;
@@ -449,6 +821,20 @@ fn register_accelerators(
     }
     report.active.push("CPUExecutionProvider".into());
     Ok((builder, report))
+}
+
+/// CoreML keeps its compiled models in the engine's compile cache unless it was given a directory of its own.
+fn with_compile_cache(accelerator: &Accelerator, config: &EngineConfig) -> Accelerator {
+    match (accelerator, &config.cache_dir) {
+        (Accelerator::CoreMl { cache_dir: None, .. }, Some(dir)) => {
+            let mut accelerator = accelerator.clone();
+            if let Accelerator::CoreMl { cache_dir, .. } = &mut accelerator {
+                *cache_dir = Some(Path::new(dir).join("coreml").display().to_string());
+            }
+            accelerator
+        }
+        _ => accelerator.clone(),
+    }
 }
 
 /// The execution providers the loaded ONNX Runtime was built with.
@@ -580,10 +966,21 @@ macro_rules! with_pod_type {
 }
 
 /// Wraps validated input bytes for ONNX Runtime: in place when the bytes are aligned for the element type (the
-/// usual case: direct buffers, Vec<f32>, Swift arrays), otherwise one bulk copy.
-fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>) -> Result<SessionInputValue<'a>> {
+/// usual case: direct buffers, Vec<f32>, Swift arrays), otherwise one bulk copy. Float32 given for a float16 input
+/// is converted in one pass (half's slice conversion, F16C/NEON where the CPU has it).
+fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>, wants_f16: bool) -> Result<SessionInputValue<'a>> {
     let shape = t.shape.to_vec();
     let fail = |e: ort::Error| Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message()));
+    if wants_f16 && t.element_type == ElementType::F32 {
+        use half::slice::HalfFloatSliceExt;
+        let floats: Cow<'_, [f32]> = match bytemuck::try_cast_slice::<u8, f32>(t.data) {
+            Ok(view) => Cow::Borrowed(view),
+            Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(t.data)),
+        };
+        let mut halves = vec![f16::ZERO; floats.len()];
+        halves.convert_from_f32_slice(&floats);
+        return ort::value::Tensor::from_array((shape, halves)).map(|v| v.into_dyn().into()).map_err(fail);
+    }
     with_pod_type!(t.element_type, T => {
         match bytemuck::try_cast_slice::<u8, T>(t.data) {
             Ok(view) => ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).map_err(fail),
@@ -596,7 +993,7 @@ fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>) -> Result<SessionInputValue<'
     })
 }
 
-fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
+fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool) -> Result<Tensor> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
         return Err(Error::InferenceFailed {
             reason: format!("output `{name}` is not a tensor; only tensor outputs are supported"),
@@ -606,6 +1003,14 @@ fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor> {
         reason: format!("output `{name}` has unsupported element type {ty}"),
     })?;
     let extract_err = |e: ort::Error| Error::internal(format!("reading output `{name}`: {}", e.message()));
+    if f16_as_f32 && element_type == ElementType::F16 {
+        use half::slice::HalfFloatSliceExt;
+        let (shape, halves) = value.try_extract_tensor::<f16>().map_err(extract_err)?;
+        let mut floats = vec![0f32; halves.len()];
+        halves.convert_to_f32_slice(&mut floats);
+        let data = bytemuck::cast_slice::<f32, u8>(&floats).to_vec();
+        return Ok(Tensor { name: name.to_owned(), element_type: ElementType::F32, shape: shape.to_vec(), data });
+    }
     let (shape, data) = with_pod_type!(element_type, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(extract_err)?;
         (shape.to_vec(), bytemuck::cast_slice::<T, u8>(data).to_vec())

@@ -10,18 +10,26 @@
 //! ```
 
 pub mod bench;
+pub mod bundle;
+mod compile_cache;
 mod config;
 mod engine;
 mod error;
 pub mod logging;
 mod model;
+mod placement;
 mod runtime;
 mod tensor;
 
-pub use config::{Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig, OptimizeLevel};
-pub use engine::{AcceleratorReport, Engine, SkippedAccelerator};
+pub use bundle::PrecisionChoice;
+pub use compile_cache::CacheOutcome;
+pub use config::{
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig, OptimizeLevel, Precision, ShapeBucket,
+};
+pub use engine::{AcceleratorReport, Engine, ShapeBucketStats, SkippedAccelerator};
 pub use error::{Error, Result, catch_panic};
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
+pub use placement::{Placement, ProviderPlacement};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
 pub use tensor::{Element, ElementType, Tensor, TensorRef};
 

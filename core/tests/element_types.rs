@@ -6,7 +6,10 @@ use half::f16;
 use openautoglm::{Element, ElementType, Error, TensorRef};
 
 fn round_trip<T: Element + PartialEq + std::fmt::Debug>(tag: &str, values: [T; 6]) {
-    let engine = common::engine(&format!("identity_{tag}"));
+    common::init();
+    // Element types exactly as the model declares them (f16 outputs not widened to f32).
+    let config = openautoglm::EngineConfig::default().with_f16_outputs_as_f32(false);
+    let engine = openautoglm::Engine::from_file(common::model(&format!("identity_{tag}")), config).unwrap();
     assert_eq!(engine.info().inputs[0].element_type, Some(T::TYPE));
     let out = engine.run(&[("x", TensorRef::new(&[2, 3], &values))]).unwrap();
     assert_eq!(out.len(), 1);

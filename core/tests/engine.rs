@@ -184,22 +184,17 @@ fn a_second_different_runtime_is_refused() {
 fn profile_once_reports_the_provider_of_every_node() {
     common::init();
     let x = [1.0f32, 2.0, 3.0, 4.0];
-    let profile = Engine::profile_once(
+    let placement = Engine::profile_once(
         common::model("matmul_dynamic"),
         EngineConfig::default(),
         &[("x", TensorRef::new(&[1, 4], &x))],
     )
     .expect("profile");
-    let events: serde_json::Value = serde_json::from_str(&profile).expect("the profile is JSON");
-    let providers: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["cat"] == "Node")
-        .filter_map(|e| e["args"]["provider"].as_str())
-        .collect();
-    assert!(!providers.is_empty(), "node events carry their provider");
-    assert!(providers.iter().all(|p| *p == "CPUExecutionProvider"));
+    assert_eq!(placement.providers.len(), 1, "{placement:?}");
+    assert_eq!(placement.providers[0].provider, "CPUExecutionProvider");
+    assert!(placement.providers[0].nodes >= 1);
+    assert_eq!(placement.providers[0].partitions, 1);
+    assert!(placement.warnings.is_empty());
     // Bad inputs are still typed errors on the profiling path.
     let err = Engine::profile_once(common::model("matmul_dynamic"), EngineConfig::default(), &[]).unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }));

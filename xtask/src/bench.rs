@@ -14,6 +14,7 @@ use openautoglm::bench::Summary;
 use serde_json::{Value, json};
 
 use crate::device::{self, Device, RunArgs};
+use crate::experiments::{self, Setup};
 use crate::swift::{STAGE, Stage};
 use crate::{bindgen, cache, cmd, models, report};
 
@@ -38,7 +39,8 @@ pub struct Args {
     #[arg(long, default_value = "minilm-l6-int8")]
     model: String,
     /// Run a suite instead of one model: `standard` is every real model of the manifest in every precision
-    /// variant (made with `models prepare` when missing), with a result file and a report.
+    /// variant (made with `models prepare` when missing), with a result file and a report; `engine` measures the
+    /// engine's own choices in pairs (compile cache, shape buckets, float16 I/O conversion).
     #[arg(long)]
     suite: Option<Suite>,
     /// With --suite: only these models.
@@ -87,6 +89,16 @@ pub struct Args {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Suite {
     Standard,
+    Engine,
+}
+
+impl Suite {
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Standard => "standard",
+            Suite::Engine => "engine",
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +110,7 @@ enum Peer {
 }
 
 /// What every runner is asked to do: the same protocol as core/src/bin/openautoglm-bench.rs.
+#[derive(Clone)]
 struct Job {
     model: PathBuf,
     recipe: PathBuf,
@@ -107,6 +120,8 @@ struct Job {
     threads: u32,
     optimize: String,
     seconds: f64,
+    /// Extra flags for the Rust runner (an engine-suite setup).
+    flags: Vec<String>,
 }
 
 impl Job {
@@ -171,6 +186,7 @@ impl Runner {
             Runner::Rust { binary } => {
                 let mut child = Command::new(binary)
                     .args(job.args(&job.model, &job.recipe, &job.ort, &out))
+                    .args(&job.flags)
                     .stdout(Stdio::piped())
                     .spawn()
                     .with_context(|| format!("cannot run {}", binary.display()))?;
@@ -307,33 +323,56 @@ pub fn device_smoke(device: &str, model: &str) -> Result<()> {
     run(parsed.args)
 }
 
-/// One model at one precision.
+/// One model at one precision (in the engine suite, in one setup of one experiment).
 #[derive(Clone)]
 struct Config {
     model: String,
     precision: String,
+    setup: Option<(&'static str, Setup)>,
 }
 
 impl Config {
     fn label(&self) -> String {
-        format!("{} {}", self.model, self.precision)
+        match &self.setup {
+            Some((_, setup)) => format!("{} {} [{}]", self.model, self.precision, setup.label),
+            None => format!("{} {}", self.model, self.precision),
+        }
     }
 }
 
 fn configs(args: &Args) -> Result<Vec<Config>> {
+    if args.suite == Some(Suite::Engine) {
+        let mut configs = Vec::new();
+        for e in experiments::experiments() {
+            if !args.models.is_empty() && !args.models.iter().any(|m| m == e.model) {
+                continue;
+            }
+            if e.precision != "native" {
+                models::prepared_variants(e.model)?;
+            }
+            for setup in [e.baseline, e.treatment] {
+                configs.push(Config {
+                    model: e.model.into(),
+                    precision: e.precision.into(),
+                    setup: Some((e.name, setup)),
+                });
+            }
+        }
+        return Ok(configs);
+    }
     let Some(Suite::Standard) = args.suite else {
-        return Ok(vec![Config { model: args.model.clone(), precision: args.precision.clone() }]);
+        return Ok(vec![Config { model: args.model.clone(), precision: args.precision.clone(), setup: None }]);
     };
     let mut configs = Vec::new();
     for entry in models::manifest()?.models.into_iter().filter(|m| m.package.is_some()) {
         if !args.models.is_empty() && !args.models.contains(&entry.id) {
             continue;
         }
-        configs.push(Config { model: entry.id.clone(), precision: "native".into() });
+        configs.push(Config { model: entry.id.clone(), precision: "native".into(), setup: None });
         if entry.precision == "fp32" {
             for precision in models::prepared_variants(&entry.id)? {
                 if precision != "fp32" {
-                    configs.push(Config { model: entry.id.clone(), precision });
+                    configs.push(Config { model: entry.id.clone(), precision, setup: None });
                 }
             }
         }
@@ -432,20 +471,37 @@ pub fn run(args: Args) -> Result<()> {
         }
         return check_device_outputs(&results);
     }
+    let suite_name = args.suite.map_or("standard", Suite::name);
+    let summary = (args.suite == Some(Suite::Engine)).then(|| experiments::summarize(&results));
     let suite_result = json!({
         "schema": SCHEMA_VERSION,
-        "suite": "standard",
+        "suite": suite_name,
         "device": results[0]["device"],
         "git_commit": git_commit(),
+        "experiments": summary,
         "results": results,
     });
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let path = args.json.clone().unwrap_or_else(|| {
-        cmd::repo_root().join(format!("benchmarks/results/standard-{}-{stamp}.json", args.device.kind()))
+        cmd::repo_root().join(format!("benchmarks/results/{suite_name}-{}-{stamp}.json", args.device.kind()))
     });
     fs::create_dir_all(path.parent().expect("parent"))?;
     fs::write(&path, serde_json::to_string_pretty(&suite_result)?)?;
     println!("wrote {}", path.display());
+    if let Some(summary) = summary {
+        let table = experiments::table(&summary);
+        println!("\n{table}");
+        let markdown = path.with_extension("md");
+        fs::write(
+            &markdown,
+            format!(
+                "# Engine experiments\n\nTreatment over baseline on the metric, median of \
+            interleaved rounds (range per round); each run a fresh process.\n\n{table}"
+            ),
+        )?;
+        println!("wrote {}", markdown.display());
+        return Ok(());
+    }
     let report_dir = path.with_extension("");
     report::write(&[path], &report_dir)?;
     check_device_outputs(&results)
@@ -484,6 +540,9 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
         cache::host_onnxruntime()?
     };
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    if args.suite == Some(Suite::Engine) && !args.vs.is_empty() {
+        bail!("the engine suite compares setups of our own engine; run --vs in another run");
+    }
     let runners = build_runners(&args.vs, &ort)?;
     let rounds = if args.vs.is_empty() && !suite { 1 } else { args.rounds.max(1) };
     let (runs, warmup) =
@@ -494,7 +553,12 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
     for (i, config) in configs.iter().enumerate() {
         let dir = work.join(i.to_string());
         fs::create_dir_all(&dir)?;
-        jobs.push(Job {
+        let mut flags = config.setup.as_ref().map(|(_, s)| s.flags.clone()).unwrap_or_default();
+        let compile_cache = config.setup.as_ref().is_some_and(|(_, s)| s.compile_cache);
+        if compile_cache {
+            flags.extend(["--cache-dir".to_owned(), dir.join("compile-cache").display().to_string()]);
+        }
+        let job = Job {
             model: models::model_file(&config.model, &config.precision)?,
             recipe: models::materialize_recipe(&config.model, &dir)?,
             ort: ort.clone(),
@@ -503,7 +567,16 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
             threads,
             optimize: args.optimize.clone(),
             seconds: args.seconds,
-        });
+            flags,
+        };
+        if compile_cache {
+            // The first launch fills the cache; every timed launch after it is a second launch.
+            let spinner = cache::spinner(format!("{}: first launch, filling the compile cache", config.label()));
+            let primed = runners[0].run(&Job { runs: 1, warmup: 0, ..job.clone() }, &dir, &|_| {});
+            spinner.finish_and_clear();
+            primed?;
+        }
+        jobs.push(job);
     }
 
     let per_run = (1 + warmup + runs) as u64;
@@ -544,6 +617,10 @@ fn measure_on_host(args: &Args, configs: &[Config]) -> Result<Vec<Value>> {
             merge_samples(&mut result, &pooled);
         }
         result["accuracy_vs_fp32"] = models::variant_accuracy(&config.model, &config.precision)?;
+        if let Some((experiment, setup)) = &config.setup {
+            result["setup"] = json!({ "experiment": experiment, "label": setup.label, "flags": job.flags });
+            result["per_round"] = measured[0].iter().map(|m| m["metrics"].clone()).collect();
+        }
         if runners.len() > 1 {
             result["comparison"] = compare(&runners, measured);
         }
@@ -709,6 +786,9 @@ fn result_json(
         "accelerator": measured["accelerator"],
         "threads": measured["threads"],
         "optimize_level": measured["optimize_level"],
+        "compile_cache": measured["compile_cache"],
+        "shape_buckets": measured["shape_buckets"],
+        "fed_f16": measured["fed_f16"],
         "metrics": measured["metrics"],
         "placement": measured["placement"],
         "samples_ms": measured["samples_ms"],

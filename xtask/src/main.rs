@@ -7,6 +7,7 @@ mod cache;
 mod cmd;
 mod device;
 mod doctor;
+mod experiments;
 mod ios;
 mod kotlin;
 mod models;

@@ -183,6 +183,10 @@ fn image_tensor(spec: &Value) -> Result<Vec<u8>> {
 /// The real models the tests use (fetched by `cargo xtask test` and `setup`; `models fetch` gets them all).
 pub const TEST_MODELS: &[&str] = &["minilm-l6-int8", "silero-vad"];
 
+/// Model bundles the tests load (made by `models prepare` when missing or stale): YOLOv8n has a variant that fails
+/// its accuracy check, which the precision choice must respect.
+pub const TEST_BUNDLES: &[&str] = &["yolov8n-320"];
+
 /// Ids of the real models (those fetched from registry packages).
 pub fn real_ids() -> Result<Vec<String>> {
     Ok(manifest()?.models.into_iter().filter(|m| m.package.is_some()).map(|m| m.id).collect())
@@ -230,9 +234,13 @@ pub fn run(action: Action) -> Result<()> {
     Ok(())
 }
 
-/// Where the variants of `id` live.
+/// Where the variants of `id` live: a model bundle (bundle.json), as `Engine::from_bundle` reads it.
 pub fn variants_dir(id: &str) -> PathBuf {
-    cache::dir().join("variants").join(id)
+    bundles_dir().join(id)
+}
+
+pub fn bundles_dir() -> PathBuf {
+    cache::dir().join("variants")
 }
 
 /// The model file for `id` at `precision` (`native` is the manifest's own file); variants need `models prepare`.
@@ -322,6 +330,7 @@ fn prepare(id: &str) -> Result<()> {
             .arg("--out")
             .arg(&dir)
             .args(["--task", entry(id)?.task.as_deref().unwrap_or("generic")])
+            .args(["--id", id])
             .args(["--stamp", &variants_stamp(id)?]),
     );
     spinner.finish_and_clear();

@@ -90,11 +90,16 @@ pub fn run(args: Args) -> Result<()> {
     for id in models::TEST_MODELS {
         models::fetch(id)?;
     }
+    for id in models::TEST_BUNDLES {
+        models::prepared_variants(id)?;
+    }
     let models = models::models_dir();
+    let bundles = models::bundles_dir();
     let data = root.join("core/tests/data");
     let env = [
         ("ORT_DYLIB_PATH", ort.as_path()),
         ("OPENAUTOGLM_MODELS", models.as_path()),
+        ("OPENAUTOGLM_BUNDLES", bundles.as_path()),
         ("OPENAUTOGLM_TEST_DATA", data.as_path()),
     ];
 
@@ -166,7 +171,7 @@ fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
 }
 
 /// Environment shared by the Kotlin and Swift runs.
-pub type TestEnv<'a> = [(&'static str, &'a Path); 3];
+pub type TestEnv<'a> = [(&'static str, &'a Path); 4];
 
 #[cfg(test)]
 mod tests {

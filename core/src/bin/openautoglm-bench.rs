@@ -4,14 +4,18 @@
 //! openautoglm-bench --model M.onnx --recipe INPUTS.json --out RESULT.json [--runs 200] [--warmup 10]
 //!                   [--threads N] [--optimize O3] [--ort libonnxruntime.so] [--dump-outputs OUTPUTS.json]
 //!                   [--seconds S]   (duration mode: timed runs until S seconds have passed, at least --runs)
+//!                   [--cache-dir DIR] (compile cache)  [--bucket name=size[,name=size...]] (repeatable)
+//!                   [--feed-f16]  (float32 recipe inputs converted to float16 before timing, for f16-input models)
 //! Prints `progress DONE TOTAL` lines on stdout while it runs.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use openautoglm::bench::{Summary, memory};
-use openautoglm::{ElementType, Engine, EngineConfig, OptimizeLevel, Runtime, TensorRef};
+use openautoglm::{ElementType, Engine, EngineConfig, OptimizeLevel, Placement, Runtime, ShapeBucket, TensorRef};
 use serde_json::{Value, json};
 
 struct Args {
@@ -27,11 +31,15 @@ struct Args {
     ort: Option<PathBuf>,
     /// Writes the first inference's outputs here, to compare devices.
     dump_outputs: Option<PathBuf>,
+    cache_dir: Option<String>,
+    buckets: Vec<ShapeBucket>,
+    feed_f16: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut model, mut recipe, mut out, mut ort, mut dump_outputs) = (None, None, None, None, None);
+    let (mut cache_dir, mut buckets, mut feed_f16) = (None, Vec::new(), false);
     let (mut runs, mut warmup, mut threads, mut optimize, mut seconds) = (200, 10, 0, OptimizeLevel::O3, 0.0);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -41,6 +49,19 @@ fn parse_args() -> Result<Args, String> {
             "--out" => out = Some(PathBuf::from(value()?)),
             "--ort" => ort = Some(PathBuf::from(value()?)),
             "--dump-outputs" => dump_outputs = Some(PathBuf::from(value()?)),
+            "--cache-dir" => cache_dir = Some(value()?),
+            "--feed-f16" => feed_f16 = true,
+            "--bucket" => {
+                let text = value()?;
+                let dims = text
+                    .split(',')
+                    .map(|d| {
+                        let (name, size) = d.split_once('=').ok_or(format!("--bucket {text}: expected name=size"))?;
+                        Ok((name, size.parse::<u64>().map_err(|e| format!("--bucket {text}: {e}"))?))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                buckets.push(ShapeBucket::new(dims));
+            }
             "--runs" => runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
@@ -68,6 +89,9 @@ fn parse_args() -> Result<Args, String> {
         optimize,
         ort,
         dump_outputs,
+        cache_dir,
+        buckets,
+        feed_f16,
     })
 }
 
@@ -159,6 +183,7 @@ fn run(args: Args) -> Result<Value, String> {
     let session_create_ms = ms(t);
     let after_load = memory();
 
+    let inputs = if args.feed_f16 { to_f16(inputs, &engine) } else { inputs };
     let views: Vec<(&str, TensorRef<'_>)> =
         inputs.iter().map(|i| (i.name.as_str(), TensorRef::from_bytes(i.element_type, &i.shape, &i.data))).collect();
     let total = 1 + args.warmup + args.runs;
@@ -191,14 +216,18 @@ fn run(args: Args) -> Result<Value, String> {
     }
     let end = memory();
     let steady = Summary::of(&samples).expect("at least one run");
+    let buckets = engine.shape_bucket_stats();
     // Placement from a separate profiling session, after the measurements so it cannot disturb them.
-    let placement = Engine::profile_once(&args.model, config_for(&args), &views).map(|profile| placement(&profile));
+    let placement = Engine::profile_once(&args.model, config_for(&args), &views).map(|p| placement_json(&p));
     let mb = |bytes: Option<u64>| bytes.map(|b| b as f64 / (1024.0 * 1024.0));
     Ok(json!({
         "ort_version": runtime.ort_version,
         "threads": args.threads,
         "optimize_level": format!("{:?}", args.optimize),
         "accelerator": "cpu",
+        "compile_cache": format!("{:?}", engine.compile_cache()),
+        "shape_buckets": { "bucket_runs": buckets.bucket_runs, "dynamic_runs": buckets.dynamic_runs },
+        "fed_f16": args.feed_f16,
         "metrics": {
             "runtime_init_ms": runtime_init_ms,
             "session_create_ms": session_create_ms,
@@ -219,37 +248,44 @@ fn run(args: Args) -> Result<Value, String> {
 }
 
 fn config_for(args: &Args) -> EngineConfig {
-    EngineConfig::default().with_threads(args.threads).with_optimize_level(args.optimize)
+    let config = EngineConfig::default()
+        .with_threads(args.threads)
+        .with_optimize_level(args.optimize)
+        .with_shape_buckets(args.buckets.clone());
+    match &args.cache_dir {
+        Some(dir) => config.with_cache_dir(dir),
+        None => config,
+    }
 }
 
-/// Which execution provider ran how many nodes, and in how many partitions (maximal runs of consecutive nodes, in
-/// execution order, on one provider): many small partitions are what makes an accelerator slower than the CPU.
-fn placement(profile: &str) -> Value {
-    let events: Vec<Value> = serde_json::from_str(profile).unwrap_or_default();
-    let mut nodes: Vec<(f64, String, String)> = events
-        .iter()
-        .filter(|e| e["cat"] == "Node")
-        .filter_map(|e| {
-            let name = e["name"].as_str()?.strip_suffix("_kernel_time")?;
-            Some((e["ts"].as_f64()?, name.to_owned(), e["args"]["provider"].as_str()?.to_owned()))
-        })
-        .collect();
-    nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut providers = serde_json::Map::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut partitions = 0;
-    let mut last: Option<&str> = None;
-    for (_, name, provider) in &nodes {
-        if seen.insert(name.as_str()) {
-            let count = providers.entry(provider.clone()).or_insert(json!(0));
-            *count = json!(count.as_u64().unwrap_or(0) + 1);
-            if last != Some(provider.as_str()) {
-                partitions += 1;
-                last = Some(provider.as_str());
+/// Float32 inputs the model declares as float16, converted before timing: the caller that already has f16 data.
+fn to_f16(inputs: Vec<Input>, engine: &Engine) -> Vec<Input> {
+    inputs
+        .into_iter()
+        .map(|input| {
+            let declared = engine.info().input(&input.name).and_then(|i| i.element_type);
+            if input.element_type != ElementType::F32 || declared != Some(ElementType::F16) {
+                return input;
             }
-        }
-    }
-    json!({ "nodes_by_provider": providers, "partitions": partitions })
+            let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&input.data);
+            let mut halves = vec![f16::ZERO; floats.len()];
+            halves.convert_from_f32_slice(&floats);
+            Input { data: bytemuck::cast_slice(&halves).to_vec(), element_type: ElementType::F16, ..input }
+        })
+        .collect()
+}
+
+/// The result file's placement: nodes per provider, partitions in all, and the engine's warnings.
+fn placement_json(placement: &Placement) -> Value {
+    let nodes: serde_json::Map<String, Value> =
+        placement.providers.iter().map(|p| (p.provider.clone(), json!(p.nodes))).collect();
+    let partitions: u32 = placement.providers.iter().map(|p| p.partitions).sum();
+    let providers: Vec<Value> = placement
+        .providers
+        .iter()
+        .map(|p| json!({ "provider": p.provider, "nodes": p.nodes, "partitions": p.partitions }))
+        .collect();
+    json!({ "nodes_by_provider": nodes, "partitions": partitions, "providers": providers, "warnings": placement.warnings })
 }
 
 /// Outputs as JSON numbers (f32 outputs; other types as their values), keyed by name.

@@ -39,6 +39,13 @@ pub fn real_model(id: &str) -> PathBuf {
     dir.join(format!("{id}.onnx"))
 }
 
+/// A model bundle made by `cargo xtask models prepare` (bundle.json and its variants).
+pub fn bundle(id: &str) -> PathBuf {
+    let dir =
+        std::env::var_os("OPENAUTOGLM_BUNDLES").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("variants"));
+    dir.join(id)
+}
+
 pub fn engine(name: &str) -> Engine {
     init();
     Engine::from_file(model(name), EngineConfig::default()).expect("fixture model loads")

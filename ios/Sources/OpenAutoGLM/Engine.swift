@@ -1,8 +1,9 @@
 import Foundation
 
 extension EngineConfig {
-    /// CPU, graph optimization O3, ONNX Runtime's thread count and spinning.
-    public static let `default` = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3)
+    /// CPU, graph optimization O3, ONNX Runtime's thread count and spinning, precision chosen by the engine for
+    /// bundles, float16 outputs returned as float32. Adjust a copy: `var c = EngineConfig.default; c.cacheDir = ...`.
+    public static let `default` = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3, precision: .auto)
 }
 
 /// Outputs of one inference, by name, in the model's output order.
@@ -34,20 +35,41 @@ public final class Engine: Sendable {
     public let info: ModelInfo
     /// Which accelerators are in use, and why any others asked for were skipped.
     public let accelerators: AcceleratorReport
+    /// Which provider ran how many nodes in how many partitions, with warnings; nil unless `reportPlacement`.
+    public let placement: Placement?
+    /// The bundle variant running, and why; nil for an engine loaded from one model file.
+    public let precision: PrecisionChoice?
+    /// What the compile cache did when this engine was built (`.hit`: graph optimization skipped).
+    public let compileCache: CacheOutcome
 
-    public init(path: String, config: EngineConfig = .default) throws {
+    public convenience init(path: String, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
-        native = try NativeEngine.fromFile(path: path, config: config)
-        info = native.info()
-        accelerators = native.accelerators()
+        self.init(try NativeEngine.fromFile(path: path, config: config))
     }
 
-    public init(modelData: Data, config: EngineConfig = .default) throws {
+    public convenience init(modelData: Data, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
-        native = try NativeEngine.fromBytes(model: modelData, config: config)
+        self.init(try NativeEngine.fromBytes(model: modelData, config: config))
+    }
+
+    /// Loads from a model bundle directory (`bundle.json` and its variants, made by `cargo xtask models prepare`)
+    /// the variant `config.precision` selects; `precision` says which and why.
+    public convenience init(bundle directory: String, config: EngineConfig = .default) throws {
+        try Runtime.checkNativeLibrary()
+        self.init(try NativeEngine.fromBundle(dir: directory, config: config))
+    }
+
+    private init(_ native: NativeEngine) {
+        self.native = native
         info = native.info()
         accelerators = native.accelerators()
+        placement = native.placement()
+        precision = native.precision()
+        compileCache = native.compileCache()
     }
+
+    /// Runs served by each shape bucket (configuration order) and by the dynamic session, so far.
+    public var shapeBucketStats: ShapeBucketStats { native.shapeBucketStats() }
 
     /// Runs the model on the calling thread.
     public func inferSync(_ inputs: [String: Tensor]) throws -> Outputs {

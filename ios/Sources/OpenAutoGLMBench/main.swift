@@ -46,7 +46,7 @@ for spec in recipe {
 func ms(_ since: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - since) / 1e6 }
 
 var t = DispatchTime.now().uptimeNanoseconds
-let engine = try Engine(path: args["model"]!, config: EngineConfig(accelerators: [.cpu], optimizeLevel: level, intraOpThreads: threads))
+let engine = try Engine(path: args["model"]!, config: EngineConfig(accelerators: [.cpu], optimizeLevel: level, precision: .auto, intraOpThreads: threads))
 let sessionMs = ms(t)
 t = DispatchTime.now().uptimeNanoseconds
 _ = try engine.inferSync(inputs)

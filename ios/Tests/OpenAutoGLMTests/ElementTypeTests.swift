@@ -5,7 +5,10 @@ import XCTest
 /// Every element type goes in and comes back unchanged through an Identity model.
 final class ElementTypeTests: XCTestCase {
     private func roundTrip<T: TensorElement & Equatable>(_ tag: String, _ values: [T]) throws {
-        let engine = try Engine(path: Fixtures.model("identity_\(tag)"))
+        // Element types exactly as the model declares them (float16 outputs not widened to float32).
+        var config = EngineConfig.default
+        config.f16OutputsAsF32 = false
+        let engine = try Engine(path: Fixtures.model("identity_\(tag)"), config: config)
         let out = try engine.inferSync(["x": Tensor(values, shape: [2, 3])])["y"]!
         XCTAssertEqual(out.elementType, T.elementType)
         XCTAssertEqual(out.shape, [2, 3])

@@ -63,7 +63,7 @@ final class EngineTests: XCTestCase {
     }
 
     func testConfigIsApplied() throws {
-        let config = EngineConfig(accelerators: [.cpu], optimizeLevel: .o0, intraOpThreads: 1)
+        let config = EngineConfig(accelerators: [.cpu], optimizeLevel: .o0, precision: .auto, intraOpThreads: 1)
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
         let x: [Float] = [1, 0, 0, 0]
         assertClose(try matmul(engine, x, batch: 1), expectedMatmul(x, batch: 1))
@@ -113,7 +113,7 @@ final class EngineTests: XCTestCase {
     }
 
     func testInterOpThreadsAndSpinningAreAccepted() throws {
-        let config = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3, intraOpThreads: 1, interOpThreads: 2, spinning: false)
+        let config = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3, precision: .auto, intraOpThreads: 1, interOpThreads: 2, spinning: false)
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
         let x: [Float] = [1, 2, 3, 4]
         assertClose(try matmul(engine, x, batch: 1), expectedMatmul(x, batch: 1))
@@ -127,7 +127,7 @@ final class EngineTests: XCTestCase {
                 .xnnpack(threads: 0),
                 .cpu,
             ],
-            optimizeLevel: .o3)
+            optimizeLevel: .o3, precision: .auto)
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
         XCTAssertEqual(engine.accelerators.active, ["CPUExecutionProvider"])
         XCTAssertEqual(engine.accelerators.skipped.map(\.provider),
@@ -137,7 +137,7 @@ final class EngineTests: XCTestCase {
     }
 
     func testStrictModeRefusesAnUnavailableAccelerator() {
-        let config = EngineConfig(accelerators: [.xnnpack(threads: 2)], optimizeLevel: .o3, strict: true)
+        let config = EngineConfig(accelerators: [.xnnpack(threads: 2)], optimizeLevel: .o3, precision: .auto, strict: true)
         let error = engineError { _ = try Engine(path: Fixtures.model("matmul_dynamic"), config: config) }
         guard case .InvalidConfig(let reason)? = error else { return XCTFail("expected InvalidConfig, got \(String(describing: error))") }
         XCTAssertTrue(reason.contains("XnnpackExecutionProvider"), reason)

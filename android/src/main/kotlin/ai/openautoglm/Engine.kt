@@ -7,8 +7,16 @@ import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
-/** The default engine settings: CPU, graph optimization O3, ONNX Runtime's thread count and spinning. */
-val DefaultEngineConfig = EngineConfig(accelerators = listOf(Accelerator.Cpu), optimizeLevel = OptimizeLevel.O3)
+/**
+ * The default engine settings: CPU, graph optimization O3, ONNX Runtime's thread count and spinning, precision
+ * chosen by the engine for bundles, float16 outputs returned as float32. Change what you need with `copy(...)`, e.g.
+ * `DefaultEngineConfig.copy(cacheDir = context.cacheDir.path)` to compile once across launches.
+ */
+val DefaultEngineConfig = EngineConfig(
+    accelerators = listOf(Accelerator.Cpu),
+    optimizeLevel = OptimizeLevel.O3,
+    precision = Precision.AUTO,
+)
 
 /**
  * A loaded ONNX model. Thread-safe; close it (or use `use { }`) to release the model's memory at once.
@@ -27,6 +35,18 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
 
     /** Which accelerators are in use, and why any others asked for were skipped. */
     val accelerators: AcceleratorReport = native.accelerators()
+
+    /** Which provider ran how many nodes in how many partitions, with warnings; null unless `reportPlacement`. */
+    val placement: Placement? = native.placement()
+
+    /** The bundle variant running, and why; null for an engine loaded from one model file. */
+    val precision: PrecisionChoice? = native.precision()
+
+    /** What the compile cache did when this engine was built (HIT: graph optimization skipped). */
+    val compileCache: CacheOutcome = native.compileCache()
+
+    /** Runs served by each shape bucket (configuration order) and by the dynamic session, so far. */
+    val shapeBucketStats: ShapeBucketStats get() = native.shapeBucketStats()
 
     val isClosed: Boolean get() = native.isClosed()
 
@@ -96,6 +116,19 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
 
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
         fun fromFile(file: File, config: EngineConfig = DefaultEngineConfig): Engine = fromFile(file.path, config)
+
+        /**
+         * Loads from a model bundle directory (`bundle.json` and its variants, made by `cargo xtask models prepare`)
+         * the variant `config.precision` selects; [precision] says which and why.
+         */
+        @JvmStatic @JvmOverloads @Throws(EngineException::class)
+        fun fromBundle(dir: String, config: EngineConfig = DefaultEngineConfig): Engine {
+            OpenAutoGLM.checkNativeLibrary()
+            return Engine(NativeEngine.fromBundle(dir, config))
+        }
+
+        @JvmStatic @JvmOverloads @Throws(EngineException::class)
+        fun fromBundle(dir: File, config: EngineConfig = DefaultEngineConfig): Engine = fromBundle(dir.path, config)
 
         /** Loads a model held in memory, e.g. read from app assets. */
         @JvmStatic @JvmOverloads @Throws(EngineException::class)

@@ -75,7 +75,7 @@ class EngineTest {
     }
 
     @Test fun configIsApplied() {
-        val config = EngineConfig(accelerators = listOf(Accelerator.Cpu), optimizeLevel = OptimizeLevel.O0, intraOpThreads = 1u)
+        val config = DefaultEngineConfig.copy(optimizeLevel = OptimizeLevel.O0, intraOpThreads = 1u)
         Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
             val x = floatArrayOf(1f, 0f, 0f, 0f)
             val want = expectedMatmul(x, 1)
@@ -119,7 +119,7 @@ class EngineTest {
     }
 
     @Test fun interOpThreadsAndSpinningAreAccepted() {
-        val config = EngineConfig(listOf(Accelerator.Cpu), OptimizeLevel.O3, intraOpThreads = 1u, interOpThreads = 2u, spinning = false)
+        val config = DefaultEngineConfig.copy(intraOpThreads = 1u, interOpThreads = 2u, spinning = false)
         Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
             val x = floatArrayOf(1f, 2f, 3f, 4f)
             val want = expectedMatmul(x, 1)
@@ -131,7 +131,7 @@ class EngineTest {
     @Test fun unavailableAcceleratorsAreSkippedWithAReasonAndTheCpuRuns() {
         val nnapi = Accelerator.Nnapi(fp16 = true, nchw = false, cpuDisabled = false, cpuOnly = false)
         val coreml = Accelerator.CoreMl(CoreMlComputeUnits.ALL, CoreMlModelFormat.ML_PROGRAM, staticShapes = true, subgraphs = false, cacheDir = null)
-        val config = EngineConfig(listOf(nnapi, coreml, Accelerator.Xnnpack(0u), Accelerator.Cpu), OptimizeLevel.O3)
+        val config = DefaultEngineConfig.copy(accelerators = listOf(nnapi, coreml, Accelerator.Xnnpack(0u), Accelerator.Cpu))
         Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
             assertEquals(listOf("CPUExecutionProvider"), engine.accelerators.active)
             assertEquals(
@@ -147,7 +147,7 @@ class EngineTest {
     }
 
     @Test fun strictModeRefusesAnUnavailableAccelerator() {
-        val config = EngineConfig(listOf(Accelerator.Nnapi(false, false, true, false)), OptimizeLevel.O3, strict = true)
+        val config = DefaultEngineConfig.copy(accelerators = listOf(Accelerator.Nnapi(false, false, true, false)), strict = true)
         val e = assertFailsWith<EngineException.InvalidConfig> { Engine.fromFile(Fixtures.model("matmul_dynamic"), config) }
         assertTrue("NnapiExecutionProvider" in e.reason, e.reason)
     }

@@ -11,6 +11,8 @@ object Fixtures {
     val data: File get() = dir("OPENAUTOGLM_TEST_DATA")
     fun model(name: String): String = File(data, "models/$name.onnx").path
     fun realModel(id: String): String = File(dir("OPENAUTOGLM_MODELS"), "$id.onnx").path
+    /** A model bundle made by `cargo xtask models prepare`. */
+    fun bundle(id: String): File = File(dir("OPENAUTOGLM_BUNDLES"), id)
     val expected: JSONObject by lazy { JSONObject(File(data, "expected.json").readText()) }
     val ortPath: String get() = System.getenv("ORT_DYLIB_PATH") ?: error("ORT_DYLIB_PATH is not set")
 }

@@ -1,8 +1,7 @@
 package ai.openautoglm.bench
 
-import ai.openautoglm.Accelerator
 import ai.openautoglm.ElementType
-import ai.openautoglm.EngineConfig
+import ai.openautoglm.DefaultEngineConfig
 import ai.openautoglm.Engine
 import ai.openautoglm.OpenAutoGLM
 import ai.openautoglm.OptimizeLevel
@@ -44,7 +43,7 @@ fun main(argv: Array<String>) {
     }
 
     var t = System.nanoTime()
-    val engine = Engine.fromFile(args.getValue("model"), EngineConfig(listOf(Accelerator.Cpu), level, threads))
+    val engine = Engine.fromFile(args.getValue("model"), DefaultEngineConfig.copy(optimizeLevel = level, intraOpThreads = threads))
     val sessionMs = ms(t)
     engine.use { measure(args, sessionMs) { engine.inferBlocking(inputs) } }
 }

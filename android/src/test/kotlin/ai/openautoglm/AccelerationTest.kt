@@ -1,0 +1,116 @@
+package ai.openautoglm
+
+import java.io.File
+import java.nio.file.Files
+import kotlin.test.AfterTest
+import kotlin.test.Test
+import kotlin.test.assertContentEquals
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertNotEquals
+import kotlin.test.assertNull
+import kotlin.test.assertTrue
+
+/** Placement reports, precision and bundles, float16 I/O, the compile cache and shape buckets, from Kotlin. */
+class AccelerationTest {
+    private val temp: File = Files.createTempDirectory("openautoglm-kotlin").toFile()
+
+    @AfterTest fun cleanUp() {
+        temp.deleteRecursively()
+    }
+
+    private fun matmul(engine: Engine, x: FloatArray): FloatArray =
+        engine.inferBlocking(mapOf("x" to Tensor.of(x, (x.size / 4).toLong(), 4))).getValue("y").toFloatArray()
+
+    @Test fun placementIsReportedWhenAsked() {
+        Engine.fromFile(Fixtures.model("matmul_dynamic")).use { assertNull(it.placement) }
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), DefaultEngineConfig.copy(reportPlacement = true)).use { engine ->
+            val placement = engine.placement!!
+            val cpu = placement.providers.single()
+            assertEquals("CPUExecutionProvider", cpu.provider)
+            assertEquals(1u, cpu.partitions)
+            assertTrue(cpu.nodes >= 1u)
+            assertTrue(placement.warnings.isEmpty())
+        }
+    }
+
+    @Test fun float16ModelsTakeAndGiveFloat32() {
+        Engine.fromFile(Fixtures.model("identity_f16")).use { engine ->
+            val x = floatArrayOf(1.5f, -2f, 0.25f, 65504f, 0f, -0.5f)
+            val out = engine.inferBlocking(mapOf("x" to Tensor.of(x, 2, 3))).getValue("y")
+            assertEquals(ElementType.F32, out.elementType)
+            assertContentEquals(x, out.toFloatArray())
+            val wrong = assertFailsWith<EngineException.InvalidInput> {
+                engine.inferBlocking(mapOf("x" to Tensor.of(intArrayOf(1, 2, 3, 4, 5, 6), 2, 3)))
+            }
+            assertEquals("x", wrong.name)
+        }
+    }
+
+    @Test fun compileCacheMissesThenHitsAndRebuildsDamage() {
+        val config = DefaultEngineConfig.copy(cacheDir = temp.path)
+        val x = floatArrayOf(1f, 2f, 3f, 4f)
+        val first = Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
+            assertEquals(CacheOutcome.MISS, engine.compileCache)
+            matmul(engine, x)
+        }
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
+            assertEquals(CacheOutcome.HIT, engine.compileCache)
+            assertContentEquals(first, matmul(engine, x))
+        }
+        val model = temp.listFiles()!!.single { it.isDirectory && !it.name.startsWith(".") }.resolve("model.onnx")
+        model.writeBytes(model.readBytes().also { it[it.size / 2] = (it[it.size / 2].toInt() xor 0x55).toByte() })
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
+            assertEquals(CacheOutcome.REBUILT, engine.compileCache)
+            assertContentEquals(first, matmul(engine, x))
+        }
+    }
+
+    @Test fun shapeBucketsRouteByShape() {
+        val config = DefaultEngineConfig.copy(shapeBuckets = listOf(ShapeBucket(mapOf("batch" to 2uL))))
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
+            val two = FloatArray(8) { it * 0.5f }
+            val three = FloatArray(12) { it * 0.25f }
+            Engine.fromFile(Fixtures.model("matmul_dynamic")).use { dynamic ->
+                assertContentEquals(matmul(dynamic, two), matmul(engine, two))
+                assertContentEquals(matmul(dynamic, three), matmul(engine, three))
+            }
+            assertEquals(listOf(1uL), engine.shapeBucketStats.bucketRuns)
+            assertEquals(1uL, engine.shapeBucketStats.dynamicRuns)
+        }
+        val bad = DefaultEngineConfig.copy(shapeBuckets = listOf(ShapeBucket(mapOf("sequence" to 8uL))))
+        val error = assertFailsWith<EngineException.InvalidConfig> { Engine.fromFile(Fixtures.model("matmul_dynamic"), bad) }
+        assertTrue("sequence" in error.reason, error.reason)
+    }
+
+    @Test fun realBundleChoosesByPrecisionAndAccuracy() {
+        val bundle = Fixtures.bundle("yolov8n-320")
+        val image = FloatArray(3 * 320 * 320) { (it % 320) / 320f }
+        fun run(precision: Precision): Pair<PrecisionChoice, FloatArray> =
+            Engine.fromBundle(bundle, DefaultEngineConfig.copy(precision = precision)).use { engine ->
+                val out = engine.inferBlocking(mapOf("images" to Tensor.of(image, 1, 3, 320, 320))).values.first()
+                engine.precision!! to out.toFloatArray()
+            }
+        val (fp32Choice, fp32) = run(Precision.FP32)
+        assertEquals("fp32.onnx", fp32Choice.file)
+        val (fp16Choice, fp16) = run(Precision.FP16)
+        assertEquals("fp16.onnx", fp16Choice.file)
+        assertEquals(fp32.size, fp16.size)
+        val (int8Choice, _) = run(Precision.INT8)
+        assertEquals("int8-dynamic.onnx", int8Choice.file, "the static INT8 variant failed its accuracy check")
+        assertNotEquals("int8-qdq.onnx", run(Precision.AUTO).first.file)
+    }
+
+    @Test fun bundleErrorsAreTyped() {
+        assertFailsWith<EngineException.ModelNotFound> { Engine.fromBundle(File(temp, "none")) }
+        File(temp, "bundle.json").writeText("""{"format": 1, "variants": [{"precision": "fp32", "file": "fp32.onnx"}]}""")
+        Files.copy(File(Fixtures.model("identity_f32")).toPath(), File(temp, "fp32.onnx").toPath())
+        val error = assertFailsWith<EngineException.InvalidConfig> {
+            Engine.fromBundle(temp, DefaultEngineConfig.copy(precision = Precision.FP16))
+        }
+        assertTrue("FP16" in error.reason || "Fp16" in error.reason, error.reason)
+        assertFailsWith<EngineException.InvalidConfig> {
+            Engine.fromFile(Fixtures.model("identity_f32"), DefaultEngineConfig.copy(precision = Precision.INT8))
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Model bundles: one model in several precisions, and the choice of which to run.
+//!
+//! A bundle is a directory with `bundle.json` (written by `cargo xtask models prepare`) and the variant files:
+//!
+//! ```json
+//! { "format": 1, "model": "yolov8n-320",
+//!   "variants": [ { "precision": "fp32", "file": "fp32.onnx", "size_bytes": 12150158, "sha256": "…",
+//!                   "accurate": true, "accuracy": { "cosine_similarity": 1.0 } },
+//!                 { "precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": false, … } ] }
+//! ```
+//!
+//! `accurate` is the verdict of `models prepare` on the variant's outputs against FP32 on the model's real input
+//! (the thresholds live there, in one place). [`Precision::Auto`] only picks variants the bundle vouches for.
+//!
+//! | leading accelerator        | `Auto` tries, in order                 | why |
+//! |----------------------------|----------------------------------------|-----|
+//! | CoreML                     | FP16, FP32                             | the GPU and Neural Engine compute in FP16; FP32 models are converted at every compile |
+//! | NNAPI                      | INT8 (QDQ), FP16, FP32                 | NPUs/DSPs run quantized graphs; QDQ is the form NNAPI takes whole |
+//! | XNNPACK, or CPU on ARM     | INT8 (QDQ), FP32                       | ARM's int8 dot-product kernels; ONNX Runtime's guidance for mobile CPUs |
+//! | CPU on x86-64              | FP32                                   | measured here: INT8 was slower than FP32 on most models, and FP16 has few CPU kernels |
+//!
+//! The ARM and accelerator rows follow ONNX Runtime's mobile guidance and are unverified on phones until
+//! `cargo xtask bench --device android|ios-sim` has run there; the x86-64 row is what the host benchmark shows.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{Accelerator, Precision};
+use crate::error::{Error, Result};
+
+pub(crate) const MANIFEST: &str = "bundle.json";
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    format: u32,
+    #[serde(default)]
+    model: String,
+    variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Variant {
+    precision: String,
+    #[serde(default)]
+    quantization: Option<String>,
+    file: String,
+    #[serde(default)]
+    size_bytes: Option<u64>,
+    #[serde(default)]
+    accurate: bool,
+}
+
+/// Which variant of a bundle an engine runs, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrecisionChoice {
+    pub precision: Precision,
+    /// The variant's file inside the bundle.
+    pub file: String,
+    pub reason: String,
+}
+
+/// A variant kind the choice can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fp32,
+    Fp16,
+    Int8Qdq,
+    Int8Dynamic,
+}
+
+impl Kind {
+    fn matches(self, v: &Variant) -> bool {
+        match self {
+            Kind::Fp32 => v.precision == "fp32",
+            Kind::Fp16 => v.precision == "fp16",
+            Kind::Int8Qdq => v.precision == "int8" && v.quantization.as_deref() == Some("qdq"),
+            Kind::Int8Dynamic => v.precision == "int8" && v.quantization.as_deref() != Some("qdq"),
+        }
+    }
+
+    fn precision(self) -> Precision {
+        match self {
+            Kind::Fp32 => Precision::Fp32,
+            Kind::Fp16 => Precision::Fp16,
+            Kind::Int8Qdq | Kind::Int8Dynamic => Precision::Int8,
+        }
+    }
+}
+
+/// `Auto`'s order of preference for the accelerator that leads (the table in this module's docs).
+fn auto_order(leading: &Accelerator, arch: &str) -> &'static [Kind] {
+    match leading {
+        Accelerator::CoreMl { .. } => &[Kind::Fp16, Kind::Fp32],
+        Accelerator::Nnapi { .. } => &[Kind::Int8Qdq, Kind::Fp16, Kind::Fp32],
+        Accelerator::Xnnpack { .. } => &[Kind::Int8Qdq, Kind::Fp32],
+        Accelerator::Cpu if arch == "aarch64" || arch == "arm" => &[Kind::Int8Qdq, Kind::Fp32],
+        Accelerator::Cpu => &[Kind::Fp32],
+    }
+}
+
+pub(crate) struct Bundle {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Bundle {
+    pub(crate) fn open(dir: &Path) -> Result<Bundle> {
+        let path = dir.join(MANIFEST);
+        let text =
+            std::fs::read_to_string(&path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid_model(format!("`{}` is not a model bundle manifest: {e}", path.display())))?;
+        if manifest.format != 1 {
+            return Err(Error::invalid_model(format!(
+                "`{}` has bundle format {}; this SDK reads format 1",
+                path.display(),
+                manifest.format
+            )));
+        }
+        if manifest.variants.is_empty() {
+            return Err(Error::invalid_model(format!("`{}` lists no variants", path.display())));
+        }
+        Ok(Bundle { dir: dir.to_owned(), manifest })
+    }
+
+    /// The variant to run for `precision` when `leading` is the accelerator that will take the model.
+    pub(crate) fn choose(&self, precision: Precision, leading: &Accelerator) -> Result<(PathBuf, PrecisionChoice)> {
+        let variants = &self.manifest.variants;
+        let find = |kind: Kind, accurate_only: bool| {
+            variants.iter().find(|v| kind.matches(v) && (v.accurate || !accurate_only)).map(|v| (kind, v))
+        };
+        let (kind, variant, reason) = match precision {
+            Precision::Auto => {
+                let order = auto_order(leading, std::env::consts::ARCH);
+                let first_choice = order[0];
+                match order.iter().find_map(|&k| find(k, true)) {
+                    Some((kind, v)) if kind == first_choice => (
+                        kind,
+                        v,
+                        format!("auto: preferred for {} on {}", leading.provider_name(), std::env::consts::ARCH),
+                    ),
+                    Some((kind, v)) => (
+                        kind,
+                        v,
+                        format!(
+                            "auto: {:?} is preferred for {} but the bundle has no accurate one",
+                            first_choice.precision(),
+                            leading.provider_name()
+                        ),
+                    ),
+                    None => {
+                        let (kind, v) = find(Kind::Fp32, false)
+                            .ok_or_else(|| self.missing("an accurate variant for Auto, or an FP32 one"))?;
+                        (kind, v, "auto: no accurate variant for this accelerator; FP32 as the safe fallback".into())
+                    }
+                }
+            }
+            explicit => {
+                let kinds: &[Kind] = match explicit {
+                    Precision::Fp32 => &[Kind::Fp32],
+                    Precision::Fp16 => &[Kind::Fp16],
+                    _ => &[Kind::Int8Qdq, Kind::Int8Dynamic],
+                };
+                let (kind, v) = kinds
+                    .iter()
+                    .find_map(|&k| find(k, true))
+                    .or_else(|| kinds.iter().find_map(|&k| find(k, false)))
+                    .ok_or_else(|| self.missing(&format!("{explicit:?} variant")))?;
+                let reason = if v.accurate {
+                    "requested".to_owned()
+                } else {
+                    log::warn!(
+                        "{}: the {} variant failed the bundle's accuracy check; running it as asked",
+                        self.name(),
+                        v.file
+                    );
+                    "requested; note: this variant failed the bundle's accuracy check against FP32".to_owned()
+                };
+                (kind, v, reason)
+            }
+        };
+        let path = self.dir.join(&variant.file);
+        let size =
+            std::fs::metadata(&path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?.len();
+        if variant.size_bytes.is_some_and(|expected| expected != size) {
+            return Err(Error::invalid_model(format!(
+                "`{}` is {size} bytes but the bundle lists {} bytes: the bundle is damaged or was edited",
+                path.display(),
+                variant.size_bytes.unwrap_or_default()
+            )));
+        }
+        Ok((path, PrecisionChoice { precision: kind.precision(), file: variant.file.clone(), reason }))
+    }
+
+    fn name(&self) -> &str {
+        if self.manifest.model.is_empty() { "model bundle" } else { &self.manifest.model }
+    }
+
+    fn missing(&self, what: &str) -> Error {
+        let has: Vec<String> = self
+            .manifest
+            .variants
+            .iter()
+            .map(|v| format!("{} ({}{})", v.file, v.precision, if v.accurate { "" } else { ", inaccurate" }))
+            .collect();
+        Error::InvalidConfig { reason: format!("{} has no {what}; it has: {}", self.name(), has.join(", ")) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(variants: &str) -> (tempdir::Dir, Bundle) {
+        let dir = tempdir::Dir::new();
+        std::fs::write(dir.0.join(MANIFEST), format!(r#"{{"format": 1, "model": "m", "variants": [{variants}]}}"#))
+            .unwrap();
+        for file in ["fp32.onnx", "fp16.onnx", "int8-qdq.onnx", "int8-dynamic.onnx"] {
+            std::fs::write(dir.0.join(file), b"x").unwrap();
+        }
+        let bundle = Bundle::open(&dir.0).unwrap();
+        (dir, bundle)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let dir = std::env::temp_dir().join(format!("openautoglm-bundle-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                Dir(dir)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const ALL: &str = r#"{"precision": "fp32", "file": "fp32.onnx", "accurate": true},
+        {"precision": "fp16", "file": "fp16.onnx", "accurate": true},
+        {"precision": "int8", "quantization": "dynamic", "file": "int8-dynamic.onnx", "accurate": true},
+        {"precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": true}"#;
+
+    fn coreml() -> Accelerator {
+        Accelerator::CoreMl {
+            compute_units: crate::CoreMlComputeUnits::All,
+            model_format: crate::CoreMlModelFormat::MlProgram,
+            static_shapes: false,
+            subgraphs: false,
+            cache_dir: None,
+        }
+    }
+
+    #[test]
+    fn auto_follows_the_table() {
+        let (_dir, b) = bundle(ALL);
+        assert_eq!(b.choose(Precision::Auto, &coreml()).unwrap().1.file, "fp16.onnx");
+        let nnapi = Accelerator::Nnapi { fp16: false, nchw: false, cpu_disabled: false, cpu_only: false };
+        assert_eq!(b.choose(Precision::Auto, &nnapi).unwrap().1.file, "int8-qdq.onnx");
+        assert_eq!(b.choose(Precision::Auto, &Accelerator::Xnnpack { threads: 0 }).unwrap().1.file, "int8-qdq.onnx");
+        let cpu = b.choose(Precision::Auto, &Accelerator::Cpu).unwrap().1;
+        let expected =
+            if cfg!(any(target_arch = "aarch64", target_arch = "arm")) { "int8-qdq.onnx" } else { "fp32.onnx" };
+        assert_eq!(cpu.file, expected);
+        assert!(cpu.reason.starts_with("auto: preferred"), "{}", cpu.reason);
+    }
+
+    #[test]
+    fn auto_skips_inaccurate_variants() {
+        let (_dir, b) = bundle(
+            r#"{"precision": "fp32", "file": "fp32.onnx", "accurate": true},
+               {"precision": "fp16", "file": "fp16.onnx", "accurate": false}"#,
+        );
+        let choice = b.choose(Precision::Auto, &coreml()).unwrap().1;
+        assert_eq!((choice.precision, choice.file.as_str()), (Precision::Fp32, "fp32.onnx"));
+        assert!(choice.reason.contains("no accurate one"), "{}", choice.reason);
+        // Asked for by name, it runs, with the verdict in the reason.
+        let choice = b.choose(Precision::Fp16, &Accelerator::Cpu).unwrap().1;
+        assert_eq!(choice.file, "fp16.onnx");
+        assert!(choice.reason.contains("failed the bundle's accuracy check"), "{}", choice.reason);
+    }
+
+    #[test]
+    fn explicit_int8_prefers_qdq_and_missing_variants_are_config_errors() {
+        let (_dir, b) = bundle(ALL);
+        assert_eq!(b.choose(Precision::Int8, &Accelerator::Cpu).unwrap().1.file, "int8-qdq.onnx");
+        let (_dir, b) = bundle(r#"{"precision": "fp32", "file": "fp32.onnx", "accurate": true}"#);
+        let err = b.choose(Precision::Fp16, &Accelerator::Cpu).unwrap_err();
+        assert!(matches!(&err, Error::InvalidConfig { reason } if reason.contains("fp32.onnx (fp32)")), "{err}");
+    }
+
+    #[test]
+    fn damaged_bundles_are_invalid_models() {
+        let (dir, _) = bundle(ALL);
+        std::fs::write(dir.0.join(MANIFEST), "{").unwrap();
+        assert!(matches!(Bundle::open(&dir.0), Err(Error::InvalidModel { .. })));
+        std::fs::write(
+            dir.0.join(MANIFEST),
+            r#"{"format": 1, "variants": [{"precision": "fp32", "file": "fp32.onnx", "size_bytes": 5}]}"#,
+        )
+        .unwrap();
+        let err = Bundle::open(&dir.0).unwrap().choose(Precision::Fp32, &Accelerator::Cpu).unwrap_err();
+        assert!(err.to_string().contains("bundle lists 5 bytes"), "{err}");
+        assert!(matches!(Bundle::open(&dir.0.join("nope")), Err(Error::ModelNotFound { .. })));
+    }
+}
