@@ -152,8 +152,10 @@ impl Engine {
             let (session, accelerators, cache) = open_session(Source::File(path), &config, None, Some(&prefix))?;
             Engine::assemble(config, session, Vec::new(), accelerators, cache)
         })?;
-        engine.run(inputs)?;
-        engine.end_profiling()
+        let ran = engine.run(inputs);
+        let placement = engine.end_profiling();
+        ran?;
+        placement
     }
 
     fn build(source: Source<'_>, config: EngineConfig) -> Result<Engine> {
@@ -269,7 +271,7 @@ impl Engine {
         self.cache
     }
 
-    /// Runs served by each shape bucket (in configuration order), and by the dynamic session.
+    /// Runs served by each shape bucket (in configuration order), and by the dynamic session, warmup runs included.
     pub fn shape_bucket_stats(&self) -> ShapeBucketStats {
         let mut runs: Vec<u64> = self.runs.iter().map(|r| r.load(Ordering::Relaxed)).collect();
         let dynamic_runs = runs.pop().unwrap_or_default();
