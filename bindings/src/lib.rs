@@ -134,6 +134,7 @@ pub enum Precision {
     Fp32,
     Fp16,
     Int8,
+    Int4,
 }
 
 #[uniffi::remote(Record)]
@@ -337,3 +338,6 @@ impl NativeEngine {
         self.engine.is_closed()
     }
 }
+
+#[cfg(feature = "llm")]
+mod llm;

@@ -67,6 +67,7 @@ enum Kind {
     Fp16,
     Int8Qdq,
     Int8Dynamic,
+    Int4,
 }
 
 impl Kind {
@@ -76,6 +77,7 @@ impl Kind {
             Kind::Fp16 => v.precision == "fp16",
             Kind::Int8Qdq => v.precision == "int8" && v.quantization.as_deref() == Some("qdq"),
             Kind::Int8Dynamic => v.precision == "int8" && v.quantization.as_deref() != Some("qdq"),
+            Kind::Int4 => v.precision == "int4",
         }
     }
 
@@ -84,6 +86,7 @@ impl Kind {
             Kind::Fp32 => Precision::Fp32,
             Kind::Fp16 => Precision::Fp16,
             Kind::Int8Qdq | Kind::Int8Dynamic => Precision::Int8,
+            Kind::Int4 => Precision::Int4,
         }
     }
 }
@@ -160,6 +163,7 @@ impl Bundle {
                 let kinds: &[Kind] = match explicit {
                     Precision::Fp32 => &[Kind::Fp32],
                     Precision::Fp16 => &[Kind::Fp16],
+                    Precision::Int4 => &[Kind::Int4],
                     _ => &[Kind::Int8Qdq, Kind::Int8Dynamic],
                 };
                 let (kind, v) = kinds

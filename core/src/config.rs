@@ -110,6 +110,8 @@ pub enum Precision {
     Fp32,
     Fp16,
     Int8,
+    /// 4-bit weights (ONNX Runtime's MatMulNBits): decoder LLMs.
+    Int4,
 }
 
 /// Fixed sizes for named dynamic dimensions (e.g. `{"sequence_length": 128}`), given to ONNX Runtime as free-dimension

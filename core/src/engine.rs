@@ -52,7 +52,7 @@ struct Sessions {
 
 /// Where a model comes from: a file, or bytes in memory.
 #[derive(Clone, Copy)]
-enum Source<'a> {
+pub(crate) enum Source<'a> {
     File(&'a Path),
     Bytes(&'a [u8]),
 }
@@ -549,7 +549,7 @@ fn profile_prefix() -> std::path::PathBuf {
 
 /// Builds one session of the model (the dynamic one, or one shape bucket's), through the compile cache when one is
 /// configured.
-fn open_session(
+pub(crate) fn open_session(
     source: Source<'_>,
     config: &EngineConfig,
     bucket: Option<&ShapeBucket>,

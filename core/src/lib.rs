@@ -15,6 +15,8 @@ mod compile_cache;
 mod config;
 mod engine;
 mod error;
+#[cfg(feature = "llm")]
+pub mod llm;
 pub mod logging;
 mod model;
 mod placement;

@@ -36,8 +36,9 @@ const SCHEMA_VERSION: u32 = 1;
 #[derive(clap::Args)]
 pub struct Args {
     /// Model id from benchmarks/models.json (`cargo xtask models list`).
-    #[arg(long, default_value = "minilm-l6-int8")]
-    model: String,
+    /// (default: minilm-l6-int8; with --generate: smollm2)
+    #[arg(long)]
+    model: Option<String>,
     /// Run a suite instead of one model: `standard` is every real model of the manifest in every precision
     /// variant (made with `models prepare` when missing), with a result file and a report; `engine` measures the
     /// engine's own choices in pairs (compile cache, shape buckets, float16 I/O conversion).
@@ -84,6 +85,13 @@ pub struct Args {
     /// Also write the result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Time text generation instead (model: an LLM such as `smollm2`; precisions: a comma list, default all made;
+    /// `--vs genai` runs onnxruntime-genai on the same files).
+    #[arg(long)]
+    generate: bool,
+    /// With --generate: output tokens per request (fixed: end-of-sequence is held off until then).
+    #[arg(long, default_value_t = 128)]
+    tokens: u32,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +115,8 @@ enum Peer {
     OrtJava,
     Kotlin,
     Swift,
+    /// onnxruntime-genai (with --generate).
+    Genai,
 }
 
 /// What every runner is asked to do: the same protocol as core/src/bin/openautoglm-bench.rs.
@@ -286,7 +296,7 @@ fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     let lib_dir = bindgen::target_dir().join("release");
     for peer in peers {
         match peer {
-            Peer::PythonOrt => {}
+            Peer::PythonOrt | Peer::Genai => {}
             Peer::Kotlin => runners.push(Runner::Kotlin { classpath: jvm_classpath()?, lib_dir: lib_dir.clone() }),
             Peer::OrtJava => {
                 let classpath = jvm_classpath()?;
@@ -361,7 +371,8 @@ fn configs(args: &Args) -> Result<Vec<Config>> {
         return Ok(configs);
     }
     let Some(Suite::Standard) = args.suite else {
-        return Ok(vec![Config { model: args.model.clone(), precision: args.precision.clone(), setup: None }]);
+        let model = args.model.clone().unwrap_or_else(|| "minilm-l6-int8".into());
+        return Ok(vec![Config { model, precision: args.precision.clone(), setup: None }]);
     };
     let mut configs = Vec::new();
     for entry in models::manifest()?.models.into_iter().filter(|m| m.package.is_some()) {
@@ -431,6 +442,30 @@ fn jvm_classpath() -> Result<String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.generate {
+        if args.device != Device::Host {
+            bail!("--generate runs on the host for now (the emulated ARM64 path is not wired up yet)");
+        }
+        let model = args.model.clone().unwrap_or_else(|| "smollm2".into());
+        let precisions = if args.precision == "native" {
+            Vec::new()
+        } else {
+            args.precision.split(',').map(str::to_owned).collect()
+        };
+        return crate::generate::run(crate::generate::GenerateArgs {
+            model,
+            precisions,
+            tokens: args.tokens,
+            runs: args.runs.unwrap_or(3),
+            rounds: args.rounds.max(1),
+            threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+            vs_genai: args.vs.contains(&Peer::Genai),
+            json: args.json.clone(),
+        });
+    }
+    if args.vs.contains(&Peer::Genai) {
+        bail!("--vs genai compares text generation: add --generate");
+    }
     let configs = configs(&args)?;
     let suite = args.suite.is_some();
     let results = if args.device == Device::Host {

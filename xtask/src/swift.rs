@@ -91,13 +91,15 @@ impl Stage {
         let root = toolchain()?;
         let stage = root.join(STAGE.trim_start_matches('/'));
         let repo = cmd::repo_root();
-        for dir in ["ios/Sources", "ios/Tests", "data", "models", "lib", "bench"] {
+        for dir in ["ios/Sources", "ios/Tests", "data", "models", "llm", "lib", "bench"] {
             let _ = fs::remove_dir_all(stage.join(dir));
         }
         fs::create_dir_all(stage.join("ios"))?;
         fs::create_dir_all(stage.join("lib"))?;
         fs::create_dir_all(stage.join("bench"))?;
-        for (from, to) in [
+        fs::create_dir_all(stage.join("llm"))?;
+        let tiny_llm = crate::llm::dir("smollm2-tiny");
+        let copies = [
             (repo.join("ios/Sources"), "ios/Sources".to_owned()),
             (repo.join("ios/Tests"), "ios/Tests".to_owned()),
             (repo.join("ios/Package.swift"), "ios/Package.swift".to_owned()),
@@ -105,7 +107,10 @@ impl Stage {
             (models.to_path_buf(), "models".to_owned()),
             (library.to_path_buf(), format!("lib/{}", library.file_name().expect("file name").to_string_lossy())),
             (ort.to_path_buf(), "lib/libonnxruntime.so".to_owned()),
-        ] {
+            // The tiny decoder only (when prepared): the real one is 1.4 GB in four precisions.
+            (tiny_llm.clone(), "llm/smollm2-tiny".to_owned()),
+        ];
+        for (from, to) in copies.into_iter().filter(|(from, _)| from.exists()) {
             cmd::run(Command::new("cp").args(["-a", "-L", "--no-target-directory"]).arg(&from).arg(stage.join(to)))?;
         }
         Ok(Stage { root })
@@ -122,7 +127,7 @@ impl Stage {
         let script = format!(
             "cd {STAGE}/ios && export OPENAUTOGLM_LIB_DIR={STAGE}/lib LD_LIBRARY_PATH={STAGE}/lib \
              ORT_DYLIB_PATH={STAGE}/lib/libonnxruntime.so OPENAUTOGLM_TEST_DATA={STAGE}/data \
-             OPENAUTOGLM_MODELS={STAGE}/models && {script}"
+             OPENAUTOGLM_MODELS={STAGE}/models OPENAUTOGLM_LLMS={STAGE}/llm && {script}"
         );
         Command::new("chroot").arg(&self.root).args(["/bin/sh", "-c", &script]).output().context("cannot run chroot")
     }

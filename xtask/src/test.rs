@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use crate::{bench, bindgen, cache, cmd, kotlin, models, size, swift, targets};
+use crate::{bench, bindgen, cache, cmd, kotlin, llm, models, size, swift, targets};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -93,13 +93,18 @@ pub fn run(args: Args) -> Result<()> {
     for id in models::TEST_BUNDLES {
         models::prepared_variants(id)?;
     }
+    for id in llm::TEST_LLMS {
+        llm::prepare(id)?;
+    }
     let models = models::models_dir();
     let bundles = models::bundles_dir();
+    let llms = llm::dir("");
     let data = root.join("core/tests/data");
     let env = [
         ("ORT_DYLIB_PATH", ort.as_path()),
         ("OPENAUTOGLM_MODELS", models.as_path()),
         ("OPENAUTOGLM_BUNDLES", bundles.as_path()),
+        ("OPENAUTOGLM_LLMS", llms.as_path()),
         ("OPENAUTOGLM_TEST_DATA", data.as_path()),
     ];
 
@@ -171,7 +176,7 @@ fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
 }
 
 /// Environment shared by the Kotlin and Swift runs.
-pub type TestEnv<'a> = [(&'static str, &'a Path); 4];
+pub type TestEnv<'a> = [(&'static str, &'a Path); 5];
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,10 @@
 //!                   [--cache-dir DIR] (compile cache)  [--bucket name=size[,name=size...]] (repeatable)
 //!                   [--feed-f16]  (float32 recipe inputs converted to float16 before timing, for f16-input models)
 //! Prints `progress DONE TOTAL` lines on stdout while it runs.
+//!
+//! openautoglm-bench --generate --llm DIR --precision int4 --question Q --tokens 128 --runs 3 --threads N --out R.json
+//!   times text generation: greedy, a fixed output length, the chat template applied to Q (the same protocol as
+//!   benchmarks/peers/genai_generate.py).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -303,7 +307,79 @@ fn outputs_json(outputs: &[openautoglm::Tensor]) -> Value {
     Value::Object(map)
 }
 
+/// `--generate`: time to first token, tokens/s and per-token percentiles, per run.
+fn run_generate() -> Result<Value, String> {
+    use openautoglm::Precision;
+    use openautoglm::llm::{ChatMessage, GenerateOptions, Llm};
+    let mut args = std::env::args().skip(1).filter(|a| a != "--generate");
+    let (mut dir, mut precision, mut question, mut ort) = (None, Precision::Auto, String::new(), None);
+    let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128u32, 3usize, 0u32, None, None);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--llm" => dir = Some(PathBuf::from(value()?)),
+            "--precision" => {
+                precision = match value()?.as_str() {
+                    "fp32" => Precision::Fp32,
+                    "fp16" => Precision::Fp16,
+                    "int8" => Precision::Int8,
+                    "int4" => Precision::Int4,
+                    "auto" => Precision::Auto,
+                    other => return Err(format!("--precision: unknown {other}")),
+                }
+            }
+            "--question" => question = value()?,
+            "--tokens" => tokens = value()?.parse().map_err(|e| format!("--tokens: {e}"))?,
+            "--runs" => runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--ort" => ort = Some(PathBuf::from(value()?)),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--spinning" => spinning = Some(value()? == "on"),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let (dir, out) = (dir.ok_or("--llm is required")?, out.ok_or("--out is required")?);
+    Runtime::init(ort.as_deref()).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let mut config = EngineConfig::default().with_threads(threads).with_precision(precision);
+    config.spinning = spinning;
+    let llm = Llm::open(&dir, config).map_err(|e| e.to_string())?;
+    let load_ms = ms(t);
+    let messages = [ChatMessage::new("user", &question)];
+    let options = GenerateOptions { max_tokens: tokens, min_tokens: tokens, ..GenerateOptions::default() };
+    let mut results = Vec::new();
+    // One untimed request first, as onnxruntime-genai's model_benchmark does (its --warmup default).
+    for run in 0..=runs {
+        let mut generation = llm.chat(&messages, options.clone()).map_err(|e| e.to_string())?;
+        for piece in generation.by_ref() {
+            piece.map_err(|e| e.to_string())?;
+        }
+        if run == 0 {
+            continue;
+        }
+        let m = generation.metrics();
+        results.push(json!({
+            "prompt_tokens": m.prompt_tokens, "generated_tokens": m.generated_tokens,
+            "tokens": generation.tokens(),
+            "time_to_first_token_ms": m.time_to_first_token_ms, "tokens_per_second": m.tokens_per_second,
+            "token_p50_ms": m.token_p50_ms, "token_p95_ms": m.token_p95_ms, "peak_rss_mb": m.peak_rss_mb,
+        }));
+        progress(run, runs);
+    }
+    let value = json!({ "runner": "rust", "file": llm.file(), "load_ms": load_ms, "runs": results });
+    std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json"))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(value)
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--generate") {
+        if let Err(e) = run_generate() {
+            eprintln!("openautoglm-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let result = parse_args().and_then(|args| {
         let out = args.out.clone();
         let value = run(args)?;

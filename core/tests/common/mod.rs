@@ -46,6 +46,12 @@ pub fn bundle(id: &str) -> PathBuf {
     dir.join(id)
 }
 
+/// A decoder LLM made by `cargo xtask models prepare smollm2` (or `smollm2-tiny`).
+pub fn llm(id: &str) -> PathBuf {
+    let dir = std::env::var_os("OPENAUTOGLM_LLMS").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("llm"));
+    dir.join(id)
+}
+
 pub fn engine(name: &str) -> Engine {
     init();
     Engine::from_file(model(name), EngineConfig::default()).expect("fixture model loads")

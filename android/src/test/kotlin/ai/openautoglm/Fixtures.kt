@@ -13,6 +13,8 @@ object Fixtures {
     fun realModel(id: String): String = File(dir("OPENAUTOGLM_MODELS"), "$id.onnx").path
     /** A model bundle made by `cargo xtask models prepare`. */
     fun bundle(id: String): File = File(dir("OPENAUTOGLM_BUNDLES"), id)
+    /** A decoder LLM made by `cargo xtask models prepare smollm2` / `smollm2-tiny`. */
+    fun llm(id: String): String = File(dir("OPENAUTOGLM_LLMS"), id).path
     val expected: JSONObject by lazy { JSONObject(File(data, "expected.json").readText()) }
     val ortPath: String get() = System.getenv("ORT_DYLIB_PATH") ?: error("ORT_DYLIB_PATH is not set")
 }

@@ -1,0 +1,73 @@
+package ai.openautoglm
+
+import kotlin.test.Test
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertTrue
+import kotlinx.coroutines.flow.collect
+import kotlinx.coroutines.flow.take
+import kotlinx.coroutines.flow.toList
+import kotlinx.coroutines.runBlocking
+
+/** Streaming generation from Kotlin: the tiny random decoder for the mechanics, SmolLM2 for a real answer. */
+class LlmTest {
+    private fun tiny() = Llm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1u))
+
+    @Test fun piecesStreamAsAFlowWithMetrics() = runBlocking {
+        tiny().use { llm ->
+            var finished: Pair<GenerationMetrics, FinishReason?>? = null
+            val pieces = llm.generate("The sea is", GenerateOptions(maxTokens = 8u)) { m, r -> finished = m to r }.toList()
+            assertTrue(pieces.isNotEmpty() && pieces.all { it.isNotEmpty() })
+            val (metrics, reason) = finished!!
+            assertTrue(reason == FinishReason.LENGTH || reason == FinishReason.STOP, "$reason")
+            assertTrue(metrics.generatedTokens in 1u..8u)
+            assertTrue(metrics.timeToFirstTokenMs > 0.0)
+        }
+    }
+
+    @Test fun cancellingTheCollectorCancelsTheGeneration() = runBlocking {
+        tiny().use { llm ->
+            var finished: FinishReason? = null
+            var generated = 0u
+            val firstTwo = llm.generate("Count", GenerateOptions(maxTokens = 200u)) { m, r -> finished = r; generated = m.generatedTokens }
+                .take(2).toList()
+            assertEquals(2, firstTwo.size)
+            assertEquals(FinishReason.CANCELLED, finished)
+            assertTrue(generated < 200u, "stopped early: $generated tokens")
+        }
+    }
+
+    @Test fun sameSeedSameText() = runBlocking {
+        tiny().use { llm ->
+            val options = GenerateOptions(maxTokens = 12u, temperature = 1.0f, topK = 40u, seed = 5uL)
+            assertEquals(llm.generate("Hello", options).toList(), llm.generate("Hello", options).toList())
+        }
+    }
+
+    @Test fun chatKeepsItsTurns() = runBlocking {
+        tiny().use { llm ->
+            val chat = llm.newChat("You are terse.")
+            val answer = chat.send("Hi", GenerateOptions(maxTokens = 4u)).toList().joinToString("")
+            assertEquals(listOf("system", "user", "assistant"), chat.history.map { it.role })
+            assertEquals(answer, chat.history.last().content)
+        }
+    }
+
+    @Test fun badRequestsAreTypedExceptions() = runBlocking {
+        tiny().use { llm ->
+            assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(temperature = -1f)).collect() }
+            assertFailsWith<EngineException.InvalidInput> { llm.generate("").collect() }
+            assertTrue(llm.generate("Hi", GenerateOptions(maxTokens = 2u)).toList().isNotEmpty(), "still usable after errors")
+        }
+        assertFailsWith<EngineException.ModelNotFound> { Llm.open("/nonexistent") }
+    }
+
+    @Test fun smolLm2AnswersTheCapitalOfFrance() = runBlocking {
+        Llm.open(Fixtures.llm("smollm2")).use { llm ->
+            assertEquals("int4.onnx", llm.file)
+            val answer = llm.chat(listOf(ChatMessage("user", "What is the capital of France?")), GenerateOptions(maxTokens = 24u))
+                .toList().joinToString("")
+            assertTrue("Paris" in answer, answer)
+        }
+    }
+}

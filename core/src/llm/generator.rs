@@ -1,0 +1,565 @@
+//! A decoder LLM and its generations: prefill, then one token at a time with the KV cache handed from each step's
+//! outputs to the next step's inputs as ONNX Runtime values (never copied through Rust buffers).
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use half::f16;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor as OrtTensor};
+use serde::Deserialize;
+
+use super::sampling::{GenerateOptions, Sampler};
+use crate::config::{EngineConfig, Precision};
+use crate::engine::{Source, open_session};
+use crate::error::{Error, Result, catch_panic};
+
+/// The layout of a decoder made by `benchmarks/llm/make_decoder.py` (its `decoder.json`).
+#[derive(Debug, Clone, Deserialize)]
+struct DecoderConfig {
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    vocab: usize,
+    max_positions: usize,
+    eos: u32,
+}
+
+/// One message of a chat.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> ChatMessage {
+        ChatMessage { role: role.to_owned(), content: content.to_owned() }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The model's context is full.
+    ContextFull,
+    /// Cancelled by the caller.
+    Cancelled,
+}
+
+/// What one generation cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationMetrics {
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    /// Laying out (chat template) and tokenizing the prompt.
+    pub prompt_ms: f64,
+    /// From the prompt's tokens to the first generated token: the prefill and the first choice (onnxruntime-genai's
+    /// definition). The whole wait a user sees is `prompt_ms` + this.
+    pub time_to_first_token_ms: f64,
+    /// Generated tokens after the first, per second of decoding.
+    pub tokens_per_second: f64,
+    /// Per decode step (one token each), after the first token.
+    pub token_p50_ms: f64,
+    pub token_p95_ms: f64,
+    pub total_ms: f64,
+    /// Peak resident memory of the process so far (Linux and Android; 0 where unknown).
+    pub peak_rss_mb: f64,
+}
+
+struct LlmInner {
+    session: Mutex<Session>,
+    tokenizer: tokenizers::Tokenizer,
+    chat_template: Option<String>,
+    config: DecoderConfig,
+    kv_f16: bool,
+    stop_tokens: Vec<u32>,
+    past_names: Vec<String>,
+    present_names: Vec<String>,
+    file: String,
+}
+
+/// A decoder LLM loaded from a directory made by `cargo xtask models prepare smollm2`: `<precision>.onnx`,
+/// `tokenizer.json`, `chat_template.jinja` and `decoder.json`. Cheap to clone; share it between threads.
+#[derive(Clone)]
+pub struct Llm {
+    inner: Arc<LlmInner>,
+}
+
+impl std::fmt::Debug for Llm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llm").field("file", &self.inner.file).finish()
+    }
+}
+
+/// The decoder file for a precision: `Auto` is 4-bit where made (the fastest here, and exact against
+/// recomputation), else FP32.
+fn decoder_file(dir: &Path, precision: Precision) -> Result<String> {
+    let candidates: &[&str] = match precision {
+        Precision::Auto => &["int4.onnx", "fp32.onnx"],
+        Precision::Fp32 => &["fp32.onnx"],
+        Precision::Fp16 => &["fp16.onnx"],
+        Precision::Int8 => &["int8.onnx"],
+        Precision::Int4 => &["int4.onnx"],
+    };
+    candidates.iter().find(|f| dir.join(f).is_file()).map(|f| (*f).to_owned()).ok_or_else(|| Error::InvalidConfig {
+        reason: format!("{} has no {precision:?} decoder (looked for {candidates:?})", dir.display()),
+    })
+}
+
+impl Llm {
+    pub fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Llm> {
+        let dir = dir.as_ref();
+        catch_panic(|| {
+            let read = |name: &str| {
+                std::fs::read_to_string(dir.join(name))
+                    .map_err(|_| Error::ModelNotFound { path: dir.join(name).display().to_string() })
+            };
+            let config_text = read("decoder.json")?;
+            let decoder: DecoderConfig = serde_json::from_str(&config_text)
+                .map_err(|e| Error::invalid_model(format!("{}: decoder.json: {e}", dir.display())))?;
+            let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+                .map_err(|e| Error::invalid_model(format!("{}: tokenizer.json: {e}", dir.display())))?;
+            let chat_template = read("chat_template.jinja").ok();
+            let file = decoder_file(dir, config.precision)?;
+            let session_config = EngineConfig { precision: Precision::Auto, shape_buckets: Vec::new(), ..config };
+            let (session, _, _) = open_session(Source::File(&dir.join(&file)), &session_config, None, None)?;
+            let past_names: Vec<String> = (0..decoder.layers)
+                .flat_map(|i| [format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")])
+                .collect();
+            let present_names: Vec<String> =
+                (0..decoder.layers).flat_map(|i| [format!("present.{i}.key"), format!("present.{i}.value")]).collect();
+            let declared: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+            for name in ["input_ids", "attention_mask", "position_ids"]
+                .iter()
+                .copied()
+                .chain(past_names.iter().map(String::as_str))
+            {
+                if !declared.contains(&name) {
+                    return Err(Error::invalid_model(format!(
+                        "{file} is not a decoder of decoder.json's layout: no input `{name}`"
+                    )));
+                }
+            }
+            let kv_f16 = session.inputs().iter().find(|i| i.name() == past_names[0]).is_some_and(|i| {
+                matches!(i.dtype(), ort::value::ValueType::Tensor { ty: ort::value::TensorElementType::Float16, .. })
+            });
+            let mut stop_tokens = vec![decoder.eos];
+            stop_tokens.extend(
+                ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "</s>"].iter().filter_map(|t| tokenizer.token_to_id(t)),
+            );
+            stop_tokens.sort_unstable();
+            stop_tokens.dedup();
+            log::info!("LLM {} loaded from {}", file, dir.display());
+            Ok(Llm {
+                inner: Arc::new(LlmInner {
+                    session: Mutex::new(session),
+                    tokenizer,
+                    chat_template,
+                    config: decoder,
+                    kv_f16,
+                    stop_tokens,
+                    past_names,
+                    present_names,
+                    file,
+                }),
+            })
+        })
+    }
+
+    /// The decoder file running (e.g. `int4.onnx`).
+    pub fn file(&self) -> &str {
+        &self.inner.file
+    }
+
+    /// The longest prompt + answer, in tokens.
+    pub fn max_context(&self) -> u32 {
+        self.inner.config.max_positions as u32
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.inner
+            .tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| Error::invalid_input("prompt", format!("cannot tokenize: {e}")))
+    }
+
+    /// The chat as the model's template lays it out, ending where the assistant's answer begins.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String> {
+        let template = self.inner.chat_template.as_deref().ok_or_else(|| Error::InvalidConfig {
+            reason: "this model has no chat template (chat_template.jinja); use generate with a prompt".into(),
+        })?;
+        let mut env = minijinja::Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |message: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+        });
+        env.add_template("chat", template).map_err(|e| Error::invalid_model(format!("chat template: {e}")))?;
+        let token = |id: u32| self.inner.tokenizer.id_to_token(id).unwrap_or_default();
+        env.get_template("chat")
+            .and_then(|t| {
+                t.render(minijinja::context! {
+                    messages => messages,
+                    add_generation_prompt => true,
+                    bos_token => token(1),
+                    eos_token => token(self.inner.config.eos),
+                })
+            })
+            .map_err(|e| Error::invalid_input("messages", format!("the chat template refused them: {e}")))
+    }
+
+    /// Continues `prompt` (no template applied).
+    pub fn generate(&self, prompt: &str, options: GenerateOptions) -> Result<Generation> {
+        let started = Instant::now();
+        catch_panic(|| Generation::start(self.inner.clone(), self.encode(prompt)?, options, started, None))
+    }
+
+    /// Answers the chat: the template applied to `messages`, with the assistant's turn open.
+    pub fn chat(&self, messages: &[ChatMessage], options: GenerateOptions) -> Result<Generation> {
+        let started = Instant::now();
+        catch_panic(|| {
+            let tokens = self.encode(&self.chat_prompt(messages)?)?;
+            Generation::start(self.inner.clone(), tokens, options, started, None)
+        })
+    }
+}
+
+/// A conversation that remembers its turns. When the history no longer fits the context with room for the answer,
+/// the oldest turns (after the system message) are dropped.
+pub struct Chat {
+    llm: Llm,
+    history: Arc<Mutex<Vec<ChatMessage>>>,
+}
+
+impl Chat {
+    pub fn new(llm: &Llm, system: Option<&str>) -> Chat {
+        let history = system.map(|s| vec![ChatMessage::new("system", s)]).unwrap_or_default();
+        Chat { llm: llm.clone(), history: Arc::new(Mutex::new(history)) }
+    }
+
+    /// The turns so far (the assistant's answer is added when its generation ends, cancelled ones included).
+    pub fn history(&self) -> Vec<ChatMessage> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn send(&self, user: &str, options: GenerateOptions) -> Result<Generation> {
+        catch_panic(|| self.send_inner(user, options))
+    }
+
+    fn send_inner(&self, user: &str, options: GenerateOptions) -> Result<Generation> {
+        let started = Instant::now();
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.push(ChatMessage::new("user", user));
+        let budget = self.llm.max_context().saturating_sub(options.max_tokens) as usize;
+        let tokens = loop {
+            let tokens = self.llm.encode(&self.llm.chat_prompt(&history)?)?;
+            let first_droppable = usize::from(history.first().is_some_and(|m| m.role == "system"));
+            if tokens.len() <= budget || history.len() <= first_droppable + 1 {
+                break tokens;
+            }
+            history.remove(first_droppable);
+        };
+        drop(history);
+        Generation::start(self.llm.inner.clone(), tokens, options, started, Some(self.history.clone()))
+    }
+}
+
+/// Stops a generation from another thread; it ends before its next token.
+#[derive(Clone, Debug, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A generation in progress: an iterator of text pieces, each valid UTF-8 (a character split across tokens is
+/// held until complete). Dropping it, or [`CancelHandle::cancel`], stops it between tokens.
+pub struct Generation {
+    llm: Arc<LlmInner>,
+    options: GenerateOptions,
+    sampler: Sampler,
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    past: Option<Vec<DynValue>>,
+    /// The generated text so far, and how much of it was handed out.
+    text: String,
+    emitted: usize,
+    /// Incremental detokenization state (tokenizers' decode stream): each step decodes a few tokens, not all.
+    stream_ids: Vec<u32>,
+    stream_prefix: String,
+    stream_prefix_index: usize,
+    cancel: CancelHandle,
+    finish: Option<FinishReason>,
+    history: Option<Arc<Mutex<Vec<ChatMessage>>>>,
+    started: Instant,
+    prompt_ms: f64,
+    first_token_ms: Option<f64>,
+    step_ms: Vec<f64>,
+}
+
+impl Generation {
+    fn start(
+        llm: Arc<LlmInner>,
+        tokens: Vec<u32>,
+        options: GenerateOptions,
+        started: Instant,
+        history: Option<Arc<Mutex<Vec<ChatMessage>>>>,
+    ) -> Result<Generation> {
+        options.validate().map_err(|reason| Error::InvalidConfig { reason })?;
+        if tokens.is_empty() {
+            return Err(Error::invalid_input("prompt", "the prompt has no tokens"));
+        }
+        let max = llm.config.max_positions;
+        if tokens.len() >= max {
+            return Err(Error::invalid_input(
+                "prompt",
+                format!("{} tokens; the model's context holds {max}, answer included", tokens.len()),
+            ));
+        }
+        let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(Generation {
+            sampler: Sampler::new(&options),
+            prompt_len: tokens.len(),
+            tokens,
+            options,
+            llm,
+            past: None,
+            text: String::new(),
+            emitted: 0,
+            stream_ids: Vec::new(),
+            stream_prefix: String::new(),
+            stream_prefix_index: 0,
+            cancel: CancelHandle::default(),
+            finish: None,
+            history,
+            started: Instant::now(),
+            prompt_ms,
+            first_token_ms: None,
+            step_ms: Vec::new(),
+        })
+    }
+
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    /// Why it ended; `None` while it runs. Cancelled counts as ended at once, before the next step notices.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish.or(self.cancel.is_cancelled().then_some(FinishReason::Cancelled))
+    }
+
+    /// The whole answer so far.
+    pub fn text(&self) -> &str {
+        &self.text[..self.emitted]
+    }
+
+    /// Generated token ids so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens[self.prompt_len..]
+    }
+
+    pub fn metrics(&self) -> GenerationMetrics {
+        let steps = crate::bench::Summary::of(&self.step_ms);
+        let decode_ms: f64 = self.step_ms.iter().sum();
+        GenerationMetrics {
+            prompt_tokens: self.prompt_len as u32,
+            generated_tokens: (self.tokens.len() - self.prompt_len) as u32,
+            prompt_ms: self.prompt_ms,
+            time_to_first_token_ms: self.first_token_ms.unwrap_or_default(),
+            tokens_per_second: if decode_ms > 0.0 { self.step_ms.len() as f64 * 1e3 / decode_ms } else { 0.0 },
+            token_p50_ms: steps.map_or(0.0, |s| s.p50),
+            token_p95_ms: steps.map_or(0.0, |s| s.p95),
+            total_ms: self.prompt_ms + self.started.elapsed().as_secs_f64() * 1e3,
+            peak_rss_mb: crate::bench::memory().map_or(0.0, |m| m.peak_rss as f64 / (1024.0 * 1024.0)),
+        }
+    }
+
+    fn end(&mut self, reason: FinishReason) -> Option<String> {
+        self.finish = Some(reason);
+        self.past = None;
+        // Whatever was held back for a possible stop string is answer text after all (unless a stop string ended it).
+        let rest = self.text[self.emitted..].to_owned();
+        self.emitted = self.text.len();
+        if let Some(history) = self.history.take() {
+            history.lock().unwrap_or_else(|e| e.into_inner()).push(ChatMessage::new("assistant", &self.text));
+        }
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// One model step: the prompt on the first call, then the last token. Returns the next token.
+    fn step(&mut self) -> Result<u32> {
+        let llm = self.llm.clone();
+        let cfg = &llm.config;
+        let (start, new): (usize, &[u32]) = match self.past {
+            None => (0, &self.tokens),
+            Some(_) => (self.tokens.len() - 1, &self.tokens[self.tokens.len() - 1..]),
+        };
+        let n = new.len();
+        let total = start + n;
+        let fail = |what: &str, e: ort::Error| Error::InferenceFailed { reason: format!("{what}: {}", e.message()) };
+        let ids: Vec<i64> = new.iter().map(|&t| t as i64).collect();
+        let positions: Vec<i64> = (start as i64..total as i64).collect();
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+            ("input_ids".into(), OrtTensor::from_array(([1usize, n], ids)).map_err(|e| fail("input_ids", e))?.into()),
+            (
+                "attention_mask".into(),
+                OrtTensor::from_array(([1usize, total], vec![1i64; total]))
+                    .map_err(|e| fail("attention_mask", e))?
+                    .into(),
+            ),
+            (
+                "position_ids".into(),
+                OrtTensor::from_array(([1usize, n], positions)).map_err(|e| fail("position_ids", e))?.into(),
+            ),
+        ];
+        match self.past.take() {
+            Some(past) => {
+                for (name, value) in llm.past_names.iter().zip(past) {
+                    inputs.push((name.as_str().into(), value.into()));
+                }
+            }
+            None => {
+                let shape = [1usize, cfg.kv_heads, 0, cfg.head_dim];
+                for name in &llm.past_names {
+                    let empty: DynValue = if llm.kv_f16 {
+                        OrtTensor::from_array((shape, Vec::<f16>::new())).map(|t| t.into_dyn())
+                    } else {
+                        OrtTensor::from_array((shape, Vec::<f32>::new())).map(|t| t.into_dyn())
+                    }
+                    .map_err(|e| fail("empty KV cache", e))?;
+                    inputs.push((name.as_str().into(), empty.into()));
+                }
+            }
+        }
+        let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outputs = session.run(inputs).map_err(|e| fail("decoder step", e))?;
+        let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
+        let vocab = cfg.vocab;
+        let mut last: Vec<f32> = match logits.try_extract_tensor::<f32>() {
+            Ok((_, data)) => data[data.len() - vocab..].to_vec(),
+            Err(_) => {
+                let (_, data) = logits.try_extract_tensor::<f16>().map_err(|e| fail("logits", e))?;
+                data[data.len() - vocab..].iter().map(|h| h.to_f32()).collect()
+            }
+        };
+        let past = llm
+            .present_names
+            .iter()
+            .map(|name| outputs.remove(name).ok_or_else(|| Error::internal(format!("the decoder gave no `{name}`"))))
+            .collect::<Result<Vec<_>>>()?;
+        drop(outputs);
+        drop(session);
+        self.past = Some(past);
+        if self.tokens.len() - self.prompt_len < self.options.min_tokens as usize {
+            for &stop in &llm.stop_tokens {
+                if let Some(l) = last.get_mut(stop as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Ok(self.sampler.next(&mut last, &self.tokens))
+    }
+
+    /// The next piece of text, or `None` when the generation has ended.
+    fn advance(&mut self) -> Result<Option<String>> {
+        loop {
+            if self.finish.is_some() {
+                return Ok(None);
+            }
+            if self.cancel.is_cancelled() {
+                return Ok(self.end(FinishReason::Cancelled));
+            }
+            let generated = self.tokens.len() - self.prompt_len;
+            if generated >= self.options.max_tokens as usize {
+                return Ok(self.end(FinishReason::Length));
+            }
+            if self.tokens.len() >= self.llm.config.max_positions {
+                return Ok(self.end(FinishReason::ContextFull));
+            }
+            let step_started = Instant::now();
+            let token = self.step()?;
+            let elapsed = step_started.elapsed().as_secs_f64() * 1e3;
+            if self.first_token_ms.is_none() {
+                self.first_token_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
+            } else {
+                self.step_ms.push(elapsed);
+            }
+            if self.llm.stop_tokens.contains(&token) {
+                return Ok(self.end(FinishReason::Stop));
+            }
+            self.tokens.push(token);
+            // A character split across tokens decodes to nothing until its last byte arrives.
+            let new_text = tokenizers::tokenizer::step_decode_stream(
+                &self.llm.tokenizer,
+                vec![token],
+                true,
+                &mut self.stream_ids,
+                &mut self.stream_prefix,
+                &mut self.stream_prefix_index,
+            )
+            .map_err(|e| Error::internal(format!("decoding tokens: {e}")))?;
+            let Some(new_text) = new_text else { continue };
+            self.text.push_str(&new_text);
+            if let Some(at) = self.options.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+                self.text.truncate(at);
+                return Ok(self.end(FinishReason::Stop));
+            }
+            // Hold back a tail that could be the start of a stop string.
+            let hold = self
+                .options
+                .stop
+                .iter()
+                .flat_map(|s| (1..s.len()).filter(|&k| s.is_char_boundary(k)).map(move |k| &s[..k]))
+                .filter(|prefix| self.text.ends_with(prefix))
+                .map(str::len)
+                .max()
+                .unwrap_or(0);
+            let until = self.text.len() - hold;
+            if until > self.emitted && self.text.is_char_boundary(until) {
+                let piece = self.text[self.emitted..until].to_owned();
+                self.emitted = until;
+                return Ok(Some(piece));
+            }
+        }
+    }
+}
+
+impl Drop for Generation {
+    /// Dropped before its end (a collector that stopped early): the chat still records the answer it saw.
+    fn drop(&mut self) {
+        if self.finish.is_none() {
+            self.end(FinishReason::Cancelled);
+        }
+    }
+}
+
+impl Iterator for Generation {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match catch_panic(|| self.advance()) {
+            Ok(Some(piece)) => Some(Ok(piece)),
+            Ok(None) => None,
+            Err(e) => {
+                self.finish = Some(FinishReason::Stop);
+                self.past = None;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Text generation with decoder LLMs: tokenizer and chat template from the model's own files, prefill then decode
+//! with the KV cache, sampling, stops, cancellation and per-request metrics. Pieces stream as an iterator.
+//!
+//! ```no_run
+//! use openautoglm::{EngineConfig, llm::{ChatMessage, GenerateOptions, Llm}};
+//! let llm = Llm::open("smollm2", EngineConfig::default())?;
+//! for piece in llm.chat(&[ChatMessage::new("user", "What is the capital of France?")], GenerateOptions::default())? {
+//!     print!("{}", piece?);
+//! }
+//! # Ok::<(), openautoglm::Error>(())
+//! ```
+
+mod generator;
+mod sampling;
+
+pub use generator::{CancelHandle, Chat, ChatMessage, FinishReason, Generation, GenerationMetrics, Llm};
+pub use sampling::GenerateOptions;

@@ -1,0 +1,188 @@
+//! Choosing the next token from the logits: greedy, or sampled with temperature, top-k, top-p and a repetition
+//! penalty, reproducibly from a seed.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// How to generate: sampling, limits and stops. `Default` is greedy decoding of up to 256 tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Tokens to generate at most (the prompt not counted).
+    pub max_tokens: u32,
+    /// End-of-sequence tokens are not chosen before this many tokens (benchmarks use it for fixed output lengths).
+    pub min_tokens: u32,
+    /// 0 is greedy (always the most likely token); higher flattens the distribution.
+    pub temperature: f32,
+    /// Sample among the k most likely tokens only; 0 means no limit.
+    pub top_k: u32,
+    /// Sample among the most likely tokens whose probabilities add up to p; 1 means no limit.
+    pub top_p: f32,
+    /// > 1 makes tokens already in the prompt or the answer less likely (the CTRL paper's penalty); 1 is off.
+    pub repetition_penalty: f32,
+    /// Same seed, same options and prompt: same text. `None` seeds from the clock.
+    pub seed: Option<u64>,
+    /// Stop when the text ends with any of these (they are not part of the output).
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 256,
+            min_tokens: 0,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+impl GenerateOptions {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(format!("temperature must be >= 0, got {}", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return Err(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
+        }
+        if self.min_tokens > self.max_tokens {
+            return Err(format!("min_tokens ({}) is above max_tokens ({})", self.min_tokens, self.max_tokens));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err("stop strings must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Sampler {
+    options: GenerateOptions,
+    rng: SmallRng,
+    /// Scratch for (token, probability) pairs, reused between steps.
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    pub(crate) fn new(options: &GenerateOptions) -> Sampler {
+        let seed = options.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        });
+        Sampler { options: options.clone(), rng: SmallRng::seed_from_u64(seed), candidates: Vec::new() }
+    }
+
+    /// The next token for `logits` (modified in place by the penalty), given the tokens so far.
+    pub(crate) fn next(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        let penalty = self.options.repetition_penalty;
+        if penalty != 1.0 {
+            for &token in history {
+                if let Some(l) = logits.get_mut(token as usize) {
+                    *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+                }
+            }
+        }
+        if self.options.temperature == 0.0 {
+            return argmax(logits);
+        }
+        let inv_t = 1.0 / self.options.temperature;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        self.candidates.clear();
+        self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, ((l - max) * inv_t).exp())));
+        let by_probability = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
+        let k = self.options.top_k as usize;
+        if k > 0 && k < self.candidates.len() {
+            self.candidates.select_nth_unstable_by(k - 1, by_probability);
+            self.candidates.truncate(k);
+        }
+        self.candidates.sort_unstable_by(by_probability);
+        let total: f32 = self.candidates.iter().map(|c| c.1).sum();
+        if self.options.top_p < 1.0 {
+            let mut kept = 0.0;
+            let cut = self.candidates.iter().position(|c| {
+                kept += c.1 / total;
+                kept >= self.options.top_p
+            });
+            if let Some(cut) = cut {
+                self.candidates.truncate(cut + 1);
+            }
+        }
+        let total: f32 = self.candidates.iter().map(|c| c.1).sum();
+        let mut target = self.rng.random::<f32>() * total;
+        for &(token, p) in &self.candidates {
+            target -= p;
+            if target <= 0.0 {
+                return token;
+            }
+        }
+        self.candidates.last().map_or_else(|| argmax(logits), |c| c.0)
+    }
+}
+
+pub(crate) fn argmax(values: &[f32]) -> u32 {
+    let mut best = (0usize, f32::NEG_INFINITY);
+    for (i, &v) in values.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0 as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(f: impl FnOnce(&mut GenerateOptions)) -> GenerateOptions {
+        let mut o = GenerateOptions { seed: Some(7), ..GenerateOptions::default() };
+        f(&mut o);
+        o
+    }
+
+    #[test]
+    fn greedy_takes_the_largest_logit() {
+        let mut sampler = Sampler::new(&options(|_| {}));
+        assert_eq!(sampler.next(&mut [0.1, 3.0, -1.0, 2.9], &[]), 1);
+    }
+
+    #[test]
+    fn repetition_penalty_demotes_seen_tokens() {
+        let mut sampler = Sampler::new(&options(|o| o.repetition_penalty = 2.0));
+        assert_eq!(sampler.next(&mut [0.1, 3.0, -1.0, 2.9], &[1]), 3);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_top_p_keeps_the_head() {
+        let logits = [0.0f32, 5.0, 4.9, -3.0];
+        let mut k1 = Sampler::new(&options(|o| (o.temperature, o.top_k) = (1.0, 1)));
+        let mut p = Sampler::new(&options(|o| (o.temperature, o.top_p) = (1.0, 0.5)));
+        for _ in 0..50 {
+            assert_eq!(k1.next(&mut logits.clone(), &[]), 1);
+            assert_eq!(p.next(&mut logits.clone(), &[]), 1, "p=0.5 keeps only the top token here");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_tokens() {
+        let draw = |seed| {
+            let mut s = Sampler::new(&options(|o| (o.temperature, o.seed) = (1.0, Some(seed))));
+            (0..32).map(|_| s.next(&mut [1.0, 1.1, 0.9, 1.05, 0.0], &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(3), draw(3));
+        assert_ne!(draw(3), draw(4));
+        assert!(draw(3).iter().any(|&t| t != draw(3)[0]), "temperature 1 varies the tokens");
+    }
+
+    #[test]
+    fn invalid_options_are_refused() {
+        assert!(options(|o| o.temperature = -1.0).validate().is_err());
+        assert!(options(|o| o.top_p = 0.0).validate().is_err());
+        assert!(options(|o| o.repetition_penalty = f32::NAN).validate().is_err());
+        assert!(options(|o| o.stop = vec![String::new()]).validate().is_err());
+        assert!(options(|_| {}).validate().is_ok());
+    }
+}

