@@ -443,9 +443,6 @@ fn jvm_classpath() -> Result<String> {
 
 pub fn run(args: Args) -> Result<()> {
     if args.generate {
-        if args.device != Device::Host {
-            bail!("--generate runs on the host for now (the emulated ARM64 path is not wired up yet)");
-        }
         let model = args.model.clone().unwrap_or_else(|| "smollm2".into());
         let precisions = if args.precision == "native" {
             Vec::new()
@@ -458,8 +455,13 @@ pub fn run(args: Args) -> Result<()> {
             tokens: args.tokens,
             runs: args.runs.unwrap_or(3),
             rounds: args.rounds.max(1),
-            threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+            threads: args.threads.unwrap_or(if args.device.emulated() {
+                2
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            }),
             vs_genai: args.vs.contains(&Peer::Genai),
+            device: args.device.clone(),
             json: args.json.clone(),
         });
     }

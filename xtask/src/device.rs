@@ -93,6 +93,40 @@ pub struct RunArgs {
 
 /// Builds the benchmark runner for `device` and deploys it with `model`, `recipe` and ONNX Runtime.
 pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> {
+    let (stage, mut files) = build_runner(device)?;
+    // The model keeps its extension: ONNX Runtime tells ORT-format files (.ort) from ONNX ones by it.
+    let model_name = format!("model.{}", model.extension().and_then(|e| e.to_str()).unwrap_or("onnx"));
+    files.push((model_name.clone(), model.to_path_buf()));
+    files.push(("recipe.json".into(), recipe.to_path_buf()));
+    // Raw input files (images) that the recipe refers to, relative to it.
+    let inputs = recipe.with_file_name("inputs");
+    if inputs.exists() {
+        files.push(("inputs".into(), inputs));
+    }
+    let mut deployed = stage_files(device, stage, &files)?;
+    deployed.model = format!("{}/{model_name}", deployed.dir);
+    deployed.recipe = format!("{}/recipe.json", deployed.dir);
+    Ok(deployed)
+}
+
+/// Builds the runner for `device` and deploys it with a decoder LLM's files at one precision (`llm/` on the device).
+pub fn deploy_llm(device: &Device, llm_dir: &Path, precision: &str) -> Result<Deployed> {
+    let (stage, mut files) = build_runner(device)?;
+    for name in [format!("{precision}.onnx"), format!("{precision}.onnx.data")]
+        .into_iter()
+        .chain(["tokenizer.json", "chat_template.jinja", "decoder.json"].map(String::from))
+    {
+        if llm_dir.join(&name).exists() {
+            files.push((format!("llm/{name}"), llm_dir.join(&name)));
+        }
+    }
+    let mut deployed = stage_files(device, stage, &files)?;
+    deployed.model = format!("{}/llm", deployed.dir);
+    Ok(deployed)
+}
+
+/// Builds the runner for `device`; returns a fresh host staging directory and the runner and ONNX Runtime to deploy.
+fn build_runner(device: &Device) -> Result<(PathBuf, Vec<(String, PathBuf)>)> {
     match device {
         Device::Android { .. } if !cmd::exists("adb") => {
             bail!(
@@ -140,54 +174,55 @@ pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> 
     let stage = cache::dir().join("devices").join(device.kind());
     let _ = fs::remove_dir_all(&stage);
     fs::create_dir_all(&stage)?;
-    let ort = match device {
-        Device::Host => cache::host_onnxruntime()?,
-        Device::QemuArm64 => aarch64_onnxruntime()?,
-        Device::Android { .. } => android_onnxruntime()?,
-        Device::IosSim { .. } => PathBuf::new(), // linked into the runner
-    };
-    // The model keeps its extension: ONNX Runtime tells ORT-format files (.ort) from ONNX ones by it.
-    let model_name = format!("model.{}", model.extension().and_then(|e| e.to_str()).unwrap_or("onnx"));
-    let files = [
-        ("openautoglm-bench", runner.as_path()),
-        ("libonnxruntime.so", ort.as_path()),
-        (model_name.as_str(), model),
-        ("recipe.json", recipe),
-    ];
-    for (name, from) in files {
-        if !from.as_os_str().is_empty() {
-            fs::copy(from, stage.join(name)).with_context(|| format!("staging {}", from.display()))?;
-        }
+    let mut files = vec![("openautoglm-bench".to_owned(), runner)];
+    match device {
+        Device::Host => files.push(("libonnxruntime.so".into(), cache::host_onnxruntime()?)),
+        Device::QemuArm64 => files.push(("libonnxruntime.so".into(), aarch64_onnxruntime()?)),
+        Device::Android { .. } => files.push(("libonnxruntime.so".into(), android_onnxruntime()?)),
+        Device::IosSim { .. } => {} // linked into the runner
     }
-    // Raw input files (images) that the recipe refers to, relative to it.
-    let inputs = recipe.with_file_name("inputs");
-    if inputs.exists() {
-        cmd::run(Command::new("cp").args(["-a", "-T"]).arg(&inputs).arg(stage.join("inputs")))?;
+    Ok((stage, files))
+}
+
+/// Copies `files` into the host staging directory, and on to the device where it has its own storage.
+fn stage_files(device: &Device, stage: PathBuf, files: &[(String, PathBuf)]) -> Result<Deployed> {
+    for (name, from) in files {
+        let to = stage.join(name);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if from.is_dir() {
+            cmd::run(Command::new("cp").args(["-a", "-T"]).arg(from).arg(&to))?;
+        } else {
+            fs::copy(from, &to).with_context(|| format!("staging {}", from.display()))?;
+        }
     }
     let on_device = |dir: &str| Deployed {
         device: device.clone(),
         runner: format!("{dir}/openautoglm-bench"),
         ort: format!("{dir}/libonnxruntime.so"),
-        model: format!("{dir}/{model_name}"),
-        recipe: format!("{dir}/recipe.json"),
+        model: String::new(),
+        recipe: String::new(),
         dir: dir.to_owned(),
         stage: stage.clone(),
     };
     match device {
         Device::Android { serial } => {
             let dir = "/data/local/tmp/openautoglm";
-            cmd::run(adb(serial).args(["shell", "mkdir", "-p", dir]))?;
+            cmd::run(adb(serial).args(["shell", "mkdir", "-p", &format!("{dir}/llm")]))?;
             for (name, _) in files {
                 cmd::run(adb(serial).arg("push").arg(stage.join(name)).arg(format!("{dir}/{name}")))?;
-            }
-            if stage.join("inputs").exists() {
-                cmd::run(adb(serial).arg("push").arg(stage.join("inputs")).arg(format!("{dir}/")))?;
             }
             cmd::run(adb(serial).args(["shell", "chmod", "755", &format!("{dir}/openautoglm-bench")]))?;
             Ok(on_device(dir))
         }
         _ => Ok(on_device(&stage.display().to_string())),
     }
+}
+
+/// One argument for `sh -c`: single-quoted.
+fn quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', "'\\''"))
 }
 
 fn adb(serial: &Option<String>) -> Command {
@@ -225,8 +260,39 @@ impl Deployed {
         if dump_outputs {
             argv.extend(["--dump-outputs".into(), outputs.clone()]);
         }
+        self.exec(&argv, &[&out, &outputs])?;
+        let read = |name: &str| -> Result<serde_json::Value> {
+            let path = self.stage.join(name);
+            Ok(serde_json::from_str(
+                &fs::read_to_string(&path).with_context(|| format!("no {} from the device", path.display()))?,
+            )?)
+        };
+        let outputs = if dump_outputs { Some(read("outputs.json")?) } else { None };
+        Ok((read("result.json")?, outputs))
+    }
+
+    /// Times text generation with the deployed decoder (`deploy_llm`): `args` are the runner's `--generate` flags
+    /// after `--llm`; returns its JSON result.
+    pub fn run_generate(&self, args: &[String]) -> Result<serde_json::Value> {
+        let out = format!("{}/result.json", self.dir);
+        let mut argv: Vec<String> = vec!["--generate".into(), "--llm".into(), self.model.clone()];
+        argv.extend(args.iter().cloned());
+        argv.extend(["--out".into(), out.clone()]);
+        if !matches!(self.device, Device::IosSim { .. }) {
+            argv.extend(["--ort".into(), self.ort.clone()]);
+        }
+        self.exec(&argv, &[&out])?;
+        let path = self.stage.join("result.json");
+        Ok(serde_json::from_str(
+            &fs::read_to_string(&path).with_context(|| format!("no {} from the device", path.display()))?,
+        )?)
+    }
+
+    /// Runs the deployed runner with `argv` on the device and brings `results` back to the staging directory.
+    fn exec(&self, argv: &[String], results: &[&String]) -> Result<()> {
+        let quoted: Vec<String> = argv.iter().map(|a| quote(a)).collect();
         match &self.device {
-            Device::Host => cmd::capture(Command::new(&self.runner).args(&argv)).map(|_| ())?,
+            Device::Host => cmd::capture(Command::new(&self.runner).args(argv)).map(|_| ())?,
             Device::QemuArm64 => {
                 // qemu 7.2 crashes in ONNX Runtime's CPU detection when it reads the host's x86 /proc/cpuinfo: give
                 // the process an ARM one in a private mount namespace.
@@ -236,30 +302,23 @@ impl Deployed {
                     "mount --bind {} /proc/cpuinfo && exec qemu-aarch64-static -L /usr/aarch64-linux-gnu {} {}",
                     cpuinfo.display(),
                     self.runner,
-                    argv.join(" ")
+                    quoted.join(" ")
                 );
                 cmd::capture(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))?;
             }
             Device::Android { serial } => {
-                let script = format!("cd {} && LD_LIBRARY_PATH={0} ./openautoglm-bench {}", self.dir, argv.join(" "));
+                let script = format!("cd {} && LD_LIBRARY_PATH={0} ./openautoglm-bench {}", self.dir, quoted.join(" "));
                 cmd::capture(adb(serial).args(["shell", &script]))?;
-                for file in [&out, &outputs] {
+                for file in results {
                     let _ = adb(serial).arg("pull").arg(file).arg(&self.stage).output();
                 }
             }
             Device::IosSim { udid } => {
                 let udid = udid.clone().unwrap_or_else(|| "booted".into());
-                cmd::capture(Command::new("xcrun").args(["simctl", "spawn", &udid, &self.runner]).args(&argv))?;
+                cmd::capture(Command::new("xcrun").args(["simctl", "spawn", &udid, &self.runner]).args(argv))?;
             }
         }
-        let read = |name: &str| -> Result<serde_json::Value> {
-            let path = self.stage.join(name);
-            Ok(serde_json::from_str(
-                &fs::read_to_string(&path).with_context(|| format!("no {} from the device", path.display()))?,
-            )?)
-        };
-        let outputs = if dump_outputs { Some(read("outputs.json")?) } else { None };
-        Ok((read("result.json")?, outputs))
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use openautoglm::bench::Summary;
 use serde_json::{Value, json};
 
+use crate::device::{self, Device};
 use crate::{bindgen, cache, cmd, llm};
 
 /// The fixed prompt (through the model's chat template) every runner gets.
@@ -25,6 +26,7 @@ pub struct GenerateArgs {
     pub rounds: usize,
     pub threads: u32,
     pub vs_genai: bool,
+    pub device: Device,
     pub json: Option<PathBuf>,
 }
 
@@ -82,6 +84,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let precisions = if args.precisions.is_empty() { made.clone() } else { args.precisions.clone() };
     if let Some(p) = precisions.iter().find(|p| !made.contains(p)) {
         bail!("{}: no {p} decoder (made: {made:?})", args.model);
+    }
+    if args.device != Device::Host {
+        if args.vs_genai {
+            bail!("--vs genai runs on the host; drop it with --device {}", args.device.kind());
+        }
+        return on_device(&args, &dir, &precisions);
     }
     let spinner = cache::spinner("building the benchmark runner (release)".into());
     let built = cmd::capture(Command::new(env!("CARGO")).current_dir(cmd::repo_root()).args([
@@ -227,4 +235,86 @@ fn print(args: &GenerateArgs, rows: &[Value]) {
             );
         }
     }
+}
+
+/// A short generation on `device` whose greedy tokens must equal the host's (used by `cargo xtask test`).
+pub fn device_smoke(device: Device, model: &str) -> Result<()> {
+    run(GenerateArgs {
+        model: model.into(),
+        precisions: Vec::new(),
+        tokens: 6,
+        runs: 1,
+        rounds: 1,
+        threads: 2,
+        vs_genai: false,
+        device,
+        json: Some(std::env::temp_dir().join(format!("openautoglm-generate-smoke-{}.json", std::process::id()))),
+    })
+}
+
+/// `--device` other than host: the same runner and protocol, deployed with the decoder; the greedy tokens are
+/// compared with the host's (same ONNX Runtime version, other CPU kernels).
+fn on_device(args: &GenerateArgs, dir: &Path, precisions: &[String]) -> Result<()> {
+    let flags = |precision: &str, runs: usize| -> Vec<String> {
+        [
+            ("--precision", precision.to_owned()),
+            ("--question", QUESTION.to_owned()),
+            ("--tokens", args.tokens.to_string()),
+            ("--runs", runs.to_string()),
+            ("--threads", args.threads.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .collect()
+    };
+    let mut rows = Vec::new();
+    for precision in precisions {
+        let deployed = device::deploy_llm(&args.device, dir, precision)?;
+        let spinner = cache::spinner(format!(
+            "{} {precision} on {}{}: {} runs of {} tokens",
+            args.model,
+            args.device.kind(),
+            if args.device.emulated() { " (emulated: slow)" } else { "" },
+            args.runs,
+            args.tokens
+        ));
+        let ran = deployed.run_generate(&flags(precision, args.runs));
+        spinner.finish_and_clear();
+        let result = ran?;
+        let host = device::deploy_llm(&Device::Host, dir, precision)?.run_generate(&flags(precision, 1))?;
+        let tokens = |r: &Value| r["runs"][0]["tokens"].clone();
+        let same = tokens(&result) == tokens(&host);
+        let runs = result["runs"].as_array().cloned().unwrap_or_default();
+        let median =
+            |key: &str| Summary::of(&runs.iter().filter_map(|r| r[key].as_f64()).collect::<Vec<_>>()).map(|s| s.p50);
+        println!(
+            "{} {precision} on {}: TTFT {:.0} ms, {:.2} tokens/s, p50 {:.0} ms/token; greedy tokens {} the host's",
+            args.model,
+            args.device.kind(),
+            median("time_to_first_token_ms").unwrap_or(f64::NAN),
+            median("tokens_per_second").unwrap_or(f64::NAN),
+            median("token_p50_ms").unwrap_or(f64::NAN),
+            if same { "equal" } else { "DIFFER from" },
+        );
+        rows.push(json!({
+            "precision": precision,
+            "device": { "kind": args.device.kind(), "arch": args.device.arch(), "emulated": args.device.emulated() },
+            "runs": runs,
+            "same_greedy_tokens_as_host": same,
+        }));
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let path = args.json.clone().unwrap_or_else(|| {
+        cmd::repo_root().join(format!("benchmarks/results/generate-{}-{}-{stamp}.json", args.model, args.device.kind()))
+    });
+    fs::create_dir_all(path.parent().expect("parent"))?;
+    fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({ "suite": "generate", "model": args.model, "results": rows }))?,
+    )?;
+    println!("wrote {}", path.display());
+    if rows.iter().any(|r| r["same_greedy_tokens_as_host"] != true) {
+        bail!("the device's greedy tokens differ from the host's");
+    }
+    Ok(())
 }

@@ -153,6 +153,9 @@ pub fn run(args: Args) -> Result<()> {
                 bench::device_smoke("qemu-arm64", model)?;
                 checks.passed += 1;
             }
+            step("qemu-arm64: text generation with the tiny decoder, greedy tokens vs host");
+            crate::generate::device_smoke(crate::device::Device::QemuArm64, "smollm2-tiny")?;
+            checks.passed += 1;
         }
         suites.push(checks);
     }

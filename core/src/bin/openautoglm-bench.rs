@@ -314,6 +314,7 @@ fn run_generate() -> Result<Value, String> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--generate");
     let (mut dir, mut precision, mut question, mut ort) = (None, Precision::Auto, String::new(), None);
     let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128u32, 3usize, 0u32, None, None);
+    let mut optimize = OptimizeLevel::O3;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -335,13 +336,23 @@ fn run_generate() -> Result<Value, String> {
             "--ort" => ort = Some(PathBuf::from(value()?)),
             "--out" => out = Some(PathBuf::from(value()?)),
             "--spinning" => spinning = Some(value()? == "on"),
+            "--optimize" => {
+                optimize = match value()?.as_str() {
+                    "O0" => OptimizeLevel::O0,
+                    "O1" => OptimizeLevel::O1,
+                    "O2" => OptimizeLevel::O2,
+                    "O3" => OptimizeLevel::O3,
+                    other => return Err(format!("--optimize: unknown level {other} (O0..O3)")),
+                }
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
     let (dir, out) = (dir.ok_or("--llm is required")?, out.ok_or("--out is required")?);
     Runtime::init(ort.as_deref()).map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let mut config = EngineConfig::default().with_threads(threads).with_precision(precision);
+    let mut config =
+        EngineConfig::default().with_threads(threads).with_precision(precision).with_optimize_level(optimize);
     config.spinning = spinning;
     let llm = Llm::open(&dir, config).map_err(|e| e.to_string())?;
     let load_ms = ms(t);
