@@ -263,11 +263,10 @@ impl Runner {
     }
 }
 
-fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
-    let root = cmd::repo_root();
-    let cargo = env!("CARGO");
+/// Builds the Rust benchmark runner (release, for this machine) and returns its path.
+pub fn build_rust_runner() -> Result<PathBuf> {
     let spinner = cache::spinner("building the benchmark runner (release)".into());
-    let built = cmd::capture(Command::new(cargo).current_dir(root).args([
+    let built = cmd::capture(Command::new(env!("CARGO")).current_dir(cmd::repo_root()).args([
         "build",
         "--release",
         "-p",
@@ -279,7 +278,13 @@ fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     ]));
     spinner.finish_and_clear();
     built?;
-    let mut runners = vec![Runner::Rust { binary: bindgen::target_dir().join("release/openautoglm-bench") }];
+    Ok(bindgen::target_dir().join("release/openautoglm-bench"))
+}
+
+fn build_runners(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
+    let root = cmd::repo_root();
+    let cargo = env!("CARGO");
+    let mut runners = vec![Runner::Rust { binary: build_rust_runner()? }];
     if peers.contains(&Peer::PythonOrt) {
         runners.push(Runner::PythonOrt { python: crate::python::python()? });
     }

@@ -13,7 +13,7 @@ use openautoglm::bench::Summary;
 use serde_json::{Value, json};
 
 use crate::device::{self, Device};
-use crate::{bindgen, cache, cmd, llm};
+use crate::{cache, cmd, llm};
 
 /// The fixed prompt (through the model's chat template) every runner gets.
 pub const QUESTION: &str = "Write a short story about a lighthouse keeper who finds a message in a bottle.";
@@ -91,20 +91,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
         return on_device(&args, &dir, &precisions);
     }
-    let spinner = cache::spinner("building the benchmark runner (release)".into());
-    let built = cmd::capture(Command::new(env!("CARGO")).current_dir(cmd::repo_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "openautoglm",
-        "--features",
-        "bench-cli",
-        "--bin",
-        "openautoglm-bench",
-    ]));
-    spinner.finish_and_clear();
-    built?;
-    let mut runners = vec![Runner::Rust(bindgen::target_dir().join("release/openautoglm-bench"))];
+    let mut runners = vec![Runner::Rust(crate::bench::build_rust_runner()?)];
     if args.vs_genai {
         runners.push(Runner::Genai(crate::python::python()?));
     }

@@ -70,15 +70,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
-            "--optimize" => {
-                optimize = match value()?.as_str() {
-                    "O0" => OptimizeLevel::O0,
-                    "O1" => OptimizeLevel::O1,
-                    "O2" => OptimizeLevel::O2,
-                    "O3" => OptimizeLevel::O3,
-                    other => return Err(format!("--optimize: unknown level {other} (O0..O3)")),
-                }
-            }
+            "--optimize" => optimize = optimize_level(&value()?)?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -96,6 +88,16 @@ fn parse_args() -> Result<Args, String> {
         cache_dir,
         buckets,
         feed_f16,
+    })
+}
+
+fn optimize_level(text: &str) -> Result<OptimizeLevel, String> {
+    Ok(match text {
+        "O0" => OptimizeLevel::O0,
+        "O1" => OptimizeLevel::O1,
+        "O2" => OptimizeLevel::O2,
+        "O3" => OptimizeLevel::O3,
+        other => return Err(format!("--optimize: unknown level {other} (O0..O3)")),
     })
 }
 
@@ -336,15 +338,7 @@ fn run_generate() -> Result<Value, String> {
             "--ort" => ort = Some(PathBuf::from(value()?)),
             "--out" => out = Some(PathBuf::from(value()?)),
             "--spinning" => spinning = Some(value()? == "on"),
-            "--optimize" => {
-                optimize = match value()?.as_str() {
-                    "O0" => OptimizeLevel::O0,
-                    "O1" => OptimizeLevel::O1,
-                    "O2" => OptimizeLevel::O2,
-                    "O3" => OptimizeLevel::O3,
-                    other => return Err(format!("--optimize: unknown level {other} (O0..O3)")),
-                }
-            }
+            "--optimize" => optimize = optimize_level(&value()?)?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
