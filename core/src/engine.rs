@@ -150,7 +150,8 @@ impl Engine {
         let prefix = profile_prefix();
         let engine = catch_panic(|| {
             let (session, accelerators, cache) = open_session(Source::File(path), &config, None, Some(&prefix))?;
-            Engine::assemble(config, session, Vec::new(), accelerators, cache)
+            let info = model_info(&session)?;
+            Engine::assemble(config, info, session, Vec::new(), accelerators, cache)
         })?;
         let ran = engine.run(inputs);
         let placement = engine.end_profiling();
@@ -168,7 +169,7 @@ impl Engine {
             .iter()
             .map(|bucket| open_session(source, &config, Some(bucket), None).map(|(session, ..)| session))
             .collect::<Result<Vec<_>>>()?;
-        let mut engine = Engine::assemble(config, dynamic, buckets, accelerators, cache)?;
+        let mut engine = Engine::assemble(config, info, dynamic, buckets, accelerators, cache)?;
         if prefix.is_some() {
             // One zero-filled run on the profiled session, then profiling stops for good.
             let placement = match engine.run_warmup_inputs(None) {
@@ -189,14 +190,15 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The engine around built sessions; `info` is the dynamic session's (read once per load).
     fn assemble(
         config: EngineConfig,
+        info: ModelInfo,
         dynamic: Session,
         buckets: Vec<Session>,
         accelerators: AcceleratorReport,
         cache: CacheOutcome,
     ) -> Result<Engine> {
-        let info = model_info(&dynamic)?;
         log::debug!(
             "engine ready: {} inputs, {} outputs, compile cache {cache:?}",
             info.inputs.len(),
