@@ -26,7 +26,9 @@ class Decoder:
         options.intra_op_num_threads = 2
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.cfg = cfg
-        self.dtype = np.float16 if self.session.get_inputs()[3].type == "tensor(float16)" else np.float32
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.dtype = np.float16 if inputs["past_key_values.0.key"].type == "tensor(float16)" else np.float32
+        self.position_ids = "position_ids" in inputs
 
     def empty_past(self):
         shape = (1, self.cfg["kv_heads"], 0, self.cfg["head_dim"])
@@ -35,8 +37,9 @@ class Decoder:
 
     def step(self, ids, past, start):
         feeds = {"input_ids": np.array([ids], np.int64),
-                 "attention_mask": np.ones((1, start + len(ids)), np.int64),
-                 "position_ids": np.arange(start, start + len(ids), dtype=np.int64)[None], **past}
+                 "attention_mask": np.ones((1, start + len(ids)), np.int64), **past}
+        if self.position_ids:
+            feeds["position_ids"] = np.arange(start, start + len(ids), dtype=np.int64)[None]
         outputs = self.session.run(None, feeds)
         names = [o.name for o in self.session.get_outputs()]
         present = {n.replace("present", "past_key_values"): v for n, v in zip(names[1:], outputs[1:])}

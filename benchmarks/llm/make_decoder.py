@@ -1,14 +1,16 @@
-"""A Llama-architecture GGUF (SmolLM2-135M-Instruct) as an ONNX decoder with KV cache in the usual optimum layout,
-with its tokenizer.json and chat template. numpy + onnx + gguf only (no torch). Driven by `cargo xtask models
-prepare smollm2`, in the xtask-managed venv.
+"""A Llama-architecture GGUF (SmolLM2-135M-Instruct) as an ONNX decoder with KV cache, with its tokenizer.json and
+chat template. numpy + onnx + gguf only (no torch). Driven by `cargo xtask models prepare smollm2`, in the
+xtask-managed venv.
 
     python make_decoder.py --gguf M.gguf --out DIR            # DIR/fp32.onnx (+ .data), tokenizer.json, chat_template.jinja
     python make_decoder.py --gguf M.gguf --out DIR --tiny     # same layout and tokenizer, 2 small random layers
+    python make_decoder.py ... --attention decomposed         # optimum's form (plain ONNX attention, position_ids)
 
-Inputs: input_ids, attention_mask [b, past + s] (int64), position_ids [b, s], past_key_values.N.key/.value
-[b, kv_heads, past, head_dim] (past = 0 on the first step). Outputs: logits [b, s, vocab], present.N.key/.value.
-llama.cpp stores Q and K rows permuted for its rotary layout; they are un-permuted here for the Hugging Face
-(rotate-half) form that ONNX Runtime's fusions and onnxruntime-genai expect.
+I/O in the usual optimum names: input_ids [b, s], attention_mask [b, past + s] (int64), past_key_values.N.key/.value
+[b, kv_heads, past, head_dim] in, logits [b, s, vocab] and present.N.key/.value out. The default (GroupQueryAttention)
+form takes positions from the mask and may share past and present buffers (decoder.json says so); the decomposed form
+also takes position_ids. llama.cpp stores Q and K rows permuted for its rotary layout; they are un-permuted here for
+the Hugging Face (rotate-half) form that ONNX Runtime and onnxruntime-genai expect.
 """
 import argparse
 import json
@@ -17,9 +19,6 @@ import os
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-MASK_VALUE = -1e4  # finite in float16 too: the FP16 variant keeps working
-
 
 def gguf_model(path, with_weights=True):
     from gguf import GGUFReader
@@ -117,6 +116,80 @@ class Graph:
 
 
 def build(cfg, weights, out_path):
+    """The decoder in ONNX Runtime's own LLM form (as onnxruntime-genai's model builder writes it): RMS norms as
+    SimplifiedLayerNormalization, one packed QKV projection, and GroupQueryAttention doing the rotary embedding, the
+    causal mask and the KV cache append in one kernel. Far fewer nodes than the decomposed form, which matters on a
+    phone: a decode step is ~15 nodes per layer instead of ~45, each with its own dispatch cost."""
+    g = Graph()
+    hd = cfg["hidden"] // cfg["heads"]
+    heads, kv_heads, layers = cfg["heads"], cfg["kv_heads"], cfg["layers"]
+
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", cfg["vocab"]])]
+    for i in range(layers):
+        for kind in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(
+                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "past_sequence_length", hd]))
+            outputs.append(helper.make_tensor_value_info(
+                f"present.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "total_sequence_length", hd]))
+
+    def rms_norm(x, w):
+        return g.op("SimplifiedLayerNormalization", [x, w], axis=-1, epsilon=cfg["eps"], stash_type=1)
+
+    # GroupQueryAttention's sequence inputs, from the attention mask (as genai's builder does): the valid length - 1
+    # per row, and the total length.
+    seqlens_k = g.op("Cast", [g.op("Sub", [g.op("ReduceSum", ["attention_mask", g.const([1], "axes", np.int64)],
+                                                keepdims=0), g.const(1, "one", np.int64)])], to=TensorProto.INT32)
+    total = g.op("Cast", [g.op("Gather", [g.op("Shape", ["attention_mask"]), g.const(1, "one", np.int64)])],
+                 to=TensorProto.INT32)
+    inv = 1.0 / (cfg["rope_theta"] ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+    angles = np.outer(np.arange(cfg["max_positions"], dtype=np.float64), inv)
+    cos_cache, sin_cache = g.const(np.cos(angles), "cos_cache"), g.const(np.sin(angles), "sin_cache")
+
+    x = g.op("Gather", [g.weight(weights["token_embd.weight"], "embed_tokens"), "input_ids"])
+    for i in range(layers):
+        p = f"blk.{i}."
+        w = {k: weights[p + k] for k in ("attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
+                                        "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight")}
+        qkv_weight = np.concatenate([unpermute(w["attn_q.weight"], heads), unpermute(w["attn_k.weight"], kv_heads),
+                                     w["attn_v.weight"]]).T
+        h = rms_norm(x, g.weight(weights[p + "attn_norm.weight"], f"layers.{i}.input_norm"))
+        qkv = g.op("MatMul", [h, g.weight(qkv_weight, f"layers.{i}.qkv_proj")])
+        attn = g.op("GroupQueryAttention",
+                    [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens_k, total,
+                     cos_cache, sin_cache],
+                    outputs=1, domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads, do_rotary=1,
+                    rotary_interleaved=0, scale=float(1.0 / np.sqrt(hd)))
+        # GroupQueryAttention's KV outputs are the graph's present.N tensors.
+        g.nodes[-1].output.extend([f"present.{i}.key", f"present.{i}.value"])
+        x = g.op("Add", [x, g.op("MatMul", [attn, g.weight(w["attn_output.weight"].T, f"layers.{i}.o_proj")])])
+        h = rms_norm(x, g.weight(weights[p + "ffn_norm.weight"], f"layers.{i}.post_attention_norm"))
+        gate_up = g.op("MatMul", [h, g.weight(np.concatenate([w["ffn_gate.weight"], w["ffn_up.weight"]]).T,
+                                              f"layers.{i}.gate_up_proj")])
+        gate, up = g.op("Split", [gate_up, g.const([cfg["intermediate"]] * 2, "split", np.int64)], outputs=2, axis=-1)
+        act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])  # SiLU
+        x = g.op("Add", [x, g.op("MatMul", [g.op("Mul", [act, up]),
+                                           g.weight(w["ffn_down.weight"].T, f"layers.{i}.down_proj")])])
+    x = rms_norm(x, g.weight(weights["output_norm.weight"], "norm"))
+    head = weights.get("output.weight", weights["token_embd.weight"])  # tied embeddings
+    g.nodes.append(helper.make_node("MatMul", [x, g.weight(head.T, "lm_head")], ["logits"], name="lm_head"))
+
+    graph = helper.make_graph(g.nodes, "decoder", inputs, outputs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=8, producer_name="openautoglm make_decoder.py")
+    # No onnx.checker: SimplifiedLayerNormalization is ONNX Runtime's (in the default domain), unknown to onnx.
+    # Loading the model in ONNX Runtime, as check_decoder.py does for every variant, is the check that matters.
+    onnx.save(model, out_path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location=os.path.basename(out_path) + ".data", size_threshold=1024)
+
+
+def build_decomposed(cfg, weights, out_path):
+    """The decoder as optimum exports one: attention from plain ONNX ops, positions as an input, each step's KV cache
+    concatenated onto the last (`present` one position longer than `past`). Kept for the generator's other KV-cache
+    path, which serves decoders of this form."""
     g = Graph()
     hd = cfg["hidden"] // cfg["heads"]
     heads, kv_heads, layers = cfg["heads"], cfg["kv_heads"], cfg["layers"]
@@ -169,7 +242,7 @@ def build(cfg, weights, out_path):
     causal = g.op("LessOrEqual", [key_pos, query_pos])  # [s, total]
     padding = g.op("Unsqueeze", [g.op("Cast", ["attention_mask"], to=TensorProto.BOOL), g.const([1, 2], "axes", np.int64)])
     allowed = g.op("And", [causal, padding])  # [b, 1, s, total]
-    mask = g.op("Where", [allowed, g.const(0.0, "zero_f"), g.const(MASK_VALUE, "mask_value")])
+    mask = g.op("Where", [allowed, g.const(0.0, "zero_f"), g.const(-1e4, "mask_value")])
 
     batch = g.op("Gather", [shape_ids, g.const(0, "zero", np.int64)])
     unsq0 = g.const([0], "axis", np.int64)
@@ -254,6 +327,8 @@ def main():
     p.add_argument("--gguf", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--tiny", action="store_true", help="2 random layers of hidden 64 (the real tokenizer)")
+    p.add_argument("--attention", choices=["gqa", "decomposed"], default="gqa",
+                   help="gqa: ONNX Runtime's GroupQueryAttention, shared KV buffer (default); decomposed: optimum's form")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     fields, weights = gguf_model(args.gguf, with_weights=not args.tiny)
@@ -261,13 +336,14 @@ def main():
     if args.tiny:
         cfg.update(layers=2, hidden=64, intermediate=128, heads=4, kv_heads=2, max_positions=2048)
         weights = tiny_weights(cfg)
-    build(cfg, weights, os.path.join(args.out, "fp32.onnx"))
+    (build if args.attention == "gqa" else build_decomposed)(cfg, weights, os.path.join(args.out, "fp32.onnx"))
     with open(os.path.join(args.out, "tokenizer.json"), "w") as f:
         json.dump(tokenizer_json(fields), f, ensure_ascii=False)
     with open(os.path.join(args.out, "chat_template.jinja"), "w") as f:
         f.write(str(fields["tokenizer.chat_template"]))
     with open(os.path.join(args.out, "decoder.json"), "w") as f:
-        json.dump({**cfg, "head_dim": cfg["hidden"] // cfg["heads"]}, f, indent=1)
+        json.dump({**cfg, "head_dim": cfg["hidden"] // cfg["heads"],
+                   "past_present_share_buffer": args.attention == "gqa"}, f, indent=1)
 
 
 if __name__ == "__main__":

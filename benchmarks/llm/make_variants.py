@@ -41,7 +41,9 @@ def main():
         keep = [n.name for n in model.graph.node
                 if n.op_type == "MatMul" and (n.input[1] not in weights or n.name == "lm_head")]
         quantize_dynamic(fp32, out, weight_type=QuantType.QInt8, per_channel=False, op_types_to_quantize=["MatMul"],
-                         nodes_to_exclude=keep, use_external_data_format=True)
+                         nodes_to_exclude=keep, use_external_data_format=True,
+                         # onnx's shape inference cannot type ONNX Runtime's own ops (SimplifiedLayerNormalization).
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     if "int4" in wanted:
         quantizer = MatMulNBitsQuantizer(onnx.load(fp32), bits=4, block_size=32, is_symmetric=True, accuracy_level=4)
         quantizer.process()

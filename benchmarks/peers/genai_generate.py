@@ -20,8 +20,9 @@ from tokenizers import Tokenizer
 
 
 def genai_config(cfg, model_file, threads, max_length, min_length):
-    """genai_config.json for a decoder in make_decoder.py's layout (optimum names; KV cache by Concat, so no
-    shared past/present buffer)."""
+    """genai_config.json for a decoder in make_decoder.py's layout (optimum names). GroupQueryAttention decoders
+    share their past and present KV buffers (genai's default for them, as its model builder writes it); decomposed
+    ones concatenate, so they cannot."""
     return {
         "model": {
             "bos_token_id": 1, "eos_token_id": cfg["eos"], "pad_token_id": cfg["eos"],
@@ -41,7 +42,8 @@ def genai_config(cfg, model_file, threads, max_length, min_length):
             },
         },
         "search": {"do_sample": False, "num_beams": 1, "max_length": max_length, "min_length": min_length,
-                   "past_present_share_buffer": False, "temperature": 1.0, "top_k": 1, "top_p": 1.0,
+                   "past_present_share_buffer": bool(cfg.get("past_present_share_buffer", False)),
+                   "temperature": 1.0, "top_k": 1, "top_p": 1.0,
                    "repetition_penalty": 1.0, "early_stopping": True, "length_penalty": 1.0,
                    "no_repeat_ngram_size": 0, "num_return_sequences": 1, "diversity_penalty": 0.0},
     }

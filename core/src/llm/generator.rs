@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use half::f16;
-use ort::session::{Session, SessionInputValue};
+use ort::AsPointer;
+use ort::session::{IoBinding, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor};
 use serde::Deserialize;
 
@@ -16,6 +17,33 @@ use super::sampling::{GenerateOptions, Sampler};
 use crate::config::{EngineConfig, Precision};
 use crate::engine::{Source, open_session};
 use crate::error::{Error, Result, catch_panic};
+
+fn fail(what: &str, e: ort::Error) -> Error {
+    Error::InferenceFailed { reason: format!("{what}: {}", e.message()) }
+}
+
+/// The last position's logits (f32 or f16) copied into `out`, a buffer reused across steps.
+fn last_logits(logits: &DynValue, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
+    out.clear();
+    match logits.try_extract_tensor::<f32>() {
+        Ok((_, data)) => out.extend_from_slice(&data[data.len() - vocab..]),
+        Err(_) => {
+            let (_, data) = logits.try_extract_tensor::<f16>().map_err(|e| fail("logits", e))?;
+            out.extend(data[data.len() - vocab..].iter().map(|h| h.to_f32()));
+        }
+    }
+    Ok(())
+}
+
+/// The next token from the last position's logits (modified in place), with `banned` tokens excluded.
+fn choose(sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[u32]) -> u32 {
+    for &token in banned {
+        if let Some(l) = logits.get_mut(token as usize) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    sampler.next(logits, history)
+}
 
 /// The layout of a decoder made by `benchmarks/llm/make_decoder.py` (its `decoder.json`).
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +54,11 @@ struct DecoderConfig {
     vocab: usize,
     max_positions: usize,
     eos: u32,
+    /// The KV cache is one buffer per layer, sized for the whole generation, that the attention updates in place
+    /// (GroupQueryAttention's shared past/present buffer, genai's `past_present_share_buffer`). Otherwise each step's
+    /// `present` outputs, one position longer, become the next step's `past` inputs.
+    #[serde(default)]
+    past_present_share_buffer: bool,
 }
 
 /// One message of a chat.
@@ -81,6 +114,9 @@ struct LlmInner {
     chat_template: Option<String>,
     config: DecoderConfig,
     kv_f16: bool,
+    logits_f16: bool,
+    /// Whether the decoder takes `position_ids` (the decomposed layout) or derives positions from the mask.
+    position_ids: bool,
     stop_tokens: Vec<u32>,
     past_names: Vec<String>,
     present_names: Vec<String>,
@@ -126,32 +162,32 @@ impl Llm {
             let config_text = read("decoder.json")?;
             let decoder: DecoderConfig = serde_json::from_str(&config_text)
                 .map_err(|e| Error::invalid_model(format!("{}: decoder.json: {e}", dir.display())))?;
-            let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
-                .map_err(|e| Error::invalid_model(format!("{}: tokenizer.json: {e}", dir.display())))?;
-            let chat_template = read("chat_template.jinja").ok();
             let file = decoder_file(dir, config.precision)?;
             let session_config = EngineConfig { precision: Precision::Auto, shape_buckets: Vec::new(), ..config };
             let (session, _, _) = open_session(Source::File(&dir.join(&file)), &session_config, None, None)?;
+            let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+                .map_err(|e| Error::invalid_model(format!("{}: tokenizer.json: {e}", dir.display())))?;
+            let chat_template = read("chat_template.jinja").ok();
             let past_names: Vec<String> = (0..decoder.layers)
                 .flat_map(|i| [format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")])
                 .collect();
             let present_names: Vec<String> =
                 (0..decoder.layers).flat_map(|i| [format!("present.{i}.key"), format!("present.{i}.value")]).collect();
             let declared: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-            for name in ["input_ids", "attention_mask", "position_ids"]
-                .iter()
-                .copied()
-                .chain(past_names.iter().map(String::as_str))
-            {
+            // position_ids is optional: decoders whose attention takes positions from the mask have none.
+            let position_ids = declared.contains(&"position_ids");
+            for name in ["input_ids", "attention_mask"].iter().copied().chain(past_names.iter().map(String::as_str)) {
                 if !declared.contains(&name) {
                     return Err(Error::invalid_model(format!(
                         "{file} is not a decoder of decoder.json's layout: no input `{name}`"
                     )));
                 }
             }
-            let kv_f16 = session.inputs().iter().find(|i| i.name() == past_names[0]).is_some_and(|i| {
-                matches!(i.dtype(), ort::value::ValueType::Tensor { ty: ort::value::TensorElementType::Float16, .. })
-            });
+            let is_f16 = |t: &ort::value::ValueType| {
+                matches!(t, ort::value::ValueType::Tensor { ty: ort::value::TensorElementType::Float16, .. })
+            };
+            let kv_f16 = session.inputs().iter().find(|i| i.name() == past_names[0]).is_some_and(|i| is_f16(i.dtype()));
+            let logits_f16 = session.outputs().iter().find(|o| o.name() == "logits").is_some_and(|o| is_f16(o.dtype()));
             let mut stop_tokens = vec![decoder.eos];
             stop_tokens.extend(
                 ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "</s>"].iter().filter_map(|t| tokenizer.token_to_id(t)),
@@ -166,6 +202,8 @@ impl Llm {
                     chat_template,
                     config: decoder,
                     kv_f16,
+                    logits_f16,
+                    position_ids,
                     stop_tokens,
                     past_names,
                     present_names,
@@ -287,6 +325,14 @@ impl CancelHandle {
     }
 }
 
+/// A shared-buffer decoder's state: the binding holds the KV buffers (as input and output) and the logits buffer,
+/// which is remade only when the number of new tokens changes (prefill, then 1).
+struct SharedKvCache {
+    binding: IoBinding,
+    logits: DynValue,
+    logits_rows: usize,
+}
+
 /// A generation in progress: an iterator of text pieces, each valid UTF-8 (a character split across tokens is
 /// held until complete). Dropping it, or [`CancelHandle::cancel`], stops it between tokens.
 pub struct Generation {
@@ -295,7 +341,11 @@ pub struct Generation {
     sampler: Sampler,
     tokens: Vec<u32>,
     prompt_len: usize,
+    /// Model steps run so far (the first is the prefill).
+    steps: usize,
+    /// The KV cache between steps: the last `present` outputs, or a shared-buffer decoder's buffers.
     past: Option<Vec<DynValue>>,
+    shared: Option<SharedKvCache>,
     /// The generated text so far, and how much of it was handed out.
     text: String,
     emitted: usize,
@@ -310,6 +360,8 @@ pub struct Generation {
     prompt_ms: f64,
     first_token_ms: Option<f64>,
     step_ms: Vec<f64>,
+    /// The last position's logits, one buffer reused across steps.
+    logits: Vec<f32>,
 }
 
 impl Generation {
@@ -338,7 +390,9 @@ impl Generation {
             tokens,
             options,
             llm,
+            steps: 0,
             past: None,
+            shared: None,
             text: String::new(),
             emitted: 0,
             stream_ids: Vec::new(),
@@ -351,6 +405,7 @@ impl Generation {
             prompt_ms,
             first_token_ms: None,
             step_ms: Vec::new(),
+            logits: Vec::new(),
         })
     }
 
@@ -391,7 +446,7 @@ impl Generation {
 
     fn end(&mut self, reason: FinishReason) -> Option<String> {
         self.finish = Some(reason);
-        self.past = None;
+        (self.past, self.shared) = (None, None); // the KV cache's memory goes back now, not when this is dropped
         // Whatever was held back for a possible stop string is answer text after all (unless a stop string ended it).
         let rest = self.text[self.emitted..].to_owned();
         self.emitted = self.text.len();
@@ -404,75 +459,119 @@ impl Generation {
     /// One model step: the prompt on the first call, then the last token. Returns the next token.
     fn step(&mut self) -> Result<u32> {
         let llm = self.llm.clone();
-        let cfg = &llm.config;
-        let (start, new): (usize, &[u32]) = match self.past {
-            None => (0, &self.tokens),
-            Some(_) => (self.tokens.len() - 1, &self.tokens[self.tokens.len() - 1..]),
-        };
-        let n = new.len();
+        let (start, n) = if self.steps == 0 { (0, self.tokens.len()) } else { (self.tokens.len() - 1, 1) };
         let total = start + n;
-        let fail = |what: &str, e: ort::Error| Error::InferenceFailed { reason: format!("{what}: {}", e.message()) };
-        let ids: Vec<i64> = new.iter().map(|&t| t as i64).collect();
-        let positions: Vec<i64> = (start as i64..total as i64).collect();
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            ("input_ids".into(), OrtTensor::from_array(([1usize, n], ids)).map_err(|e| fail("input_ids", e))?.into()),
-            (
-                "attention_mask".into(),
-                OrtTensor::from_array(([1usize, total], vec![1i64; total]))
-                    .map_err(|e| fail("attention_mask", e))?
-                    .into(),
-            ),
-            (
-                "position_ids".into(),
-                OrtTensor::from_array(([1usize, n], positions)).map_err(|e| fail("position_ids", e))?.into(),
-            ),
-        ];
-        match self.past.take() {
-            Some(past) => {
-                for (name, value) in llm.past_names.iter().zip(past) {
-                    inputs.push((name.as_str().into(), value.into()));
-                }
-            }
-            None => {
-                let shape = [1usize, cfg.kv_heads, 0, cfg.head_dim];
-                for name in &llm.past_names {
-                    let empty: DynValue = if llm.kv_f16 {
-                        OrtTensor::from_array((shape, Vec::<f16>::new())).map(|t| t.into_dyn())
-                    } else {
-                        OrtTensor::from_array((shape, Vec::<f32>::new())).map(|t| t.into_dyn())
-                    }
-                    .map_err(|e| fail("empty KV cache", e))?;
-                    inputs.push((name.as_str().into(), empty.into()));
-                }
-            }
-        }
-        let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
-        let mut outputs = session.run(inputs).map_err(|e| fail("decoder step", e))?;
-        let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
-        let vocab = cfg.vocab;
-        let mut last: Vec<f32> = match logits.try_extract_tensor::<f32>() {
-            Ok((_, data)) => data[data.len() - vocab..].to_vec(),
-            Err(_) => {
-                let (_, data) = logits.try_extract_tensor::<f16>().map_err(|e| fail("logits", e))?;
-                data[data.len() - vocab..].iter().map(|h| h.to_f32()).collect()
-            }
+        let ids: Vec<i64> = self.tokens[start..].iter().map(|&t| t as i64).collect();
+        let input_ids = OrtTensor::from_array(([1usize, n], ids)).map_err(|e| fail("input_ids", e))?;
+        let mask =
+            OrtTensor::from_array(([1usize, total], vec![1i64; total])).map_err(|e| fail("attention_mask", e))?;
+        let positions = if llm.position_ids {
+            let positions: Vec<i64> = (start as i64..total as i64).collect();
+            Some(OrtTensor::from_array(([1usize, n], positions)).map_err(|e| fail("position_ids", e))?)
+        } else {
+            None
         };
-        let past = llm
-            .present_names
-            .iter()
-            .map(|name| outputs.remove(name).ok_or_else(|| Error::internal(format!("the decoder gave no `{name}`"))))
-            .collect::<Result<Vec<_>>>()?;
-        drop(outputs);
-        drop(session);
-        self.past = Some(past);
-        if self.tokens.len() - self.prompt_len < self.options.min_tokens as usize {
-            for &stop in &llm.stop_tokens {
-                if let Some(l) = last.get_mut(stop as usize) {
-                    *l = f32::NEG_INFINITY;
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            vec![("input_ids".into(), input_ids.into()), ("attention_mask".into(), mask.into())];
+        if let Some(positions) = positions {
+            inputs.push(("position_ids".into(), positions.into()));
+        }
+        // Until `min_tokens` are out, the stop tokens cannot be chosen.
+        let banned: &[u32] =
+            if self.tokens.len() - self.prompt_len < self.options.min_tokens as usize { &llm.stop_tokens } else { &[] };
+        let vocab = llm.config.vocab;
+        let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
+        let token = if llm.config.past_present_share_buffer {
+            if self.shared.is_none() {
+                self.shared = Some(self.shared_kv_cache(&session)?);
+            }
+            let shared = self.shared.as_mut().expect("made above");
+            let binding = &mut shared.binding;
+            for (name, value) in &inputs {
+                binding.bind_input(name.as_ref(), &**value).map_err(|e| fail("binding", e))?;
+            }
+            if shared.logits_rows != n {
+                let shape = [1usize, n, vocab];
+                let allocator = ort::memory::Allocator::default();
+                shared.logits = if llm.logits_f16 {
+                    OrtTensor::<f16>::new(&allocator, shape).map(|t| t.into_dyn())
+                } else {
+                    OrtTensor::<f32>::new(&allocator, shape).map(|t| t.into_dyn())
+                }
+                .map_err(|e| fail("logits", e))?;
+                binding.bind_output("logits", &mut shared.logits).map_err(|e| fail("logits", e))?;
+                shared.logits_rows = n;
+            }
+            // ort's run_binding would wrap all 61 bound outputs in new values at every step; every output here is
+            // already ours, so the C call alone does.
+            // SAFETY: the session and binding are live, the binding holds its values, and `session` is locked.
+            unsafe {
+                ort::Error::result_from_status((ort::api().RunWithBinding)(
+                    session.ptr().cast_mut(),
+                    std::ptr::null(),
+                    binding.ptr(),
+                ))
+            }
+            .map_err(|e| fail("decoder step", e))?;
+            // The logits buffer is ours: sample in place, without a copy (unless it holds f16).
+            match shared.logits.try_extract_tensor_mut::<f32>() {
+                Ok((_, data)) => {
+                    let len = data.len();
+                    choose(&mut self.sampler, &mut data[len - vocab..], &self.tokens, banned)
+                }
+                Err(_) => {
+                    last_logits(&shared.logits, vocab, &mut self.logits)?;
+                    choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
                 }
             }
+        } else {
+            let past = match self.past.take() {
+                Some(past) => past,
+                None => (0..llm.past_names.len()).map(|_| self.kv_tensor(0)).collect::<Result<Vec<_>>>()?,
+            };
+            inputs.extend(llm.past_names.iter().zip(past).map(|(name, value)| (name.as_str().into(), value.into())));
+            let mut outputs = session.run(inputs).map_err(|e| fail("decoder step", e))?;
+            let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
+            last_logits(logits, vocab, &mut self.logits)?;
+            let past = llm
+                .present_names
+                .iter()
+                .map(|name| {
+                    outputs.remove(name).ok_or_else(|| Error::internal(format!("the decoder gave no `{name}`")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.past = Some(past);
+            choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
+        };
+        self.steps += 1;
+        Ok(token)
+    }
+
+    /// An empty KV cache tensor of `positions` positions, in the decoder's KV type.
+    fn kv_tensor(&self, positions: usize) -> Result<DynValue> {
+        let cfg = &self.llm.config;
+        let shape = [1usize, cfg.kv_heads, positions, cfg.head_dim];
+        let allocator = ort::memory::Allocator::default();
+        if self.llm.kv_f16 {
+            OrtTensor::<f16>::new(&allocator, shape).map(|t| t.into_dyn())
+        } else {
+            OrtTensor::<f32>::new(&allocator, shape).map(|t| t.into_dyn())
         }
-        Ok(self.sampler.next(&mut last, &self.tokens))
+        .map_err(|e| fail("KV cache", e))
+    }
+
+    /// The KV cache of a shared-buffer decoder: per layer one buffer sized for this whole generation, bound as both
+    /// its `past` input and its `present` output, so the attention appends to it in place and nothing is copied or
+    /// reallocated between steps.
+    fn shared_kv_cache(&self, session: &Session) -> Result<SharedKvCache> {
+        let capacity = (self.prompt_len + self.options.max_tokens as usize).min(self.llm.config.max_positions);
+        let mut binding = session.create_binding().map_err(|e| fail("binding", e))?;
+        for (past, present) in self.llm.past_names.iter().zip(&self.llm.present_names) {
+            let mut buffer = self.kv_tensor(capacity)?;
+            binding.bind_input(past.as_str(), &buffer).map_err(|e| fail("KV cache", e))?;
+            binding.bind_output(present.as_str(), &mut buffer).map_err(|e| fail("KV cache", e))?;
+        }
+        Ok(SharedKvCache { binding, logits: self.kv_tensor(0)?, logits_rows: 0 })
     }
 
     /// The next piece of text, or `None` when the generation has ended.
@@ -557,7 +656,7 @@ impl Iterator for Generation {
             Ok(None) => None,
             Err(e) => {
                 self.finish = Some(FinishReason::Stop);
-                self.past = None;
+                (self.past, self.shared) = (None, None);
                 Some(Err(e))
             }
         }

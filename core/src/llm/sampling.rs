@@ -123,14 +123,31 @@ impl Sampler {
     }
 }
 
+/// The index of the largest value (the first of equals; NaN never wins). Greedy decoding runs this over the whole
+/// vocabulary at every token, so it keeps 16 running maxima side by side, which the compiler turns into vector code.
 pub(crate) fn argmax(values: &[f32]) -> u32 {
-    let mut best = (0usize, f32::NEG_INFINITY);
-    for (i, &v) in values.iter().enumerate() {
-        if v > best.1 {
-            best = (i, v);
+    const LANES: usize = 16;
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut at = [0u32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        for lane in 0..LANES {
+            let (v, i) = (chunk[lane], (c * LANES + lane) as u32);
+            let better = v > best[lane];
+            best[lane] = if better { v } else { best[lane] };
+            at[lane] = if better { i } else { at[lane] };
         }
     }
-    best.0 as u32
+    let first = values.len() - tail.len();
+    let candidates = best.into_iter().zip(at).chain(tail.iter().copied().zip(first as u32..));
+    let (mut top, mut index) = (f32::NEG_INFINITY, 0u32);
+    for (v, i) in candidates {
+        if v > top || (v == top && v > f32::NEG_INFINITY && i < index) {
+            (top, index) = (v, i);
+        }
+    }
+    index
 }
 
 #[cfg(test)]
@@ -147,6 +164,31 @@ mod tests {
     fn greedy_takes_the_largest_logit() {
         let mut sampler = Sampler::new(&options(|_| {}));
         assert_eq!(sampler.next(&mut [0.1, 3.0, -1.0, 2.9], &[]), 1);
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest_value() {
+        let naive = |v: &[f32]| {
+            let mut best = (0usize, f32::NEG_INFINITY);
+            for (i, &x) in v.iter().enumerate() {
+                if x > best.1 {
+                    best = (i, x);
+                }
+            }
+            best.0 as u32
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        for len in [0usize, 1, 15, 16, 17, 49_152, 49_153] {
+            // Few distinct values, so ties across lanes and the tail are common.
+            let mut v: Vec<f32> = (0..len).map(|_| (rng.random::<u32>() % 7) as f32).collect();
+            assert_eq!(argmax(&v), naive(&v), "len {len}");
+            if len > 3 {
+                v[len / 2] = f32::NAN;
+                v[len - 1] = 100.0;
+                assert_eq!(argmax(&v), naive(&v), "len {len} with NaN");
+            }
+        }
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 20]), 0);
     }
 
     #[test]
