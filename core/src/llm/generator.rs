@@ -1,5 +1,6 @@
-//! A decoder LLM and its generations: prefill, then one token at a time with the KV cache handed from each step's
-//! outputs to the next step's inputs as ONNX Runtime values (never copied through Rust buffers).
+//! A decoder LLM and its generations: prefill, then one token at a time. The KV cache never passes through Rust
+//! buffers: a shared-buffer decoder (GroupQueryAttention) appends to one bound buffer per layer in place; other
+//! decoders hand each step's `present` outputs to the next step as its `past` inputs, as ONNX Runtime values.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::Instant;
 
 use half::f16;
 use ort::AsPointer;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor};
 use serde::Deserialize;
@@ -325,12 +327,44 @@ impl CancelHandle {
     }
 }
 
-/// A shared-buffer decoder's state: the binding holds the KV buffers (as input and output) and the logits buffer,
-/// which is remade only when the number of new tokens changes (prefill, then 1).
+/// A zero-filled f32 (or f16) tensor of ours.
+fn new_tensor(shape: Vec<usize>, f16: bool) -> ort::Result<DynValue> {
+    let allocator = ort::memory::Allocator::default();
+    if f16 {
+        let mut t = OrtTensor::<f16>::new(&allocator, shape)?;
+        t.extract_tensor_mut().1.fill(f16::ZERO);
+        Ok(t.into_dyn())
+    } else {
+        let mut t = OrtTensor::<f32>::new(&allocator, shape)?;
+        t.extract_tensor_mut().1.fill(0.0);
+        Ok(t.into_dyn())
+    }
+}
+
+/// A KV cache tensor of `positions` positions, in the decoder's KV type.
+fn kv_tensor(llm: &LlmInner, positions: usize) -> Result<DynValue> {
+    let cfg = &llm.config;
+    new_tensor(vec![1, cfg.kv_heads, positions, cfg.head_dim], llm.kv_f16).map_err(|e| fail("KV cache", e))
+}
+
+/// The KV cache of a shared-buffer decoder: per layer one buffer for `capacity` positions (the whole generation),
+/// bound as both its `past` input and its `present` output, so the attention appends to it in place and nothing is
+/// copied or reallocated between steps.
+fn shared_kv_cache(llm: &LlmInner, session: &Session, capacity: usize) -> Result<SharedKvCache> {
+    let mut binding = session.create_binding().map_err(|e| fail("binding", e))?;
+    for (past, present) in llm.past_names.iter().zip(&llm.present_names) {
+        let mut buffer = kv_tensor(llm, capacity)?;
+        binding.bind_input(past.as_str(), &buffer).map_err(|e| fail("KV cache", e))?;
+        binding.bind_output(present.as_str(), &mut buffer).map_err(|e| fail("KV cache", e))?;
+    }
+    Ok(SharedKvCache { binding, logits: None })
+}
+
+/// A shared-buffer decoder's state: the binding holds the KV buffers (as input and output) and, once decoding
+/// one token at a time, the one-row logits buffer.
 struct SharedKvCache {
     binding: IoBinding,
-    logits: DynValue,
-    logits_rows: usize,
+    logits: Option<DynValue>,
 }
 
 /// A generation in progress: an iterator of text pieces, each valid UTF-8 (a character split across tokens is
@@ -383,6 +417,15 @@ impl Generation {
                 format!("{} tokens; the model's context holds {max}, answer included", tokens.len()),
             ));
         }
+        // The KV cache is made with the request, as genai makes its generator's state before the prompt runs: the
+        // time to first token is the model's, and a cache that cannot be had fails here.
+        let shared = if llm.config.past_present_share_buffer {
+            let capacity = (tokens.len() + options.max_tokens as usize).min(max);
+            let session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
+            Some(shared_kv_cache(&llm, &session, capacity)?)
+        } else {
+            None
+        };
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(Generation {
             sampler: Sampler::new(&options),
@@ -392,7 +435,7 @@ impl Generation {
             llm,
             steps: 0,
             past: None,
-            shared: None,
+            shared,
             text: String::new(),
             emitted: 0,
             stream_ids: Vec::new(),
@@ -481,53 +524,52 @@ impl Generation {
             if self.tokens.len() - self.prompt_len < self.options.min_tokens as usize { &llm.stop_tokens } else { &[] };
         let vocab = llm.config.vocab;
         let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
-        let token = if llm.config.past_present_share_buffer {
-            if self.shared.is_none() {
-                self.shared = Some(self.shared_kv_cache(&session)?);
-            }
-            let shared = self.shared.as_mut().expect("made above");
+        let token = if let Some(shared) = self.shared.as_mut() {
             let binding = &mut shared.binding;
             for (name, value) in &inputs {
                 binding.bind_input(name.as_ref(), &**value).map_err(|e| fail("binding", e))?;
             }
-            if shared.logits_rows != n {
-                let shape = [1usize, n, vocab];
-                let allocator = ort::memory::Allocator::default();
-                shared.logits = if llm.logits_f16 {
-                    OrtTensor::<f16>::new(&allocator, shape).map(|t| t.into_dyn())
-                } else {
-                    OrtTensor::<f32>::new(&allocator, shape).map(|t| t.into_dyn())
+            if n > 1 {
+                // The prompt's logits (rows x vocab, megabytes) come from ONNX Runtime's arena, whose pages are warm
+                // after the first request; a buffer of our own would be faulted in afresh at every prompt.
+                let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::CPUOutput)
+                    .map_err(|e| fail("logits", e))?;
+                binding.bind_output_to_device("logits", &cpu).map_err(|e| fail("logits", e))?;
+                let outputs = session.run_binding(binding).map_err(|e| fail("decoder step", e))?;
+                let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
+                last_logits(logits, vocab, &mut self.logits)?;
+                choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
+            } else {
+                if shared.logits.is_none() {
+                    let mut logits = new_tensor(vec![1, 1, vocab], llm.logits_f16).map_err(|e| fail("logits", e))?;
+                    binding.bind_output("logits", &mut logits).map_err(|e| fail("logits", e))?;
+                    shared.logits = Some(logits);
                 }
-                .map_err(|e| fail("logits", e))?;
-                binding.bind_output("logits", &mut shared.logits).map_err(|e| fail("logits", e))?;
-                shared.logits_rows = n;
-            }
-            // ort's run_binding would wrap all 61 bound outputs in new values at every step; every output here is
-            // already ours, so the C call alone does.
-            // SAFETY: the session and binding are live, the binding holds its values, and `session` is locked.
-            unsafe {
-                ort::Error::result_from_status((ort::api().RunWithBinding)(
-                    session.ptr().cast_mut(),
-                    std::ptr::null(),
-                    binding.ptr(),
-                ))
-            }
-            .map_err(|e| fail("decoder step", e))?;
-            // The logits buffer is ours: sample in place, without a copy (unless it holds f16).
-            match shared.logits.try_extract_tensor_mut::<f32>() {
-                Ok((_, data)) => {
-                    let len = data.len();
-                    choose(&mut self.sampler, &mut data[len - vocab..], &self.tokens, banned)
+                // ort's run_binding would wrap all 61 bound outputs in new values at every step; every output here
+                // is already ours, so the C call alone does.
+                // SAFETY: the session and binding are live, the binding holds its values, and `session` is locked.
+                unsafe {
+                    ort::Error::result_from_status((ort::api().RunWithBinding)(
+                        session.ptr().cast_mut(),
+                        std::ptr::null(),
+                        binding.ptr(),
+                    ))
                 }
-                Err(_) => {
-                    last_logits(&shared.logits, vocab, &mut self.logits)?;
-                    choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
+                .map_err(|e| fail("decoder step", e))?;
+                let logits = shared.logits.as_mut().expect("bound above");
+                // The one-row logits buffer is ours: sample in place, without a copy (unless it holds f16).
+                match logits.try_extract_tensor_mut::<f32>() {
+                    Ok((_, data)) => choose(&mut self.sampler, data, &self.tokens, banned),
+                    Err(_) => {
+                        last_logits(logits, vocab, &mut self.logits)?;
+                        choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
+                    }
                 }
             }
         } else {
             let past = match self.past.take() {
                 Some(past) => past,
-                None => (0..llm.past_names.len()).map(|_| self.kv_tensor(0)).collect::<Result<Vec<_>>>()?,
+                None => (0..llm.past_names.len()).map(|_| kv_tensor(&llm, 0)).collect::<Result<Vec<_>>>()?,
             };
             inputs.extend(llm.past_names.iter().zip(past).map(|(name, value)| (name.as_str().into(), value.into())));
             let mut outputs = session.run(inputs).map_err(|e| fail("decoder step", e))?;
@@ -545,33 +587,6 @@ impl Generation {
         };
         self.steps += 1;
         Ok(token)
-    }
-
-    /// An empty KV cache tensor of `positions` positions, in the decoder's KV type.
-    fn kv_tensor(&self, positions: usize) -> Result<DynValue> {
-        let cfg = &self.llm.config;
-        let shape = [1usize, cfg.kv_heads, positions, cfg.head_dim];
-        let allocator = ort::memory::Allocator::default();
-        if self.llm.kv_f16 {
-            OrtTensor::<f16>::new(&allocator, shape).map(|t| t.into_dyn())
-        } else {
-            OrtTensor::<f32>::new(&allocator, shape).map(|t| t.into_dyn())
-        }
-        .map_err(|e| fail("KV cache", e))
-    }
-
-    /// The KV cache of a shared-buffer decoder: per layer one buffer sized for this whole generation, bound as both
-    /// its `past` input and its `present` output, so the attention appends to it in place and nothing is copied or
-    /// reallocated between steps.
-    fn shared_kv_cache(&self, session: &Session) -> Result<SharedKvCache> {
-        let capacity = (self.prompt_len + self.options.max_tokens as usize).min(self.llm.config.max_positions);
-        let mut binding = session.create_binding().map_err(|e| fail("binding", e))?;
-        for (past, present) in self.llm.past_names.iter().zip(&self.llm.present_names) {
-            let mut buffer = self.kv_tensor(capacity)?;
-            binding.bind_input(past.as_str(), &buffer).map_err(|e| fail("KV cache", e))?;
-            binding.bind_output(present.as_str(), &mut buffer).map_err(|e| fail("KV cache", e))?;
-        }
-        Ok(SharedKvCache { binding, logits: self.kv_tensor(0)?, logits_rows: 0 })
     }
 
     /// The next piece of text, or `None` when the generation has ended.
