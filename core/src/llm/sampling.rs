@@ -7,7 +7,8 @@ use rand::{Rng, SeedableRng};
 /// How to generate: sampling, limits and stops. `Default` is greedy decoding of up to 256 tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
-    /// Tokens to generate at most (the prompt not counted).
+    /// Tokens to generate at most (the prompt not counted). It also sizes the KV cache: a shared-buffer decoder
+    /// holds prompt + `max_tokens` positions (up to the model's context) from the start of the request.
     pub max_tokens: u32,
     /// End-of-sequence tokens are not chosen before this many tokens (benchmarks use it for fixed output lengths).
     pub min_tokens: u32,
