@@ -115,6 +115,25 @@ class Graph:
         return names[0] if outputs == 1 else names
 
 
+def graph_io(cfg, position_ids):
+    """The decoder's inputs and outputs, in optimum's names and shapes."""
+    hd, kv_heads = cfg["hidden"] // cfg["heads"], cfg["kv_heads"]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
+    ]
+    if position_ids:
+        inputs.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]))
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", cfg["vocab"]])]
+    for i in range(cfg["layers"]):
+        for kind in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(
+                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "past_sequence_length", hd]))
+            outputs.append(helper.make_tensor_value_info(
+                f"present.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "total_sequence_length", hd]))
+    return inputs, outputs
+
+
 def build(cfg, weights, out_path):
     """The decoder in ONNX Runtime's own LLM form (as onnxruntime-genai's model builder writes it): RMS norms as
     SimplifiedLayerNormalization, one packed QKV projection, and GroupQueryAttention doing the rotary embedding, the
@@ -124,17 +143,7 @@ def build(cfg, weights, out_path):
     hd = cfg["hidden"] // cfg["heads"]
     heads, kv_heads, layers = cfg["heads"], cfg["kv_heads"], cfg["layers"]
 
-    inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
-    ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", cfg["vocab"]])]
-    for i in range(layers):
-        for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(
-                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "past_sequence_length", hd]))
-            outputs.append(helper.make_tensor_value_info(
-                f"present.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "total_sequence_length", hd]))
+    inputs, outputs = graph_io(cfg, position_ids=False)
 
     def rms_norm(x, w):
         return g.op("SimplifiedLayerNormalization", [x, w], axis=-1, epsilon=cfg["eps"], stash_type=1)
@@ -194,18 +203,7 @@ def build_decomposed(cfg, weights, out_path):
     hd = cfg["hidden"] // cfg["heads"]
     heads, kv_heads, layers = cfg["heads"], cfg["kv_heads"], cfg["layers"]
 
-    inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
-    ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", cfg["vocab"]])]
-    for i in range(layers):
-        for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(
-                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "past_sequence_length", hd]))
-            outputs.append(helper.make_tensor_value_info(
-                f"present.{i}.{kind}", TensorProto.FLOAT, ["batch_size", kv_heads, "total_sequence_length", hd]))
+    inputs, outputs = graph_io(cfg, position_ids=True)
 
     def rms_norm(x, w):
         sq = g.op("Mul", [x, x])
