@@ -11,8 +11,8 @@ use std::sync::Arc;
 use openautoglm as core;
 use openautoglm::{
     Accelerator, AcceleratorReport, CacheOutcome, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType,
-    EngineConfig, ModelInfo, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice, ProviderPlacement,
-    RuntimeInfo, ShapeBucket, ShapeBucketStats, SkippedAccelerator, Tensor, TensorInfo,
+    EngineConfig, LogLevel, ModelInfo, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice,
+    ProviderPlacement, RuntimeInfo, ShapeBucket, ShapeBucketStats, SkippedAccelerator, Tensor, TensorInfo,
 };
 
 uniffi::setup_scaffolding!();
@@ -27,6 +27,7 @@ pub enum EngineError {
     InvalidInput { name: String, reason: String },
     InvalidConfig { reason: String },
     InferenceFailed { reason: String },
+    MemoryLimit { reason: String },
     EngineClosed,
     Internal { reason: String },
 }
@@ -126,6 +127,10 @@ pub struct EngineConfig {
     pub report_placement: bool,
     #[uniffi(default = true)]
     pub f16_outputs_as_f32: bool,
+    #[uniffi(default = 1024)]
+    pub memory_limit_mb: u32,
+    #[uniffi(default = None)]
+    pub external_data_dir: Option<String>,
 }
 
 #[uniffi::remote(Enum)]
@@ -161,6 +166,7 @@ pub enum CacheOutcome {
     Hit,
     Miss,
     Rebuilt,
+    Unavailable,
 }
 
 #[uniffi::remote(Record)]
@@ -232,6 +238,31 @@ pub struct InputSpec {
     pub shape: Vec<i64>,
     pub offset: u64,
     pub length: u64,
+}
+
+#[uniffi::remote(Enum)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+// uniffi defaults are literals: keep this one equal to the core's default.
+const _: () = assert!(core::DEFAULT_MEMORY_LIMIT_MB == 1024);
+
+/// Sets what the SDK and ONNX Runtime log (logcat on Android, os_log on Apple) from now on.
+#[uniffi::export]
+pub fn set_log_level(level: LogLevel) {
+    core::logging::set_level(level)
+}
+
+/// The log level in force.
+#[uniffi::export]
+pub fn log_level() -> LogLevel {
+    core::logging::level()
 }
 
 /// The native library's version; the Kotlin and Swift layers refuse to run against a different one.

@@ -102,6 +102,11 @@ fn auto_order(leading: &Accelerator, arch: &str) -> &'static [Kind] {
     }
 }
 
+/// A name with no directory part: not empty, not `.` or `..`, no separator or NUL.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
 pub(crate) struct Bundle {
     dir: PathBuf,
     manifest: Manifest,
@@ -110,8 +115,12 @@ pub(crate) struct Bundle {
 impl Bundle {
     pub(crate) fn open(dir: &Path) -> Result<Bundle> {
         let path = dir.join(MANIFEST);
-        let text =
-            std::fs::read_to_string(&path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+        let not_found = || Error::ModelNotFound { path: path.display().to_string() };
+        // Only a regular file is opened: reading a FIFO would block the load forever.
+        if !std::fs::metadata(&path).map_err(|_| not_found())?.is_file() {
+            return Err(not_found());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|_| not_found())?;
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| Error::invalid_model(format!("`{}` is not a model bundle manifest: {e}", path.display())))?;
         if manifest.format != 1 {
@@ -123,6 +132,13 @@ impl Bundle {
         }
         if manifest.variants.is_empty() {
             return Err(Error::invalid_model(format!("`{}` lists no variants", path.display())));
+        }
+        if let Some(v) = manifest.variants.iter().find(|v| !is_plain_file_name(&v.file)) {
+            return Err(Error::invalid_model(format!(
+                "`{}`: variant file `{}` must be a plain file name inside the bundle directory",
+                path.display(),
+                v.file.escape_debug()
+            )));
         }
         Ok(Bundle { dir: dir.to_owned(), manifest })
     }
@@ -185,8 +201,18 @@ impl Bundle {
             }
         };
         let path = self.dir.join(&variant.file);
-        let size =
-            std::fs::metadata(&path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?.len();
+        let not_found = || Error::ModelNotFound { path: path.display().to_string() };
+        // A symlink may point elsewhere: the file it resolves to must still be inside the bundle.
+        let resolved = std::fs::canonicalize(&path).map_err(|_| not_found())?;
+        let dir = std::fs::canonicalize(&self.dir).map_err(|_| not_found())?;
+        if !resolved.starts_with(&dir) {
+            return Err(Error::invalid_model(format!("`{}` resolves outside the bundle directory", path.display())));
+        }
+        let meta = std::fs::metadata(&resolved).map_err(|_| not_found())?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        let size = meta.len();
         if variant.size_bytes.is_some_and(|expected| expected != size) {
             return Err(Error::invalid_model(format!(
                 "`{}` is {size} bytes but the bundle lists {} bytes: the bundle is damaged or was edited",
@@ -311,5 +337,15 @@ mod tests {
         let err = Bundle::open(&dir.0).unwrap().choose(Precision::Fp32, &Accelerator::Cpu).unwrap_err();
         assert!(err.to_string().contains("bundle lists 5 bytes"), "{err}");
         assert!(matches!(Bundle::open(&dir.0.join("nope")), Err(Error::ModelNotFound { .. })));
+    }
+
+    #[test]
+    fn variant_files_are_plain_names() {
+        for name in ["fp32.onnx", "model.int8.onnx", "..onnx"] {
+            assert!(is_plain_file_name(name), "{name}");
+        }
+        for name in ["", ".", "..", "../fp32.onnx", "/etc/passwd", "sub/fp32.onnx", "a\\b", "a\0b"] {
+            assert!(!is_plain_file_name(name), "{name:?}");
+        }
     }
 }

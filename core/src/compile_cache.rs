@@ -64,6 +64,8 @@ pub enum CacheOutcome {
     Miss,
     /// An entry failed its check (or ONNX Runtime refused it): it was deleted and rebuilt.
     Rebuilt,
+    /// The cache directory could not be written (read-only, full, not a directory): the model loaded without it.
+    Unavailable,
 }
 
 /// The content hash of a model's bytes, as the cache keys it.

@@ -98,7 +98,18 @@ pub struct EngineConfig {
     /// Return float16 outputs as float32 (converted in bulk), so callers see f32 whichever precision runs. Float32
     /// inputs are always accepted for float16 inputs.
     pub f16_outputs_as_f32: bool,
+    /// The largest buffer the engine allocates for one tensor on a model's or a caller's behalf (warmup inputs,
+    /// output copies, float16 conversions), in MB; over it, or when the system cannot provide it, the call fails
+    /// with [`crate::Error::MemoryLimit`] instead of the allocation aborting the app. 0 = only the system's limit.
+    pub memory_limit_mb: u32,
+    /// Where a model given as bytes ([`crate::Engine::from_bytes`]) finds its external data files. Without it such a
+    /// model may not use external data (ONNX Runtime would resolve it against the process's working directory, `/`
+    /// in an app). Needs ONNX Runtime >= 1.21. Models loaded from files always use their own directory.
+    pub external_data_dir: Option<String>,
 }
+
+/// The default [`EngineConfig::memory_limit_mb`]: 1 GiB, more than any one tensor of a model that fits a phone.
+pub const DEFAULT_MEMORY_LIMIT_MB: u32 = 1024;
 
 /// Which numeric precision of a model to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -148,6 +159,8 @@ impl Default for EngineConfig {
             shape_buckets: Vec::new(),
             report_placement: false,
             f16_outputs_as_f32: true,
+            memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
+            external_data_dir: None,
         }
     }
 }
@@ -205,6 +218,16 @@ impl EngineConfig {
 
     pub fn with_f16_outputs_as_f32(mut self, convert: bool) -> Self {
         self.f16_outputs_as_f32 = convert;
+        self
+    }
+
+    pub fn with_memory_limit_mb(mut self, mb: u32) -> Self {
+        self.memory_limit_mb = mb;
+        self
+    }
+
+    pub fn with_external_data_dir(mut self, dir: impl Into<String>) -> Self {
+        self.external_data_dir = Some(dir.into());
         self
     }
 }

@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use half::f16;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
-use ort::session::{Session, SessionInputValue};
+use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, ValueType};
 
 use std::num::NonZeroUsize;
 
 use ort::ep::{ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch};
 
+use crate::alloc::Limit;
 use crate::bundle::{Bundle, PrecisionChoice};
 use crate::compile_cache::{CacheEntry, CacheOutcome, EXTERNAL_WEIGHTS, MODEL_FILE, content_hash, file_hash};
 use crate::config::{
@@ -22,6 +23,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result, catch_panic};
 use crate::model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
+use crate::model_check;
 use crate::placement::Placement;
 use crate::runtime::Runtime;
 use crate::tensor::{ElementType, Tensor, TensorRef, element_count};
@@ -48,20 +50,68 @@ pub struct Engine {
 struct Sessions {
     dynamic: Mutex<Session>,
     buckets: Vec<Mutex<Session>>,
+    /// Tags runs so ONNX Runtime's log of a failed run, which the caller receives as an error, is logged at debug.
+    run_options: RunOptions,
 }
 
-/// Where a model comes from: a file, or bytes in memory.
+/// Where a model comes from: a file, or bytes in memory (with the directory its external data may live in).
 #[derive(Clone, Copy)]
 pub(crate) enum Source<'a> {
     File(&'a Path),
-    Bytes(&'a [u8]),
+    Bytes { bytes: &'a [u8], external_data_dir: Option<&'a Path> },
 }
 
 impl Source<'_> {
+    /// The model check ([`crate::model_check`]) before ONNX Runtime, or the compile cache's hash, reads the model.
+    /// Only regular files are opened, so a FIFO or a device never blocks a load.
+    fn check(self) -> Result<model_check::Checked> {
+        match self {
+            Source::Bytes { bytes, external_data_dir } => {
+                if bytes.is_empty() {
+                    return Err(Error::invalid_model("model bytes are empty"));
+                }
+                let checked = model_check::check(bytes, external_data_dir)?;
+                if checked.external_data > 0 {
+                    Runtime::require_version(1, 21, "loading external data for a model given as bytes")?;
+                }
+                Ok(checked)
+            }
+            Source::File(path) => {
+                let not_found = || Error::ModelNotFound { path: path.display().to_string() };
+                let meta = std::fs::metadata(path).map_err(|_| not_found())?;
+                if !meta.is_file() {
+                    return Err(not_found());
+                }
+                if meta.len() == 0 {
+                    return Err(Error::invalid_model(format!("`{}` is empty", path.display())));
+                }
+                if meta.len() > model_check::MAX_MODEL_BYTES {
+                    return Err(Error::invalid_model(format!(
+                        "`{}` is {} bytes, over protobuf's 2 GiB limit for one model",
+                        path.display(),
+                        meta.len()
+                    )));
+                }
+                let file = std::fs::File::open(path).map_err(|_| not_found())?;
+                // SAFETY: a read-only map for the duration of the check; the model file belongs to the app.
+                let map = unsafe { memmap2::Mmap::map(&file) }
+                    .map_err(|e| Error::invalid_model(format!("`{}`: {e}", path.display())))?;
+                let dir = match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                model_check::check(&map, Some(dir)).map_err(|e| match e {
+                    Error::InvalidModel { reason } => Error::invalid_model(format!("`{}`: {reason}", path.display())),
+                    other => other,
+                })
+            }
+        }
+    }
+
     fn commit(self, builder: &mut SessionBuilder) -> Result<Session> {
         match self {
             Source::File(path) => builder.commit_from_file(path),
-            Source::Bytes(bytes) => builder.commit_from_memory(bytes),
+            Source::Bytes { bytes, .. } => builder.commit_from_memory(bytes),
         }
         .map_err(|e| match e.code() {
             ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
@@ -69,10 +119,21 @@ impl Source<'_> {
         })
     }
 
+    /// Session settings that depend on where the model comes from: ONNX Runtime resolves a bytes model's external
+    /// data against this directory (checked above) instead of the process's working directory.
+    fn configure(self, builder: SessionBuilder) -> Result<SessionBuilder> {
+        match self {
+            Source::Bytes { external_data_dir: Some(dir), .. } => builder
+                .with_config_entry("session.model_external_initializers_file_folder_path", dir.display().to_string())
+                .map_err(|e| Error::InvalidConfig { reason: format!("external data directory: {}", e.message()) }),
+            _ => Ok(builder),
+        }
+    }
+
     /// The model's content hash for the compile cache's key (files: mapped, not read, and remembered by stat).
     fn content_hash(self, cache_dir: &Path) -> Result<String> {
         match self {
-            Source::Bytes(bytes) => Ok(content_hash(bytes)),
+            Source::Bytes { bytes, .. } => Ok(content_hash(bytes)),
             Source::File(path) => file_hash(cache_dir, path, || {
                 let file =
                     std::fs::File::open(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
@@ -100,14 +161,6 @@ impl Engine {
     pub fn from_file(path: impl AsRef<Path>, config: EngineConfig) -> Result<Engine> {
         let path = path.as_ref();
         catch_panic(|| {
-            let meta =
-                std::fs::metadata(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
-            if !meta.is_file() {
-                return Err(Error::ModelNotFound { path: path.display().to_string() });
-            }
-            if meta.len() == 0 {
-                return Err(Error::invalid_model(format!("`{}` is empty", path.display())));
-            }
             single_model(&config)?;
             Engine::build(Source::File(path), config)
         })
@@ -128,13 +181,13 @@ impl Engine {
     }
 
     /// Loads and compiles a model held in memory (ONNX Runtime copies what it needs; `model` can be dropped after).
+    /// A model with external data needs [`EngineConfig::external_data_dir`].
     pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Engine> {
         catch_panic(|| {
-            if model.is_empty() {
-                return Err(Error::invalid_model("model bytes are empty"));
-            }
             single_model(&config)?;
-            Engine::build(Source::Bytes(model), config)
+            let external_data_dir = config.external_data_dir.clone();
+            let source = Source::Bytes { bytes: model, external_data_dir: external_data_dir.as_deref().map(Path::new) };
+            Engine::build(source, config)
         })
     }
 
@@ -210,8 +263,14 @@ impl Engine {
             .map(|b| b.sorted().into_iter().map(|(name, size)| (name.to_owned(), size as i64)).collect())
             .collect();
         let runs = (0..=buckets.len()).map(|_| AtomicU64::new(0)).collect();
-        let sessions =
-            Sessions { dynamic: Mutex::new(dynamic), buckets: buckets.into_iter().map(Mutex::new).collect() };
+        let run_options = RunOptions::new()
+            .and_then(|o| o.with_tag(crate::logging::RUN_TAG))
+            .map_err(|e| Error::internal(format!("run options: {e}")))?;
+        let sessions = Sessions {
+            dynamic: Mutex::new(dynamic),
+            buckets: buckets.into_iter().map(Mutex::new).collect(),
+            run_options,
+        };
         Ok(Engine {
             info,
             config,
@@ -237,6 +296,10 @@ impl Engine {
         let _ = std::fs::remove_file(&file);
         let text = text.map_err(|e| Error::internal(format!("reading the profile {file}: {e}")))?;
         Placement::from_profile(&text).map_err(|e| Error::internal(format!("unreadable profile: {e}")))
+    }
+
+    fn limit(&self) -> Limit {
+        Limit::from_mb(self.config.memory_limit_mb)
     }
 
     fn live(&self) -> Result<Arc<Sessions>> {
@@ -290,14 +353,16 @@ impl Engine {
                 .iter()
                 .map(|(name, t)| {
                     let wants_f16 = self.info.input(name).and_then(|i| i.element_type) == Some(ElementType::F16);
-                    Ok((Cow::Borrowed(*name), to_ort_value(name, t, wants_f16)?))
+                    Ok((Cow::Borrowed(*name), to_ort_value(name, t, wants_f16, self.limit())?))
                 })
                 .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>>()?;
             let route = self.route(inputs);
             self.runs[route].fetch_add(1, Ordering::Relaxed);
             let session = sessions.buckets.get(route).unwrap_or(&sessions.dynamic);
             let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
-            let outputs = session.run(values).map_err(|e| Error::InferenceFailed { reason: e.message().to_owned() })?;
+            let outputs = session
+                .run_with_options(values, &sessions.run_options)
+                .map_err(|e| Error::InferenceFailed { reason: e.message().to_owned() })?;
             self.info
                 .outputs
                 .iter()
@@ -305,7 +370,7 @@ impl Engine {
                     let value = outputs
                         .get(out.name.as_str())
                         .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
-                    from_ort_value(&out.name, value, self.config.f16_outputs_as_f32)
+                    from_ort_value(&out.name, value, self.config.f16_outputs_as_f32, self.limit())
                 })
                 .collect()
         })
@@ -315,6 +380,11 @@ impl Engine {
     /// at its own dims too), so the slow first inference (allocations, kernel selection, caches) happens when the
     /// app chooses, not on a user's request. Returns the milliseconds each round took.
     pub fn warmup(&self, runs: u32) -> Result<Vec<f64>> {
+        if runs > MAX_WARMUP_RUNS {
+            return Err(Error::InvalidConfig {
+                reason: format!("warmup runs must be between 0 and {MAX_WARMUP_RUNS}, got {runs}"),
+            });
+        }
         (0..runs)
             .map(|_| {
                 let started = std::time::Instant::now();
@@ -356,7 +426,10 @@ impl Engine {
             .collect::<Result<_>>()?;
         let buffers: Vec<Vec<u8>> = inputs
             .iter()
-            .map(|(name, et, shape)| Ok(vec![0u8; element_count(name, shape)? * et.size()]))
+            .map(|(name, et, shape)| {
+                self.limit()
+                    .zeroed(element_count(name, shape)?, et.size(), || format!("warmup input `{name}` {shape:?}"))
+            })
             .collect::<Result<_>>()?;
         let views: Vec<(&str, TensorRef<'_>)> = inputs
             .iter()
@@ -455,7 +528,9 @@ fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
             ));
         }
     }
-    let expected_len = count * tensor.element_type.size();
+    let expected_len = count.checked_mul(tensor.element_type.size()).ok_or_else(|| {
+        Error::invalid_input(name, format!("shape {:?} of {} is too large", tensor.shape, tensor.element_type))
+    })?;
     if tensor.data.len() != expected_len {
         return Err(Error::invalid_input(
             name,
@@ -484,6 +559,9 @@ fn shape_text(shape: &[Dim]) -> String {
         .collect();
     format!("[{}]", dims.join(", "))
 }
+
+/// More warmup runs than any app needs; a larger count is a caller's bug (a negative number converted), not a wish.
+pub const MAX_WARMUP_RUNS: u32 = 1000;
 
 /// Runs served per shape bucket, for apps tuning their buckets to real traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -557,11 +635,15 @@ pub(crate) fn open_session(
     bucket: Option<&ShapeBucket>,
     profile: Option<&Path>,
 ) -> Result<(Session, AcceleratorReport, CacheOutcome)> {
+    source.check()?;
     let level = config.optimize_level;
-    let builder = |config: &EngineConfig, level| session_builder(config, level, bucket, profile);
-    let Some(cache_dir) = config.cache_dir.as_deref().filter(|_| level != OptimizeLevel::O0) else {
+    let builder = |config: &EngineConfig, level| session_builder(source, config, level, bucket, profile);
+    let uncached = |outcome| -> Result<(Session, AcceleratorReport, CacheOutcome)> {
         let (mut b, report) = builder(config, level)?;
-        return Ok((source.commit(&mut b)?, report, CacheOutcome::Disabled));
+        Ok((source.commit(&mut b)?, report, outcome))
+    };
+    let Some(cache_dir) = config.cache_dir.as_deref().filter(|_| level != OptimizeLevel::O0) else {
+        return uncached(CacheOutcome::Disabled);
     };
     let cpu_only = leading_accelerator(config) == Accelerator::Cpu;
     // With only the CPU, the cached graph is final and loads unoptimized. With an accelerator, graph partitioning
@@ -604,7 +686,14 @@ pub(crate) fn open_session(
             outcome = CacheOutcome::Rebuilt;
         }
     }
-    let staging = entry.staging()?;
+    let staging = match entry.staging() {
+        Ok(staging) => staging,
+        Err(e) => {
+            // A read-only or full cache directory costs this launch its cache, not the model.
+            log::warn!("{e}; loading without the compile cache");
+            return uncached(CacheOutcome::Unavailable);
+        }
+    };
     let save = |b: SessionBuilder| -> Result<SessionBuilder> {
         let fail = |e: ort::Error<SessionBuilder>| Error::internal(format!("compile cache: {}", e.message()));
         let mut b = b.with_optimized_model_path(staging.join(MODEL_FILE)).map_err(fail)?;
@@ -627,7 +716,7 @@ pub(crate) fn open_session(
         return Ok((session, report, outcome));
     }
     let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
-    let (b, _) = session_builder(&cpu, cached_level, bucket, None)?;
+    let (b, _) = session_builder(source, &cpu, cached_level, bucket, None)?;
     drop(source.commit(&mut save(b)?)?);
     written(entry.commit(&staging));
     let (mut b, report) = builder(config, load_level)?;
@@ -639,6 +728,7 @@ pub(crate) fn open_session(
 }
 
 fn session_builder(
+    source: Source<'_>,
     config: &EngineConfig,
     level: OptimizeLevel,
     bucket: Option<&ShapeBucket>,
@@ -646,7 +736,8 @@ fn session_builder(
 ) -> Result<(SessionBuilder, AcceleratorReport)> {
     let builder =
         Runtime::with_env(|env| Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}"))))?;
-    let (mut builder, report) = configure(builder, config, level)?;
+    let (builder, report) = configure(builder, config, level)?;
+    let mut builder = source.configure(builder)?;
     let fail =
         |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
     for (name, size) in bucket.map(ShapeBucket::sorted).unwrap_or_default() {
@@ -972,7 +1063,7 @@ macro_rules! with_pod_type {
 /// Wraps validated input bytes for ONNX Runtime: in place when the bytes are aligned for the element type (the
 /// usual case: direct buffers, Vec<f32>, Swift arrays), otherwise one bulk copy. Float32 given for a float16 input
 /// is converted in one pass (half's slice conversion, F16C/NEON where the CPU has it).
-fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>, wants_f16: bool) -> Result<SessionInputValue<'a>> {
+fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>, wants_f16: bool, limit: Limit) -> Result<SessionInputValue<'a>> {
     let shape = t.shape.to_vec();
     let fail = |e: ort::Error| Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message()));
     if wants_f16 && t.element_type == ElementType::F32 {
@@ -981,7 +1072,8 @@ fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>, wants_f16: bool) -> Result<Se
             Ok(view) => Cow::Borrowed(view),
             Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(t.data)),
         };
-        let mut halves = vec![f16::ZERO; floats.len()];
+        let mut halves = limit.vec(floats.len(), || format!("float16 conversion of input `{name}`"))?;
+        halves.resize(floats.len(), f16::ZERO);
         halves.convert_from_f32_slice(&floats);
         return ort::value::Tensor::from_array((shape, halves)).map(|v| v.into_dyn().into()).map_err(fail);
     }
@@ -997,7 +1089,7 @@ fn to_ort_value<'a>(name: &str, t: &TensorRef<'a>, wants_f16: bool) -> Result<Se
     })
 }
 
-fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool) -> Result<Tensor> {
+fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool, limit: Limit) -> Result<Tensor> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
         return Err(Error::InferenceFailed {
             reason: format!("output `{name}` is not a tensor; only tensor outputs are supported"),
@@ -1007,20 +1099,34 @@ fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool) -> Result<Tens
         reason: format!("output `{name}` has unsupported element type {ty}"),
     })?;
     let extract_err = |e: ort::Error| Error::internal(format!("reading output `{name}`: {}", e.message()));
+    let what = || format!("the copy of output `{name}`");
     if f16_as_f32 && element_type == ElementType::F16 {
         use half::slice::HalfFloatSliceExt;
         let (shape, halves) = value.try_extract_tensor::<f16>().map_err(extract_err)?;
-        let mut floats = vec![0f32; halves.len()];
-        halves.convert_to_f32_slice(&mut floats);
-        let data = bytemuck::cast_slice::<f32, u8>(&floats).to_vec();
+        let mut data = limit.zeroed(halves.len(), 4, what)?;
+        match bytemuck::try_cast_slice_mut::<u8, f32>(&mut data) {
+            Ok(floats) => halves.convert_to_f32_slice(floats),
+            // An empty buffer (its dangling pointer has no f32 alignment) or an allocator that aligns less than 4.
+            Err(_) => {
+                for (half, out) in halves.iter().zip(data.chunks_exact_mut(4)) {
+                    out.copy_from_slice(&half.to_f32().to_le_bytes());
+                }
+            }
+        }
         return Ok(Tensor { name: name.to_owned(), element_type: ElementType::F32, shape: shape.to_vec(), data });
     }
+    let copy = |bytes: &[u8]| -> Result<Vec<u8>> {
+        let mut data = limit.vec(bytes.len(), what)?;
+        data.extend_from_slice(bytes);
+        Ok(data)
+    };
     let (shape, data) = with_pod_type!(element_type, T => {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(extract_err)?;
-        (shape.to_vec(), bytemuck::cast_slice::<T, u8>(data).to_vec())
+        (shape.to_vec(), copy(bytemuck::cast_slice::<T, u8>(data))?)
     }, bool => {
         let (shape, data) = value.try_extract_tensor::<bool>().map_err(extract_err)?;
-        (shape.to_vec(), data.iter().map(|&b| b as u8).collect())
+        // SAFETY: bool is one byte holding 0 or 1.
+        (shape.to_vec(), copy(unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len()) })?)
     });
     Ok(Tensor { name: name.to_owned(), element_type, shape, data })
 }

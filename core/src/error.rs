@@ -9,8 +9,8 @@ pub enum Error {
     /// ONNX Runtime could not be loaded: `path` is what was tried, `reason` says what is needed.
     #[error("ONNX Runtime is unavailable (tried `{path}`): {reason}")]
     RuntimeUnavailable { path: String, reason: String },
-    /// The model file does not exist or cannot be read.
-    #[error("model not found: `{path}`")]
+    /// The model file does not exist, is not a regular file, or cannot be read (permissions).
+    #[error("model not found or not readable: `{path}`")]
     ModelNotFound { path: String },
     /// The bytes are not a model ONNX Runtime can load (empty, truncated, not ONNX, unsupported operator...).
     #[error("invalid model: {reason}")]
@@ -24,6 +24,10 @@ pub enum Error {
     /// ONNX Runtime failed while running a valid-looking request.
     #[error("inference failed: {reason}")]
     InferenceFailed { reason: String },
+    /// A buffer the model or the caller asks for is over the engine's memory limit
+    /// (`EngineConfig::memory_limit_mb`), or the system could not provide it. The engine stays usable.
+    #[error("memory limit: {reason}")]
+    MemoryLimit { reason: String },
     /// The engine was closed; create a new one.
     #[error("engine is closed")]
     EngineClosed,

@@ -9,16 +9,21 @@
 //! # Ok::<(), openautoglm::Error>(())
 //! ```
 
+mod alloc;
 pub mod bench;
 pub mod bundle;
 mod compile_cache;
 mod config;
 mod engine;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "llm")]
 pub mod llm;
 pub mod logging;
 mod model;
+mod model_check;
 mod placement;
 mod runtime;
 mod tensor;
@@ -26,10 +31,12 @@ mod tensor;
 pub use bundle::PrecisionChoice;
 pub use compile_cache::CacheOutcome;
 pub use config::{
-    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig, OptimizeLevel, Precision, ShapeBucket,
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, EngineConfig, OptimizeLevel,
+    Precision, ShapeBucket,
 };
-pub use engine::{AcceleratorReport, Engine, ShapeBucketStats, SkippedAccelerator};
+pub use engine::{AcceleratorReport, Engine, MAX_WARMUP_RUNS, ShapeBucketStats, SkippedAccelerator};
 pub use error::{Error, Result, catch_panic};
+pub use logging::LogLevel;
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 pub use placement::{Placement, ProviderPlacement};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};

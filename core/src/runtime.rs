@@ -90,6 +90,27 @@ impl Runtime {
         RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.info.clone())
     }
 
+    /// Sets ONNX Runtime's logging severity for sessions made from now on (a no-op before the runtime is loaded: it
+    /// is created at the level [`crate::logging::level`] says).
+    pub(crate) fn set_ort_log_level(severity: ort::logging::LogLevel) {
+        if let Some(loaded) = RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            loaded.env.set_log_level(severity);
+        }
+    }
+
+    /// An error unless the loaded runtime is at least `major.minor`; `what` says what needs it.
+    pub(crate) fn require_version(major: u32, minor: u32, what: &str) -> Result<()> {
+        let info = Runtime::init(None)?;
+        let mut parts = info.ort_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if have < (major, minor) {
+            return Err(Error::InvalidConfig {
+                reason: format!("{what} needs ONNX Runtime >= {major}.{minor}; this one is {}", info.ort_version),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs `f` with the process environment, loading the runtime from the default place first if needed.
     pub(crate) fn with_env<T>(f: impl FnOnce(&Environment) -> Result<T>) -> Result<T> {
         Runtime::init(None)?;
@@ -111,6 +132,9 @@ fn default_library_path() -> PathBuf {
 #[cfg(not(target_os = "ios"))]
 fn load(path: &Path) -> Result<Loaded> {
     let unavailable = |reason: String| Error::RuntimeUnavailable { path: path.display().to_string(), reason };
+    // ort keeps the first library it opens for the whole process, even one whose API it then cannot get: checked
+    // here first, a broken library is refused and a later load of the real one still works.
+    probe(path).map_err(&unavailable)?;
     let builder = ort::init_from(path).map_err(|e| {
         unavailable(format!(
             "{e}; install ONNX Runtime >= {MIN_ORT_VERSION} and pass its path to Runtime::init or set {ORT_PATH_ENV}"
@@ -118,10 +142,37 @@ fn load(path: &Path) -> Result<Loaded> {
     })?;
     let env = builder
         .with_name("openautoglm")
+        .with_logger(crate::logging::ort_logger())
         .build()
         .map_err(|e| unavailable(format!("cannot create the environment: {e}")))?;
+    env.set_log_level(crate::logging::level().ort_severity());
     let ort_version = ort_version(path).unwrap_or_else(|| "unknown".into());
     Ok(Loaded { env, info: RuntimeInfo { library_path: path.display().to_string(), ort_version } })
+}
+
+/// Opens the library as ort will and checks what ort assumes: `OrtGetApiBase` exists and returns an API base, the
+/// version is at least [`MIN_ORT_VERSION`], and the API this SDK is built against is there.
+#[cfg(not(target_os = "ios"))]
+fn probe(path: &Path) -> std::result::Result<(), String> {
+    let needed =
+        format!("; install ONNX Runtime >= {MIN_ORT_VERSION} and pass its path to Runtime::init or set {ORT_PATH_ENV}");
+    // SAFETY: opening a library runs its initializers, as ort's own load would; the symbol is called with the
+    // signature every ONNX Runtime release exports, and the pointers it returns are checked before use.
+    unsafe {
+        let lib = libloading::Library::new(path).map_err(|e| format!("{e}{needed}"))?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            lib.get(b"OrtGetApiBase").map_err(|_| format!("not ONNX Runtime: no OrtGetApiBase{needed}"))?;
+        let base = get_base();
+        let version = version_of(base).ok_or_else(|| format!("OrtGetApiBase returned nothing{needed}"))?;
+        let minor = version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
+        if !version.starts_with("1.") || minor.is_none_or(|m| m < 17) {
+            return Err(format!("version `{}` is too old or unreadable{needed}", version.escape_debug()));
+        }
+        if ((*base).GetApi)(ort::sys::ORT_API_VERSION).is_null() {
+            return Err(format!("ONNX Runtime {version} does not provide API {}{needed}", ort::sys::ORT_API_VERSION));
+        }
+    }
+    Ok(())
 }
 
 /// The version string the library reports. ort checked it while loading but does not expose it; opening the same
@@ -140,10 +191,10 @@ fn ort_version(path: &Path) -> Option<String> {
 
 #[cfg(target_os = "ios")]
 fn load(_path: &Path) -> Result<Loaded> {
-    let env = ort::init().with_name("openautoglm").build().map_err(|e| Error::RuntimeUnavailable {
-        path: "(linked)".into(),
-        reason: format!("cannot create the environment: {e}"),
+    let env = ort::init().with_name("openautoglm").with_logger(crate::logging::ort_logger()).build().map_err(|e| {
+        Error::RuntimeUnavailable { path: "(linked)".into(), reason: format!("cannot create the environment: {e}") }
     })?;
+    env.set_log_level(crate::logging::level().ort_severity());
     // SAFETY: ORT is linked into this binary, so OrtGetApiBase is a plain symbol.
     let ort_version = unsafe { version_of(ort::sys::OrtGetApiBase()) }.unwrap_or_else(|| "unknown".into());
     Ok(Loaded { env, info: RuntimeInfo { library_path: "(linked)".into(), ort_version } })

@@ -69,13 +69,25 @@ macro_rules! elements {
 elements!(f32 => F32, f16 => F16, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u16 => U16, i32 => I32,
           u32 => U32, i64 => I64, u64 => U64);
 
-/// Number of elements of `shape`, or an error naming `name` if a dim is negative or the product overflows.
+/// Number of elements of `shape`, or an error naming `name` if a dim is negative or the shape is too large. The
+/// product of the non-zero dims must fit in i64 even when a zero dim makes the count 0: ONNX Runtime and ort multiply
+/// dims in order, so `[2^32, 2^32, 0]` would overflow there while `[0, 2^32, 2^32]` would not; one rule gives every
+/// order the same answer.
 pub(crate) fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |acc, &d| {
-        let d = usize::try_from(d)
-            .map_err(|_| Error::invalid_input(name, format!("negative dimension {d} in shape {shape:?}")))?;
-        acc.checked_mul(d).ok_or_else(|| Error::invalid_input(name, format!("shape {shape:?} is too large")))
-    })
+    let too_large = || Error::invalid_input(name, format!("shape {shape:?} is too large"));
+    let mut product: i64 = 1;
+    for &d in shape {
+        if d < 0 {
+            return Err(Error::invalid_input(name, format!("negative dimension {d} in shape {shape:?}")));
+        }
+        if d > 0 {
+            product = product.checked_mul(d).ok_or_else(too_large)?;
+        }
+    }
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    usize::try_from(product).map_err(|_| too_large())
 }
 
 /// A borrowed input tensor: the caller keeps the bytes; the engine reads them in place when they are aligned.
@@ -155,6 +167,13 @@ mod tests {
         assert_eq!(element_count("x", &[2, 0, 4]).unwrap(), 0);
         assert!(matches!(element_count("x", &[2, -1]), Err(Error::InvalidInput { .. })));
         assert!(matches!(element_count("x", &[i64::MAX, i64::MAX]), Err(Error::InvalidInput { .. })));
+        assert_eq!(element_count("x", &[1 << 20, 1 << 20, 0]).unwrap(), 0);
+        assert_eq!(element_count("x", &[0, 1 << 20, 1 << 20]).unwrap(), 0);
+        // Too large in any order, zero dim or not.
+        for shape in [[1 << 32, 1 << 32, 0], [0, 1 << 32, 1 << 32], [1 << 32, 0, 1 << 32]] {
+            assert!(matches!(element_count("x", &shape), Err(Error::InvalidInput { .. })), "{shape:?}");
+        }
+        assert!(matches!(element_count("x", &[0, -1]), Err(Error::InvalidInput { .. })));
     }
 
     #[test]

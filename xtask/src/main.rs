@@ -8,6 +8,7 @@ mod cmd;
 mod device;
 mod doctor;
 mod experiments;
+mod fuzz;
 mod generate;
 mod ios;
 mod kotlin;
@@ -36,8 +37,11 @@ enum Command {
     /// (--vs), or as a suite of every model and precision (--suite standard) with a report.
     Bench(bench::Args),
     /// Run every test: fmt, clippy, Rust, Kotlin (JVM), Swift, mobile target builds, the size budget and the
-    /// emulated ARM64 device; then print a summary.
+    /// emulated ARM64 device and a short fuzzing run; then print a summary.
     Test(test::Args),
+    /// Hostile models against every entry point: a process-isolated mutation run over the real models and fixtures,
+    /// then the libFuzzer targets of core/fuzz; fails on any crash, hang or panic, with minimised reproducers.
+    Fuzz(fuzz::Args),
     /// Fetch the pinned host ONNX Runtime and the models the tests use into the cache (test and bench do it too).
     Setup,
     /// Generate the Kotlin and Swift bindings from an unstripped host build of the FFI library.
@@ -76,6 +80,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Setup => {
             let ort = cache::host_onnxruntime()?;
             println!("ONNX Runtime: {}", ort.display());

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use crate::{bench, bindgen, cache, cmd, kotlin, llm, models, size, swift, targets};
+use crate::{bench, bindgen, cache, cmd, fuzz, kotlin, llm, models, size, swift, targets};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Run only these parts (default: all): lint, rust, kotlin, swift, targets (check-targets + size),
-    /// device (qemu-arm64 outputs vs host).
+    /// device (qemu-arm64 outputs vs host), fuzz (a short `cargo xtask fuzz`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -158,6 +158,11 @@ pub fn run(args: Args) -> Result<()> {
             checks.passed += 1;
         }
         suites.push(checks);
+    }
+    if wants("fuzz") {
+        step("fuzz: a short mutation run over real models and the libFuzzer targets (no crash, hang or panic)");
+        fuzz::smoke()?;
+        suites.push(Suite { language: "Fuzz", passed: 1, failed: 0, skipped: 0 });
     }
     summarize(&suites, started.elapsed().as_secs_f64())
 }

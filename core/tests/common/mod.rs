@@ -81,3 +81,4 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
         assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: {g} vs {w}");
     }
 }
+pub mod onnx;

@@ -91,17 +91,24 @@ public final class Engine: Sendable {
         return Outputs(try native.run(inputs: specs, data: packed))
     }
 
-    /// Runs the model off the caller's executor.
+    /// Runs the model off the caller's executor. A task cancelled before the call throws `CancellationError`
+    /// without running the model.
     public func infer(_ inputs: [String: Tensor]) async throws -> Outputs {
-        try await Task.detached(priority: Task.currentPriority) { [self] in try self.inferSync(inputs) }.value
+        try Task.checkCancellation()
+        return try await Task.detached(priority: Task.currentPriority) { [self] in try self.inferSync(inputs) }.value
     }
 
     /// Runs the model `runs` times on zero inputs of the declared shapes, so the slow first inference happens now
     /// rather than on a user's request. Returns milliseconds per run.
+    /// `runs` outside 0...1000 throws `EngineError.InvalidConfig`; a cancelled task throws `CancellationError`.
     @discardableResult
     public func warmup(runs: Int = 1) async throws -> [Double] {
-        precondition(runs >= 0, "runs must be >= 0")
-        return try await Task.detached(priority: Task.currentPriority) { [native] in try native.warmup(runs: UInt32(runs)) }.value
+        // The engine checks the upper bound; a count that does not fit UInt32 would trap in the conversion.
+        guard let count = UInt32(exactly: runs) else {
+            throw EngineError.InvalidConfig(reason: "warmup runs must be between 0 and 1000, got \(runs)")
+        }
+        try Task.checkCancellation()
+        return try await Task.detached(priority: Task.currentPriority) { [native] in try native.warmup(runs: count) }.value
     }
 
     /// Releases the model now; later calls throw `EngineError.EngineClosed`. Closing twice is fine.
@@ -121,6 +128,13 @@ public enum Runtime {
     public static func load(libraryPath: String? = nil) throws -> RuntimeInfo {
         try checkNativeLibrary()
         return try initRuntime(libraryPath: libraryPath)
+    }
+
+    /// What the SDK and ONNX Runtime log (os_log on Apple platforms) from now on; default `.warn`. ONNX Runtime's
+    /// report of a failed inference, which the caller receives as an `EngineError`, is logged at `.debug`.
+    public static var logLevel: LogLevel {
+        get { OpenAutoGLM.logLevel() }
+        set { setLogLevel(level: newValue) }
     }
 
     /// Throws when the native library is not the one these bindings were generated from.

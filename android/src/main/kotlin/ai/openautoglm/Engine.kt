@@ -56,6 +56,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         val specs = ArrayList<InputSpec>(inputs.size)
         var offset = 0L
         for ((name, tensor) in inputs) {
+            tensor.refusal?.let { throw EngineException.InvalidInput(name, it) }
             specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset.toULong(), tensor.byteSize.toULong())
             offset += tensor.byteSize
         }
@@ -83,7 +84,8 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     /** [warmup] on the calling thread. */
     @Throws(EngineException::class)
     fun warmupBlocking(runs: Int = 1): List<Double> {
-        require(runs >= 0) { "runs must be >= 0, got $runs" }
+        // The engine checks the upper bound; a negative count would wrap to billions of runs as a UInt.
+        if (runs < 0) throw EngineException.InvalidConfig("warmup runs must be between 0 and 1000, got $runs")
         return native.warmup(runs.toUInt())
     }
 

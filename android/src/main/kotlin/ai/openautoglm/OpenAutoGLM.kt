@@ -17,6 +17,14 @@ object OpenAutoGLM {
         return initRuntime(libraryPath)
     }
 
+    /**
+     * What the SDK and ONNX Runtime log to logcat from now on (default [LogLevel.WARN]). ONNX Runtime's report of a
+     * failed inference, which the caller receives as an [EngineException], is logged at [LogLevel.DEBUG].
+     */
+    @JvmStatic var logLevel: LogLevel
+        get() = ai.openautoglm.logLevel()
+        set(value) = ai.openautoglm.setLogLevel(value)
+
     /** Fails loudly when the native library is not the one these bindings were generated from. */
     @JvmStatic
     fun checkNativeLibrary() {

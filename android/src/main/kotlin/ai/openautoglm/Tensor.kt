@@ -12,6 +12,8 @@ class Tensor private constructor(
     shape: LongArray,
     /** The elements, little-endian, position 0. Direct for inputs made here, heap for outputs. */
     internal val buffer: ByteBuffer,
+    /** Why the engine must refuse this tensor (a caller's buffer in the wrong byte order), or null. */
+    internal val refusal: String? = null,
 ) {
     private val dims: LongArray = shape.copyOf()
 
@@ -61,12 +63,21 @@ class Tensor private constructor(
         /**
          * A tensor over [data]'s remaining bytes, read as little-endian [type] elements. A direct buffer at
          * position 0 is used in place (zero copy); anything else is copied once.
+         *
+         * The buffer must be in little-endian order (`data.order(ByteOrder.LITTLE_ENDIAN)` before filling it, or
+         * `ByteOrder.nativeOrder()` on Android): Java's default is big-endian, and `putFloat` on such a buffer writes
+         * bytes the engine would read as other numbers. Inference refuses a multi-byte tensor over a big-endian
+         * buffer with [EngineException.InvalidInput] rather than guess which order its bytes were written in.
          */
         @JvmStatic fun of(type: ElementType, data: ByteBuffer, vararg shape: Long): Tensor {
             val direct = if (data.isDirect && data.position() == 0) data else {
                 ByteBuffer.allocateDirect(data.remaining()).order(ByteOrder.LITTLE_ENDIAN).put(data.duplicate()).also { it.flip() }
             }
-            return Tensor(type, shape, direct)
+            val refusal = if (data.order() == ByteOrder.BIG_ENDIAN && elementSize(type) > 1) {
+                "the ByteBuffer is BIG_ENDIAN (Java's default), but tensors are little-endian: call " +
+                    "order(ByteOrder.LITTLE_ENDIAN) on it before filling it"
+            } else null
+            return Tensor(type, shape, direct, refusal)
         }
 
         private inline fun build(type: ElementType, shape: LongArray, count: Int, fill: (ByteBuffer) -> Unit): Tensor {

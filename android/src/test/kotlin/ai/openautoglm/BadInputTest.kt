@@ -2,6 +2,7 @@ package ai.openautoglm
 
 import java.io.File
 import java.nio.ByteBuffer
+import java.nio.ByteOrder
 import kotlin.test.AfterTest
 import kotlin.test.Test
 import kotlin.test.assertContentEquals
@@ -89,5 +90,38 @@ class BadInputTest {
             engine.inferBlocking(mapOf("x" to Tensor.of(floatArrayOf(123.456f, 789.25f, 1f), 1, 3)))
         }
         assertTrue("123.456" !in e.message!! && "789.25" !in e.message!!, e.message)
+    }
+
+    @Test fun bigEndianByteBufferIsRefusedNotMisread() {
+        // Java's default byte order, filled the natural way: the floats' bytes are big-endian.
+        val bigEndian = ByteBuffer.allocateDirect(16)
+        floatArrayOf(1f, 2f, 3f, 4f).forEach { bigEndian.putFloat(it) }
+        bigEndian.flip()
+        val e = badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(ElementType.F32, bigEndian, 1, 4)), "x")
+        assertTrue("LITTLE_ENDIAN" in e.reason, e.reason)
+        // The same values in little-endian order run and give the right answer.
+        val little = ByteBuffer.allocateDirect(16).order(ByteOrder.LITTLE_ENDIAN)
+        floatArrayOf(1f, 2f, 3f, 4f).forEach { little.putFloat(it) }
+        little.flip()
+        val y = engine.inferBlocking(mapOf("x" to Tensor.of(ElementType.F32, little, 1, 4))).getValue("y").toFloatArray()
+        assertContentEquals(engine.inferBlocking(good).getValue("y").toFloatArray(), y)
+        // One-byte elements have no byte order: a default buffer is fine.
+        assertEquals(ByteOrder.BIG_ENDIAN, ByteBuffer.allocate(4).order())
+    }
+
+    @Test fun negativeWarmupRunsAreATypedError() {
+        val e = assertFailsWith<EngineException.InvalidConfig> { engine.warmupBlocking(-1) }
+        assertTrue("-1" in e.reason, e.reason)
+        assertFailsWith<EngineException.InvalidConfig> { engine.warmupBlocking(Int.MAX_VALUE) }
+        assertEquals(2, engine.warmupBlocking(2).size)
+    }
+
+    @Test fun logLevelIsSettable() {
+        val before = OpenAutoGLM.logLevel
+        OpenAutoGLM.logLevel = LogLevel.ERROR
+        assertEquals(LogLevel.ERROR, OpenAutoGLM.logLevel)
+        // A failed inference is still a typed exception whatever is logged.
+        assertFailsWith<EngineException.InvalidInput> { engine.inferBlocking(emptyMap()) }
+        OpenAutoGLM.logLevel = before
     }
 }

@@ -1,0 +1,547 @@
+//! The check every model passes before ONNX Runtime sees its bytes. Apps download models, so a model is untrusted
+//! input: this walks its protobuf wire format (never decoding tensor data, so it costs microseconds even for a large
+//! model) and refuses what ONNX Runtime would act on unsafely or what no real model does:
+//!
+//! - external data outside the model's directory: a location must be relative, free of `..`, and resolve (symlinks
+//!   included) to a regular file inside the directory, with its offset and length inside that file. A model given
+//!   as bytes has no directory, so it may use external data only when the caller names one;
+//! - declared sizes that overflow (a tensor or input whose dims multiply past `i64::MAX`, negative dims);
+//! - nesting deeper than [`MAX_DEPTH`] messages, malformed wire data, and files over protobuf's 2 GiB limit;
+//! - graph input and output names that cannot cross a C API (NUL inside), which would load but never run.
+//!
+//! The schema fields it follows are ONNX's `onnx.proto3` field numbers, named where they are used.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Protobuf cannot hold a message over 2 GiB; ONNX Runtime refuses one too (larger models use external data).
+pub(crate) const MAX_MODEL_BYTES: u64 = i32::MAX as u64;
+
+/// Messages nested deeper than this are refused (protobuf's own default recursion limit is 100).
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// What a checked model holds that its loader needs to know.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// Initializers kept in files beside the model.
+    pub external_data: usize,
+}
+
+/// Checks a model's bytes. `dir` is where its external data may live: the model file's directory, or the directory a
+/// caller named for a model given as bytes (`None`: the model may not use external data).
+pub(crate) fn check(bytes: &[u8], dir: Option<&Path>) -> Result<Checked> {
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(Error::invalid_model(format!(
+            "{} bytes is over protobuf's 2 GiB limit for one model (larger models keep weights in external data)",
+            bytes.len()
+        )));
+    }
+    let mut walk = Walk { dir: dir.map(|d| (d, std::fs::canonicalize(d).ok())), checked: Checked::default() };
+    walk.model(bytes).map_err(|reason| Error::invalid_model(format!("refused before loading: {reason}")))?;
+    Ok(walk.checked)
+}
+
+type Found<T = ()> = std::result::Result<T, String>;
+
+struct Walk<'a> {
+    /// The external-data directory as given and canonicalized (`None` inside: it does not exist).
+    dir: Option<(&'a Path, Option<PathBuf>)>,
+    checked: Checked,
+}
+
+impl Walk<'_> {
+    /// ModelProto: 7 graph, 20 training_info, 25 functions. A file with no graph is not a model.
+    fn model(&mut self, bytes: &[u8]) -> Found {
+        let mut has_graph = false;
+        for field in Fields::new(bytes) {
+            let (number, value) = field?;
+            match (number, value) {
+                (7, Value::Bytes(b)) => {
+                    has_graph = true;
+                    self.graph(b, 1, true)?;
+                }
+                (20, Value::Bytes(b)) => self.training_info(b, 1)?,
+                (25, Value::Bytes(b)) => self.function(b, 1)?,
+                (7 | 20 | 25, _) => return Err(format!("field {number} has the wrong wire type")),
+                _ => {}
+            }
+        }
+        if !has_graph {
+            return Err("not an ONNX model (no graph)".into());
+        }
+        Ok(())
+    }
+
+    /// GraphProto: 1 node, 5 initializer, 11 input, 12 output, 15 sparse_initializer.
+    fn graph(&mut self, bytes: &[u8], depth: usize, main: bool) -> Found {
+        let depth = deeper(depth)?;
+        for field in Fields::new(bytes) {
+            match field? {
+                (1, Value::Bytes(b)) => self.node(b, depth)?,
+                (5, Value::Bytes(b)) => self.tensor(b, depth)?,
+                (15, Value::Bytes(b)) => self.sparse_tensor(b, depth)?,
+                (11 | 12, Value::Bytes(b)) => value_info(b, depth, main)?,
+                (n @ (1 | 5 | 11 | 12 | 15), _) => return Err(format!("graph field {n} has the wrong wire type")),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// NodeProto: 5 attribute.
+    fn node(&mut self, bytes: &[u8], depth: usize) -> Found {
+        let depth = deeper(depth)?;
+        for field in Fields::new(bytes) {
+            if let (5, Value::Bytes(b)) = field? {
+                self.attribute(b, depth)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// AttributeProto: 5 t, 6 g, 10 tensors, 11 graphs, 22 sparse_tensor, 23 sparse_tensors.
+    fn attribute(&mut self, bytes: &[u8], depth: usize) -> Found {
+        let depth = deeper(depth)?;
+        for field in Fields::new(bytes) {
+            match field? {
+                (5 | 10, Value::Bytes(b)) => self.tensor(b, depth)?,
+                (6 | 11, Value::Bytes(b)) => self.graph(b, depth, false)?,
+                (22 | 23, Value::Bytes(b)) => self.sparse_tensor(b, depth)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// FunctionProto: 7 node, 11 attribute_proto.
+    fn function(&mut self, bytes: &[u8], depth: usize) -> Found {
+        let depth = deeper(depth)?;
+        for field in Fields::new(bytes) {
+            match field? {
+                (7, Value::Bytes(b)) => self.node(b, depth)?,
+                (11, Value::Bytes(b)) => self.attribute(b, depth)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// TrainingInfoProto: 1 initialization, 2 algorithm.
+    fn training_info(&mut self, bytes: &[u8], depth: usize) -> Found {
+        let depth = deeper(depth)?;
+        for field in Fields::new(bytes) {
+            if let (1 | 2, Value::Bytes(b)) = field? {
+                self.graph(b, depth, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// SparseTensorProto: 1 values, 2 indices, 3 dims.
+    fn sparse_tensor(&mut self, bytes: &[u8], depth: usize) -> Found {
+        let depth = deeper(depth)?;
+        let mut dims = Vec::new();
+        for field in Fields::new(bytes) {
+            match field? {
+                (1 | 2, Value::Bytes(b)) => self.tensor(b, depth)?,
+                (3, value) => push_ints(&mut dims, value)?,
+                _ => {}
+            }
+        }
+        element_count(&dims).map(drop)
+    }
+
+    /// TensorProto: 1 dims, 8 name, 13 external_data, 14 data_location (1 = EXTERNAL).
+    fn tensor(&mut self, bytes: &[u8], depth: usize) -> Found {
+        deeper(depth)?;
+        let mut dims = Vec::new();
+        let (mut location, mut offset, mut length) = (None, None, None);
+        let mut external = false;
+        for field in Fields::new(bytes) {
+            match field? {
+                (1, value) => push_ints(&mut dims, value)?,
+                (13, Value::Bytes(entry)) => {
+                    external = true;
+                    let (key, value) = string_entry(entry)?;
+                    match key {
+                        "location" => location = Some(value),
+                        "offset" => offset = Some(number(key, value)?),
+                        "length" => length = Some(number(key, value)?),
+                        _ => {}
+                    }
+                }
+                (14, Value::Varint(kind)) => external |= kind == 1,
+                _ => {}
+            }
+        }
+        element_count(&dims)?;
+        if external {
+            let location = location.ok_or("external data without a location")?;
+            self.external_file(location, offset.unwrap_or(0), length)?;
+            self.checked.external_data += 1;
+        }
+        Ok(())
+    }
+
+    /// An external data location: a relative path inside the directory, to a regular file that holds the range.
+    fn external_file(&self, location: &str, offset: u64, length: Option<u64>) -> Found {
+        let Some((dir, canonical_dir)) = &self.dir else {
+            return Err(format!(
+                "the model keeps weights in external data (`{location}`) but was given as bytes with no directory \
+                 for them; load it from its file, or name the directory (external_data_dir)"
+            ));
+        };
+        let relative = Path::new(location);
+        let plain = !location.is_empty()
+            && !location.contains('\0')
+            && !location.contains('\\')
+            && relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !plain {
+            return Err(format!(
+                "external data location `{}` must be a relative path inside the model's directory (no `..`, no \
+                 absolute path)",
+                location.escape_debug()
+            ));
+        }
+        let path = dir.join(relative);
+        let resolved = std::fs::canonicalize(&path).map_err(|e| format!("external data `{location}`: {e}"))?;
+        if canonical_dir.as_ref().is_none_or(|d| !resolved.starts_with(d)) {
+            return Err(format!("external data `{location}` resolves outside the model's directory"));
+        }
+        let meta = std::fs::metadata(&resolved).map_err(|e| format!("external data `{location}`: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("external data `{location}` is not a regular file"));
+        }
+        let end = offset.checked_add(length.unwrap_or(0)).ok_or("external data offset + length overflows")?;
+        if end > meta.len() {
+            return Err(format!(
+                "external data `{location}`: bytes {offset}..{end} lie outside the {}-byte file",
+                meta.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// ValueInfoProto (graph inputs and outputs): 1 name, 2 type. Main-graph names must cross a C API; declared
+/// shapes must not overflow.
+fn value_info(bytes: &[u8], depth: usize, main: bool) -> Found {
+    let depth = deeper(depth)?;
+    for field in Fields::new(bytes) {
+        match field? {
+            (1, Value::Bytes(name)) if main && name.contains(&0) => {
+                return Err(format!(
+                    "graph input or output name `{}` contains NUL",
+                    String::from_utf8_lossy(name).escape_debug()
+                ));
+            }
+            (2, Value::Bytes(ty)) => type_proto(ty, depth)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// TypeProto: 1 tensor_type, 4 sequence_type, 5 map_type, 6 optional_type, 8 sparse_tensor_type.
+fn type_proto(bytes: &[u8], depth: usize) -> Found {
+    let depth = deeper(depth)?;
+    for field in Fields::new(bytes) {
+        match field? {
+            // Tensor and SparseTensor: 2 shape. Sequence/Optional: 1 elem_type. Map: 2 value_type.
+            (1 | 8, Value::Bytes(b)) => {
+                let depth = deeper(depth)?;
+                for inner in Fields::new(b) {
+                    if let (2, Value::Bytes(shape)) = inner? {
+                        shape_proto(shape, depth)?;
+                    }
+                }
+            }
+            (4 | 6, Value::Bytes(b)) => {
+                for inner in Fields::new(b) {
+                    if let (1, Value::Bytes(elem)) = inner? {
+                        type_proto(elem, depth)?;
+                    }
+                }
+            }
+            (5, Value::Bytes(b)) => {
+                for inner in Fields::new(b) {
+                    if let (2, Value::Bytes(value)) = inner? {
+                        type_proto(value, depth)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// TensorShapeProto: 1 dim (Dimension: 1 dim_value). Fixed dims must be non-negative and multiply within i64.
+fn shape_proto(bytes: &[u8], depth: usize) -> Found {
+    let depth = deeper(depth)?;
+    let mut dims = Vec::new();
+    for field in Fields::new(bytes) {
+        if let (1, Value::Bytes(dim)) = field? {
+            deeper(depth)?;
+            for inner in Fields::new(dim) {
+                if let (1, Value::Varint(v)) = inner? {
+                    dims.push(v as i64);
+                }
+            }
+        }
+    }
+    element_count(&dims).map(drop)
+}
+
+/// StringStringEntryProto: 1 key, 2 value, both UTF-8.
+fn string_entry(bytes: &[u8]) -> Found<(&str, &str)> {
+    let (mut key, mut value) = ("", "");
+    for field in Fields::new(bytes) {
+        match field? {
+            (1, Value::Bytes(b)) => key = std::str::from_utf8(b).map_err(|_| "external data key is not UTF-8")?,
+            (2, Value::Bytes(b)) => value = std::str::from_utf8(b).map_err(|_| "external data value is not UTF-8")?,
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+fn number(key: &str, value: &str) -> Found<u64> {
+    value.parse().map_err(|_| format!("external data {key} `{}` is not a non-negative integer", value.escape_debug()))
+}
+
+/// Repeated int64, packed or not.
+fn push_ints(into: &mut Vec<i64>, value: Value<'_>) -> Found {
+    match value {
+        Value::Varint(v) => into.push(v as i64),
+        Value::Bytes(packed) => {
+            let mut at = 0;
+            while at < packed.len() {
+                let (v, used) = varint(&packed[at..])?;
+                into.push(v as i64);
+                at += used;
+            }
+        }
+        _ => return Err("dims have the wrong wire type".into()),
+    }
+    Ok(())
+}
+
+/// The element count of declared dims: each non-negative, the product within i64 (a zero dim makes it 0).
+fn element_count(dims: &[i64]) -> Found<u64> {
+    if let Some(d) = dims.iter().find(|&&d| d < 0) {
+        return Err(format!("negative dimension {d}"));
+    }
+    if dims.contains(&0) {
+        return Ok(0);
+    }
+    dims.iter()
+        .try_fold(1i64, |acc, &d| acc.checked_mul(d))
+        .map(|n| n as u64)
+        .ok_or_else(|| format!("declared shape {dims:?} has more elements than fit in 64 bits"))
+}
+
+fn deeper(depth: usize) -> Found<usize> {
+    if depth >= MAX_DEPTH {
+        return Err(format!("messages nested deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(depth + 1)
+}
+
+/// One field's payload. Groups (wire types 3 and 4) are deprecated and never in ONNX: they are refused.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Varint(u64),
+    Fixed64,
+    Bytes(&'a [u8]),
+    Fixed32,
+}
+
+/// The fields of one message, in order; an error ends the iteration.
+struct Fields<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Fields { bytes, at: 0, failed: false }
+    }
+
+    fn field(&mut self) -> Found<(u32, Value<'a>)> {
+        let rest = &self.bytes[self.at..];
+        let (key, used) = varint(rest)?;
+        self.at += used;
+        let number = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
+        if number == 0 {
+            return Err("field number 0".into());
+        }
+        let rest = &self.bytes[self.at..];
+        let (value, used) = match key & 7 {
+            0 => varint(rest).map(|(v, used)| (Value::Varint(v), used))?,
+            1 if rest.len() >= 8 => (Value::Fixed64, 8),
+            5 if rest.len() >= 4 => (Value::Fixed32, 4),
+            2 => {
+                let (len, used) = varint(rest)?;
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| used.checked_add(len))
+                    .filter(|&end| end <= rest.len())
+                    .ok_or("a length runs past the end of its message (truncated or corrupt)")?;
+                (Value::Bytes(&rest[used..end]), end)
+            }
+            1 | 5 => return Err("truncated fixed-size field".into()),
+            other => return Err(format!("wire type {other} is not used by ONNX (corrupt or not a model)")),
+        };
+        self.at += used;
+        Ok((number, value))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Found<(u32, Value<'a>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.at >= self.bytes.len() {
+            return None;
+        }
+        let field = self.field();
+        self.failed = field.is_err();
+        Some(field)
+    }
+}
+
+/// A base-128 varint of at most 10 bytes; returns the value and the bytes it used.
+fn varint(bytes: &[u8]) -> Found<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+    }
+    Err("truncated or overlong varint".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(number: u32, wire: u8) -> Vec<u8> {
+        encode_varint(u64::from(number) << 3 | u64::from(wire))
+    }
+
+    fn encode_varint(mut v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn bytes_field(number: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = key(number, 2);
+        out.extend(encode_varint(payload.len() as u64));
+        out.extend(payload);
+        out
+    }
+
+    fn int_field(number: u32, v: u64) -> Vec<u8> {
+        let mut out = key(number, 0);
+        out.extend(encode_varint(v));
+        out
+    }
+
+    fn external_tensor(location: &str) -> Vec<u8> {
+        let entry =
+            |k: &str, v: &str| bytes_field(13, &[bytes_field(1, k.as_bytes()), bytes_field(2, v.as_bytes())].concat());
+        [int_field(1, 4), bytes_field(8, b"w"), entry("location", location), entry("length", "4"), int_field(14, 1)]
+            .concat()
+    }
+
+    fn model_with(graph: &[u8]) -> Vec<u8> {
+        [int_field(1, 8), bytes_field(7, graph)].concat()
+    }
+
+    #[test]
+    fn reads_the_wire_format() {
+        assert_eq!(varint(&[0x96, 0x01]).unwrap(), (150, 2));
+        assert!(varint(&[0x80; 11]).is_err());
+        assert!(varint(&[0x80]).is_err());
+        let message = [int_field(3, 7), bytes_field(4, b"ab")].concat();
+        let fields: Vec<_> = Fields::new(&message).collect();
+        assert!(matches!(fields[0], Ok((3, Value::Varint(7)))));
+        assert!(matches!(fields[1], Ok((4, Value::Bytes(b"ab")))));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_model() {
+        for junk in [&b"\0\0\0\0"[..], b"hello world", &[0x0a, 0xff, 0xff, 0xff, 0x0f], &key(3, 3), &int_field(1, 8)] {
+            assert!(matches!(check(junk, None), Err(Error::InvalidModel { .. })), "{junk:?}");
+        }
+        assert!(check(&model_with(&[]), None).is_ok());
+    }
+
+    #[test]
+    fn external_data_needs_a_directory_and_stays_inside_it() {
+        let graph = bytes_field(5, &external_tensor("weights.bin"));
+        let err = check(&model_with(&graph), None).unwrap_err().to_string();
+        assert!(err.contains("external data") && err.contains("no directory"), "{err}");
+        let dir = std::env::temp_dir().join(format!("openautoglm-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("weights.bin"), [0u8; 4]).unwrap();
+        assert_eq!(check(&model_with(&graph), Some(&dir)).unwrap().external_data, 1);
+        for escape in ["../weights.bin", "/etc/passwd", "a/../../etc/passwd", "", "C:\\x", "w\0x"] {
+            let graph = bytes_field(5, &external_tensor(escape));
+            assert!(check(&model_with(&graph), Some(&dir)).is_err(), "{escape:?} must be refused");
+        }
+        #[cfg(unix)]
+        {
+            let _ = std::fs::remove_file(dir.join("link"));
+            std::os::unix::fs::symlink("/etc/hostname", dir.join("link")).unwrap();
+            let graph = bytes_field(5, &external_tensor("link"));
+            let err = check(&model_with(&graph), Some(&dir)).unwrap_err().to_string();
+            assert!(err.contains("outside"), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn external_data_inside_subgraphs_and_functions_is_found() {
+        let tensor_attr = bytes_field(5, &bytes_field(5, &external_tensor("/etc/passwd")));
+        let node = bytes_field(1, &tensor_attr);
+        assert!(check(&model_with(&node), None).is_err(), "node attribute tensor");
+        let subgraph = bytes_field(1, &bytes_field(5, &bytes_field(6, &bytes_field(5, &external_tensor("x")))));
+        assert!(check(&model_with(&subgraph), None).is_err(), "If/Loop body initializer");
+        let function = bytes_field(25, &bytes_field(7, &tensor_attr));
+        assert!(check(&[model_with(&[]), function].concat(), None).is_err(), "function");
+    }
+
+    #[test]
+    fn sizes_and_nesting_are_bounded() {
+        let huge = [int_field(1, 1 << 32), int_field(1, 1 << 32), bytes_field(8, b"w")].concat();
+        assert!(check(&model_with(&bytes_field(5, &huge)), None).is_err());
+        let zero = [int_field(1, 1 << 40), int_field(1, 1 << 40), int_field(1, 0)].concat();
+        assert!(check(&model_with(&bytes_field(5, &zero)), None).is_ok(), "zero elements whatever the other dims");
+        let mut graph = Vec::new();
+        for _ in 0..100 {
+            graph = bytes_field(1, &bytes_field(5, &bytes_field(6, &graph)));
+        }
+        let err = check(&model_with(&graph), None).unwrap_err().to_string();
+        assert!(err.contains("nested"), "{err}");
+    }
+
+    #[test]
+    fn input_names_with_nul_are_refused() {
+        let input = bytes_field(11, &bytes_field(1, b"a\0b"));
+        let err = check(&model_with(&input), None).unwrap_err().to_string();
+        assert!(err.contains("NUL"), "{err}");
+    }
+}

@@ -1,0 +1,39 @@
+//! Every reproducer the fuzzers found, and the hostile models of the hardening issue, replayed through every entry
+//! point `cargo xtask fuzz` uses: each must end in a working engine or a typed error, never a panic (a crash or an
+//! abort would end this test binary).
+
+mod common;
+
+use std::path::PathBuf;
+
+use openautoglm::fuzzing::{Entry, exercise};
+
+fn reproducers() -> Vec<PathBuf> {
+    let dir = common::data().join("fuzz");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_reproducer_ends_in_a_typed_outcome() {
+    common::init();
+    let files = reproducers();
+    assert!(!files.is_empty(), "core/tests/data/fuzz holds the reproducers");
+    let scratch = std::env::temp_dir().join(format!("openautoglm-repro-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        for entry in Entry::ALL {
+            let outcome = exercise(&bytes, &scratch.join("model.onnx"), entry);
+            assert!(!outcome.contains("panic"), "{} via {entry:?}: {outcome}", file.display());
+            assert!(!outcome.contains("Internal"), "{} via {entry:?}: {outcome}", file.display());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
