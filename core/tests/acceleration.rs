@@ -165,8 +165,9 @@ fn damaged_cache_entries_are_rebuilt_never_trusted() {
     let file_not_dir = cache.0.join("plain-file");
     std::fs::write(&file_not_dir, b"x").unwrap();
     let config = EngineConfig::default().with_cache_dir(file_not_dir.display().to_string());
-    let err = Engine::from_file(common::model("matmul_dynamic"), config).unwrap_err();
-    assert!(matches!(&err, Error::InvalidConfig { reason } if reason.contains("compile cache")), "{err}");
+    let engine = Engine::from_file(common::model("matmul_dynamic"), config).expect("loads without the cache");
+    assert_eq!(engine.compile_cache(), CacheOutcome::Unavailable);
+    common::assert_close(&matmul(&engine, &x), &want, 1e-5);
 }
 
 #[test]

@@ -193,7 +193,7 @@ fn count(fields: &[Field], target: Target) -> usize {
 }
 
 /// Calls `change` on the `k`-th node of the kind (a message's own field list for `Target::Message`).
-fn visit(fields: &mut Vec<Field>, target: Target, k: &mut usize, change: &mut dyn FnMut(&mut Node)) -> bool {
+fn visit(fields: &mut [Field], target: Target, k: &mut usize, change: &mut dyn FnMut(&mut Node)) -> bool {
     for field in fields.iter_mut() {
         let hit = matches!(
             (&field.node, target),
@@ -216,7 +216,7 @@ fn visit(fields: &mut Vec<Field>, target: Target, k: &mut usize, change: &mut dy
 }
 
 fn change_one(
-    model: &mut Vec<Field>,
+    model: &mut [Field],
     target: Target,
     rng: &mut SmallRng,
     change: &mut dyn FnMut(&mut Node, &mut SmallRng),

@@ -67,7 +67,7 @@ class ElementTypeTest {
         for ((tag, type) in listOf("u16" to ElementType.U16, "u32" to ElementType.U32, "u64" to ElementType.U64)) {
             val size = Tensor.elementSize(type)
             val bytes = ByteArray(6 * size) { (it * 37 + 5).toByte() }
-            val input = Tensor.of(type, java.nio.ByteBuffer.wrap(bytes), 2, 3)
+            val input = Tensor.of(type, java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN), 2, 3)
             val out = roundTrip(tag, input)
             assertEquals(type, out.elementType)
             val back = ByteArray(out.byteSize).also { out.buffer.duplicate().get(it) }

@@ -8,6 +8,7 @@ import ai.openautoglm.OptimizeLevel
 import ai.openautoglm.Tensor
 import java.io.File
 import java.nio.ByteBuffer
+import java.nio.ByteOrder
 import org.json.JSONArray
 import org.json.JSONObject
 
@@ -30,7 +31,7 @@ fun main(argv: Array<String>) {
         if (spec.has("file")) {
             val type = mapOf("f32" to ElementType.F32, "i64" to ElementType.I64, "i32" to ElementType.I32).getValue(spec.getString("type"))
             val bytes = File(recipeFile.parentFile, spec.getString("file")).readBytes()
-            inputs[spec.getString("name")] = Tensor.of(type, ByteBuffer.wrap(bytes), *shape)
+            inputs[spec.getString("name")] = Tensor.of(type, ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN), *shape)
             continue
         }
         val values = recipeValues(spec, shape.fold(1L) { a, d -> a * d }.toInt())
