@@ -26,6 +26,7 @@ mod model;
 mod model_check;
 mod placement;
 mod runtime;
+mod source;
 mod tensor;
 
 pub use bundle::PrecisionChoice;

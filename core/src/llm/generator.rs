@@ -17,8 +17,9 @@ use serde::Deserialize;
 
 use super::sampling::{GenerateOptions, Sampler};
 use crate::config::{EngineConfig, Precision};
-use crate::engine::{Source, open_session};
+use crate::engine::open_session;
 use crate::error::{Error, Result, catch_panic};
+use crate::source::Source;
 
 fn fail(what: &str, e: ort::Error) -> Error {
     Error::InferenceFailed { reason: format!("{what}: {}", e.message()) }

@@ -1,0 +1,105 @@
+//! Where a model comes from (a file, or bytes with the directory their external data may live in), and what is done
+//! with it before ONNX Runtime sees it: the model check, the compile cache's content hash, and the session settings
+//! that depend on the source.
+
+use std::path::Path;
+
+use ort::session::Session;
+use ort::session::builder::SessionBuilder;
+
+use crate::compile_cache::{content_hash, file_hash};
+use crate::error::{Error, Result};
+use crate::model_check;
+use crate::runtime::Runtime;
+
+/// Where a model comes from: a file, or bytes in memory (with the directory its external data may live in).
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    File(&'a Path),
+    Bytes { bytes: &'a [u8], external_data_dir: Option<&'a Path> },
+}
+
+impl Source<'_> {
+    /// The model check ([`crate::model_check`]) before ONNX Runtime, or the compile cache's hash, reads the model.
+    /// Only regular files are opened, so a FIFO or a device never blocks a load.
+    pub(crate) fn check(self) -> Result<model_check::Checked> {
+        match self {
+            Source::Bytes { bytes, external_data_dir } => {
+                if bytes.is_empty() {
+                    return Err(Error::invalid_model("model bytes are empty"));
+                }
+                let checked = model_check::check(bytes, external_data_dir)?;
+                if checked.external_data > 0 {
+                    Runtime::require_version(1, 21, "loading external data for a model given as bytes")?;
+                }
+                Ok(checked)
+            }
+            Source::File(path) => {
+                let not_found = || Error::ModelNotFound { path: path.display().to_string() };
+                let meta = std::fs::metadata(path).map_err(|_| not_found())?;
+                if !meta.is_file() {
+                    return Err(not_found());
+                }
+                if meta.len() == 0 {
+                    return Err(Error::invalid_model(format!("`{}` is empty", path.display())));
+                }
+                if meta.len() > model_check::MAX_MODEL_BYTES {
+                    return Err(Error::invalid_model(format!(
+                        "`{}` is {} bytes, over protobuf's 2 GiB limit for one model",
+                        path.display(),
+                        meta.len()
+                    )));
+                }
+                let file = std::fs::File::open(path).map_err(|_| not_found())?;
+                // SAFETY: a read-only map for the duration of the check; the model file belongs to the app.
+                let map = unsafe { memmap2::Mmap::map(&file) }
+                    .map_err(|e| Error::invalid_model(format!("`{}`: {e}", path.display())))?;
+                let dir = match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                model_check::check(&map, Some(dir)).map_err(|e| match e {
+                    Error::InvalidModel { reason } => Error::invalid_model(format!("`{}`: {reason}", path.display())),
+                    other => other,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn commit(self, builder: &mut SessionBuilder) -> Result<Session> {
+        match self {
+            Source::File(path) => builder.commit_from_file(path),
+            Source::Bytes { bytes, .. } => builder.commit_from_memory(bytes),
+        }
+        .map_err(|e| match e.code() {
+            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
+            _ => Error::invalid_model(e.message()),
+        })
+    }
+
+    /// Session settings that depend on where the model comes from: ONNX Runtime resolves a bytes model's external
+    /// data against this directory (checked above) instead of the process's working directory.
+    pub(crate) fn configure(self, builder: SessionBuilder) -> Result<SessionBuilder> {
+        match self {
+            Source::Bytes { external_data_dir: Some(dir), .. } => builder
+                .with_config_entry("session.model_external_initializers_file_folder_path", dir.display().to_string())
+                .map_err(|e| Error::InvalidConfig { reason: format!("external data directory: {}", e.message()) }),
+            _ => Ok(builder),
+        }
+    }
+
+    /// The model's content hash for the compile cache's key (files: mapped, not read, and remembered by stat).
+    pub(crate) fn content_hash(self, cache_dir: &Path) -> Result<String> {
+        match self {
+            Source::Bytes { bytes, .. } => Ok(content_hash(bytes)),
+            Source::File(path) => file_hash(cache_dir, path, || {
+                let file =
+                    std::fs::File::open(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+                // SAFETY: read-only map of the model file for the duration of one hash.
+                let map = unsafe { memmap2::Mmap::map(&file) }
+                    .map_err(|e| Error::invalid_model(format!("`{}`: {e}", path.display())))?;
+                Ok(content_hash(&map))
+            }),
+        }
+    }
+}
