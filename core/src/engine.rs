@@ -23,6 +23,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result, catch_panic};
 use crate::model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
+use crate::model_check;
 use crate::placement::Placement;
 use crate::runtime::Runtime;
 use crate::source::Source;
@@ -543,9 +544,9 @@ pub(crate) fn open_session(
     bucket: Option<&ShapeBucket>,
     profile: Option<&Path>,
 ) -> Result<(Session, AcceleratorReport, CacheOutcome)> {
-    source.check()?;
+    let checked = source.check()?;
     let level = config.optimize_level;
-    let builder = |config: &EngineConfig, level| session_builder(source, config, level, bucket, profile);
+    let builder = |config: &EngineConfig, level| session_builder(source, &checked, config, level, bucket, profile);
     let uncached = |outcome| -> Result<(Session, AcceleratorReport, CacheOutcome)> {
         let (mut b, report) = builder(config, level)?;
         Ok((source.commit(&mut b)?, report, outcome))
@@ -624,7 +625,7 @@ pub(crate) fn open_session(
         return Ok((session, report, outcome));
     }
     let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
-    let (b, _) = session_builder(source, &cpu, cached_level, bucket, None)?;
+    let (b, _) = session_builder(source, &checked, &cpu, cached_level, bucket, None)?;
     drop(source.commit(&mut save(b)?)?);
     written(entry.commit(&staging));
     let (mut b, report) = builder(config, load_level)?;
@@ -637,6 +638,7 @@ pub(crate) fn open_session(
 
 fn session_builder(
     source: Source<'_>,
+    checked: &model_check::Checked,
     config: &EngineConfig,
     level: OptimizeLevel,
     bucket: Option<&ShapeBucket>,
@@ -645,7 +647,7 @@ fn session_builder(
     let builder =
         Runtime::with_env(|env| Session::builder(env).map_err(|e| Error::internal(format!("session builder: {e}"))))?;
     let (builder, report) = configure(builder, config, level)?;
-    let mut builder = source.configure(builder)?;
+    let mut builder = source.configure(builder, checked)?;
     let fail =
         |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) };
     for (name, size) in bucket.map(ShapeBucket::sorted).unwrap_or_default() {

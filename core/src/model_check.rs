@@ -26,6 +26,9 @@ pub(crate) const MAX_DEPTH: usize = 64;
 pub(crate) struct Checked {
     /// Initializers kept in files beside the model.
     pub external_data: usize,
+    /// A MaxPool or AveragePool whose output can be empty (see [`pool_can_be_empty`]): the model must not run
+    /// through ONNX Runtime's NCHWc layout.
+    pub pool_can_be_empty: bool,
 }
 
 /// Checks a model's bytes. `dir` is where its external data may live: the model file's directory, or the directory a
@@ -89,13 +92,21 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// NodeProto: 5 attribute.
+    /// NodeProto: 4 op_type, 5 attribute, 7 domain.
     fn node(&mut self, bytes: &[u8], depth: usize) -> Found {
         let depth = deeper(depth)?;
+        let (mut op_type, mut domain) = (&[][..], &[][..]);
         for field in Fields::new(bytes) {
-            if let (5, Value::Bytes(b)) = field? {
-                self.attribute(b, depth)?;
+            match field? {
+                (4, Value::Bytes(b)) => op_type = b,
+                (7, Value::Bytes(b)) => domain = b,
+                (5, Value::Bytes(b)) => self.attribute(b, depth)?,
+                _ => {}
             }
+        }
+        let onnx_domain = domain.is_empty() || domain == b"ai.onnx";
+        if onnx_domain && matches!(op_type, b"MaxPool" | b"AveragePool") && pool_can_be_empty(bytes)? {
+            self.checked.pool_can_be_empty = true;
         }
         Ok(())
     }
@@ -222,6 +233,47 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a pooling node's window can be larger than its padded input for some input size, making its output
+/// empty: ONNX Runtime's NCHWc pooling kernels (x86-64, optimize level 3) divide by zero on an empty output and kill
+/// the process with SIGFPE (seen with ONNX Runtime 1.31.1; its ARM64 build is not affected). With floor or ceil
+/// rounding, the output along an axis is empty for some input `in >= 1` exactly when
+/// `(kernel - 1) * dilation + 1 - pads - stride >= 1`. Same-size padding (`auto_pad` SAME_*) never empties it.
+fn pool_can_be_empty(node: &[u8]) -> Found<bool> {
+    let (mut kernel, mut strides, mut pads, mut dilations) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut same_padding = false;
+    for field in Fields::new(node) {
+        let (5, Value::Bytes(attribute)) = field? else { continue };
+        // AttributeProto: 1 name, 4 s, 8 ints.
+        let (mut name, mut text, mut ints) = (&[][..], &[][..], Vec::new());
+        for inner in Fields::new(attribute) {
+            match inner? {
+                (1, Value::Bytes(b)) => name = b,
+                (4, Value::Bytes(b)) => text = b,
+                (8, value) => push_ints(&mut ints, value)?,
+                _ => {}
+            }
+        }
+        match name {
+            b"kernel_shape" => kernel = ints,
+            b"strides" => strides = ints,
+            b"pads" => pads = ints,
+            b"dilations" => dilations = ints,
+            b"auto_pad" => same_padding = text.starts_with(b"SAME"),
+            _ => {}
+        }
+    }
+    if same_padding {
+        return Ok(false);
+    }
+    let axes = kernel.len();
+    Ok((0..axes).any(|i| {
+        let at = |v: &[i64], i: usize, default: i64| v.get(i).copied().unwrap_or(default);
+        let window = (at(&kernel, i, 1) - 1).saturating_mul(at(&dilations, i, 1)).saturating_add(1);
+        let padding = at(&pads, i, 0).saturating_add(at(&pads, i + axes, 0));
+        window.saturating_sub(padding).saturating_sub(at(&strides, i, 1)) >= 1
+    }))
 }
 
 /// ValueInfoProto (graph inputs and outputs): 1 name, 2 type. Main-graph names must cross a C API; declared
@@ -536,6 +588,35 @@ mod tests {
         }
         let err = check(&model_with(&graph), None).unwrap_err().to_string();
         assert!(err.contains("nested"), "{err}");
+    }
+
+    fn pool(op: &str, kernel: i64, stride: i64, pad: i64, auto_pad: Option<&str>) -> Vec<u8> {
+        let ints = |name: &str, v: i64| {
+            let values: Vec<u8> = [v, v].iter().flat_map(|&x| int_field(8, x as u64)).collect();
+            bytes_field(5, &[bytes_field(1, name.as_bytes()), values].concat())
+        };
+        let mut node = [bytes_field(4, op.as_bytes()), ints("kernel_shape", kernel), ints("strides", stride)].concat();
+        let pads: Vec<u8> = [pad; 4].iter().flat_map(|&x| int_field(8, x as u64)).collect();
+        node.extend(bytes_field(5, &[bytes_field(1, b"pads"), pads].concat()));
+        if let Some(mode) = auto_pad {
+            node.extend(bytes_field(5, &[bytes_field(1, b"auto_pad"), bytes_field(4, mode.as_bytes())].concat()));
+        }
+        model_with(&bytes_field(1, &node))
+    }
+
+    #[test]
+    fn pools_whose_window_can_exceed_the_input_are_flagged() {
+        let flagged = |m: Vec<u8>| check(&m, None).unwrap().pool_can_be_empty;
+        // Crashed ONNX Runtime 1.31.1 on x86-64 at O3 with a 1x1 input (MaxPool and AveragePool).
+        assert!(flagged(pool("MaxPool", 3, 2, 0, None)));
+        assert!(flagged(pool("AveragePool", 3, 2, 0, None)));
+        assert!(flagged(pool("MaxPool", 6, 1, 2, None)));
+        // Never empty: YOLO's SPPF (5, pads 2), ResNet's stem (3, stride 2, pads 1), VGG's 2x2, same padding.
+        assert!(!flagged(pool("MaxPool", 5, 1, 2, None)));
+        assert!(!flagged(pool("MaxPool", 3, 2, 1, None)));
+        assert!(!flagged(pool("MaxPool", 2, 2, 0, None)));
+        assert!(!flagged(pool("MaxPool", 3, 2, 0, Some("SAME_UPPER"))));
+        assert!(!flagged(pool("LpPool", 3, 2, 0, None)), "not an NCHWc kernel");
     }
 
     #[test]

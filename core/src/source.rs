@@ -77,15 +77,29 @@ impl Source<'_> {
         })
     }
 
-    /// Session settings that depend on where the model comes from: ONNX Runtime resolves a bytes model's external
-    /// data against this directory (checked above) instead of the process's working directory.
-    pub(crate) fn configure(self, builder: SessionBuilder) -> Result<SessionBuilder> {
-        match self {
-            Source::Bytes { external_data_dir: Some(dir), .. } => builder
+    /// Session settings that depend on the model: ONNX Runtime resolves a bytes model's external data against its
+    /// directory (checked above) instead of the process's working directory; a model whose pooling can produce an
+    /// empty output stays out of ONNX Runtime's NCHWc layout (a no-op where that layout is not used, as on ARM64).
+    pub(crate) fn configure(
+        self,
+        mut builder: SessionBuilder,
+        checked: &model_check::Checked,
+    ) -> Result<SessionBuilder> {
+        let fail = |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig {
+            reason: format!("{what}: {}", e.message()),
+        };
+        if let Source::Bytes { external_data_dir: Some(dir), .. } = self {
+            builder = builder
                 .with_config_entry("session.model_external_initializers_file_folder_path", dir.display().to_string())
-                .map_err(|e| Error::InvalidConfig { reason: format!("external data directory: {}", e.message()) }),
-            _ => Ok(builder),
+                .map_err(|e| fail("external data directory", e))?;
         }
+        if checked.pool_can_be_empty {
+            log::info!("a pooling window can exceed its input: ONNX Runtime's NCHWc layout is off for this model");
+            builder = builder
+                .with_config_entry("optimization.disable_specified_optimizers", "NchwcTransformer")
+                .map_err(|e| fail("optimizers", e))?;
+        }
+        Ok(builder)
     }
 
     /// The model's content hash for the compile cache's key (files: mapped, not read, and remembered by stat).

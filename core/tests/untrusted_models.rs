@@ -313,3 +313,25 @@ fn a_read_only_cache_dir_loads_without_the_cache() {
         as_unprivileged(move || Engine::from_file(common::model("matmul_dynamic"), config).map(|e| e.compile_cache()));
     assert_eq!(outcome, Ok(CacheOutcome::Unavailable));
 }
+
+#[test]
+fn a_pooling_window_larger_than_its_input_does_not_crash_onnx_runtime() {
+    setup();
+    // ONNX Runtime 1.31.1's NCHWc MaxPool and AveragePool (x86-64, O3) die with SIGFPE on an empty output: here a
+    // 3x3 stride-2 window on a 1x1 input, as the zero-filled warmup (dynamic dims at 1) or a small image makes it.
+    for op in ["MaxPool", "AveragePool"] {
+        let model = onnx::model(&onnx::graph(&[
+            onnx::node_with_ints(op, &["x"], &["y"], &[("kernel_shape", &[3, 3]), ("strides", &[2, 2])]),
+            onnx::input(b"x", onnx::FLOAT, &[D::Fixed(1), D::Fixed(64), D::Named("h"), D::Named("w")]),
+            onnx::output(b"y", onnx::FLOAT, &[]),
+        ]));
+        let engine = Engine::from_bytes(&model, EngineConfig::default()).unwrap();
+        engine.warmup(1).unwrap();
+        let x = vec![0f32; 64];
+        let out = engine.run(&[("x", TensorRef::new(&[1, 64, 1, 1], &x))]).unwrap();
+        assert_eq!(out[0].shape, [1, 64, 0, 0], "{op}");
+        let x = vec![1f32; 64 * 9];
+        let out = engine.run(&[("x", TensorRef::new(&[1, 64, 3, 3], &x))]).unwrap();
+        assert_eq!((out[0].shape.as_slice(), out[0].to_vec::<f32>().unwrap()), (&[1, 64, 1, 1][..], vec![1f32; 64]));
+    }
+}

@@ -110,3 +110,24 @@ pub fn external_identity(location: &str, length: u64) -> Vec<u8> {
         output(b"y", UINT8, &[D::Fixed(length)]),
     ]))
 }
+
+/// A node with integer-list attributes (AttributeProto: 1 name, 8 ints, 20 type = INTS).
+pub fn node_with_ints(op: &str, inputs: &[&str], outputs: &[&str], attributes: &[(&str, &[i64])]) -> Vec<u8> {
+    let mut n = Vec::new();
+    for i in inputs {
+        n.extend(bytes(1, i.as_bytes()));
+    }
+    for o in outputs {
+        n.extend(bytes(2, o.as_bytes()));
+    }
+    n.extend(bytes(4, op.as_bytes()));
+    for (name, values) in attributes {
+        let mut a = bytes(1, name.as_bytes());
+        for v in *values {
+            a.extend(int(8, *v as u64));
+        }
+        a.extend(int(20, 7));
+        n.extend(bytes(5, &a));
+    }
+    bytes(1, &n)
+}
