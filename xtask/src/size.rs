@@ -10,9 +10,11 @@ use anyhow::{Result, bail};
 use crate::{android, bindgen, cmd, targets};
 
 /// Budgets for the arm64 library, set from measurement: the engine alone (0.73 MB with opt-level z + fat LTO at
-/// first, 0.99 MB with compile cache and bundles), and the whole SDK with text generation, whose tokenizer (regex
-/// engines and Unicode tables) and template engine are most of its 4.6 MB.
-pub const ARM64_BUDGET_BYTES: u64 = 1_000_000;
+/// first, 0.99 MB with compile cache and bundles, 1.02 MB with the untrusted-model hardening: the model check,
+/// fallible allocation and ONNX Runtime's logs through `log`, +33 KB), and the whole SDK with text generation, whose
+/// tokenizer (regex engines and Unicode tables) and template engine are most of its 4.6 MB. Measured with Android's
+/// 16 KB segment alignment (.cargo/config.toml).
+pub const ARM64_BUDGET_BYTES: u64 = 1_050_000;
 pub const ARM64_WITH_LLM_BUDGET_BYTES: u64 = 5_000_000;
 
 struct Measured {
