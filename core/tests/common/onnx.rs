@@ -51,15 +51,7 @@ pub fn graph(parts: &[Vec<u8>]) -> Vec<u8> {
 }
 
 pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Vec<u8> {
-    let mut n = Vec::new();
-    for i in inputs {
-        n.extend(bytes(1, i.as_bytes()));
-    }
-    for o in outputs {
-        n.extend(bytes(2, o.as_bytes()));
-    }
-    n.extend(bytes(4, op.as_bytes()));
-    bytes(1, &n)
+    node_with_ints(op, inputs, outputs, &[])
 }
 
 fn value_info(number: u32, name: &[u8], elem_type: u64, dims: &[D]) -> Vec<u8> {
