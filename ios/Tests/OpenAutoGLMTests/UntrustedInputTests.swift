@@ -2,8 +2,8 @@ import Foundation
 import XCTest
 @testable import OpenAutoGLM
 
-/// What the Swift layer checks itself before the engine sees a call: counts that would trap in a conversion, and
-/// tasks already cancelled.
+/// What the Swift layer checks itself before the engine sees a call (counts that would trap in a conversion, tasks
+/// already cancelled), and the engine's own limits as Swift sees them (external data, the memory limit).
 final class UntrustedInputTests: XCTestCase {
     private let input = ["x": Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])]
 
@@ -55,5 +55,27 @@ final class UntrustedInputTests: XCTestCase {
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
         XCTAssertEqual(engineError { _ = try engine.inferSync([:]) }?.invalidInput?.name, "x")
         Runtime.logLevel = before
+    }
+
+    func testExternalDataOfAModelFromBytesNeedsANamedDirectory() throws {
+        let dir = Fixtures.env("OPENAUTOGLM_TEST_DATA") + "/external"
+        let model = try Data(contentsOf: URL(fileURLWithPath: dir + "/model.onnx"))
+        XCTAssertEqual(engineError { _ = try Engine(modelData: model) }?.isInvalidModel, true)
+        var config = EngineConfig.default
+        config.externalDataDir = dir
+        let engine = try Engine(modelData: model, config: config)
+        let y: [UInt8] = try engine.inferSync([:])["y"]!.values()
+        XCTAssertEqual(y, Array(0..<16))
+    }
+
+    func testOutputsOverTheMemoryLimitAreTypedErrors() throws {
+        var config = EngineConfig.default
+        config.memoryLimitMb = 1
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
+        let rows = 100_000
+        let x = Tensor([Float](repeating: 0, count: rows * 4), shape: [Int64(rows), 4])
+        let error = engineError { _ = try engine.inferSync(["x": x]) }
+        guard case .MemoryLimit(let reason)? = error else { return XCTFail("\(String(describing: error))") }
+        XCTAssertTrue(reason.contains("output `y`"), reason)
     }
 }
