@@ -25,6 +25,7 @@ pub mod logging;
 mod model;
 mod model_check;
 mod placement;
+mod protobuf;
 mod runtime;
 mod source;
 mod tensor;

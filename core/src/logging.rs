@@ -80,7 +80,9 @@ pub fn level() -> LogLevel {
 /// The custom logger ONNX Runtime's environment is created with.
 pub(crate) fn ort_logger() -> LoggerFunction {
     Arc::new(|severity, category, id, code_location, message| {
-        let run_failure = severity >= OrtSeverity::Error && (id == RUN_TAG || id.ends_with(&format!(":{RUN_TAG}")));
+        // The run logger's id is the session's id, ':', then the run tag (or the tag alone).
+        let run_failure = severity >= OrtSeverity::Error
+            && id.strip_suffix(RUN_TAG).is_some_and(|session| session.is_empty() || session.ends_with(':'));
         let level = match severity {
             _ if run_failure => log::Level::Debug,
             OrtSeverity::Fatal | OrtSeverity::Error => log::Level::Error,

@@ -14,6 +14,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::protobuf::{Fields, Found, Value, push_ints};
 
 /// Protobuf cannot hold a message over 2 GiB; ONNX Runtime refuses one too (larger models use external data).
 pub(crate) const MAX_MODEL_BYTES: u64 = i32::MAX as u64;
@@ -44,8 +45,6 @@ pub(crate) fn check(bytes: &[u8], dir: Option<&Path>) -> Result<Checked> {
     walk.model(bytes).map_err(|reason| Error::invalid_model(format!("refused before loading: {reason}")))?;
     Ok(walk.checked)
 }
-
-type Found<T = ()> = std::result::Result<T, String>;
 
 struct Walk<'a> {
     /// The external-data directory as given and canonicalized (`None` inside: it does not exist).
@@ -363,23 +362,6 @@ fn number(key: &str, value: &str) -> Found<u64> {
     value.parse().map_err(|_| format!("external data {key} `{}` is not a non-negative integer", value.escape_debug()))
 }
 
-/// Repeated int64, packed or not.
-fn push_ints(into: &mut Vec<i64>, value: Value<'_>) -> Found {
-    match value {
-        Value::Varint(v) => into.push(v as i64),
-        Value::Bytes(packed) => {
-            let mut at = 0;
-            while at < packed.len() {
-                let (v, used) = varint(&packed[at..])?;
-                into.push(v as i64);
-                at += used;
-            }
-        }
-        _ => return Err("dims have the wrong wire type".into()),
-    }
-    Ok(())
-}
-
 /// The element count of declared dims: each non-negative, the product within i64 (a zero dim makes it 0).
 fn element_count(dims: &[i64]) -> Found<u64> {
     if let Some(d) = dims.iter().find(|&&d| d < 0) {
@@ -399,82 +381,6 @@ fn deeper(depth: usize) -> Found<usize> {
         return Err(format!("messages nested deeper than {MAX_DEPTH} levels"));
     }
     Ok(depth + 1)
-}
-
-/// One field's payload. Groups (wire types 3 and 4) are deprecated and never in ONNX: they are refused.
-#[derive(Debug, Clone, Copy)]
-enum Value<'a> {
-    Varint(u64),
-    Fixed64,
-    Bytes(&'a [u8]),
-    Fixed32,
-}
-
-/// The fields of one message, in order; an error ends the iteration.
-struct Fields<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    failed: bool,
-}
-
-impl<'a> Fields<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Fields { bytes, at: 0, failed: false }
-    }
-
-    fn field(&mut self) -> Found<(u32, Value<'a>)> {
-        let rest = &self.bytes[self.at..];
-        let (key, used) = varint(rest)?;
-        self.at += used;
-        let number = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
-        if number == 0 {
-            return Err("field number 0".into());
-        }
-        let rest = &self.bytes[self.at..];
-        let (value, used) = match key & 7 {
-            0 => varint(rest).map(|(v, used)| (Value::Varint(v), used))?,
-            1 if rest.len() >= 8 => (Value::Fixed64, 8),
-            5 if rest.len() >= 4 => (Value::Fixed32, 4),
-            2 => {
-                let (len, used) = varint(rest)?;
-                let end = usize::try_from(len)
-                    .ok()
-                    .and_then(|len| used.checked_add(len))
-                    .filter(|&end| end <= rest.len())
-                    .ok_or("a length runs past the end of its message (truncated or corrupt)")?;
-                (Value::Bytes(&rest[used..end]), end)
-            }
-            1 | 5 => return Err("truncated fixed-size field".into()),
-            other => return Err(format!("wire type {other} is not used by ONNX (corrupt or not a model)")),
-        };
-        self.at += used;
-        Ok((number, value))
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Found<(u32, Value<'a>)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.at >= self.bytes.len() {
-            return None;
-        }
-        let field = self.field();
-        self.failed = field.is_err();
-        Some(field)
-    }
-}
-
-/// A base-128 varint of at most 10 bytes; returns the value and the bytes it used.
-fn varint(bytes: &[u8]) -> Found<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, &byte) in bytes.iter().take(10).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok((value, i + 1));
-        }
-    }
-    Err("truncated or overlong varint".into())
 }
 
 #[cfg(test)]
@@ -520,17 +426,6 @@ mod tests {
 
     fn model_with(graph: &[u8]) -> Vec<u8> {
         [int_field(1, 8), bytes_field(7, graph)].concat()
-    }
-
-    #[test]
-    fn reads_the_wire_format() {
-        assert_eq!(varint(&[0x96, 0x01]).unwrap(), (150, 2));
-        assert!(varint(&[0x80; 11]).is_err());
-        assert!(varint(&[0x80]).is_err());
-        let message = [int_field(3, 7), bytes_field(4, b"ab")].concat();
-        let fields: Vec<_> = Fields::new(&message).collect();
-        assert!(matches!(fields[0], Ok((3, Value::Varint(7)))));
-        assert!(matches!(fields[1], Ok((4, Value::Bytes(b"ab")))));
     }
 
     #[test]
