@@ -52,6 +52,53 @@ impl Error {
     }
 }
 
+/// ONNX Runtime's errors become ours in one place: a call site says what it was doing and which kind of failure an
+/// ONNX Runtime error means there, and reads `?`: `session.run(inputs).or_inference("decoder step")?`.
+/// Only ONNX Runtime's message is kept (never tensor contents; ONNX Runtime's messages hold none).
+pub(crate) trait OrtResultExt<T> {
+    /// The configuration was refused (an option, a provider, a session setting).
+    fn or_invalid_config(self, what: impl Display) -> Result<T>;
+    /// The model was refused.
+    fn or_invalid_model(self, what: impl Display) -> Result<T>;
+    /// Loading the model failed: a missing file is [`Error::ModelNotFound`], anything else [`Error::InvalidModel`].
+    fn or_unloadable_model(self) -> Result<T>;
+    /// An input was refused; `name` is the input.
+    fn or_invalid_input(self, name: &str) -> Result<T>;
+    /// A valid-looking run failed.
+    fn or_inference(self, what: impl Display) -> Result<T>;
+    /// Something that should not fail did: a bug here or in ONNX Runtime.
+    fn or_internal(self, what: impl Display) -> Result<T>;
+}
+
+impl<T, R> OrtResultExt<T> for std::result::Result<T, ort::Error<R>> {
+    fn or_invalid_config(self, what: impl Display) -> Result<T> {
+        self.map_err(|e| Error::InvalidConfig { reason: format!("{what}: {}", e.message()) })
+    }
+
+    fn or_invalid_model(self, what: impl Display) -> Result<T> {
+        self.map_err(|e| Error::invalid_model(format!("{what}: {}", e.message())))
+    }
+
+    fn or_unloadable_model(self) -> Result<T> {
+        self.map_err(|e| match e.code() {
+            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
+            _ => Error::invalid_model(e.message()),
+        })
+    }
+
+    fn or_invalid_input(self, name: &str) -> Result<T> {
+        self.map_err(|e| Error::invalid_input(name, format!("rejected by ONNX Runtime: {}", e.message())))
+    }
+
+    fn or_inference(self, what: impl Display) -> Result<T> {
+        self.map_err(|e| Error::InferenceFailed { reason: format!("{what}: {}", e.message()) })
+    }
+
+    fn or_internal(self, what: impl Display) -> Result<T> {
+        self.map_err(|e| Error::internal(format!("{what}: {}", e.message())))
+    }
+}
+
 /// Runs `f`, turning a panic (in ONNX Runtime glue or in our code) into [`Error::Internal`], so that no panic
 /// ever unwinds into Kotlin or Swift.
 pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -9,8 +9,8 @@
 //! # Ok::<(), openautoglm::Error>(())
 //! ```
 
+mod accelerator;
 mod alloc;
-pub mod bench;
 pub mod bundle;
 mod compile_cache;
 mod config;
@@ -22,21 +22,25 @@ pub mod fuzzing;
 #[cfg(feature = "llm")]
 pub mod llm;
 pub mod logging;
+pub mod metrics;
 mod model;
 mod model_check;
+mod ort_value;
 mod placement;
 mod protobuf;
 mod runtime;
+mod session;
 mod source;
 mod tensor;
 
+pub use accelerator::{AcceleratorReport, SkippedAccelerator};
 pub use bundle::PrecisionChoice;
 pub use compile_cache::CacheOutcome;
 pub use config::{
     Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, EngineConfig, OptimizeLevel,
     Precision, ShapeBucket,
 };
-pub use engine::{AcceleratorReport, Engine, MAX_WARMUP_RUNS, ShapeBucketStats, SkippedAccelerator};
+pub use engine::{Engine, MAX_WARMUP_RUNS, ShapeBucketStats};
 pub use error::{Error, Result, catch_panic};
 pub use logging::LogLevel;
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};

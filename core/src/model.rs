@@ -2,6 +2,10 @@
 
 use std::collections::HashMap;
 
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+
+use crate::error::{OrtResultExt, Result};
 use crate::tensor::ElementType;
 
 /// One dimension of a declared shape.
@@ -46,5 +50,68 @@ pub struct ModelInfo {
 impl ModelInfo {
     pub fn input(&self, name: &str) -> Option<&TensorInfo> {
         self.inputs.iter().find(|i| i.name == name)
+    }
+}
+
+/// Our element type for ONNX Runtime's; `None` for those the SDK does not carry (strings, bfloat16, ...).
+pub(crate) fn element_type_of(ty: TensorElementType) -> Option<ElementType> {
+    Some(match ty {
+        TensorElementType::Float32 => ElementType::F32,
+        TensorElementType::Float16 => ElementType::F16,
+        TensorElementType::Float64 => ElementType::F64,
+        TensorElementType::Int8 => ElementType::I8,
+        TensorElementType::Uint8 => ElementType::U8,
+        TensorElementType::Int16 => ElementType::I16,
+        TensorElementType::Uint16 => ElementType::U16,
+        TensorElementType::Int32 => ElementType::I32,
+        TensorElementType::Uint32 => ElementType::U32,
+        TensorElementType::Int64 => ElementType::I64,
+        TensorElementType::Uint64 => ElementType::U64,
+        TensorElementType::Bool => ElementType::Bool,
+        _ => return None,
+    })
+}
+
+fn tensor_info(name: &str, ty: &ValueType) -> TensorInfo {
+    match ty {
+        ValueType::Tensor { ty, shape, dimension_symbols } => TensorInfo {
+            name: name.to_owned(),
+            element_type: element_type_of(*ty),
+            shape: shape
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| match (d, dimension_symbols.get(i).filter(|s| !s.is_empty())) {
+                    (d, _) if d >= 0 => Dim::Fixed { size: d as u64 },
+                    (_, Some(sym)) => Dim::Symbolic { name: sym.clone() },
+                    _ => Dim::Dynamic,
+                })
+                .collect(),
+        },
+        _ => TensorInfo { name: name.to_owned(), element_type: None, shape: Vec::new() },
+    }
+}
+
+impl ModelInfo {
+    /// What a built session declares (read once per load).
+    pub(crate) fn of_session(session: &Session) -> Result<ModelInfo> {
+        let inputs = session.inputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
+        let outputs = session.outputs().iter().map(|o| tensor_info(o.name(), o.dtype())).collect();
+        let meta = session.metadata().or_invalid_model("unreadable metadata")?;
+        let custom = meta
+            .custom_keys()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
+            .collect();
+        let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        let metadata = ModelMetadata {
+            producer: non_empty(meta.producer()),
+            graph_name: non_empty(meta.name()),
+            domain: non_empty(meta.domain()),
+            description: non_empty(meta.description()),
+            version: meta.version(),
+            custom,
+        };
+        Ok(ModelInfo { inputs, outputs, metadata })
     }
 }

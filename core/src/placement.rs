@@ -1,6 +1,12 @@
 //! Which execution provider runs which part of a model, read from ONNX Runtime's profile of one run.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ort::session::Session;
 use serde::Deserialize;
+
+use crate::error::{Error, OrtResultExt, Result};
 
 /// The fields of a profile event that placement needs (typed: much smaller code than `serde_json::Value`).
 #[derive(Deserialize)]
@@ -95,6 +101,25 @@ impl Placement {
     pub fn nodes(&self) -> u32 {
         self.providers.iter().map(|p| p.nodes).sum()
     }
+}
+
+/// A fresh path prefix for one session's profile (ONNX Runtime appends a timestamp and `.json`).
+pub(crate) fn profile_prefix() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "openautoglm-profile-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Ends a profiling session's profile for good and reads where its nodes ran; the profile file is removed.
+pub(crate) fn end_profiling(session: &mut Session) -> Result<Placement> {
+    let file = session.end_profiling().or_internal("ending the profile")?;
+    let text = std::fs::read_to_string(&file);
+    let _ = std::fs::remove_file(&file);
+    let text = text.map_err(|e| Error::internal(format!("reading the profile {file}: {e}")))?;
+    Placement::from_profile(&text).map_err(|e| Error::internal(format!("unreadable profile: {e}")))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use ort::session::Session;
 use ort::session::builder::SessionBuilder;
 
 use crate::compile_cache::{content_hash, file_hash};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrtResultExt, Result};
 use crate::model_check;
 use crate::runtime::Runtime;
 
@@ -71,10 +71,7 @@ impl Source<'_> {
             Source::File(path) => builder.commit_from_file(path),
             Source::Bytes { bytes, .. } => builder.commit_from_memory(bytes),
         }
-        .map_err(|e| match e.code() {
-            ort::ErrorCode::NoSuchFile => Error::ModelNotFound { path: e.message().to_owned() },
-            _ => Error::invalid_model(e.message()),
-        })
+        .or_unloadable_model()
     }
 
     /// Session settings that depend on the model: ONNX Runtime resolves a bytes model's external data against its
@@ -85,19 +82,16 @@ impl Source<'_> {
         mut builder: SessionBuilder,
         checked: &model_check::Checked,
     ) -> Result<SessionBuilder> {
-        let fail = |what: &str, e: ort::Error<SessionBuilder>| Error::InvalidConfig {
-            reason: format!("{what}: {}", e.message()),
-        };
         if let Source::Bytes { external_data_dir: Some(dir), .. } = self {
             builder = builder
                 .with_config_entry("session.model_external_initializers_file_folder_path", dir.display().to_string())
-                .map_err(|e| fail("external data directory", e))?;
+                .or_invalid_config("external data directory")?;
         }
         if checked.pool_can_be_empty {
             log::info!("a pooling window can exceed its input: ONNX Runtime's NCHWc layout is off for this model");
             builder = builder
                 .with_config_entry("optimization.disable_specified_optimizers", "NchwcTransformer")
-                .map_err(|e| fail("optimizers", e))?;
+                .or_invalid_config("optimizers")?;
         }
         Ok(builder)
     }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use openautoglm::bench::{Summary, memory};
+use openautoglm::metrics::{Summary, memory};
 use openautoglm::{ElementType, Engine, EngineConfig, OptimizeLevel, Placement, Runtime, ShapeBucket, TensorRef};
 use serde_json::{Value, json};
 

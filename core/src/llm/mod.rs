@@ -10,8 +10,13 @@
 //! # Ok::<(), openautoglm::Error>(())
 //! ```
 
-mod generator;
+mod chat;
+mod decoder;
+mod generation;
+mod kv_cache;
 mod sampling;
 
-pub use generator::{CancelHandle, Chat, ChatMessage, FinishReason, Generation, GenerationMetrics, Llm};
+pub use chat::{Chat, ChatMessage};
+pub use decoder::Llm;
+pub use generation::{CancelHandle, FinishReason, Generation, GenerationMetrics};
 pub use sampling::GenerateOptions;

@@ -1,0 +1,148 @@
+//! Checks before anything reaches ONNX Runtime: a request's inputs against what the model declares, and the parts
+//! of an [`EngineConfig`] that depend on the model. A refused request leaves the engine as it was.
+
+use std::collections::HashSet;
+
+use crate::config::{EngineConfig, Precision, ShapeBucket};
+use crate::error::{Error, Result};
+use crate::model::{Dim, ModelInfo, TensorInfo};
+use crate::tensor::{ElementType, TensorRef, element_count};
+
+/// Every input the model declares is given exactly once, each matching its declaration.
+pub(super) fn inputs(info: &ModelInfo, inputs: &[(&str, TensorRef<'_>)]) -> Result<()> {
+    let mut seen = HashSet::with_capacity(inputs.len());
+    for (name, tensor) in inputs {
+        let Some(declared) = info.input(name) else {
+            let expected: Vec<&str> = info.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(Error::invalid_input(name, format!("the model has no such input (inputs: {expected:?})")));
+        };
+        if !seen.insert(*name) {
+            return Err(Error::invalid_input(name, "given more than once"));
+        }
+        check_against(declared, tensor)?;
+    }
+    if let Some(missing) = info.inputs.iter().find(|i| !seen.contains(i.name.as_str())) {
+        return Err(Error::invalid_input(&missing.name, "missing: the model requires it"));
+    }
+    Ok(())
+}
+
+fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
+    let name = declared.name.as_str();
+    let Some(expected_type) = declared.element_type else {
+        return Err(Error::invalid_input(
+            name,
+            "this input's type is not supported by the SDK (not a numeric or bool tensor)",
+        ));
+    };
+    let f32_for_f16 = expected_type == ElementType::F16 && tensor.element_type == ElementType::F32;
+    if tensor.element_type != expected_type && !f32_for_f16 {
+        return Err(Error::invalid_input(
+            name,
+            format!("expected element type {expected_type}, got {}", tensor.element_type),
+        ));
+    }
+    if tensor.shape.len() != declared.shape.len() {
+        return Err(Error::invalid_input(
+            name,
+            format!(
+                "expected rank {} (shape {}), got rank {} (shape {:?})",
+                declared.shape.len(),
+                shape_text(&declared.shape),
+                tensor.shape.len(),
+                tensor.shape
+            ),
+        ));
+    }
+    let count = element_count(name, tensor.shape)?;
+    for (axis, (dim, &got)) in declared.shape.iter().zip(tensor.shape).enumerate() {
+        if let Dim::Fixed { size } = dim
+            && u64::try_from(got).ok() != Some(*size)
+        {
+            return Err(Error::invalid_input(
+                name,
+                format!(
+                    "dimension {axis} must be {size} (shape {}), got {got} (shape {:?})",
+                    shape_text(&declared.shape),
+                    tensor.shape
+                ),
+            ));
+        }
+    }
+    let expected_len = count.checked_mul(tensor.element_type.size()).ok_or_else(|| {
+        Error::invalid_input(name, format!("shape {:?} of {} is too large", tensor.shape, tensor.element_type))
+    })?;
+    if tensor.data.len() != expected_len {
+        return Err(Error::invalid_input(
+            name,
+            format!(
+                "shape {:?} of {} needs {expected_len} bytes ({count} elements), got {} bytes",
+                tensor.shape,
+                tensor.element_type,
+                tensor.data.len()
+            ),
+        ));
+    }
+    if tensor.element_type == ElementType::Bool && tensor.data.iter().any(|&b| b > 1) {
+        return Err(Error::invalid_input(name, "bool elements must be 0 or 1"));
+    }
+    Ok(())
+}
+
+fn shape_text(shape: &[Dim]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed { size } => size.to_string(),
+            Dim::Symbolic { name } => name.clone(),
+            Dim::Dynamic => "?".into(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// Precision choice belongs to bundles; a single file is what it is.
+pub(super) fn single_model(config: &EngineConfig) -> Result<()> {
+    if config.precision != Precision::Auto {
+        return Err(Error::InvalidConfig {
+            reason: format!(
+                "precision {:?} selects a variant of a model bundle: load the bundle (from_bundle), or load the \
+                 variant file with precision Auto",
+                config.precision
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Every bucket names only dynamic dims the model has, with sizes ONNX Runtime accepts.
+pub(super) fn shape_buckets(info: &ModelInfo, buckets: &[ShapeBucket]) -> Result<()> {
+    let symbols: HashSet<&str> = info
+        .inputs
+        .iter()
+        .flat_map(|i| &i.shape)
+        .filter_map(|d| if let Dim::Symbolic { name } = d { Some(name.as_str()) } else { None })
+        .collect();
+    for (i, bucket) in buckets.iter().enumerate() {
+        if bucket.dims.is_empty() {
+            return Err(Error::InvalidConfig { reason: format!("shape bucket {i} fixes no dimension") });
+        }
+        for (name, size) in bucket.sorted() {
+            if !symbols.contains(name) {
+                let mut known: Vec<&str> = symbols.iter().copied().collect();
+                known.sort();
+                return Err(Error::InvalidConfig {
+                    reason: format!(
+                        "shape bucket {i}: the model has no dynamic dimension `{name}` (it has: {known:?})"
+                    ),
+                });
+            }
+            if size == 0 || size > i64::MAX as u64 {
+                return Err(Error::InvalidConfig {
+                    reason: format!("shape bucket {i}: `{name}` = {size} is not a valid size"),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Tensors across the boundary with ONNX Runtime: our validated [`TensorRef`] inputs as ONNX Runtime values (in
+//! place where the bytes allow), and ONNX Runtime's outputs as owned [`Tensor`]s, within the engine's memory limit.
+
+use std::borrow::Cow;
+
+use half::f16;
+use ort::session::SessionInputValue;
+use ort::value::{DynValue, ValueType};
+
+use crate::alloc::Limit;
+use crate::error::{Error, OrtResultExt, Result};
+use crate::model::element_type_of;
+use crate::tensor::{ElementType, Tensor, TensorRef};
+
+/// Calls `$body` with `$T` bound to the Rust type of a (Pod) element type; `Bool` is handled by the caller.
+macro_rules! with_pod_type {
+    ($et:expr, $T:ident => $body:expr, bool => $bool_body:expr) => {
+        match $et {
+            ElementType::F32 => {
+                type $T = f32;
+                $body
+            }
+            ElementType::F16 => {
+                type $T = f16;
+                $body
+            }
+            ElementType::F64 => {
+                type $T = f64;
+                $body
+            }
+            ElementType::I8 => {
+                type $T = i8;
+                $body
+            }
+            ElementType::U8 => {
+                type $T = u8;
+                $body
+            }
+            ElementType::I16 => {
+                type $T = i16;
+                $body
+            }
+            ElementType::U16 => {
+                type $T = u16;
+                $body
+            }
+            ElementType::I32 => {
+                type $T = i32;
+                $body
+            }
+            ElementType::U32 => {
+                type $T = u32;
+                $body
+            }
+            ElementType::I64 => {
+                type $T = i64;
+                $body
+            }
+            ElementType::U64 => {
+                type $T = u64;
+                $body
+            }
+            ElementType::Bool => $bool_body,
+        }
+    };
+}
+
+/// Wraps validated input bytes for ONNX Runtime: in place when the bytes are aligned for the element type (the
+/// usual case: direct buffers, Vec<f32>, Swift arrays), otherwise one bulk copy. Float32 given for a float16 input
+/// is converted in one pass (half's slice conversion, F16C/NEON where the CPU has it).
+pub(crate) fn to_ort_value<'a>(
+    name: &str,
+    t: &TensorRef<'a>,
+    wants_f16: bool,
+    limit: Limit,
+) -> Result<SessionInputValue<'a>> {
+    let shape = t.shape.to_vec();
+    if wants_f16 && t.element_type == ElementType::F32 {
+        use half::slice::HalfFloatSliceExt;
+        let floats: Cow<'_, [f32]> = match bytemuck::try_cast_slice::<u8, f32>(t.data) {
+            Ok(view) => Cow::Borrowed(view),
+            Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(t.data)),
+        };
+        let mut halves = limit.vec(floats.len(), || format!("float16 conversion of input `{name}`"))?;
+        halves.resize(floats.len(), f16::ZERO);
+        halves.convert_from_f32_slice(&floats);
+        return ort::value::Tensor::from_array((shape, halves)).map(|v| v.into_dyn().into()).or_invalid_input(name);
+    }
+    with_pod_type!(t.element_type, T => {
+        match bytemuck::try_cast_slice::<u8, T>(t.data) {
+            Ok(view) => ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).or_invalid_input(name),
+            Err(_) => ort::value::Tensor::from_array((shape, bytemuck::pod_collect_to_vec::<u8, T>(t.data))).map(|v| v.into_dyn().into()).or_invalid_input(name),
+        }
+    }, bool => {
+        // SAFETY: validation checked every byte is 0 or 1, the valid bit patterns of bool.
+        let view: &'a [bool] = unsafe { std::slice::from_raw_parts(t.data.as_ptr().cast::<bool>(), t.data.len()) };
+        ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).or_invalid_input(name)
+    })
+}
+
+pub(crate) fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool, limit: Limit) -> Result<Tensor> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(Error::InferenceFailed {
+            reason: format!("output `{name}` is not a tensor; only tensor outputs are supported"),
+        });
+    };
+    let element_type = element_type_of(*ty).ok_or_else(|| Error::InferenceFailed {
+        reason: format!("output `{name}` has unsupported element type {ty}"),
+    })?;
+    let what = || format!("the copy of output `{name}`");
+    if f16_as_f32 && element_type == ElementType::F16 {
+        use half::slice::HalfFloatSliceExt;
+        let (shape, halves) = value.try_extract_tensor::<f16>().or_internal(format_args!("reading output `{name}`"))?;
+        let mut data = limit.zeroed(halves.len(), 4, what)?;
+        match bytemuck::try_cast_slice_mut::<u8, f32>(&mut data) {
+            Ok(floats) => halves.convert_to_f32_slice(floats),
+            // An empty buffer (its dangling pointer has no f32 alignment) or an allocator that aligns less than 4.
+            Err(_) => {
+                for (half, out) in halves.iter().zip(data.chunks_exact_mut(4)) {
+                    out.copy_from_slice(&half.to_f32().to_le_bytes());
+                }
+            }
+        }
+        return Ok(Tensor { name: name.to_owned(), element_type: ElementType::F32, shape: shape.to_vec(), data });
+    }
+    let copy = |bytes: &[u8]| -> Result<Vec<u8>> {
+        let mut data = limit.vec(bytes.len(), what)?;
+        data.extend_from_slice(bytes);
+        Ok(data)
+    };
+    let (shape, data) = with_pod_type!(element_type, T => {
+        let (shape, data) = value.try_extract_tensor::<T>().or_internal(format_args!("reading output `{name}`"))?;
+        (shape.to_vec(), copy(bytemuck::cast_slice::<T, u8>(data))?)
+    }, bool => {
+        let (shape, data) = value.try_extract_tensor::<bool>().or_internal(format_args!("reading output `{name}`"))?;
+        // SAFETY: bool is one byte holding 0 or 1.
+        (shape.to_vec(), copy(unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len()) })?)
+    });
+    Ok(Tensor { name: name.to_owned(), element_type, shape, data })
+}

@@ -1,0 +1,176 @@
+//! Building ONNX Runtime sessions of a model: the session options an [`EngineConfig`] asks for, accelerators
+//! registered, and the compile cache in front. The engine (a dynamic session and one per shape bucket) and the LLM
+//! decoder both open their sessions here.
+
+use std::path::Path;
+
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+
+use crate::accelerator::{AcceleratorReport, leading_accelerator, register_accelerators};
+use crate::compile_cache::{CacheEntry, CacheOutcome, EXTERNAL_WEIGHTS, MODEL_FILE};
+use crate::config::{Accelerator, EngineConfig, OptimizeLevel, ShapeBucket};
+use crate::error::{OrtResultExt, Result};
+use crate::model_check;
+use crate::runtime::Runtime;
+use crate::source::Source;
+
+/// A built session, what registered on it, and what the compile cache did.
+pub(crate) struct Opened {
+    pub session: Session,
+    pub accelerators: AcceleratorReport,
+    pub cache: CacheOutcome,
+}
+
+/// Builds one session of the model (the dynamic one, or one shape bucket's), through the compile cache when one is
+/// configured.
+pub(crate) fn open_session(
+    source: Source<'_>,
+    config: &EngineConfig,
+    bucket: Option<&ShapeBucket>,
+    profile: Option<&Path>,
+) -> Result<Opened> {
+    let checked = source.check()?;
+    let level = config.optimize_level;
+    let builder = |config: &EngineConfig, level| session_builder(source, &checked, config, level, bucket, profile);
+    let uncached = |cache| -> Result<Opened> {
+        let (mut b, accelerators) = builder(config, level)?;
+        Ok(Opened { session: source.commit(&mut b)?, accelerators, cache })
+    };
+    let Some(cache_dir) = config.cache_dir.as_deref().filter(|_| level != OptimizeLevel::O0) else {
+        return uncached(CacheOutcome::Disabled);
+    };
+    let cpu_only = leading_accelerator(config) == Accelerator::Cpu;
+    // With only the CPU, the cached graph is final and loads unoptimized. With an accelerator, graph partitioning
+    // happens at load, and ONNX Runtime cannot save graphs holding compiled accelerator nodes, so the cache keeps the
+    // provider-independent (basic) optimizations and the session finishes optimizing for its accelerator at load.
+    let (cached_level, load_level) = if cpu_only { (level, OptimizeLevel::O0) } else { (OptimizeLevel::O1, level) };
+    let bucket_text = bucket.map(|b| format!("{:?}", b.sorted())).unwrap_or_default();
+    let settings = format!("{cached_level:?}|{:?}|{bucket_text}", config.accelerators);
+    let started = std::time::Instant::now();
+    let entry = CacheEntry::new(Path::new(cache_dir), source.content_hash(Path::new(cache_dir))?, settings);
+    let keyed = started.elapsed();
+
+    let mut cache = CacheOutcome::Miss;
+    match entry.verified() {
+        Ok(true) => {
+            let verified = started.elapsed();
+            let (mut b, accelerators) = builder(config, load_level)?;
+            match b.commit_from_file(entry.model_path()) {
+                Ok(session) => {
+                    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                    log::debug!(
+                        "compile cache hit: key {:.1} ms, checksums {:.1} ms, load {:.1} ms",
+                        ms(keyed),
+                        ms(verified - keyed),
+                        ms(started.elapsed() - verified)
+                    );
+                    return Ok(Opened { session, accelerators, cache: CacheOutcome::Hit });
+                }
+                Err(e) => {
+                    log::warn!("compile cache: ONNX Runtime refused a cached model ({}); rebuilding it", e.message());
+                    entry.remove();
+                    cache = CacheOutcome::Rebuilt;
+                }
+            }
+        }
+        Ok(false) => {}
+        Err(reason) => {
+            log::warn!("compile cache: {reason}; rebuilding the entry");
+            entry.remove();
+            cache = CacheOutcome::Rebuilt;
+        }
+    }
+    let staging = match entry.staging() {
+        Ok(staging) => staging,
+        Err(e) => {
+            // A read-only or full cache directory costs this launch its cache, not the model.
+            log::warn!("{e}; loading without the compile cache");
+            return uncached(CacheOutcome::Unavailable);
+        }
+    };
+    let save = |b: SessionBuilder| -> Result<SessionBuilder> {
+        let mut b = b.with_optimized_model_path(staging.join(MODEL_FILE)).or_internal("compile cache")?;
+        for (key, value) in EXTERNAL_WEIGHTS {
+            b = b.with_config_entry(key, value).or_internal("compile cache")?;
+        }
+        Ok(b)
+    };
+    let written = |result: Result<()>| {
+        if let Err(e) = result {
+            log::warn!("compile cache: could not write the entry ({e}); this launch is not cached");
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    };
+    if cpu_only {
+        // One session does both: ONNX Runtime saves the graph as it finishes optimizing it.
+        let (b, accelerators) = builder(config, level)?;
+        let session = source.commit(&mut save(b)?)?;
+        written(entry.commit(&staging));
+        return Ok(Opened { session, accelerators, cache });
+    }
+    let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
+    let (b, _) = session_builder(source, &checked, &cpu, cached_level, bucket, None)?;
+    drop(source.commit(&mut save(b)?)?);
+    written(entry.commit(&staging));
+    let (mut b, accelerators) = builder(config, load_level)?;
+    let session = match b.commit_from_file(entry.model_path()) {
+        Ok(session) => session,
+        Err(_) => source.commit(&mut builder(config, level)?.0)?,
+    };
+    Ok(Opened { session, accelerators, cache })
+}
+
+fn session_builder(
+    source: Source<'_>,
+    checked: &model_check::Checked,
+    config: &EngineConfig,
+    level: OptimizeLevel,
+    bucket: Option<&ShapeBucket>,
+    profile: Option<&Path>,
+) -> Result<(SessionBuilder, AcceleratorReport)> {
+    let builder = Runtime::with_env(|env| Session::builder(env).or_internal("session builder"))?;
+    let (builder, report) = configure(builder, config, level)?;
+    let mut builder = source.configure(builder, checked)?;
+    for (name, size) in bucket.map(ShapeBucket::sorted).unwrap_or_default() {
+        builder = builder.with_dimension_override(name, size as i64).or_invalid_config("shape bucket")?;
+    }
+    if let Some(prefix) = profile {
+        builder = builder.with_profiling(prefix).or_invalid_config("profiling")?;
+    }
+    Ok((builder, report))
+}
+
+fn configure(
+    builder: SessionBuilder,
+    config: &EngineConfig,
+    level: OptimizeLevel,
+) -> Result<(SessionBuilder, AcceleratorReport)> {
+    let level = match level {
+        OptimizeLevel::O0 => GraphOptimizationLevel::Disable,
+        OptimizeLevel::O1 => GraphOptimizationLevel::Level1,
+        OptimizeLevel::O2 => GraphOptimizationLevel::Level2,
+        OptimizeLevel::O3 => GraphOptimizationLevel::All,
+    };
+    let builder = builder.with_optimization_level(level).or_invalid_config("optimize level")?;
+    let (mut builder, report) = register_accelerators(builder, config)?;
+    // ONNX Runtime's advice when XNNPACK leads: its own pool does the work, so one session thread and no spinning.
+    let xnnpack_leads = report.active.first().is_some_and(|a| a == "XnnpackExecutionProvider");
+    let intra_op_threads = if config.intra_op_threads == 0 && xnnpack_leads { 1 } else { config.intra_op_threads };
+    let spinning = config.spinning.or(xnnpack_leads.then_some(false));
+    if intra_op_threads > 0 {
+        builder = builder.with_intra_threads(intra_op_threads as usize).or_invalid_config("intra-op threads")?;
+    }
+    if config.inter_op_threads > 1 {
+        builder = builder.with_parallel_execution(true).or_invalid_config("parallel execution")?;
+        builder = builder.with_inter_threads(config.inter_op_threads as usize).or_invalid_config("inter-op threads")?;
+    }
+    if let Some(spinning) = spinning {
+        builder = builder.with_intra_op_spinning(spinning).or_invalid_config("intra-op spinning")?;
+        builder = builder.with_inter_op_spinning(spinning).or_invalid_config("inter-op spinning")?;
+    }
+    if config.strict && report.active.iter().any(|a| a != "CPUExecutionProvider") {
+        builder = builder.with_disable_cpu_fallback().or_invalid_config("strict mode")?;
+    }
+    Ok((builder, report))
+}
