@@ -5,12 +5,12 @@ Python package (what an engineer would use instead). Driven by `cargo xtask benc
 """
 import argparse
 import json
-import math
 import os
 import time
 
 import numpy as np
 import onnxruntime as ort
+from recipe_inputs import recipe_input  # tools/models, on PYTHONPATH (xtask sets it)
 
 LEVELS = {
     "O0": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -18,25 +18,6 @@ LEVELS = {
     "O2": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "O3": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-TYPES = {"f32": np.float32, "i64": np.int64, "i32": np.int32}
-
-
-def recipe_input(spec, recipe_dir):
-    """`values` (repeated), `fill`, `tones` or `file`, exactly as the Rust runner builds them."""
-    shape = spec["shape"]
-    if "file" in spec:
-        return np.fromfile(os.path.join(recipe_dir, spec["file"]), dtype=TYPES[spec["type"]]).reshape(shape)
-    count = int(np.prod(shape)) if shape else 1
-    if "values" in spec:
-        values = [spec["values"][i % len(spec["values"])] for i in range(count)]
-    elif "fill" in spec:
-        values = [spec["fill"]] * count
-    else:
-        sr = spec.get("sample_rate", 16000.0)
-        values = [sum(a * math.sin(2 * math.pi * f * i / sr) for f, a in spec["tones"]) for i in range(count)]
-    return np.array(values, dtype=np.float64).astype(TYPES[spec["type"]]).reshape(shape)
-
-
 def main():
     p = argparse.ArgumentParser()
     for flag in ("--model", "--recipe", "--out", "--optimize"):

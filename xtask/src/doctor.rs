@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::{android, cache, cmd, targets};
+use crate::{cache, cmd, ndk, targets};
 
 fn version(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
@@ -31,7 +31,7 @@ pub fn run() -> Result<()> {
             "check-targets, builds",
         );
     }
-    match android::ndk() {
+    match ndk::find_default() {
         Ok(ndk) => line(
             true,
             "Android NDK",

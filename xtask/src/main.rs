@@ -1,23 +1,32 @@
 //! `cargo xtask`: every step a developer or CI runs, with `--help` for each.
 
-mod android;
+//!
+//! Subcommands, one module or folder each: `bench/`, `test/`, `fuzz/`, `report`, `build/` (android, ios), `size`,
+//! `doctor`; `models`, `bindgen` and `targets` also serve as helpers. Subcommands import shared helpers, never each
+//! other (`test`, which runs every step, calls the others' typed entry points; nothing imports `test`):
+//! - `cmd` (repo paths, running commands), `cache` (the machine cache, registry downloads, progress spinners),
+//!   `python` (the pinned venv), `jvm` (Maven classpath), `swift_toolchain` (the Swift chroot), `ndk`;
+//! - `models` (the manifest, fetching, variants, LLM decoders), `bindgen`, `targets`;
+//! - `runner` (the benchmark runner, built in this one place), `devices` (deploy/run/collect on host, qemu, adb,
+//!   simctl), `results` (the benchmark result files as types: the one module that reads result JSON).
+
 mod bench;
 mod bindgen;
+mod build;
 mod cache;
 mod cmd;
-mod device;
+mod devices;
 mod doctor;
-mod experiments;
 mod fuzz;
-mod generate;
-mod ios;
-mod kotlin;
-mod llm;
+mod jvm;
 mod models;
+mod ndk;
 mod python;
 mod report;
+mod results;
+mod runner;
 mod size;
-mod swift;
+mod swift_toolchain;
 mod targets;
 mod test;
 
@@ -71,9 +80,9 @@ enum Command {
 #[derive(Subcommand)]
 enum Platform {
     /// Native libraries per ABI into android/src/main/jniLibs, Android bindings, and the AAR if Gradle is there.
-    Android(android::Args),
+    Android(build::android::Args),
     /// OpenAutoGLMFFI.xcframework (device + simulators), zipped with its SwiftPM checksum. macOS only.
-    Ios(ios::Args),
+    Ios(build::ios::Args),
 }
 
 fn main() -> Result<()> {
@@ -92,8 +101,8 @@ fn main() -> Result<()> {
         Command::Bindgen => bindgen::generate().map(|_| ()),
         Command::Models { action } => models::run(action),
         Command::Fixtures => models::regenerate_fixtures(),
-        Command::Build { platform: Platform::Android(args) } => android::build(args),
-        Command::Build { platform: Platform::Ios(args) } => ios::build(args),
+        Command::Build { platform: Platform::Android(args) } => build::android::build(args),
+        Command::Build { platform: Platform::Ios(args) } => build::ios::build(args),
         Command::CheckTargets => targets::check().map(|_| ()),
         Command::Size => size::run(),
         Command::Doctor => doctor::run(),

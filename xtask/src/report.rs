@@ -5,12 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::cmd;
+use crate::results::{self, BenchResult};
+use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde_json::Value;
-
-use crate::cmd;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,31 +26,14 @@ pub fn run(args: Args) -> Result<()> {
     write(&args.results, &out)
 }
 
-/// Reads result files (a single result or a suite's `results`) into one flat list.
-fn load(paths: &[PathBuf]) -> Result<Vec<Value>> {
-    let mut all = Vec::new();
-    for path in paths {
-        let value: Value =
-            serde_json::from_str(&fs::read_to_string(path).with_context(|| path.display().to_string())?)?;
-        match value["results"].as_array() {
-            Some(results) => all.extend(results.iter().cloned()),
-            None => all.push(value),
-        }
-    }
-    if all.is_empty() {
-        bail!("no results in {paths:?}");
-    }
-    Ok(all)
-}
-
 pub fn write(paths: &[PathBuf], out: &Path) -> Result<()> {
-    let results = load(paths)?;
+    let results = results::read_results(paths)?;
     fs::create_dir_all(out)?;
     register_font()?;
     fs::write(out.join("report.md"), markdown(&results))?;
     for name in ["latency", "precision", "devices"] {
         let rows = if name == "devices" {
-            distinct(results.iter().map(|r| format!("{} {}", r["model"]["id"], r["model"]["precision"]))).len()
+            distinct(results.iter().map(BenchResult::configuration)).len()
         } else {
             results.len()
         };
@@ -70,7 +52,7 @@ pub fn write(paths: &[PathBuf], out: &Path) -> Result<()> {
 }
 
 /// The same drawing code serves both backends (SVG and PNG).
-fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[Value], name: &str) -> Result<()>
+fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[BenchResult], name: &str) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -100,52 +82,53 @@ fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
     items.collect::<std::collections::BTreeSet<_>>().into_iter().collect()
 }
 
-fn label(r: &Value) -> String {
-    format!(
-        "{} {} [{}]",
-        r["model"]["id"].as_str().unwrap_or("?"),
-        r["model"]["precision"].as_str().unwrap_or("?"),
-        r["device"]["kind"].as_str().unwrap_or("?")
-    )
+fn label(r: &BenchResult) -> String {
+    format!("{} {} [{}]", r.model.id, r.model.precision, r.device.kind)
 }
 
-fn num(v: &Value, digits: usize) -> String {
-    v.as_f64().map_or("-".to_owned(), |x| format!("{x:.digits$}"))
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+/// A count as the result holds it, or `null`.
+fn count<T: ToString>(v: Option<T>) -> String {
+    v.map_or("null".to_owned(), |x| x.to_string())
 }
 
 /// Our median over a peer's, with the per-round spread: below 1 means we are faster.
-fn versus(r: &Value, peer: &str) -> String {
-    let Some(p) = r["comparison"]["runners"].as_array().and_then(|a| a.iter().find(|x| x["runner"] == peer)) else {
+fn versus(r: &BenchResult, peer: &str) -> String {
+    let Some(p) = r.peer(peer) else {
         return "-".into();
     };
-    let ratio = p["p50_ratio_vs_rust"].as_f64().map(|x| 1.0 / x);
-    let rounds: Vec<f64> =
-        p["p50_ratio_per_round"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| 1.0 / x).collect();
-    match (ratio, rounds.iter().copied().reduce(f64::min), rounds.iter().copied().reduce(f64::max)) {
-        (Some(r), Some(lo), Some(hi)) => format!("{r:.3}x ({lo:.2}-{hi:.2})"),
+    let ratio = 1.0 / p.p50_ratio_vs_rust;
+    let rounds: Vec<f64> = p.p50_ratio_per_round.iter().map(|x| 1.0 / x).collect();
+    match (rounds.iter().copied().reduce(f64::min), rounds.iter().copied().reduce(f64::max)) {
+        (Some(lo), Some(hi)) => format!("{ratio:.3}x ({lo:.2}-{hi:.2})"),
         _ => "-".into(),
     }
 }
 
 /// "CPU 235 (1)": nodes per execution provider and the number of partitions.
-fn placement(r: &Value) -> String {
-    let Some(providers) = r["placement"]["nodes_by_provider"].as_object() else { return "-".into() };
+fn placement(r: &BenchResult) -> String {
+    let Some(placement) = &r.measured.placement else { return "-".into() };
+    let Some(providers) = &placement.nodes_by_provider else { return "-".into() };
     let nodes: Vec<String> =
         providers.iter().map(|(p, n)| format!("{} {n}", p.trim_end_matches("ExecutionProvider"))).collect();
-    format!("{} ({})", nodes.join(", "), r["placement"]["partitions"])
+    format!("{} ({})", nodes.join(", "), count(placement.partitions))
 }
 
-fn markdown(results: &[Value]) -> String {
+fn markdown(results: &[BenchResult]) -> String {
     let mut md = String::from("# Benchmark report\n\n");
-    let devices = distinct(results.iter().filter(|r| r["error"].is_null()).map(|r| {
+    let devices = distinct(results.iter().filter(|r| r.error.is_none()).map(|r| {
+        let d = &r.device;
         format!(
             "{} ({} {}, {} cpus{}), ONNX Runtime {}",
-            r["device"]["kind"].as_str().unwrap_or("?"),
-            r["device"]["os"].as_str().unwrap_or("?"),
-            r["device"]["arch"].as_str().unwrap_or("?"),
-            r["device"]["cpus"],
-            if r["device"]["emulated"] == true { ", emulated: timings are not phone timings" } else { "" },
-            r["ort_version"].as_str().unwrap_or("?")
+            d.kind,
+            d.os.as_deref().unwrap_or("?"),
+            d.arch.as_deref().unwrap_or("?"),
+            count(d.cpus),
+            if d.emulated { ", emulated: timings are not phone timings" } else { "" },
+            r.measured.ort_version.as_deref().unwrap_or("?")
         )
     }));
     md += &format!("Devices: {}.\n\n", devices.join("; "));
@@ -155,37 +138,37 @@ fn markdown(results: &[Value]) -> String {
     md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | cosine | max abs err | top-1 | task measure | nodes (partitions) | ours/python-ort | ours/ort-java | ours/kotlin | ours/swift |\n";
     md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|\n";
     for r in results {
-        if let Some(error) = r["error"].as_str() {
+        if let Some(error) = &r.error {
             md += &format!(
                 "| {} | {} | {} | could not run: {} |\n",
-                r["device"]["kind"].as_str().unwrap_or("?"),
-                r["model"]["id"].as_str().unwrap_or("?"),
-                r["model"]["precision"].as_str().unwrap_or("?"),
+                r.device.kind,
+                r.model.id,
+                r.model.precision,
                 error.replace('|', "/")
             );
             continue;
         }
-        let m = &r["metrics"];
-        let a = &r["accuracy_vs_fp32"];
+        let m = &r.measured.metrics;
+        let a = r.accuracy_vs_fp32.clone().unwrap_or_default();
         md += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ± {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r["device"]["kind"].as_str().unwrap_or("?"),
-            r["model"]["id"].as_str().unwrap_or("?"),
-            r["model"]["precision"].as_str().unwrap_or("?"),
-            num(&r["model"]["file_size_mb"], 1),
-            r["threads"],
-            num(&m["session_create_ms"], 1),
-            num(&m["first_inference_ms"], 2),
-            num(&m["p50_ms"], 3),
-            num(&m["p90_ms"], 3),
-            num(&m["p99_ms"], 3),
-            num(&m["mean_ms"], 3),
-            num(&m["std_ms"], 3),
-            num(&m["peak_rss_mb"], 0),
-            num(&a["cosine_similarity"], 5),
-            num(&a["max_abs_error"], 4),
-            num(&a["top1_agreement"], 3),
-            crate::models::task_measure(a).trim(),
+            r.device.kind,
+            r.model.id,
+            r.model.precision,
+            num(r.model.file_size_mb, 1),
+            count(r.measured.threads),
+            num(m.session_create_ms, 1),
+            num(m.first_inference_ms, 2),
+            num(m.p50_ms, 3),
+            num(m.p90_ms, 3),
+            num(m.p99_ms, 3),
+            num(m.mean_ms, 3),
+            num(m.std_ms, 3),
+            num(m.peak_rss_mb, 0),
+            num(a.cosine_similarity, 5),
+            num(a.max_abs_error, 4),
+            num(a.top1_agreement, 3),
+            a.task_measure().trim(),
             placement(r),
             versus(r, "python-ort"),
             versus(r, "ort-java"),
@@ -197,11 +180,11 @@ fn markdown(results: &[Value]) -> String {
     md
 }
 
-fn samples(r: &Value) -> Vec<f32> {
-    r["samples_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| x as f32).collect()
+fn samples(r: &BenchResult) -> Vec<f32> {
+    r.measured.samples_ms.iter().map(|&x| x as f32).collect()
 }
 
-fn latency_range(results: &[Value]) -> (f32, f32) {
+fn latency_range(results: &[BenchResult]) -> (f32, f32) {
     let all: Vec<f32> = results.iter().flat_map(samples).filter(|x| *x > 0.0).collect();
     let lo = all.iter().copied().fold(f32::INFINITY, f32::min).max(1e-4);
     let hi = all.iter().copied().fold(0f32, f32::max).max(lo * 10.0);
@@ -247,7 +230,7 @@ where
 }
 
 /// One horizontal box (quartiles, whiskers) per configuration, on a log time axis.
-fn draw_latency<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[Value]) -> Result<()>
+fn draw_latency<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[BenchResult]) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -264,7 +247,7 @@ where
 }
 
 /// Latency against accuracy: one colour per model, one point per precision.
-fn draw_precision<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[Value]) -> Result<()>
+fn draw_precision<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[BenchResult]) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -273,10 +256,10 @@ where
         .iter()
         .filter_map(|r| {
             Some((
-                r["model"]["id"].as_str()?.to_owned(),
-                r["model"]["precision"].as_str()?.to_owned(),
-                r["metrics"]["p50_ms"].as_f64()? as f32,
-                r["accuracy_vs_fp32"]["cosine_similarity"].as_f64()? as f32,
+                r.model.id.clone(),
+                r.model.precision.clone(),
+                r.measured.metrics.p50_ms? as f32,
+                r.accuracy_vs_fp32.as_ref()?.cosine_similarity? as f32,
             ))
         })
         .collect();
@@ -308,15 +291,13 @@ where
 }
 
 /// Median latency per configuration, one series per device (log scale).
-fn draw_devices<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[Value]) -> Result<()>
+fn draw_devices<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[BenchResult]) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     area.fill(&WHITE).map_err(plot_err)?;
-    let configs = distinct(results.iter().map(|r| {
-        format!("{} {}", r["model"]["id"].as_str().unwrap_or("?"), r["model"]["precision"].as_str().unwrap_or("?"))
-    }));
-    let devices = distinct(results.iter().map(|r| r["device"]["kind"].as_str().unwrap_or("?").to_owned()));
+    let configs = distinct(results.iter().map(BenchResult::configuration));
+    let devices = distinct(results.iter().map(|r| r.device.kind.clone()));
     let (lo, hi) = latency_range(results);
     let mut chart =
         rows_chart(area, "Device vs device: p50 per configuration (ms, log scale)", "p50 ms", &configs, (lo, hi), 260)?;
@@ -324,11 +305,11 @@ where
         let color = Palette99::pick(d).to_rgba();
         let points: Vec<(f32, SegmentValue<usize>)> = results
             .iter()
-            .filter(|r| r["device"]["kind"] == device.as_str())
+            .filter(|r| r.device.kind == *device)
             .filter_map(|r| {
-                let key = format!("{} {}", r["model"]["id"].as_str()?, r["model"]["precision"].as_str()?);
+                let key = r.configuration();
                 Some((
-                    r["metrics"]["p50_ms"].as_f64()? as f32,
+                    r.measured.metrics.p50_ms? as f32,
                     SegmentValue::CenterOf(configs.iter().position(|c| *c == key)?),
                 ))
             })
@@ -352,7 +333,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn result(device: &str, precision: &str, p50: f64) -> Value {
+    /// A result as a runner's JSON would give it, read into the types as `report` reads files.
+    fn result(device: &str, precision: &str, p50: f64) -> BenchResult {
+        serde_json::from_value(result_json(device, precision, p50)).unwrap()
+    }
+
+    fn result_json(device: &str, precision: &str, p50: f64) -> serde_json::Value {
         json!({
             "device": { "kind": device, "os": "linux", "arch": "x86_64", "cpus": 2, "emulated": device != "host" },
             "model": { "id": "m", "precision": precision, "file_size_mb": 1.0 },
@@ -380,7 +366,10 @@ mod tests {
 
     #[test]
     fn a_configuration_that_failed_is_reported_not_dropped() {
-        let failed = json!({ "device": { "kind": "qemu-arm64" }, "model": { "id": "m", "precision": "fp16" }, "error": "no kernel | here" });
+        let failed = serde_json::from_value(
+            json!({ "device": { "kind": "qemu-arm64" }, "model": { "id": "m", "precision": "fp16" }, "error": "no kernel | here" }),
+        )
+        .unwrap();
         let md = markdown(&[result("host", "fp32", 2.0), failed]);
         assert!(md.contains("could not run: no kernel / here"), "{md}");
     }
@@ -390,7 +379,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("openautoglm-report-test-{}", std::process::id()));
         let file = dir.join("result.json");
         fs::create_dir_all(&dir).unwrap();
-        let suite = json!({ "results": [result("host", "fp32", 2.0), result("host", "fp16", 1.5), result("qemu-arm64", "fp32", 150.0)] });
+        let suite = json!({ "results": [result_json("host", "fp32", 2.0), result_json("host", "fp16", 1.5), result_json("qemu-arm64", "fp32", 150.0)] });
         fs::write(&file, suite.to_string()).unwrap();
         write(&[file], &dir.join("report")).unwrap();
         for name in

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::{android, bindgen, cmd, targets};
+use crate::{bindgen, cmd, ndk, targets};
 
 /// Budgets for the arm64 library, set from measurement: the engine alone (0.73 MB with opt-level z + fat LTO at
 /// first, 0.99 MB with compile cache and bundles, 1.02 MB with the untrusted-model hardening: the model check,
@@ -28,7 +28,7 @@ struct Measured {
 pub fn run() -> Result<()> {
     let mut rows = Vec::new();
     cmd::ensure_debian_packages(&["aarch64-linux-gnu-gcc"], &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"])?;
-    let ndk = android::ndk().ok();
+    let ndk = ndk::find_default().ok();
     let proxy_budgeted = ndk.is_none();
     for (triple, note) in
         [("aarch64-unknown-linux-gnu", "arm64 (Linux build of the same code)"), ("x86_64-unknown-linux-gnu", "host")]

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cache, cmd, llm, models};
+use crate::models::{self, llm};
+use crate::{cache, cmd};
 use harness::{Finding, Seed, Tally};
 
 #[derive(clap::Args)]

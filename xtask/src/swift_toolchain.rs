@@ -1,4 +1,4 @@
-//! Swift on Linux: Debian trixie's Swift 6 toolchain in a chroot (this host is Debian 12, which has none), set up
+//! The Swift toolchain on Linux: Debian trixie's Swift 6 in a chroot (this host is Debian 12, which has none), set up
 //! once in the cache and reused. The package, the host-built library, ONNX Runtime and the data are staged inside.
 
 use std::fs;
@@ -7,9 +7,7 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cache;
-use crate::cmd;
-use crate::test::Suite;
+use crate::{cache, cmd, models};
 
 const ROOT_NAME: &str = "swift-6.0.3-trixie";
 const READY: &str = ".openautoglm-ready";
@@ -98,7 +96,7 @@ impl Stage {
         fs::create_dir_all(stage.join("lib"))?;
         fs::create_dir_all(stage.join("bench"))?;
         fs::create_dir_all(stage.join("llm"))?;
-        let tiny_llm = crate::llm::dir("smollm2-tiny");
+        let tiny_llm = models::llm::dir("smollm2-tiny");
         let copies = [
             (repo.join("ios/Sources"), "ios/Sources".to_owned()),
             (repo.join("ios/Tests"), "ios/Tests".to_owned()),
@@ -131,18 +129,4 @@ impl Stage {
         );
         Command::new("chroot").arg(&self.root).args(["/bin/sh", "-c", &script]).output().context("cannot run chroot")
     }
-}
-
-/// `swift test` against the host library.
-pub fn test(library: &Path, ort: &Path, models: &Path) -> Result<Suite> {
-    let stage = Stage::new(library, ort, models)?;
-    let out =
-        stage.sh("swift build --build-tests --quiet 2>&1 && swift test --skip-build --disable-swift-testing 2>&1")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    print!("{text}");
-    let suite = Suite::from_xctest("Swift", &text, out.status.success());
-    if !out.status.success() {
-        bail!("swift test failed ({})", out.status);
-    }
-    Ok(suite)
 }

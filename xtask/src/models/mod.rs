@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -11,6 +10,11 @@ use serde_json::Value;
 
 use crate::cache::{self, PypiFile};
 use crate::cmd;
+
+pub mod llm;
+mod variants;
+
+pub use variants::{bundles_dir, model_file, prepared_variants, variant_accuracy, variants_dir};
 
 #[derive(Subcommand)]
 pub enum Action {
@@ -218,10 +222,10 @@ pub fn run(action: Action) -> Result<()> {
                 ids
             };
             for id in ids {
-                if crate::llm::entry(&id)?.is_some() {
-                    crate::llm::prepare(&id)?;
+                if llm::entry(&id)?.is_some() {
+                    llm::prepare(&id)?;
                 } else {
-                    prepare(&id)?;
+                    variants::prepare(&id)?;
                 }
             }
         }
@@ -234,7 +238,7 @@ pub fn run(action: Action) -> Result<()> {
                 };
                 println!("{:<22} {:<6} {source}  {}", m.id, m.precision, m.title);
             }
-            for m in crate::llm::entries()? {
+            for m in llm::entries()? {
                 let source = match (&m.package, &m.path, &m.tiny_of) {
                     (Some(p), Some(path), _) => format!("{}=={} : {path}", p.name, p.version),
                     (_, _, Some(of)) => format!("tiny twin of {of}"),
@@ -247,139 +251,10 @@ pub fn run(action: Action) -> Result<()> {
     Ok(())
 }
 
-/// Where the variants of `id` live: a model bundle (bundle.json), as `Engine::from_bundle` reads it.
-pub fn variants_dir(id: &str) -> PathBuf {
-    bundles_dir().join(id)
-}
-
-pub fn bundles_dir() -> PathBuf {
-    cache::dir().join("variants")
-}
-
-/// The model file for `id` at `precision` (`native` is the manifest's own file); variants need `models prepare`.
-pub fn model_file(id: &str, precision: &str) -> Result<PathBuf> {
-    if precision == "native" {
-        return fetch(id);
-    }
-    let index: Value = serde_json::from_str(
-        &fs::read_to_string(variants_dir(id).join("variants.json"))
-            .with_context(|| format!("no variants of {id} yet: run `cargo xtask models prepare {id}`"))?,
-    )?;
-    let variant = &index["variants"][precision];
-    if let Some(error) = variant["error"].as_str() {
-        bail!("{id} has no {precision} variant: {error}");
-    }
-    let file = variant["file"].as_str().with_context(|| format!("unknown precision `{precision}` for {id}"))?;
-    Ok(variants_dir(id).join(file))
-}
-
-/// The key under which variants of `id` were made: the model's sha256, the recipe and the maker script. Variants
-/// made under another key are made again.
-fn variants_stamp(id: &str) -> Result<String> {
-    let entry = entry(id)?;
-    let script = fs::read(cmd::repo_root().join("benchmarks/prepare_variants.py"))?;
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;
-    let recipe =
-        manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == id)).map(|m| m["inputs"].to_string());
-    let key = format!(
-        "{:?} {:?} {} {}",
-        entry.sha256,
-        entry.task,
-        recipe.unwrap_or_default(),
-        String::from_utf8_lossy(&script)
-    );
-    Ok(cache::sha256_bytes(key.as_bytes()))
-}
-
-/// The precision variants of `id` that exist, making them first if they were never made (or made differently).
-pub fn prepared_variants(id: &str) -> Result<Vec<String>> {
-    let index_file = variants_dir(id).join("variants.json");
-    let current = fs::read_to_string(&index_file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    let stamp = variants_stamp(id)?;
-    if current.is_none_or(|v| v["stamp"].as_str() != Some(stamp.as_str())) {
-        prepare(id)?;
-    }
-    let index: Value = serde_json::from_str(&fs::read_to_string(&index_file)?)?;
-    Ok(index["variants"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, v)| v["error"].is_null())
-        .map(|(name, _)| name.clone())
-        .collect())
-}
-
-/// What `models prepare` measured for `precision` of `id` against FP32 (null when there is no FP32 reference).
-pub fn variant_accuracy(id: &str, precision: &str) -> Result<Value> {
-    let key = if precision == "native" { "fp32" } else { precision };
-    let file = variants_dir(id).join("variants.json");
-    if !file.exists() {
-        return Ok(Value::Null);
-    }
-    let index: Value = serde_json::from_str(&fs::read_to_string(file)?)?;
-    let v = &index["variants"][key];
-    let mut accuracy = v.clone();
-    if let Some(fields) = accuracy.as_object_mut() {
-        fields.retain(|k, _| !matches!(k.as_str(), "file" | "size_bytes" | "seconds"));
-    }
-    Ok(accuracy)
-}
-
-/// Makes the precision variants of `id` (benchmarks/prepare_variants.py) and prints them with their accuracy.
-fn prepare(id: &str) -> Result<()> {
-    let model = fetch(id)?;
-    let dir = variants_dir(id);
-    fs::create_dir_all(&dir)?;
-    let recipe = materialize_recipe(id, &dir)?;
-    let python = crate::python::python()?;
-    let spinner = cache::spinner(format!("{id}: making FP16, INT8 and ORT-format variants"));
-    let made = cmd::capture(
-        Command::new(&python)
-            .arg(cmd::repo_root().join("benchmarks/prepare_variants.py"))
-            .arg("--model")
-            .arg(&model)
-            .arg("--recipe")
-            .arg(&recipe)
-            .arg("--out")
-            .arg(&dir)
-            .args(["--task", entry(id)?.task.as_deref().unwrap_or("generic")])
-            .args(["--id", id])
-            .args(["--stamp", &variants_stamp(id)?]),
-    );
-    spinner.finish_and_clear();
-    made?;
-    let index: Value = serde_json::from_str(&fs::read_to_string(dir.join("variants.json"))?)?;
-    println!("{id}");
-    for (name, v) in index["variants"].as_object().into_iter().flatten() {
-        let num = |key: &str, digits: usize| v[key].as_f64().map_or("-".to_owned(), |x| format!("{x:.digits$}"));
-        match v["error"].as_str() {
-            Some(error) => println!("  {name:<13} not made: {error}"),
-            None => println!(
-                "  {name:<13} {:>7.2} MB  cosine {}  max|err| {}  top-1 {}{}",
-                v["size_bytes"].as_f64().unwrap_or(0.0) / 1e6,
-                num("cosine_similarity", 5),
-                num("max_abs_error", 4),
-                num("top1_agreement", 3),
-                task_measure(v)
-            ),
-        }
-    }
-    Ok(())
-}
-
-/// The task's own accuracy measure of a variant, for tables: "  box IoU 0.98 (same class)", "  map IoU 0.91".
-pub fn task_measure(v: &Value) -> String {
-    if let Some(iou) = v["top_box_iou"].as_f64() {
-        let class = if v["top_box_same_class"] == true { "same class" } else { "other class" };
-        return format!("  box IoU {iou:.3} ({class})");
-    }
-    v["map_iou"].as_f64().map_or(String::new(), |iou| format!("  map IoU {iou:.3}"))
-}
-
 pub fn regenerate_fixtures() -> Result<()> {
     let python = crate::python::python()?;
     for id in TEST_MODELS {
         fetch(id)?;
     }
-    cmd::run(Command::new(&python).arg(cmd::repo_root().join("core/tests/data/generate.py")).arg(models_dir()))
+    cmd::run(crate::python::script(&python, &cmd::repo_root().join("core/tests/data/generate.py")).arg(models_dir()))
 }

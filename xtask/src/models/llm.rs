@@ -1,18 +1,17 @@
 //! Decoder LLMs for text generation (`benchmarks/models.json` → `llms`): an ONNX decoder with KV cache made from a
-//! GGUF in a registry package (`benchmarks/llm/make_decoder.py`), its precision variants made with ONNX Runtime's
+//! GGUF in a registry package (`tools/models/make_decoder.py`), its precision variants made with ONNX Runtime's
 //! tools (`make_variants.py`), each checked (`check_decoder.py`): greedy decoding with the KV cache must equal
 //! greedy decoding by full recomputation, token for token, and the chat question must be answered as expected.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::models::{self, Package};
-use crate::{cache, cmd};
+use super::Package;
+use crate::{cache, cmd, python};
 
 /// Decoders the tests load: the tiny one for the mechanics, the real one for its answers.
 pub const TEST_LLMS: &[&str] = &["smollm2-tiny", "smollm2-tiny-decomposed", "smollm2"];
@@ -41,7 +40,7 @@ struct Manifest {
 }
 
 pub fn entries() -> Result<Vec<LlmEntry>> {
-    let manifest: Manifest = serde_json::from_str(&fs::read_to_string(models::manifest_path())?)?;
+    let manifest: Manifest = serde_json::from_str(&fs::read_to_string(super::manifest_path())?)?;
     Ok(manifest.llms)
 }
 
@@ -75,7 +74,7 @@ fn gguf(entry: &LlmEntry) -> Result<PathBuf> {
 pub fn prepare(id: &str) -> Result<PathBuf> {
     let entry = entry(id)?.with_context(|| format!("no LLM `{id}` in benchmarks/models.json"))?;
     let out = dir(id);
-    let scripts = cmd::repo_root().join("benchmarks/llm");
+    let scripts = python::tools_dir();
     let mut stamp_input = format!(
         "{}|{:?}|{:?}|{:?}",
         entry.sha256.clone().unwrap_or_default(),
@@ -95,12 +94,12 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
     }
 
     let gguf = gguf(&entry)?;
-    let python = crate::python::python()?;
+    let python = python::python()?;
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out)?;
     let spinner = cache::spinner(format!("{id}: converting the GGUF to an ONNX decoder"));
-    let mut make = Command::new(&python);
-    make.arg(scripts.join("make_decoder.py")).arg("--gguf").arg(&gguf).arg("--out").arg(&out);
+    let mut make = python::script(&python, &scripts.join("make_decoder.py"));
+    make.arg("--gguf").arg(&gguf).arg("--out").arg(&out);
     if entry.tiny_of.is_some() {
         make.arg("--tiny");
     }
@@ -114,8 +113,7 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
     if !variants.is_empty() {
         let spinner = cache::spinner(format!("{id}: making {} variants", variants.join(", ")));
         let made = cmd::capture(
-            Command::new(&python)
-                .arg(scripts.join("make_variants.py"))
+            python::script(&python, &scripts.join("make_variants.py"))
                 .arg("--dir")
                 .arg(&out)
                 .args(["--only", &variants.join(",")]),
@@ -151,13 +149,8 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
 }
 
 fn check(python: &Path, scripts: &Path, dir: &Path, precision: &str, entry: &LlmEntry) -> Result<Value> {
-    let mut command = Command::new(python);
-    command.arg(scripts.join("check_decoder.py")).arg("--dir").arg(dir).args([
-        "--model",
-        &format!("{precision}.onnx"),
-        "--tokens",
-        "16",
-    ]);
+    let mut command = python::script(python, &scripts.join("check_decoder.py"));
+    command.arg("--dir").arg(dir).args(["--model", &format!("{precision}.onnx"), "--tokens", "16"]);
     if let Some(question) = &entry.question {
         command.args(["--question", question]);
     }

@@ -9,16 +9,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use openautoglm::bench::Summary;
-use serde_json::{Value, json};
+use openautoglm::metrics::Summary;
 
-use crate::device::{self, Device};
-use crate::{cache, cmd, llm};
+use super::{Args, Peer, device_info, result_path};
+use crate::devices::{self, Device};
+use crate::models::llm;
+use crate::results::{
+    self, DeviceGenerationFile, DeviceGenerationRow, GenerationFile, GenerationOutput, GenerationRow, GenerationRun,
+    GenerationStats, SCHEMA_VERSION, VersusGenai,
+};
+use crate::{cache, cmd, python, runner};
 
 /// The fixed prompt (through the model's chat template) every runner gets.
 pub const QUESTION: &str = "Write a short story about a lighthouse keeper who finds a message in a bottle.";
 
-pub struct GenerateArgs {
+pub(super) struct GenerateArgs {
     pub model: String,
     pub precisions: Vec<String>,
     pub tokens: u32,
@@ -28,6 +33,31 @@ pub struct GenerateArgs {
     pub vs_genai: bool,
     pub device: Device,
     pub json: Option<PathBuf>,
+}
+
+impl GenerateArgs {
+    /// `bench --generate`'s settings: model `smollm2` and every precision made unless named.
+    pub(super) fn from_bench(args: &Args) -> GenerateArgs {
+        GenerateArgs {
+            model: args.model.clone().unwrap_or_else(|| "smollm2".into()),
+            precisions: if args.precision == "native" {
+                Vec::new()
+            } else {
+                args.precision.split(',').map(str::to_owned).collect()
+            },
+            tokens: args.tokens,
+            runs: args.runs.unwrap_or(3),
+            rounds: args.rounds.max(1),
+            threads: args.threads.unwrap_or(if args.device.emulated() {
+                2
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            }),
+            vs_genai: args.vs.contains(&Peer::Genai),
+            device: args.device.clone(),
+            json: args.json.clone(),
+        }
+    }
 }
 
 enum Runner {
@@ -43,7 +73,7 @@ impl Runner {
         }
     }
 
-    fn run(&self, dir: &Path, precision: &str, args: &GenerateArgs, out: &Path) -> Result<Value> {
+    fn run(&self, dir: &Path, precision: &str, args: &GenerateArgs, out: &Path) -> Result<GenerationOutput> {
         let _ = fs::remove_file(out);
         let common = |c: &mut Command| {
             c.args(["--question", QUESTION])
@@ -67,18 +97,17 @@ impl Runner {
                 }
             }
             Runner::Genai(python) => {
-                let mut command = Command::new(python);
-                command.arg(cmd::repo_root().join("benchmarks/peers/genai_generate.py"));
+                let mut command = python::script(python, &cmd::repo_root().join("benchmarks/peers/genai_generate.py"));
                 command.arg("--dir").arg(dir).args(["--model", &format!("{precision}.onnx")]);
                 common(&mut command);
                 cmd::capture(&mut command)?;
             }
         }
-        Ok(serde_json::from_str(&fs::read_to_string(out)?)?)
+        results::read(out)
     }
 }
 
-pub fn run(args: GenerateArgs) -> Result<()> {
+pub(super) fn run(args: GenerateArgs) -> Result<()> {
     let dir = llm::prepare(&args.model)?;
     let made: Vec<String> = llm::entry(&args.model)?.map(|e| e.precisions).unwrap_or_default();
     let precisions = if args.precisions.is_empty() { made.clone() } else { args.precisions.clone() };
@@ -91,9 +120,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
         return on_device(&args, &dir, &precisions);
     }
-    let mut runners = vec![Runner::Rust(crate::bench::build_rust_runner()?)];
+    let mut runners = vec![Runner::Rust(runner::build(None, &[])?)];
     if args.vs_genai {
-        runners.push(Runner::Genai(crate::python::python()?));
+        runners.push(Runner::Genai(python::python()?));
     }
 
     let work = std::env::temp_dir().join(format!("openautoglm-generate-{}", std::process::id()));
@@ -103,14 +132,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{msg:36} [{bar:40}] {pos}/{len} {eta}").expect("template"),
     );
     // measured[precision][runner]: every run of every round.
-    let mut measured: Vec<Vec<Vec<Value>>> = vec![vec![Vec::new(); runners.len()]; precisions.len()];
+    let mut measured: Vec<Vec<Vec<GenerationRun>>> = vec![vec![Vec::new(); runners.len()]; precisions.len()];
     for round in 0..args.rounds {
         for (p, precision) in precisions.iter().enumerate() {
             for (r, runner) in runners.iter().enumerate() {
                 bar.set_message(format!("{} {precision} {} {}/{}", args.model, runner.name(), round + 1, args.rounds));
                 let out = work.join(format!("{precision}-{}.json", runner.name()));
-                let result = runner.run(&dir, precision, &args, &out)?;
-                measured[p][r].extend(result["runs"].as_array().cloned().unwrap_or_default());
+                measured[p][r].extend(runner.run(&dir, precision, &args, &out)?.runs);
                 bar.inc(1);
             }
         }
@@ -118,71 +146,64 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     bar.finish_and_clear();
     let _ = fs::remove_dir_all(&work);
 
-    let rows: Vec<Value> = precisions
+    let rows: Vec<GenerationRow> = precisions
         .iter()
         .zip(&measured)
         .map(|(precision, by_runner)| summarize(precision, &runners, by_runner))
         .collect();
     print(&args, &rows);
-    let result = json!({
-        "suite": "generate",
-        "model": args.model,
-        "question": QUESTION,
-        "output_tokens": args.tokens,
-        "threads": args.threads,
-        "rounds": args.rounds,
-        "runs_per_round": args.runs,
-        "results": rows,
-    });
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let path = args.json.clone().unwrap_or_else(|| {
-        cmd::repo_root().join(format!("benchmarks/results/generate-{}-host-{stamp}.json", args.model))
-    });
-    fs::create_dir_all(path.parent().expect("parent"))?;
-    fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+    let result = GenerationFile {
+        schema: SCHEMA_VERSION,
+        suite: "generate".into(),
+        model: args.model.clone(),
+        question: QUESTION.into(),
+        output_tokens: args.tokens,
+        threads: args.threads,
+        rounds: args.rounds,
+        runs_per_round: args.runs,
+        results: rows,
+    };
+    let path = args.json.clone().unwrap_or_else(|| result_path(&format!("generate-{}-host", args.model)));
+    results::write(&path, &result)?;
     println!("wrote {}", path.display());
     Ok(())
 }
 
 /// Medians over every run of every round, per runner, and ours over genai's.
-fn summarize(precision: &str, runners: &[Runner], by_runner: &[Vec<Value>]) -> Value {
-    let median = |runs: &[Value], key: &str| {
-        let values: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
-        Summary::of(&values).map(|s| s.p50)
+fn summarize(precision: &str, runners: &[Runner], by_runner: &[Vec<GenerationRun>]) -> GenerationRow {
+    let median = |runs: &[GenerationRun], metric: fn(&GenerationRun) -> Option<f64>| {
+        Summary::of(&runs.iter().filter_map(metric).collect::<Vec<_>>()).map(|s| s.p50)
     };
-    let stats: Vec<Value> = runners
+    let runners: Vec<GenerationStats> = runners
         .iter()
         .zip(by_runner)
-        .map(|(runner, runs)| {
-            json!({
-                "runner": runner.name(),
-                "runs": runs.len(),
-                "prompt_tokens": runs.first().map(|r| r["prompt_tokens"].clone()),
-                "generated_tokens": runs.first().map(|r| r["generated_tokens"].clone()),
-                "time_to_first_token_ms": median(runs, "time_to_first_token_ms"),
-                "tokens_per_second": median(runs, "tokens_per_second"),
-                "token_p50_ms": median(runs, "token_p50_ms"),
-                "token_p95_ms": median(runs, "token_p95_ms"),
-                "peak_rss_mb": median(runs, "peak_rss_mb"),
-            })
+        .map(|(runner, runs)| GenerationStats {
+            runner: runner.name().into(),
+            runs: runs.len(),
+            prompt_tokens: runs.first().map(|r| r.prompt_tokens),
+            generated_tokens: runs.first().map(|r| r.generated_tokens),
+            time_to_first_token_ms: median(runs, |r| Some(r.time_to_first_token_ms)),
+            tokens_per_second: median(runs, |r| Some(r.tokens_per_second)),
+            token_p50_ms: median(runs, |r| Some(r.token_p50_ms)),
+            token_p95_ms: median(runs, |r| Some(r.token_p95_ms)),
+            peak_rss_mb: median(runs, |r| r.peak_rss_mb),
         })
         .collect();
-    let mut row = json!({ "precision": precision, "runners": stats });
-    if by_runner.len() > 1 {
-        let ratio = |key: &str| Some(stats[0][key].as_f64()? / stats[1][key].as_f64()?);
-        let same_tokens = by_runner[0].first().map(|r| &r["tokens"]) == by_runner[1].first().map(|r| &r["tokens"]);
-        row["vs_genai"] = json!({
-            "time_to_first_token_ratio": ratio("time_to_first_token_ms"),
-            "tokens_per_second_ratio": ratio("tokens_per_second"),
-            "token_p50_ratio": ratio("token_p50_ms"),
-            "same_greedy_tokens": same_tokens,
-            "same_prompt_tokens": stats[0]["prompt_tokens"] == stats[1]["prompt_tokens"],
-        });
-    }
-    row
+    let vs_genai = (by_runner.len() > 1).then(|| {
+        let (ours, genai) = (&runners[0], &runners[1]);
+        let ratio = |metric: fn(&GenerationStats) -> Option<f64>| Some(metric(ours)? / metric(genai)?);
+        VersusGenai {
+            time_to_first_token_ratio: ratio(|s| s.time_to_first_token_ms),
+            tokens_per_second_ratio: ratio(|s| s.tokens_per_second),
+            token_p50_ratio: ratio(|s| s.token_p50_ms),
+            same_greedy_tokens: by_runner[0].first().map(|r| &r.tokens) == by_runner[1].first().map(|r| &r.tokens),
+            same_prompt_tokens: ours.prompt_tokens == genai.prompt_tokens,
+        }
+    });
+    GenerationRow { precision: precision.into(), runners, vs_genai }
 }
 
-fn print(args: &GenerateArgs, rows: &[Value]) {
+fn print(args: &GenerateArgs, rows: &[GenerationRow]) {
     println!(
         "\n{} on this host, {} threads: chat prompt -> {} tokens (greedy, fixed length), medians of {} runs x {} rounds",
         args.model, args.threads, args.tokens, args.runs, args.rounds
@@ -192,40 +213,40 @@ fn print(args: &GenerateArgs, rows: &[Value]) {
         "precision", "runner", "prompt", "TTFT ms", "tokens/s", "p50 ms/tok", "p95 ms/tok", "peak MB"
     );
     println!("|-----------|--------|---------|-----------|-----------|------------|------------|----------|");
-    let f = |v: &Value, d: usize| v.as_f64().map_or("-".to_owned(), |x| format!("{x:.d$}"));
+    let f = |v: Option<f64>, d: usize| v.map_or("-".to_owned(), |x| format!("{x:.d$}"));
     for row in rows {
-        for r in row["runners"].as_array().into_iter().flatten() {
+        for r in &row.runners {
             println!(
                 "| {:<9} | {:<6} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} |",
-                row["precision"].as_str().unwrap_or("?"),
-                r["runner"].as_str().unwrap_or("?"),
-                r["prompt_tokens"],
-                f(&r["time_to_first_token_ms"], 1),
-                f(&r["tokens_per_second"], 1),
-                f(&r["token_p50_ms"], 2),
-                f(&r["token_p95_ms"], 2),
-                f(&r["peak_rss_mb"], 0),
+                row.precision,
+                r.runner,
+                r.prompt_tokens.map_or("-".to_owned(), |n| n.to_string()),
+                f(r.time_to_first_token_ms, 1),
+                f(r.tokens_per_second, 1),
+                f(r.token_p50_ms, 2),
+                f(r.token_p95_ms, 2),
+                f(r.peak_rss_mb, 0),
             );
         }
     }
-    if rows.iter().any(|r| r["vs_genai"].is_object()) {
+    if rows.iter().any(|r| r.vs_genai.is_some()) {
         println!("\n| precision | TTFT ours/genai | tokens/s ours/genai | same greedy tokens |");
         println!("|-----------|-----------------|---------------------|--------------------|");
         for row in rows {
-            let v = &row["vs_genai"];
+            let v = row.vs_genai.clone().unwrap_or_default();
             println!(
                 "| {:<9} | {:>15} | {:>19} | {:>18} |",
-                row["precision"].as_str().unwrap_or("?"),
-                f(&v["time_to_first_token_ratio"], 2) + "x",
-                f(&v["tokens_per_second_ratio"], 2) + "x",
-                if v["same_greedy_tokens"] == true { "yes" } else { "no" },
+                row.precision,
+                f(v.time_to_first_token_ratio, 2) + "x",
+                f(v.tokens_per_second_ratio, 2) + "x",
+                if v.same_greedy_tokens { "yes" } else { "no" },
             );
         }
     }
 }
 
 /// A short generation on `device` whose greedy tokens must equal the host's (used by `cargo xtask test`).
-pub fn device_smoke(device: Device, model: &str) -> Result<()> {
+pub(super) fn device_smoke(device: Device, model: &str) -> Result<()> {
     run(GenerateArgs {
         model: model.into(),
         precisions: Vec::new(),
@@ -256,7 +277,7 @@ fn on_device(args: &GenerateArgs, dir: &Path, precisions: &[String]) -> Result<(
     };
     let mut rows = Vec::new();
     for precision in precisions {
-        let deployed = device::deploy_llm(&args.device, dir, precision)?;
+        let deployed = devices::deploy_llm(&args.device, dir, precision)?;
         let spinner = cache::spinner(format!(
             "{} {precision} on {}{}: {} runs of {} tokens",
             args.model,
@@ -268,39 +289,40 @@ fn on_device(args: &GenerateArgs, dir: &Path, precisions: &[String]) -> Result<(
         let ran = deployed.run_generate(&flags(precision, args.runs));
         spinner.finish_and_clear();
         let result = ran?;
-        let host = device::deploy_llm(&Device::Host, dir, precision)?.run_generate(&flags(precision, 1))?;
-        let tokens = |r: &Value| r["runs"][0]["tokens"].clone();
-        let same = tokens(&result) == tokens(&host);
-        let runs = result["runs"].as_array().cloned().unwrap_or_default();
-        let median =
-            |key: &str| Summary::of(&runs.iter().filter_map(|r| r[key].as_f64()).collect::<Vec<_>>()).map(|s| s.p50);
+        let host = devices::deploy_llm(&Device::Host, dir, precision)?.run_generate(&flags(precision, 1))?;
+        let first_tokens = |r: &GenerationOutput| r.runs.first().map(|run| run.tokens.clone());
+        let same = first_tokens(&result).is_some() && first_tokens(&result) == first_tokens(&host);
+        let runs = result.runs;
+        let median = |metric: fn(&GenerationRun) -> f64| {
+            Summary::of(&runs.iter().map(metric).collect::<Vec<_>>()).map(|s| s.p50)
+        };
         println!(
             "{} {precision} on {}: TTFT {:.0} ms, {:.2} tokens/s, p50 {:.0} ms/token; greedy tokens {} the host's",
             args.model,
             args.device.kind(),
-            median("time_to_first_token_ms").unwrap_or(f64::NAN),
-            median("tokens_per_second").unwrap_or(f64::NAN),
-            median("token_p50_ms").unwrap_or(f64::NAN),
+            median(|r| r.time_to_first_token_ms).unwrap_or(f64::NAN),
+            median(|r| r.tokens_per_second).unwrap_or(f64::NAN),
+            median(|r| r.token_p50_ms).unwrap_or(f64::NAN),
             if same { "equal" } else { "DIFFER from" },
         );
-        rows.push(json!({
-            "precision": precision,
-            "device": { "kind": args.device.kind(), "arch": args.device.arch(), "emulated": args.device.emulated() },
-            "runs": runs,
-            "same_greedy_tokens_as_host": same,
-        }));
+        rows.push(DeviceGenerationRow {
+            precision: precision.clone(),
+            device: device_info(&args.device),
+            runs,
+            same_greedy_tokens_as_host: same,
+        });
     }
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let path = args.json.clone().unwrap_or_else(|| {
-        cmd::repo_root().join(format!("benchmarks/results/generate-{}-{}-{stamp}.json", args.model, args.device.kind()))
-    });
-    fs::create_dir_all(path.parent().expect("parent"))?;
-    fs::write(
-        &path,
-        serde_json::to_string_pretty(&json!({ "suite": "generate", "model": args.model, "results": rows }))?,
-    )?;
+    let path =
+        args.json.clone().unwrap_or_else(|| result_path(&format!("generate-{}-{}", args.model, args.device.kind())));
+    let file = DeviceGenerationFile {
+        schema: SCHEMA_VERSION,
+        suite: "generate".into(),
+        model: args.model.clone(),
+        results: rows,
+    };
+    results::write(&path, &file)?;
     println!("wrote {}", path.display());
-    if rows.iter().any(|r| r["same_greedy_tokens_as_host"] != true) {
+    if file.results.iter().any(|r| !r.same_greedy_tokens_as_host) {
         bail!("the device's greedy tokens differ from the host's");
     }
     Ok(())

@@ -10,7 +10,8 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 
 use crate::cache::{self, PypiFile};
-use crate::{android, bindgen, cmd, targets};
+use crate::results::{self, DumpedOutputs, GenerationOutput, Measured};
+use crate::{cmd, ndk, runner, targets};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
@@ -149,7 +150,7 @@ fn build_runner(device: &Device) -> Result<(PathBuf, Vec<(String, PathBuf)>)> {
             &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user-static"],
         )?,
         Device::Android { .. } => {
-            let ndk = android::ndk()?;
+            let ndk = ndk::find_default()?;
             env = ndk.cargo_env(targets::android_abi("arm64-v8a")?)?;
         }
         Device::IosSim { .. } => {
@@ -159,17 +160,8 @@ fn build_runner(device: &Device) -> Result<(PathBuf, Vec<(String, PathBuf)>)> {
         }
         Device::Host => {}
     }
-    let spinner = cache::spinner(format!("building the benchmark runner for {} ({triple})", device.kind()));
-    let built = cmd::capture(
-        Command::new(env!("CARGO"))
-            .current_dir(cmd::repo_root())
-            .args(["build", "--release", "-p", "openautoglm", "--features", "bench-cli", "--bin", "openautoglm-bench"])
-            .args(["--target", triple])
-            .envs(env),
-    );
-    spinner.finish_and_clear();
-    built?;
-    let runner = bindgen::target_dir().join(triple).join("release/openautoglm-bench");
+    // The host runs the same build as host benchmarks.
+    let runner = runner::build((*device != Device::Host).then_some(triple), &env)?;
 
     let stage = cache::dir().join("devices").join(device.kind());
     let _ = fs::remove_dir_all(&stage);
@@ -235,7 +227,7 @@ fn adb(serial: &Option<String>) -> Command {
 
 impl Deployed {
     /// Runs the deployed runner and returns its JSON result (and writes its outputs for comparison when asked).
-    pub fn run(&self, args: &RunArgs, dump_outputs: bool) -> Result<(serde_json::Value, Option<serde_json::Value>)> {
+    pub fn run(&self, args: &RunArgs, dump_outputs: bool) -> Result<(Measured, Option<DumpedOutputs>)> {
         let out = format!("{}/result.json", self.dir);
         let outputs = format!("{}/outputs.json", self.dir);
         let mut argv: Vec<String> = vec![
@@ -261,19 +253,13 @@ impl Deployed {
             argv.extend(["--dump-outputs".into(), outputs.clone()]);
         }
         self.exec(&argv, &[&out, &outputs])?;
-        let read = |name: &str| -> Result<serde_json::Value> {
-            let path = self.stage.join(name);
-            Ok(serde_json::from_str(
-                &fs::read_to_string(&path).with_context(|| format!("no {} from the device", path.display()))?,
-            )?)
-        };
-        let outputs = if dump_outputs { Some(read("outputs.json")?) } else { None };
-        Ok((read("result.json")?, outputs))
+        let outputs = if dump_outputs { Some(self.collected("outputs.json")?) } else { None };
+        Ok((self.collected("result.json")?, outputs))
     }
 
     /// Times text generation with the deployed decoder (`deploy_llm`): `args` are the runner's `--generate` flags
     /// after `--llm`; returns its JSON result.
-    pub fn run_generate(&self, args: &[String]) -> Result<serde_json::Value> {
+    pub fn run_generate(&self, args: &[String]) -> Result<GenerationOutput> {
         let out = format!("{}/result.json", self.dir);
         let mut argv: Vec<String> = vec!["--generate".into(), "--llm".into(), self.model.clone()];
         argv.extend(args.iter().cloned());
@@ -282,10 +268,16 @@ impl Deployed {
             argv.extend(["--ort".into(), self.ort.clone()]);
         }
         self.exec(&argv, &[&out])?;
-        let path = self.stage.join("result.json");
-        Ok(serde_json::from_str(
-            &fs::read_to_string(&path).with_context(|| format!("no {} from the device", path.display()))?,
-        )?)
+        self.collected("result.json")
+    }
+
+    /// A result file the runner wrote, brought back from the device.
+    fn collected<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let path = self.stage.join(name);
+        if !path.exists() {
+            bail!("no {} from the device", path.display());
+        }
+        results::read(&path)
     }
 
     /// Runs the deployed runner with `argv` on the device and brings `results` back to the staging directory.

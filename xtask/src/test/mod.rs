@@ -1,4 +1,6 @@
-//! `cargo xtask test`: every check, in the order a failure is cheapest to find, then one summary.
+//! `cargo xtask test`: every check, in the order a failure is cheapest to find, then one summary. It is the one
+//! subcommand that runs others: each through its typed entry point (`bench::device_smoke`, `fuzz::smoke`,
+//! `size::run`, `targets::check`); nothing imports it. Its own parts, the Kotlin (JVM) and Swift test runs, live here.
 
 use std::path::Path;
 use std::process::Command;
@@ -6,7 +8,12 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use crate::{bench, bindgen, cache, cmd, fuzz, kotlin, llm, models, size, swift, targets};
+mod kotlin;
+mod swift;
+
+use crate::devices::Device;
+use crate::models::{self, llm};
+use crate::{bench, bindgen, cache, cmd, fuzz, size, targets};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,7 +45,7 @@ impl Suite {
     }
 
     /// From XCTest output: the last "Executed N tests, with F failures" line (the "All tests" total).
-    pub fn from_xctest(language: &'static str, text: &str, succeeded: bool) -> Suite {
+    fn from_xctest(language: &'static str, text: &str, succeeded: bool) -> Suite {
         let line = text.lines().rev().find(|l| l.trim_start().starts_with("Executed ")).unwrap_or("");
         let total = line
             .trim_start()
@@ -150,11 +157,11 @@ pub fn run(args: Args) -> Result<()> {
         if wants("device") {
             step("qemu-arm64: cross-built runner on emulated ARM64, outputs vs host");
             for model in ["silero-vad", "tiny-matmul"] {
-                bench::device_smoke("qemu-arm64", model)?;
+                bench::device_smoke(Device::QemuArm64, model)?;
                 checks.passed += 1;
             }
             step("qemu-arm64: text generation with the tiny decoder, greedy tokens vs host");
-            crate::generate::device_smoke(crate::device::Device::QemuArm64, "smollm2-tiny")?;
+            bench::generation_device_smoke(Device::QemuArm64, "smollm2-tiny")?;
             checks.passed += 1;
         }
         suites.push(checks);

@@ -27,8 +27,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "peers"))
-from python_ort import recipe_input  # noqa: E402  (one definition of the recipe, shared with the peer runner)
+from recipe_inputs import recipe_input  # one definition of the recipe, shared with the python-ort peer
 
 CALIBRATION_SAMPLES = 8
 

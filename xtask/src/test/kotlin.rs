@@ -7,10 +7,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use super::{Suite, TestEnv};
 use crate::cmd;
-use crate::test::{Suite, TestEnv};
 
-pub fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
+pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
     if !cmd::exists("mvn") {
         bail!(
             "Maven (mvn) and a JDK 17+ are needed for the Kotlin tests: apt-get install maven openjdk-17-jdk-headless"

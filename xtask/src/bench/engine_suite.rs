@@ -3,7 +3,12 @@
 //! is a launch): the compile cache (second launch vs none), shape buckets vs the dynamic session, and a float16
 //! model fed float32 (converted by the engine) vs fed float16.
 
-use serde_json::{Value, json};
+use anyhow::Result;
+use openautoglm::metrics::Summary;
+
+use super::Config;
+use crate::models;
+use crate::results::{BenchResult, ExperimentSummary};
 
 /// One way of running a model: extra runner flags, and whether it uses a compile cache primed before timing.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,46 +72,62 @@ pub fn experiments() -> Vec<Experiment> {
     ]
 }
 
+/// Both setups of every experiment (of `only` models, when given), variants made first where needed.
+pub(super) fn configs(only: &[String]) -> Result<Vec<Config>> {
+    let mut configs = Vec::new();
+    for e in experiments() {
+        if !only.is_empty() && !only.iter().any(|m| m == e.model) {
+            continue;
+        }
+        if e.precision != "native" {
+            models::prepared_variants(e.model)?;
+        }
+        for setup in [e.baseline, e.treatment] {
+            configs.push(Config { model: e.model.into(), precision: e.precision.into(), setup: Some((e.name, setup)) });
+        }
+    }
+    Ok(configs)
+}
+
 /// Per experiment: treatment / baseline on its metric (median over rounds), with the per-round range.
-pub fn summarize(results: &[Value]) -> Vec<Value> {
+pub fn summarize(results: &[BenchResult]) -> Vec<ExperimentSummary> {
     let find = |e: &Experiment, setup: &Setup| {
         results.iter().find(|r| {
-            r["model"]["id"] == e.model && r["setup"]["label"] == setup.label && r["setup"]["experiment"] == e.name
+            r.model.id == e.model && r.setup.as_ref().is_some_and(|s| s.label == setup.label && s.experiment == e.name)
         })
     };
     experiments()
         .iter()
         .filter_map(|e| {
             let (base, treat) = (find(e, &e.baseline)?, find(e, &e.treatment)?);
-            let per_round = |r: &Value| -> Vec<f64> {
-                r["per_round"].as_array().into_iter().flatten().filter_map(|m| m[e.metric].as_f64()).collect()
-            };
+            let per_round =
+                |r: &BenchResult| -> Vec<f64> { r.per_round.iter().filter_map(|m| m.get(e.metric)).collect() };
             let (b, t) = (per_round(base), per_round(treat));
             let ratios: Vec<f64> = b.iter().zip(&t).map(|(b, t)| t / b).collect();
-            let median = |v: &[f64]| openautoglm::bench::Summary::of(v).map(|s| s.p50);
+            let median = |v: &[f64]| Summary::of(v).map(|s| s.p50);
             let (b_med, t_med) = (median(&b)?, median(&t)?);
-            Some(json!({
-                "experiment": e.name,
-                "model": e.model,
-                "precision": base["model"]["precision"],
-                "metric": e.metric,
-                "baseline": e.baseline.label,
-                "treatment": e.treatment.label,
-                "baseline_ms": b_med,
-                "treatment_ms": t_med,
-                "ratio": t_med / b_med,
-                "ratio_per_round": ratios,
-                "baseline_peak_rss_mb": base["metrics"]["peak_rss_mb"],
-                "treatment_peak_rss_mb": treat["metrics"]["peak_rss_mb"],
-                "treatment_compile_cache": treat["compile_cache"],
-                "treatment_shape_buckets": treat["shape_buckets"],
-            }))
+            Some(ExperimentSummary {
+                experiment: e.name.into(),
+                model: e.model.into(),
+                precision: base.model.precision.clone(),
+                metric: e.metric.into(),
+                baseline: e.baseline.label.into(),
+                treatment: e.treatment.label.into(),
+                baseline_ms: b_med,
+                treatment_ms: t_med,
+                ratio: t_med / b_med,
+                ratio_per_round: ratios,
+                baseline_peak_rss_mb: base.measured.metrics.peak_rss_mb,
+                treatment_peak_rss_mb: treat.measured.metrics.peak_rss_mb,
+                treatment_compile_cache: treat.measured.compile_cache.clone(),
+                treatment_shape_buckets: treat.measured.shape_buckets.clone(),
+            })
         })
         .collect()
 }
 
 /// The summary as a Markdown table (printed, and written beside the result file).
-pub fn table(summary: &[Value]) -> String {
+pub fn table(summary: &[ExperimentSummary]) -> String {
     let mut out = String::new();
     out += &format!(
         "| {:<44} | {:<20} | {:<17} | {:>11} | {:>11} | {:>22} | {:>15} |",
@@ -115,23 +136,22 @@ pub fn table(summary: &[Value]) -> String {
     out.push('\n');
     out += &format!("|{:-<46}|{:-<22}|{:-<19}|{:->13}|{:->13}|{:->24}|{:->17}|\n", "", "", "", "", "", "", "");
     for s in summary {
-        let rounds: Vec<f64> =
-            s["ratio_per_round"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+        let rounds = &s.ratio_per_round;
         let range = match (rounds.iter().copied().reduce(f64::min), rounds.iter().copied().reduce(f64::max)) {
-            (Some(lo), Some(hi)) => format!("{:.2}x ({lo:.2}-{hi:.2})", s["ratio"].as_f64().unwrap_or(0.0)),
+            (Some(lo), Some(hi)) => format!("{:.2}x ({lo:.2}-{hi:.2})", s.ratio),
             _ => "-".into(),
         };
-        let mb = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.0}"));
+        let mb = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
         out += &format!(
             "| {:<44} | {:<20} | {:<17} | {:>8.3} ms | {:>8.3} ms | {:>22} | {:>6} -> {:>5} |\n",
-            s["experiment"].as_str().unwrap_or("?"),
-            format!("{} {}", s["model"].as_str().unwrap_or("?"), s["precision"].as_str().unwrap_or("")),
-            s["metric"].as_str().unwrap_or("?"),
-            s["baseline_ms"].as_f64().unwrap_or(0.0),
-            s["treatment_ms"].as_f64().unwrap_or(0.0),
+            s.experiment,
+            format!("{} {}", s.model, s.precision),
+            s.metric,
+            s.baseline_ms,
+            s.treatment_ms,
             range,
-            mb(&s["baseline_peak_rss_mb"]),
-            mb(&s["treatment_peak_rss_mb"]),
+            mb(s.baseline_peak_rss_mb),
+            mb(s.treatment_peak_rss_mb),
         );
     }
     out
@@ -140,21 +160,22 @@ pub fn table(summary: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::{Metrics, ModelInfo, SetupInfo};
 
     #[test]
     fn ratios_pair_setups_round_by_round() {
         let e = &experiments()[0];
-        let result = |label: &str, values: [f64; 3]| {
-            json!({
-                "model": { "id": e.model, "precision": "int8" },
-                "setup": { "experiment": e.name, "label": label },
-                "per_round": values.iter().map(|v| json!({ e.metric: v })).collect::<Vec<_>>(),
-                "metrics": { "peak_rss_mb": 100.0 },
-            })
+        assert_eq!(e.metric, "session_create_ms");
+        let result = |label: &str, values: [f64; 3]| BenchResult {
+            model: ModelInfo { id: e.model.into(), precision: "int8".into(), ..Default::default() },
+            setup: Some(SetupInfo { experiment: e.name.into(), label: label.into(), flags: Vec::new() }),
+            per_round: values.iter().map(|&v| Metrics { session_create_ms: Some(v), ..Default::default() }).collect(),
+            ..Default::default()
         };
         let summary = summarize(&[result("no cache", [100.0, 120.0, 110.0]), result("cache hit", [40.0, 60.0, 44.0])]);
         assert_eq!(summary.len(), 1);
-        assert_eq!(summary[0]["ratio"], json!(44.0 / 110.0));
-        assert_eq!(summary[0]["ratio_per_round"], json!([0.4, 0.5, 0.4]));
+        assert_eq!(summary[0].ratio, 44.0 / 110.0);
+        assert_eq!(summary[0].ratio_per_round, vec![0.4, 0.5, 0.4]);
+        assert!(table(&summary).contains("0.40x (0.40-0.50)"), "{}", table(&summary));
     }
 }

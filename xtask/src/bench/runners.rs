@@ -1,0 +1,208 @@
+//! The runners a benchmark compares: the Rust core (core's benchmark runner), the python-ort and ORT Java peers,
+//! and our Kotlin and Swift layers. Each is given the same job (model, recipe, ONNX Runtime library, threads) and
+//! reports in the same layout, parsed here into [`Measured`].
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use super::Peer;
+use crate::results::{self, Measured};
+use crate::swift_toolchain::{STAGE, Stage};
+use crate::{bindgen, cache, cmd, jvm, models, python, runner};
+
+/// What every runner is asked to do: the protocol of core/src/bin/openautoglm-bench.rs.
+#[derive(Clone)]
+pub struct Job {
+    pub model: PathBuf,
+    pub recipe: PathBuf,
+    pub ort: PathBuf,
+    pub runs: usize,
+    pub warmup: usize,
+    pub threads: u32,
+    pub optimize: String,
+    pub seconds: f64,
+    /// Extra flags for the Rust runner (an engine-suite setup).
+    pub flags: Vec<String>,
+}
+
+impl Job {
+    fn args(&self, model: &Path, recipe: &Path, ort: &Path, out: &Path) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in [
+            ("--model", model.display().to_string()),
+            ("--recipe", recipe.display().to_string()),
+            ("--ort", ort.display().to_string()),
+            ("--out", out.display().to_string()),
+            ("--runs", self.runs.to_string()),
+            ("--warmup", self.warmup.to_string()),
+            ("--threads", self.threads.to_string()),
+            ("--optimize", self.optimize.clone()),
+            ("--seconds", self.seconds.to_string()),
+        ] {
+            args.push(flag.to_owned());
+            args.push(value);
+        }
+        args
+    }
+}
+
+/// One way of running the job: the Rust core directly, or through a language layer.
+pub enum Runner {
+    Rust {
+        binary: PathBuf,
+    },
+    PythonOrt {
+        python: PathBuf,
+    },
+    /// ONNX Runtime's Java API; `native_dir` holds its JNI glue next to the same libonnxruntime.so as ours.
+    OrtJava {
+        classpath: String,
+        native_dir: PathBuf,
+    },
+    Kotlin {
+        classpath: String,
+        lib_dir: PathBuf,
+    },
+    Swift {
+        stage: Stage,
+    },
+}
+
+impl Runner {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runner::Rust { .. } => "rust",
+            Runner::PythonOrt { .. } => "python-ort",
+            Runner::OrtJava { .. } => "ort-java",
+            Runner::Kotlin { .. } => "kotlin",
+            Runner::Swift { .. } => "swift",
+        }
+    }
+
+    /// Runs the job once; `progress(done)` is told how many runs finished when the runner reports it.
+    pub fn run(&self, job: &Job, work: &Path, progress: &dyn Fn(u64)) -> Result<Measured> {
+        let out = work.join(format!("{}.json", self.name()));
+        let _ = fs::remove_file(&out);
+        match self {
+            Runner::Rust { binary } => {
+                let mut child = Command::new(binary)
+                    .args(job.args(&job.model, &job.recipe, &job.ort, &out))
+                    .args(&job.flags)
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .with_context(|| format!("cannot run {}", binary.display()))?;
+                for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+                    if let Some(done) = line?.strip_prefix("progress ").and_then(|r| r.split(' ').next()?.parse().ok())
+                    {
+                        progress(done);
+                    }
+                }
+                if !child.wait()?.success() {
+                    bail!("the Rust benchmark runner failed");
+                }
+            }
+            Runner::PythonOrt { python } => {
+                let script = cmd::repo_root().join("benchmarks/peers/python_ort.py");
+                cmd::capture(python::script(python, &script).args(job.args(&job.model, &job.recipe, &job.ort, &out)))?;
+            }
+            Runner::OrtJava { classpath, native_dir } => {
+                cmd::capture(
+                    Command::new("java")
+                        .arg(format!("-Donnxruntime.native.path={}", native_dir.display()))
+                        .args(["-cp", classpath, "ai.openautoglm.bench.OrtJavaBenchKt"])
+                        .args(job.args(&job.model, &job.recipe, &job.ort, &out)),
+                )?;
+            }
+            Runner::Kotlin { classpath, lib_dir } => {
+                cmd::capture(
+                    Command::new("java")
+                        .arg(format!("-Djna.library.path={}", lib_dir.display()))
+                        .args(["-cp", classpath, "ai.openautoglm.bench.BenchKt"])
+                        .args(job.args(&job.model, &job.recipe, &job.ort, &out))
+                        .env("LD_LIBRARY_PATH", lib_dir),
+                )?;
+            }
+            Runner::Swift { stage } => {
+                let inside = |name: &str| PathBuf::from(format!("{STAGE}/bench/{name}"));
+                let model_name = format!("model.{}", job.model.extension().and_then(|e| e.to_str()).unwrap_or("onnx"));
+                fs::copy(&job.model, stage.host_path(&format!("{STAGE}/bench/{model_name}")))?;
+                fs::copy(&job.recipe, stage.host_path(&format!("{STAGE}/bench/recipe.json")))?;
+                let inputs = job.recipe.with_file_name("inputs");
+                if inputs.exists() {
+                    cmd::run(
+                        Command::new("cp")
+                            .args(["-a", "-T"])
+                            .arg(&inputs)
+                            .arg(stage.host_path(&format!("{STAGE}/bench/inputs"))),
+                    )?;
+                }
+                let args = job.args(
+                    &inside(&model_name),
+                    &inside("recipe.json"),
+                    &PathBuf::from(format!("{STAGE}/lib/libonnxruntime.so")),
+                    &inside("swift.json"),
+                );
+                let result = stage.sh(&format!(".build/release/OpenAutoGLMBench {}", args.join(" ")))?;
+                if !result.status.success() {
+                    bail!("the Swift benchmark runner failed:\n{}", String::from_utf8_lossy(&result.stderr));
+                }
+                fs::copy(stage.host_path(&format!("{STAGE}/bench/swift.json")), &out)?;
+            }
+        }
+        progress((1 + job.warmup + job.runs) as u64);
+        results::read(&out)
+    }
+}
+
+/// The Rust runner first (every ratio is over it), then the peers asked for.
+pub fn build(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
+    let root = cmd::repo_root();
+    let mut runners = vec![Runner::Rust { binary: runner::build(None, &[])? }];
+    if peers.contains(&Peer::PythonOrt) {
+        runners.push(Runner::PythonOrt { python: python::python()? });
+    }
+    if !peers.iter().any(|p| matches!(p, Peer::Kotlin | Peer::Swift | Peer::OrtJava)) {
+        return Ok(runners);
+    }
+
+    let spinner = cache::spinner("building the FFI library (release) and the bindings".into());
+    let built = bindgen::generate().and_then(|_| {
+        cmd::capture(Command::new(env!("CARGO")).current_dir(root).args([
+            "build",
+            "--release",
+            "-p",
+            "openautoglm-ffi",
+        ]))
+    });
+    spinner.finish_and_clear();
+    built?;
+    let lib_dir = bindgen::target_dir().join("release");
+    for peer in peers {
+        match peer {
+            Peer::PythonOrt | Peer::Genai => {}
+            Peer::Kotlin => runners.push(Runner::Kotlin { classpath: jvm::classpath()?, lib_dir: lib_dir.clone() }),
+            Peer::OrtJava => {
+                let classpath = jvm::classpath()?;
+                runners.push(Runner::OrtJava { classpath, native_dir: jvm::ort_java_natives()?.0 });
+            }
+            Peer::Swift => {
+                let spinner = cache::spinner("compiling the Swift runner (swift build -c release)".into());
+                let library = lib_dir.join("libopenautoglm_ffi.so");
+                let staged = Stage::new(&library, ort, &models::models_dir()).and_then(|stage| {
+                    let out = stage.sh("swift build -c release --product OpenAutoGLMBench --quiet 2>&1")?;
+                    if !out.status.success() {
+                        bail!("swift build failed:\n{}", String::from_utf8_lossy(&out.stdout));
+                    }
+                    Ok(stage)
+                });
+                spinner.finish_and_clear();
+                runners.push(Runner::Swift { stage: staged? });
+            }
+        }
+    }
+    Ok(runners)
+}

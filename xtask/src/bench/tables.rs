@@ -1,0 +1,111 @@
+//! What `bench` prints: one configuration's table, the `--vs` comparison, and a suite's summary.
+
+use crate::results::{BenchResult, Comparison};
+
+/// A number with `digits` decimals, or `-` when it was not measured.
+fn num(value: Option<f64>, digits: usize) -> String {
+    value.map_or("-".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+/// A count, or `?` when it was not reported.
+fn count<T: ToString>(value: Option<T>) -> String {
+    value.map_or("?".to_owned(), |x| x.to_string())
+}
+
+pub fn print_table(r: &BenchResult) {
+    let m = &r.measured.metrics;
+    let f = |v: Option<f64>| num(v, 2);
+    println!(
+        "\n{} ({}, {:.1} MB) on {} {} [{} cpus], ONNX Runtime {}, {} threads, {}",
+        r.model.id,
+        r.model.precision,
+        r.model.file_size_mb.unwrap_or(0.0),
+        r.device.kind,
+        r.device.arch.as_deref().unwrap_or("?"),
+        count(r.device.cpus),
+        r.measured.ort_version.as_deref().unwrap_or("?"),
+        count(r.measured.threads),
+        r.measured.optimize_level.as_deref().unwrap_or("?"),
+    );
+    let rows = [
+        ("runtime init", f(m.runtime_init_ms), "ms"),
+        ("session create", f(m.session_create_ms), "ms"),
+        ("first inference", f(m.first_inference_ms), "ms"),
+        ("warmup mean", f(m.warmup_mean_ms), "ms"),
+        ("p50", f(m.p50_ms), "ms"),
+        ("p90", f(m.p90_ms), "ms"),
+        ("p99", f(m.p99_ms), "ms"),
+        ("mean ± std", format!("{} ± {}", f(m.mean_ms), f(m.std_ms)), "ms"),
+        ("min / max", format!("{} / {}", f(m.min_ms), f(m.max_ms)), "ms"),
+        ("RSS after load", f(m.rss_after_load_mb), "MB"),
+        ("peak RSS", f(m.peak_rss_mb), "MB"),
+    ];
+    println!("| {:<16} | {:>18} | unit |", "metric", "value");
+    println!("|{:-<18}|{:->20}|------|", "", "");
+    for (name, value, unit) in rows {
+        println!("| {name:<16} | {value:>18} | {unit:<4} |");
+    }
+    println!("({} timed runs after {} warmup runs)", count(m.runs), count(m.warmup_runs));
+    if let Some(placement) = &r.measured.placement
+        && let Some(providers) = &placement.nodes_by_provider
+    {
+        let nodes: Vec<String> = providers.iter().map(|(p, n)| format!("{p}: {n} nodes")).collect();
+        println!("placement: {} in {} partition(s)", nodes.join(", "), count(placement.partitions));
+    }
+}
+
+pub fn print_comparison(c: &Comparison) {
+    println!(
+        "\nSame model, library, threads and inputs; {} interleaved rounds; ratio = runner p50 / Rust p50",
+        c.rounds
+    );
+    println!(
+        "| {:<10} | {:>6} | {:>9} | {:>9} | {:>9} | {:>17} | {:>13} |",
+        "runner", "runs", "p50 ms", "p90 ms", "mean ms", "p50 vs Rust", "overhead/call"
+    );
+    println!("|------------|--------|-----------|-----------|-----------|-------------------|---------------|");
+    for r in &c.runners {
+        let rounds = &r.p50_ratio_per_round;
+        let spread = match (rounds.iter().copied().reduce(f64::min), rounds.iter().copied().reduce(f64::max)) {
+            (Some(lo), Some(hi)) => format!("{:.2}x ({lo:.2}-{hi:.2})", r.p50_ratio_vs_rust),
+            _ => "-".into(),
+        };
+        println!(
+            "| {:<10} | {:>6} | {:>9.4} | {:>9.4} | {:>9.4} | {:>17} | {:>10.1} us |",
+            r.runner, r.runs, r.p50_ms, r.p90_ms, r.mean_ms, spread, r.p50_overhead_us,
+        );
+    }
+}
+
+pub fn print_suite(results: &[BenchResult]) {
+    println!(
+        "\n| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>7} | {:>14} |",
+        "model", "precision", "p50 ms", "p90 ms", "first ms", "peak MB", "cosine", "top-1", "python-ort/ours"
+    );
+    println!(
+        "|{:-<24}|{:-<14}|{:->11}|{:->11}|{:->11}|{:->10}|{:->10}|{:->9}|{:->16}|",
+        "", "", "", "", "", "", "", "", ""
+    );
+    for r in results {
+        if let Some(error) = &r.error {
+            let short: String = error.chars().take(90).collect();
+            println!("| {:<22} | {:<12} | FAILED: {short}", r.model.id, r.model.precision);
+            continue;
+        }
+        let m = &r.measured.metrics;
+        let accuracy = r.accuracy_vs_fp32.clone().unwrap_or_default();
+        let peer = r.peer("python-ort").map_or("-".to_owned(), |x| format!("{:.2}x", x.p50_ratio_vs_rust));
+        println!(
+            "| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>7} | {:>14} |",
+            r.model.id,
+            r.model.precision,
+            num(m.p50_ms, 3),
+            num(m.p90_ms, 3),
+            num(m.first_inference_ms, 2),
+            num(m.peak_rss_mb, 0),
+            num(accuracy.cosine_similarity, 5),
+            num(accuracy.top1_agreement, 3),
+            peer
+        );
+    }
+}

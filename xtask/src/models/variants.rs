@@ -1,0 +1,127 @@
+//! Precision variants of the FP32 models (tools/models/prepare_variants.py, in the pinned venv), each with its
+//! accuracy against FP32: a model bundle per model, remade when the model, its recipe or the maker changes.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::{entry, fetch, manifest_path, materialize_recipe};
+use crate::results::{self, Accuracy, VariantIndex};
+use crate::{cache, cmd, python};
+
+/// Where the variants of `id` live: a model bundle (bundle.json), as `Engine::from_bundle` reads it.
+pub fn variants_dir(id: &str) -> PathBuf {
+    bundles_dir().join(id)
+}
+
+pub fn bundles_dir() -> PathBuf {
+    cache::dir().join("variants")
+}
+
+/// The model file for `id` at `precision` (`native` is the manifest's own file); variants need `models prepare`.
+pub fn model_file(id: &str, precision: &str) -> Result<PathBuf> {
+    if precision == "native" {
+        return fetch(id);
+    }
+    let index_file = variants_dir(id).join("variants.json");
+    if !index_file.exists() {
+        bail!("no variants of {id} yet: run `cargo xtask models prepare {id}`");
+    }
+    let index: VariantIndex = results::read(&index_file)?;
+    let variant = index.variants.get(precision).with_context(|| format!("unknown precision `{precision}` for {id}"))?;
+    if let Some(error) = &variant.error {
+        bail!("{id} has no {precision} variant: {error}");
+    }
+    let file = variant.file.as_deref().with_context(|| format!("unknown precision `{precision}` for {id}"))?;
+    Ok(variants_dir(id).join(file))
+}
+
+/// The key under which variants of `id` were made: the model's sha256, the recipe and the maker script. Variants
+/// made under another key are made again.
+fn variants_stamp(id: &str) -> Result<String> {
+    let entry = entry(id)?;
+    // The recipe module is part of the maker.
+    let script = [
+        fs::read(python::tools_dir().join("prepare_variants.py"))?,
+        fs::read(python::tools_dir().join("recipe_inputs.py"))?,
+    ]
+    .concat();
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;
+    let recipe =
+        manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == id)).map(|m| m["inputs"].to_string());
+    let key = format!(
+        "{:?} {:?} {} {}",
+        entry.sha256,
+        entry.task,
+        recipe.unwrap_or_default(),
+        String::from_utf8_lossy(&script)
+    );
+    Ok(cache::sha256_bytes(key.as_bytes()))
+}
+
+/// The precision variants of `id` that exist, making them first if they were never made (or made differently).
+pub fn prepared_variants(id: &str) -> Result<Vec<String>> {
+    let index_file = variants_dir(id).join("variants.json");
+    let current = results::read::<VariantIndex>(&index_file).ok();
+    let stamp = variants_stamp(id)?;
+    if current.is_none_or(|v| v.stamp.as_deref() != Some(stamp.as_str())) {
+        prepare(id)?;
+    }
+    let index: VariantIndex = results::read(&index_file)?;
+    Ok(index.variants.into_iter().filter(|(_, v)| v.error.is_none()).map(|(name, _)| name).collect())
+}
+
+/// What `models prepare` measured for `precision` of `id` against FP32 (null when there is no FP32 reference).
+pub fn variant_accuracy(id: &str, precision: &str) -> Result<Option<Accuracy>> {
+    let key = if precision == "native" { "fp32" } else { precision };
+    let file = variants_dir(id).join("variants.json");
+    if !file.exists() {
+        return Ok(None);
+    }
+    let index: VariantIndex = results::read(&file)?;
+    Ok(index.variants.get(key).filter(|v| v.error.is_none()).map(|v| v.accuracy.clone()))
+}
+
+/// Makes the precision variants of `id` (tools/models/prepare_variants.py) and prints them with their accuracy.
+pub(super) fn prepare(id: &str) -> Result<()> {
+    let model = fetch(id)?;
+    let dir = variants_dir(id);
+    fs::create_dir_all(&dir)?;
+    let recipe = materialize_recipe(id, &dir)?;
+    let python = python::python()?;
+    let spinner = cache::spinner(format!("{id}: making FP16, INT8 and ORT-format variants"));
+    let made = cmd::capture(
+        python::script(&python, &python::tools_dir().join("prepare_variants.py"))
+            .arg("--model")
+            .arg(&model)
+            .arg("--recipe")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&dir)
+            .args(["--task", entry(id)?.task.as_deref().unwrap_or("generic")])
+            .args(["--id", id])
+            .args(["--stamp", &variants_stamp(id)?]),
+    );
+    spinner.finish_and_clear();
+    made?;
+    let index: VariantIndex = results::read(&dir.join("variants.json"))?;
+    println!("{id}");
+    for (name, v) in &index.variants {
+        let num = |x: Option<f64>, digits: usize| x.map_or("-".to_owned(), |x| format!("{x:.digits$}"));
+        let a = &v.accuracy;
+        match &v.error {
+            Some(error) => println!("  {name:<13} not made: {error}"),
+            None => println!(
+                "  {name:<13} {:>7.2} MB  cosine {}  max|err| {}  top-1 {}{}",
+                v.size_bytes.unwrap_or(0.0) / 1e6,
+                num(a.cosine_similarity, 5),
+                num(a.max_abs_error, 4),
+                num(a.top1_agreement, 3),
+                a.task_measure()
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The benchmark runner (core/src/bin/openautoglm-bench.rs), built in this one place for every device: this
+//! machine for host benchmarks and the host reference, or a cross target for qemu, phones and simulators.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{bindgen, cache, cmd};
+
+/// Builds the runner (release) for `target` (`None`: this machine) with `env` (an NDK's linker for Android, the
+/// iOS xcframework) and returns its path.
+pub fn build(target: Option<&str>, env: &[(String, String)]) -> Result<PathBuf> {
+    let what = target.map_or("this machine".to_owned(), str::to_owned);
+    let spinner = cache::spinner(format!("building the benchmark runner (release) for {what}"));
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(cmd::repo_root()).args([
+        "build",
+        "--release",
+        "-p",
+        "openautoglm",
+        "--features",
+        "bench-cli",
+        "--bin",
+        "openautoglm-bench",
+    ]);
+    if let Some(triple) = target {
+        cargo.args(["--target", triple]);
+    }
+    let built = cmd::capture(cargo.envs(env.iter().map(|(k, v)| (k, v))));
+    spinner.finish_and_clear();
+    built?;
+    let dir = match target {
+        Some(triple) => bindgen::target_dir().join(triple),
+        None => bindgen::target_dir(),
+    };
+    Ok(dir.join("release/openautoglm-bench"))
+}
