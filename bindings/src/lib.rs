@@ -372,3 +372,5 @@ impl NativeEngine {
 
 #[cfg(feature = "llm")]
 mod llm;
+#[cfg(feature = "llm")]
+pub use llm::{NativeChat, NativeGeneration, NativeLlm};

@@ -1,7 +1,7 @@
 //! Text generation over FFI (feature `llm`): an LLM object, multi-turn chats, and generations pulled one piece at a
 //! time, which the Kotlin and Swift layers turn into a Flow and an AsyncThrowingStream.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use openautoglm as core;
 use openautoglm::EngineConfig;
@@ -56,10 +56,19 @@ pub struct GenerationMetrics {
     pub peak_rss_mb: f64,
 }
 
-/// A decoder LLM (the idiomatic `Llm` classes wrap this).
+/// A decoder LLM (the idiomatic `Llm` classes wrap this). `release` frees the model as `NativeEngine::release`
+/// does: generations in progress finish, and every later call, on it or on its chats, is `EngineClosed`.
 #[derive(uniffi::Object)]
 pub struct NativeLlm {
-    llm: core::llm::Llm,
+    llm: RwLock<Option<core::llm::Llm>>,
+    /// The chats made from this LLM: each holds the model too, so releasing it releases theirs.
+    chats: Mutex<Vec<Weak<NativeChat>>>,
+}
+
+impl NativeLlm {
+    fn live(&self) -> Result<core::llm::Llm, EngineError> {
+        self.llm.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(EngineError::EngineClosed)
+    }
 }
 
 #[uniffi::export]
@@ -67,17 +76,18 @@ impl NativeLlm {
     /// Loads the decoder in `dir` (made by `cargo xtask models prepare smollm2`) at `config.precision`.
     #[uniffi::constructor]
     pub fn open(dir: String, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
-        Ok(Arc::new(NativeLlm { llm: core::llm::Llm::open(dir, config)? }))
+        let llm = core::llm::Llm::open(dir, config)?;
+        Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))
     }
 
     /// The decoder file running (e.g. `int4.onnx`).
-    pub fn file(&self) -> String {
-        self.llm.file().to_owned()
+    pub fn file(&self) -> Result<String, EngineError> {
+        Ok(self.live()?.file().to_owned())
     }
 
     /// Continues `prompt` as is.
     pub fn generate(&self, prompt: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, EngineError> {
-        Ok(NativeGeneration::new(self.llm.generate(&prompt, options)?))
+        Ok(NativeGeneration::new(self.live()?.generate(&prompt, options)?))
     }
 
     /// Answers a chat (the model's template applied).
@@ -86,29 +96,52 @@ impl NativeLlm {
         messages: Vec<ChatMessage>,
         options: GenerateOptions,
     ) -> Result<Arc<NativeGeneration>, EngineError> {
-        Ok(NativeGeneration::new(self.llm.chat(&messages, options)?))
+        Ok(NativeGeneration::new(self.live()?.chat(&messages, options)?))
     }
 
     /// A conversation that keeps its turns.
-    pub fn new_chat(&self, system: Option<String>) -> Arc<NativeChat> {
-        Arc::new(NativeChat { chat: core::llm::Chat::new(&self.llm, system.as_deref()) })
+    pub fn new_chat(&self, system: Option<String>) -> Result<Arc<NativeChat>, EngineError> {
+        let chat = core::llm::Chat::new(&self.live()?, system.as_deref());
+        let chat = Arc::new(NativeChat { chat: RwLock::new(Some(chat)) });
+        let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
+        chats.retain(|c| c.strong_count() > 0);
+        chats.push(Arc::downgrade(&chat));
+        Ok(chat)
+    }
+
+    /// Frees the model now (once generations in progress end); later calls on it and its chats fail with
+    /// `EngineClosed`. Releasing twice is fine. (Not `close`: uniffi's `close()` frees the handle itself.)
+    pub fn release(&self) {
+        self.llm.write().unwrap_or_else(|e| e.into_inner()).take();
+        for chat in self.chats.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            if let Some(chat) = chat.upgrade() {
+                chat.chat.write().unwrap_or_else(|e| e.into_inner()).take();
+            }
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.llm.read().unwrap_or_else(|e| e.into_inner()).is_none()
     }
 }
 
-/// A multi-turn chat.
+/// A multi-turn chat; `None` once its LLM was released.
 #[derive(uniffi::Object)]
 pub struct NativeChat {
-    chat: core::llm::Chat,
+    chat: RwLock<Option<core::llm::Chat>>,
 }
 
 #[uniffi::export]
 impl NativeChat {
     pub fn send(&self, user: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, EngineError> {
-        Ok(NativeGeneration::new(self.chat.send(&user, options)?))
+        let chat = self.chat.read().unwrap_or_else(|e| e.into_inner());
+        let chat = chat.as_ref().ok_or(EngineError::EngineClosed)?;
+        Ok(NativeGeneration::new(chat.send(&user, options)?))
     }
 
-    pub fn history(&self) -> Vec<ChatMessage> {
-        self.chat.history()
+    pub fn history(&self) -> Result<Vec<ChatMessage>, EngineError> {
+        let chat = self.chat.read().unwrap_or_else(|e| e.into_inner());
+        Ok(chat.as_ref().ok_or(EngineError::EngineClosed)?.history())
     }
 }
 

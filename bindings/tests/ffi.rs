@@ -72,3 +72,29 @@ fn bytemuck_f32(values: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and any byte pattern is a valid u8.
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
 }
+
+/// `release` on an LLM is `close` on an engine: the model goes, and every later call, on the LLM or on a chat made
+/// from it, is `EngineClosed` (not a destroyed-object error); a generation already running finishes.
+#[test]
+fn released_llm_and_its_chats_are_engine_closed() {
+    use openautoglm::llm::GenerateOptions;
+    use openautoglm_ffi::NativeLlm;
+    let _ = setup();
+    let dir = std::env::var("OPENAUTOGLM_LLMS")
+        .unwrap_or_else(|_| format!("{}/.cache/openautoglm/llm", std::env::var("HOME").unwrap()));
+    let llm = NativeLlm::open(format!("{dir}/smollm2-tiny"), EngineConfig::default()).unwrap();
+    let chat = llm.new_chat(Some("Be brief.".into())).unwrap();
+    let options = GenerateOptions { max_tokens: 2, ..GenerateOptions::default() };
+    let running = llm.generate("Hello".into(), options.clone()).unwrap();
+    assert!(!llm.is_closed());
+    llm.release();
+    llm.release();
+    assert!(llm.is_closed());
+    assert!(matches!(llm.generate("Hello".into(), options.clone()), Err(EngineError::EngineClosed)));
+    assert!(matches!(llm.new_chat(None), Err(EngineError::EngineClosed)));
+    assert!(matches!(llm.file(), Err(EngineError::EngineClosed)));
+    assert!(matches!(chat.send("Hi".into(), options), Err(EngineError::EngineClosed)));
+    assert!(matches!(chat.history(), Err(EngineError::EngineClosed)));
+    while running.next_piece().unwrap().is_some() {}
+    assert!(running.finish_reason().is_some());
+}

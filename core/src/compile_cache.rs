@@ -259,3 +259,102 @@ fn cpu_features() -> String {
     }
     features.join(",")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("openautoglm-cache-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// An entry written as ONNX Runtime would leave it: the model and its weights in the staging directory.
+    fn committed(cache: &Path, model: &str, settings: &str) -> CacheEntry {
+        let entry = CacheEntry::new(cache, model.into(), settings.into());
+        let staging = entry.staging().unwrap();
+        std::fs::write(staging.join(MODEL_FILE), b"graph").unwrap();
+        std::fs::write(staging.join(WEIGHTS_FILE), b"weights").unwrap();
+        entry.commit(&staging).unwrap();
+        entry
+    }
+
+    #[test]
+    fn the_key_covers_the_model_and_every_setting() {
+        let cache = Path::new("/cache");
+        let key = |model: &str, settings: &str| CacheEntry::new(cache, model.into(), settings.into()).dir;
+        assert_eq!(key("m", "O3|[Cpu]|"), key("m", "O3|[Cpu]|"), "same model and settings, same entry");
+        assert_ne!(key("m", "O3|[Cpu]|"), key("other", "O3|[Cpu]|"));
+        assert_ne!(key("m", "O3|[Cpu]|"), key("m", "O1|[Cpu]|"));
+        assert_ne!(key("m", "O3|[Cpu]|"), key("m", "O3|[Cpu]|[(\"batch\", 1)]"));
+        assert_eq!(content_hash(b"model"), content_hash(b"model"));
+        assert_ne!(content_hash(b"model"), content_hash(b"modem"));
+    }
+
+    #[test]
+    fn a_committed_entry_verifies_and_a_damaged_one_does_not() {
+        let cache = temp_dir("verify");
+        let entry = CacheEntry::new(&cache, "m".into(), "s".into());
+        assert_eq!(entry.verified(), Ok(false), "no entry yet");
+        let entry = committed(&cache, "m", "s");
+        assert_eq!(entry.verified(), Ok(true));
+        // Same size, other bytes: the checksum catches it.
+        std::fs::write(entry.dir.join(WEIGHTS_FILE), b"WEIGHTS").unwrap();
+        assert!(entry.verified().unwrap_err().contains(WEIGHTS_FILE));
+        std::fs::remove_file(entry.dir.join(WEIGHTS_FILE)).unwrap();
+        assert!(entry.verified().is_err(), "a missing file fails the check");
+        std::fs::write(entry.dir.join(ENTRY_FILE), "{ not json").unwrap();
+        assert!(entry.verified().unwrap_err().contains("unreadable"));
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+
+    #[test]
+    fn an_entry_for_other_settings_under_this_key_is_refused() {
+        let cache = temp_dir("mismatch");
+        let entry = committed(&cache, "m", "s");
+        let text = std::fs::read_to_string(entry.dir.join(ENTRY_FILE)).unwrap().replace("\"s\"", "\"other\"");
+        std::fs::write(entry.dir.join(ENTRY_FILE), text).unwrap();
+        assert!(entry.verified().unwrap_err().contains("does not describe"));
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+
+    #[test]
+    fn commit_needs_the_model_and_prunes_stale_entries() {
+        let cache = temp_dir("commit");
+        let entry = CacheEntry::new(&cache, "m".into(), "s".into());
+        let empty = entry.staging().unwrap();
+        assert!(entry.commit(&empty).is_err(), "ONNX Runtime wrote nothing");
+        // An entry for the same model and settings under another key (another ONNX Runtime or CPU) is stale.
+        let stale = cache.join("stale-key");
+        std::fs::create_dir_all(&stale).unwrap();
+        let stale_entry = EntryFile { format: FORMAT, model: "m".into(), settings: "s".into(), files: Vec::new() };
+        std::fs::write(stale.join(ENTRY_FILE), serde_json::to_string(&stale_entry).unwrap()).unwrap();
+        let unrelated = committed(&cache, "other", "s");
+        committed(&cache, "m", "s");
+        assert!(!stale.exists(), "the stale entry was pruned");
+        assert_eq!(unrelated.verified(), Ok(true), "other models' entries stay");
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+
+    #[test]
+    fn a_file_hash_is_remembered_only_once_the_file_is_settled() {
+        let cache = temp_dir("memo");
+        let model = cache.join("model.onnx");
+        std::fs::write(&model, b"bytes").unwrap();
+        let mut hashed = 0;
+        let mut hash = || {
+            file_hash(&cache, &model, || {
+                hashed += 1;
+                Ok("h".to_owned())
+            })
+            .unwrap()
+        };
+        assert_eq!(hash(), "h");
+        assert_eq!(hash(), "h");
+        // Modified moments ago, so within the timestamp's resolution of a change: hashed again, not trusted.
+        assert_eq!(hashed, 2);
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+}

@@ -101,9 +101,7 @@ impl Runtime {
     /// An error unless the loaded runtime is at least `major.minor`; `what` says what needs it.
     pub(crate) fn require_version(major: u32, minor: u32, what: &str) -> Result<()> {
         let info = Runtime::init(None)?;
-        let mut parts = info.ort_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        if have < (major, minor) {
+        if !at_least(&info.ort_version, major, minor) {
             return Err(Error::InvalidConfig {
                 reason: format!("{what} needs ONNX Runtime >= {major}.{minor}; this one is {}", info.ort_version),
             });
@@ -127,6 +125,24 @@ fn default_library_path() -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)),
     }
+}
+
+/// `major.minor` of a version string such as `1.31.1`; `None` when it is not one.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Whether ONNX Runtime `version` is at least `major.minor` (an unreadable version is not).
+fn at_least(version: &str, major: u32, minor: u32) -> bool {
+    major_minor(version).is_some_and(|have| have >= (major, minor))
+}
+
+/// Whether this SDK runs on ONNX Runtime `version`: a 1.x release from [`MIN_ORT_VERSION`] on (ort's API level).
+#[cfg_attr(target_os = "ios", allow(dead_code))] // iOS links its ONNX Runtime; nothing to probe
+fn supported(version: &str) -> bool {
+    let (min_major, min_minor) = major_minor(MIN_ORT_VERSION).expect("MIN_ORT_VERSION is major.minor");
+    major_minor(version).is_some_and(|(major, _)| major == min_major) && at_least(version, min_major, min_minor)
 }
 
 #[cfg(not(target_os = "ios"))]
@@ -164,8 +180,7 @@ fn probe(path: &Path) -> std::result::Result<(), String> {
             lib.get(b"OrtGetApiBase").map_err(|_| format!("not ONNX Runtime: no OrtGetApiBase{needed}"))?;
         let base = get_base();
         let version = version_of(base).ok_or_else(|| format!("OrtGetApiBase returned nothing{needed}"))?;
-        let minor = version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
-        if !version.starts_with("1.") || minor.is_none_or(|m| m < 17) {
+        if !supported(&version) {
             return Err(format!("version `{}` is too old or unreadable{needed}", version.escape_debug()));
         }
         if ((*base).GetApi)(ort::sys::ORT_API_VERSION).is_null() {
@@ -206,4 +221,30 @@ unsafe fn version_of(base: *const ort::sys::OrtApiBase) -> Option<String> {
         return None;
     }
     unsafe { Some(std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_gate_takes_1_17_and_later_1_x_releases() {
+        for ok in ["1.17.0", "1.17", "1.21.1", "1.31.1", "1.100.0-dev"] {
+            assert!(supported(ok), "{ok}");
+        }
+        for refused in ["1.16.3", "0.99.0", "2.0.0", "", "unknown", "1", "1.x.0", "v1.31.1"] {
+            assert!(!supported(refused), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn feature_gates_compare_major_then_minor() {
+        assert!(at_least("1.21.0", 1, 21));
+        assert!(at_least("1.31.1", 1, 21));
+        assert!(at_least("2.0.0", 1, 21));
+        assert!(!at_least("1.20.9", 1, 21));
+        assert!(!at_least("1.9.0", 1, 21), "minor 9 < 21 numerically, not as text");
+        assert!(!at_least("garbage", 1, 0));
+        assert_eq!(major_minor("1.31.1"), Some((1, 31)));
+    }
 }

@@ -146,3 +146,93 @@ pub(super) fn shape_buckets(info: &ModelInfo, buckets: &[ShapeBucket]) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model declaring `x: f32 [batch, 2]` and `mask: bool [2]`.
+    fn info() -> ModelInfo {
+        let tensor = |name: &str, element_type, shape| TensorInfo { name: name.into(), element_type, shape };
+        ModelInfo {
+            inputs: vec![
+                tensor(
+                    "x",
+                    Some(ElementType::F32),
+                    vec![Dim::Symbolic { name: "batch".into() }, Dim::Fixed { size: 2 }],
+                ),
+                tensor("mask", Some(ElementType::Bool), vec![Dim::Fixed { size: 2 }]),
+            ],
+            outputs: Vec::new(),
+            metadata: Default::default(),
+        }
+    }
+
+    fn refusal(result: Result<()>) -> (String, String) {
+        match result {
+            Err(Error::InvalidInput { name, reason }) => (name, reason),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_matching_the_declaration_passes() {
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        let mask = [1u8, 0];
+        let shape = [2i64, 2];
+        let ok = inputs(
+            &info(),
+            &[("x", TensorRef::new(&shape, &x)), ("mask", TensorRef::from_bytes(ElementType::Bool, &[2], &mask))],
+        );
+        assert_eq!(ok, Ok(()));
+    }
+
+    #[test]
+    fn each_mismatch_names_the_input_and_what_is_wrong() {
+        let info = info();
+        let x = [1.0f32, 2.0];
+        let mask = [1u8, 0];
+        let mask_ref = TensorRef::from_bytes(ElementType::Bool, &[2], &mask);
+        let with_x = |t: TensorRef<'_>| refusal(inputs(&info, &[("x", t), ("mask", mask_ref)]));
+        assert!(with_x(TensorRef::new(&[1, 3], &[0.0f32; 3])).1.contains("dimension 1 must be 2"));
+        assert!(with_x(TensorRef::new(&[2], &x)).1.contains("expected rank 2"));
+        assert!(with_x(TensorRef::new(&[1, 2], &[1i64, 2])).1.contains("expected element type"));
+        assert!(with_x(TensorRef::from_bytes(ElementType::F32, &[1, 2], &[0u8; 7])).1.contains("needs 8 bytes"));
+        assert!(with_x(TensorRef::new(&[-1, 2], &x)).0 == "x");
+        // float32 for a float16 input is converted by the engine, so it passes; the reverse does not.
+        let f16_model = ModelInfo {
+            inputs: vec![TensorInfo { name: "h".into(), element_type: Some(ElementType::F16), shape: vec![] }],
+            ..info.clone()
+        };
+        assert_eq!(inputs(&f16_model, &[("h", TensorRef::new(&[], &[1.0f32]))]), Ok(()));
+
+        let x_ref = TensorRef::new(&[1, 2], &x);
+        assert_eq!(refusal(inputs(&info, &[("x", x_ref)])), ("mask".into(), "missing: the model requires it".into()));
+        assert_eq!(refusal(inputs(&info, &[("x", x_ref), ("x", x_ref)])), ("x".into(), "given more than once".into()));
+        assert!(refusal(inputs(&info, &[("y", x_ref)])).1.contains("no such input"));
+        let bad_bool = [2u8, 0];
+        let bad_mask = TensorRef::from_bytes(ElementType::Bool, &[2], &bad_bool);
+        assert_eq!(refusal(inputs(&info, &[("x", x_ref), ("mask", bad_mask)])).1, "bool elements must be 0 or 1");
+    }
+
+    #[test]
+    fn a_single_file_takes_only_automatic_precision() {
+        assert_eq!(single_model(&EngineConfig::default()), Ok(()));
+        let fp16 = EngineConfig { precision: Precision::Fp16, ..EngineConfig::default() };
+        assert!(matches!(single_model(&fp16), Err(Error::InvalidConfig { reason }) if reason.contains("from_bundle")));
+    }
+
+    #[test]
+    fn shape_buckets_must_fix_dynamic_dims_the_model_has() {
+        let info = info();
+        let reason = |buckets: Vec<ShapeBucket>| match shape_buckets(&info, &buckets) {
+            Err(Error::InvalidConfig { reason }) => reason,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        };
+        assert_eq!(shape_buckets(&info, &[ShapeBucket::new([("batch", 4)])]), Ok(()));
+        assert!(reason(vec![ShapeBucket::default()]).contains("fixes no dimension"));
+        assert!(reason(vec![ShapeBucket::new([("sequence", 4)])]).contains("no dynamic dimension `sequence`"));
+        assert!(reason(vec![ShapeBucket::new([("batch", 0)])]).contains("not a valid size"));
+        assert!(reason(vec![ShapeBucket::new([("batch", u64::MAX)])]).contains("not a valid size"));
+    }
+}

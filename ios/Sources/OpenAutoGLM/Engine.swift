@@ -91,11 +91,11 @@ public final class Engine: Sendable {
         return Outputs(try native.run(inputs: specs, data: packed))
     }
 
-    /// Runs the model off the caller's executor. A task cancelled before the call throws `CancellationError`
-    /// without running the model.
+    /// Runs the model on the SDK's native queue, off Swift's cooperative thread pool (a run blocks its thread).
+    /// A task cancelled before the call throws `CancellationError` without running the model.
     public func infer(_ inputs: [String: Tensor]) async throws -> Outputs {
         try Task.checkCancellation()
-        return try await Task.detached(priority: Task.currentPriority) { [self] in try self.inferSync(inputs) }.value
+        return try await NativeWork.run { [self] in try self.inferSync(inputs) }
     }
 
     /// Runs the model `runs` times on zero inputs of the declared shapes, so the slow first inference happens now
@@ -108,7 +108,7 @@ public final class Engine: Sendable {
             throw EngineError.InvalidConfig(reason: "warmup runs must be between 0 and 1000, got \(runs)")
         }
         try Task.checkCancellation()
-        return try await Task.detached(priority: Task.currentPriority) { [native] in try native.warmup(runs: count) }.value
+        return try await NativeWork.run { [native] in try native.warmup(runs: count) }
     }
 
     /// Releases the model now; later calls throw `EngineError.EngineClosed`. Closing twice is fine.

@@ -17,8 +17,14 @@ public final class Llm: Sendable {
     public init(directory: String, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
         native = try NativeLlm.open(dir: directory, config: config)
-        file = native.file()
+        file = try native.file()
     }
+
+    /// Frees the model now (a generation already running finishes first). Later calls, on this LLM and on its
+    /// chats, throw `EngineError.EngineClosed`; closing twice is fine.
+    public func close() { native.release() }
+
+    public var isClosed: Bool { native.isClosed() }
 
     /// Continues `prompt` as is (no chat template). `onFinish` gets the request's metrics and why it ended.
     public func generate(_ prompt: String, options: GenerateOptions = GenerateOptions(),
@@ -33,13 +39,13 @@ public final class Llm: Sendable {
     }
 
     /// A conversation that keeps its turns (the oldest are dropped when the context would overflow).
-    public func newChat(system: String? = nil) -> Chat { Chat(native.newChat(system: system)) }
+    public func newChat(system: String? = nil) throws -> Chat { Chat(try native.newChat(system: system)) }
 
     public final class Chat: Sendable {
         private let native: NativeChat
         init(_ native: NativeChat) { self.native = native }
 
-        public var history: [ChatMessage] { native.history() }
+        public var history: [ChatMessage] { get throws { try native.history() } }
 
         /// Sends `user`'s message; the answer streams, and joins the history when it ends.
         public func send(_ user: String, options: GenerateOptions = GenerateOptions(),
@@ -48,17 +54,21 @@ public final class Llm: Sendable {
         }
     }
 
-    /// Pulls pieces on a detached task (one blocking native call per token). Cancelling the consuming task, or
-    /// dropping the stream, cancels the generation before its next token.
+    /// Pulls pieces on the SDK's native queue (one blocking native call per token, kept off Swift's cooperative
+    /// thread pool). Cancelling the consuming task, or dropping the stream, cancels the generation before its next
+    /// token.
     static func stream(_ onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)?,
                        _ start: @escaping @Sendable () throws -> NativeGeneration) -> AsyncThrowingStream<String, Error> {
         AsyncThrowingStream { continuation in
-            let task = Task.detached(priority: Task.currentPriority) {
+            let state = StreamState()
+            continuation.onTermination = { _ in state.cancel() }
+            NativeWork.start(priority: Task.currentPriority) {
                 var generation: NativeGeneration?
                 do {
                     let started = try start()
                     generation = started
-                    while !Task.isCancelled, let piece = try started.nextPiece() {
+                    state.started(started)
+                    while !state.isCancelled, let piece = try started.nextPiece() {
                         continuation.yield(piece)
                     }
                     started.cancel()
@@ -70,7 +80,31 @@ public final class Llm: Sendable {
                     continuation.finish(throwing: error)
                 }
             }
-            continuation.onTermination = { _ in task.cancel() }
         }
+    }
+}
+
+/// A stream's cancellation, shared between its consumer (which may stop at any time) and the token loop.
+private final class StreamState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var generation: NativeGeneration?
+    private var cancelled = false
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+
+    func started(_ generation: NativeGeneration) {
+        let cancelNow = lock.withLock { () -> Bool in
+            self.generation = generation
+            return cancelled
+        }
+        if cancelNow { generation.cancel() }
+    }
+
+    func cancel() {
+        let generation = lock.withLock { () -> NativeGeneration? in
+            cancelled = true
+            return self.generation
+        }
+        generation?.cancel()
     }
 }

@@ -147,4 +147,25 @@ final class EngineTests: XCTestCase {
         try Runtime.checkNativeLibrary()
         XCTAssertEqual(nativeVersion(), Runtime.version)
     }
+
+    /// Blocking runs go to the SDK's native queue behind a checked continuation, never to the awaiting task's
+    /// cooperative thread; more concurrent requests than cores all complete.
+    func testBlockingCallsRunOnTheNativeQueue() async throws {
+        XCTAssertFalse(NativeWork.isOnNativeQueue)
+        let onQueue = try await NativeWork.run { NativeWork.isOnNativeQueue }
+        XCTAssertTrue(onQueue)
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        let count = ProcessInfo.processInfo.activeProcessorCount * 4
+        let results = try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
+            for i in 0..<count {
+                group.addTask {
+                    let out = try await engine.infer(["x": Tensor([Float](repeating: Float(i), count: 4), shape: [1, 4])])
+                    return (i, try out["y"]!.values())
+                }
+            }
+            return try await group.reduce(into: [(Int, [Float])]()) { $0.append($1) }
+        }
+        XCTAssertEqual(results.count, count)
+        for (i, y) in results { assertClose(y, expectedMatmul([Float](repeating: Float(i), count: 4), batch: 1)) }
+    }
 }

@@ -61,8 +61,8 @@ final class LlmTests: XCTestCase {
         let chat = try tiny().newChat(system: "You are terse.")
         var answer = ""
         for try await p in chat.send("Hi", options: GenerateOptions(maxTokens: 4)) { answer += p }
-        XCTAssertEqual(chat.history.map(\.role), ["system", "user", "assistant"])
-        XCTAssertEqual(chat.history.last?.content, answer)
+        XCTAssertEqual(try chat.history.map(\.role), ["system", "user", "assistant"])
+        XCTAssertEqual(try chat.history.last?.content, answer)
     }
 
     func testBadRequestsAreTypedErrors() async throws {
@@ -75,5 +75,34 @@ final class LlmTests: XCTestCase {
         }
         let missing = engineError { _ = try Llm(directory: "/nonexistent") }
         guard case .ModelNotFound? = missing else { return XCTFail("expected ModelNotFound, got \(String(describing: missing))") }
+    }
+
+    func testClosedLlmAndItsChatsThrowEngineClosed() async throws {
+        let llm = try tiny()
+        let chat = try llm.newChat(system: "Be brief.")
+        llm.close()
+        llm.close()
+        XCTAssertTrue(llm.isClosed)
+        for stream in [llm.generate("Hi"), llm.chat([ChatMessage(role: "user", content: "Hi")]), chat.send("Hi")] {
+            do {
+                for try await _ in stream {}
+                XCTFail("expected EngineClosed")
+            } catch let error as EngineError {
+                guard case .EngineClosed = error else { return XCTFail("expected EngineClosed, got \(error)") }
+            }
+        }
+        guard case .EngineClosed? = engineError({ _ = try llm.newChat() }) else { return XCTFail("newChat after close") }
+        guard case .EngineClosed? = engineError({ _ = try chat.history }) else { return XCTFail("history after close") }
+    }
+
+    /// Tokens are pulled on the SDK's native queue, not on Swift's cooperative thread pool.
+    func testTokensArePulledOffTheCooperativePool() async throws {
+        let llm = try tiny()
+        let onNativeQueue = Finish()
+        for try await _ in llm.generate("Hi", options: GenerateOptions(maxTokens: 2), onFinish: { _, _ in
+            onNativeQueue.reason = NativeWork.isOnNativeQueue ? .stop : nil
+        }) {}
+        XCTAssertEqual(onNativeQueue.reason, .stop)
+        XCTAssertFalse(NativeWork.isOnNativeQueue)
     }
 }

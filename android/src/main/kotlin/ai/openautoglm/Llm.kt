@@ -1,12 +1,16 @@
 package ai.openautoglm
 
 import java.io.File
+import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.flow
 import kotlinx.coroutines.flow.flowOn
+
+/** Called once a generation has ended, with its metrics and why it ended (null if it failed). */
+typealias FinishListener = (GenerationMetrics, FinishReason?) -> Unit
 
 /**
  * A decoder LLM (e.g. SmolLM2 from `cargo xtask models prepare smollm2`) that streams its answers.
@@ -18,10 +22,9 @@ import kotlinx.coroutines.flow.flowOn
  * }
  * ```
  * Pieces are valid UTF-8 text (a character split across tokens arrives whole). Failures are [EngineException]s.
+ * Each generation pulls its tokens on [Dispatchers.IO] unless given another dispatcher (one blocking native call per
+ * token), as [Engine.infer] runs on the dispatcher it is given.
  */
-/** Called once a generation has ended, with its metrics and why it ended (null if it failed). */
-typealias FinishListener = (GenerationMetrics, FinishReason?) -> Unit
-
 class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
     /** The decoder file running, e.g. `int4.onnx` (what `Precision.AUTO` picks where it exists). */
     val file: String = native.file()
@@ -30,25 +33,48 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
      * Continues [prompt] as is (no chat template). [onFinish] gets the request's metrics (time to first token,
      * tokens/s, per-token percentiles, peak RSS) and why it ended, also when cancelled.
      */
-    fun generate(prompt: String, options: GenerateOptions = GenerateOptions(), onFinish: FinishListener? = null): Flow<String> =
-        stream(onFinish) { native.generate(prompt, options) }
+    fun generate(
+        prompt: String,
+        options: GenerateOptions = GenerateOptions(),
+        dispatcher: CoroutineDispatcher = Dispatchers.IO,
+        onFinish: FinishListener? = null,
+    ): Flow<String> = stream(dispatcher, onFinish) { native.generate(prompt, options) }
 
     /** Answers a chat, laid out by the model's own chat template. */
-    fun chat(messages: List<ChatMessage>, options: GenerateOptions = GenerateOptions(), onFinish: FinishListener? = null): Flow<String> =
-        stream(onFinish) { native.chat(messages, options) }
+    fun chat(
+        messages: List<ChatMessage>,
+        options: GenerateOptions = GenerateOptions(),
+        dispatcher: CoroutineDispatcher = Dispatchers.IO,
+        onFinish: FinishListener? = null,
+    ): Flow<String> = stream(dispatcher, onFinish) { native.chat(messages, options) }
 
     /** A conversation that keeps its turns (the oldest are dropped when the context would overflow). */
+    @Throws(EngineException::class)
     fun newChat(system: String? = null): Chat = Chat(native.newChat(system))
 
-    /** Frees the model now. */
-    override fun close() = native.destroy()
+    /** True once [close]d. */
+    val isClosed: Boolean get() = native.isClosed()
+
+    /**
+     * Frees the model now (a generation already running finishes first). Later calls, on this LLM and on its chats,
+     * throw [EngineException.EngineClosed]; closing twice is fine.
+     */
+    override fun close() {
+        // As Engine.close: the model goes now; the small native handle stays valid so later calls get EngineClosed
+        // rather than a destroyed-object error, and uniffi's cleaner frees it with this object.
+        native.release()
+    }
 
     class Chat internal constructor(private val native: NativeChat) {
-        val history: List<ChatMessage> get() = native.history()
+        val history: List<ChatMessage> @Throws(EngineException::class) get() = native.history()
 
         /** Sends [user]'s message; the answer streams, and joins the history when it ends. */
-        fun send(user: String, options: GenerateOptions = GenerateOptions(), onFinish: FinishListener? = null): Flow<String> =
-            stream(onFinish) { native.send(user, options) }
+        fun send(
+            user: String,
+            options: GenerateOptions = GenerateOptions(),
+            dispatcher: CoroutineDispatcher = Dispatchers.IO,
+            onFinish: FinishListener? = null,
+        ): Flow<String> = stream(dispatcher, onFinish) { native.send(user, options) }
     }
 
     companion object {
@@ -62,10 +88,14 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
         fun open(dir: File, config: EngineConfig = DefaultEngineConfig): Llm = open(dir.path, config)
 
         /**
-         * Pulls pieces on [Dispatchers.IO] (one blocking native call per token) and emits them. When the collector
-         * is cancelled, or stops early, the generation is cancelled before its next token.
+         * Pulls pieces on [dispatcher] (one blocking native call per token) and emits them. When the collector is
+         * cancelled, or stops early, the generation is cancelled before its next token.
          */
-        internal fun stream(onFinish: FinishListener?, start: () -> NativeGeneration): Flow<String> = flow {
+        internal fun stream(
+            dispatcher: CoroutineDispatcher,
+            onFinish: FinishListener?,
+            start: () -> NativeGeneration,
+        ): Flow<String> = flow {
             val generation = start()
             try {
                 while (true) {
@@ -78,6 +108,6 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
                 onFinish?.invoke(generation.metrics(), generation.finishReason())
                 generation.destroy()
             }
-        }.flowOn(Dispatchers.IO)
+        }.flowOn(dispatcher)
     }
 }

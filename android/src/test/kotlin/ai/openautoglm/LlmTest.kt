@@ -1,9 +1,11 @@
 package ai.openautoglm
 
+import java.util.concurrent.Executors
 import kotlin.test.Test
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertTrue
+import kotlinx.coroutines.asCoroutineDispatcher
 import kotlinx.coroutines.flow.collect
 import kotlinx.coroutines.flow.take
 import kotlinx.coroutines.flow.toList
@@ -60,6 +62,34 @@ class LlmTest {
             assertTrue(llm.generate("Hi", GenerateOptions(maxTokens = 2u)).toList().isNotEmpty(), "still usable after errors")
         }
         assertFailsWith<EngineException.ModelNotFound> { Llm.open("/nonexistent") }
+    }
+
+    @Test fun generationRunsOnTheGivenDispatcher() = runBlocking {
+        val executor = Executors.newSingleThreadExecutor { task -> Thread(task, "llm-worker") }
+        try {
+            tiny().use { llm ->
+                var thread = ""
+                llm.generate("Hi", GenerateOptions(maxTokens = 2u), executor.asCoroutineDispatcher()) { _, _ ->
+                    thread = Thread.currentThread().name
+                }.toList()
+                assertTrue(thread.startsWith("llm-worker"), thread)
+            }
+        } finally {
+            executor.shutdown()
+        }
+    }
+
+    @Test fun closedLlmAndItsChatsThrowEngineClosed() = runBlocking {
+        val llm = tiny()
+        val chat = llm.newChat("Be brief.")
+        llm.close()
+        llm.close()
+        assertTrue(llm.isClosed)
+        assertFailsWith<EngineException.EngineClosed> { llm.generate("Hi").collect() }
+        assertFailsWith<EngineException.EngineClosed> { llm.chat(listOf(ChatMessage("user", "Hi"))).collect() }
+        assertFailsWith<EngineException.EngineClosed> { llm.newChat() }
+        assertFailsWith<EngineException.EngineClosed> { chat.send("Hi").collect() }
+        assertFailsWith<EngineException.EngineClosed> { chat.history }
     }
 
     @Test fun smolLm2AnswersTheCapitalOfFrance() = runBlocking {
