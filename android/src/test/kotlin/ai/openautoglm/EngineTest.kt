@@ -84,7 +84,7 @@ class EngineTest {
         }
     }
 
-    @Test fun concurrentSuspendCallsGiveTheirOwnResults() = runBlocking {
+    @Test fun concurrentSuspendCallsGiveTheirOwnResults() = runBlocking<Unit> {
         Engine.fromFile(Fixtures.model("matmul_dynamic")).use { engine ->
             val results = (0 until 32).map { i ->
                 async { i to engine.infer(mapOf("x" to Tensor.of(FloatArray(4) { i.toFloat() }, 1, 4))).getValue("y").toFloatArray() }
@@ -110,7 +110,7 @@ class EngineTest {
         assertTrue(engine.isClosed)
     }
 
-    @Test fun warmupRunsTheModelAndFailsTypedWhenClosed() = runBlocking {
+    @Test fun warmupRunsTheModelAndFailsTypedWhenClosed() = runBlocking<Unit> {
         val engine = Engine.fromFile(Fixtures.model("multi_io"))
         assertEquals(3, engine.warmup(3).size)
         engine.close()

@@ -15,7 +15,7 @@ import kotlinx.coroutines.runBlocking
 class LlmTest {
     private fun tiny() = Llm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1u))
 
-    @Test fun piecesStreamAsAFlowWithMetrics() = runBlocking {
+    @Test fun piecesStreamAsAFlowWithMetrics() = runBlocking<Unit> {
         tiny().use { llm ->
             var finished: Pair<GenerationMetrics, FinishReason?>? = null
             val pieces = llm.generate("The sea is", GenerateOptions(maxTokens = 8u)) { m, r -> finished = m to r }.toList()
@@ -27,7 +27,7 @@ class LlmTest {
         }
     }
 
-    @Test fun cancellingTheCollectorCancelsTheGeneration() = runBlocking {
+    @Test fun cancellingTheCollectorCancelsTheGeneration() = runBlocking<Unit> {
         tiny().use { llm ->
             var finished: FinishReason? = null
             var generated = 0u
@@ -39,14 +39,14 @@ class LlmTest {
         }
     }
 
-    @Test fun sameSeedSameText() = runBlocking {
+    @Test fun sameSeedSameText() = runBlocking<Unit> {
         tiny().use { llm ->
             val options = GenerateOptions(maxTokens = 12u, temperature = 1.0f, topK = 40u, seed = 5uL)
             assertEquals(llm.generate("Hello", options).toList(), llm.generate("Hello", options).toList())
         }
     }
 
-    @Test fun chatKeepsItsTurns() = runBlocking {
+    @Test fun chatKeepsItsTurns() = runBlocking<Unit> {
         tiny().use { llm ->
             val chat = llm.newChat("You are terse.")
             val answer = chat.send("Hi", GenerateOptions(maxTokens = 4u)).toList().joinToString("")
@@ -55,7 +55,7 @@ class LlmTest {
         }
     }
 
-    @Test fun badRequestsAreTypedExceptions() = runBlocking {
+    @Test fun badRequestsAreTypedExceptions() = runBlocking<Unit> {
         tiny().use { llm ->
             assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(temperature = -1f)).collect() }
             assertFailsWith<EngineException.InvalidInput> { llm.generate("").collect() }
@@ -64,7 +64,7 @@ class LlmTest {
         assertFailsWith<EngineException.ModelNotFound> { Llm.open("/nonexistent") }
     }
 
-    @Test fun generationRunsOnTheGivenDispatcher() = runBlocking {
+    @Test fun generationRunsOnTheGivenDispatcher() = runBlocking<Unit> {
         val executor = Executors.newSingleThreadExecutor { task -> Thread(task, "llm-worker") }
         try {
             tiny().use { llm ->
@@ -79,7 +79,7 @@ class LlmTest {
         }
     }
 
-    @Test fun closedLlmAndItsChatsThrowEngineClosed() = runBlocking {
+    @Test fun closedLlmAndItsChatsThrowEngineClosed() = runBlocking<Unit> {
         val llm = tiny()
         val chat = llm.newChat("Be brief.")
         llm.close()
@@ -92,7 +92,7 @@ class LlmTest {
         assertFailsWith<EngineException.EngineClosed> { chat.history }
     }
 
-    @Test fun smolLm2AnswersTheCapitalOfFrance() = runBlocking {
+    @Test fun smolLm2AnswersTheCapitalOfFrance() = runBlocking<Unit> {
         Llm.open(Fixtures.llm("smollm2")).use { llm ->
             assertEquals("int4.onnx", llm.file)
             val answer = llm.chat(listOf(ChatMessage("user", "What is the capital of France?")), GenerateOptions(maxTokens = 24u))
