@@ -32,6 +32,13 @@ pub(crate) struct Checked {
     pub pool_can_be_empty: bool,
 }
 
+/// ONNX Runtime's own model format: a flatbuffer (file identifier `ORTM`) that ONNX Runtime verifies itself before
+/// reading it (flatbuffers' verifier, made for untrusted buffers), with no external data. ONNX Runtime takes a file
+/// for one by its `.ort` extension, and bytes by the identifier.
+pub(crate) fn is_ort_format(bytes: &[u8]) -> bool {
+    bytes.get(4..8) == Some(b"ORTM".as_slice())
+}
+
 /// Checks a model's bytes. `dir` is where its external data may live: the model file's directory, or the directory a
 /// caller named for a model given as bytes (`None`: the model may not use external data).
 pub(crate) fn check(bytes: &[u8], dir: Option<&Path>) -> Result<Checked> {

@@ -28,6 +28,9 @@ impl Source<'_> {
                 if bytes.is_empty() {
                     return Err(Error::invalid_model("model bytes are empty"));
                 }
+                if model_check::is_ort_format(bytes) {
+                    return Ok(model_check::Checked::default());
+                }
                 let checked = model_check::check(bytes, external_data_dir)?;
                 if checked.external_data > 0 {
                     Runtime::require_version(1, 21, "loading external data for a model given as bytes")?;
@@ -54,6 +57,15 @@ impl Source<'_> {
                 // SAFETY: a read-only map for the duration of the check; the model file belongs to the app.
                 let map = unsafe { memmap2::Mmap::map(&file) }
                     .map_err(|e| Error::invalid_model(format!("`{}`: {e}", path.display())))?;
+                if path.extension().is_some_and(|e| e == "ort") {
+                    if !model_check::is_ort_format(&map) {
+                        return Err(Error::invalid_model(format!(
+                            "`{}` is named .ort but is not an ONNX Runtime format model",
+                            path.display()
+                        )));
+                    }
+                    return Ok(model_check::Checked::default());
+                }
                 let dir = match path.parent() {
                     Some(dir) if !dir.as_os_str().is_empty() => dir,
                     _ => Path::new("."),
