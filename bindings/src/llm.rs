@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use openautoglm as core;
 use openautoglm::EngineConfig;
-use openautoglm::llm::{ChatMessage, FinishReason, GenerateOptions, GenerationMetrics};
+use openautoglm::llm::{ChatMessage, FinishReason, GenerateOptions, GenerationMetrics, HistoryPolicy};
 
 use crate::EngineError;
 
@@ -53,7 +53,14 @@ pub struct GenerationMetrics {
     pub token_p50_ms: f64,
     pub token_p95_ms: f64,
     pub total_ms: f64,
-    pub peak_rss_mb: f64,
+    pub request_rss_rise_mb: f64,
+    pub process_peak_rss_mb: f64,
+}
+
+#[uniffi::remote(Enum)]
+pub enum HistoryPolicy {
+    DropOldestExchanges,
+    Refuse,
 }
 
 /// A decoder LLM (the idiomatic `Llm` classes wrap this). `release` frees the model as `NativeEngine::release`
@@ -85,6 +92,11 @@ impl NativeLlm {
         Ok(self.live()?.file().to_owned())
     }
 
+    /// The text of `tokens`, as a generation's `text` holds it.
+    pub fn decode(&self, tokens: Vec<u32>) -> Result<String, EngineError> {
+        self.live()?.decode(&tokens)
+    }
+
     /// Continues `prompt` as is.
     pub fn generate(&self, prompt: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, EngineError> {
         Ok(NativeGeneration::new(self.live()?.generate(&prompt, options)?))
@@ -99,9 +111,14 @@ impl NativeLlm {
         Ok(NativeGeneration::new(self.live()?.chat(&messages, options)?))
     }
 
-    /// A conversation that keeps its turns.
-    pub fn new_chat(&self, system: Option<String>) -> Result<Arc<NativeChat>, EngineError> {
-        let chat = core::llm::Chat::new(&self.live()?, system.as_deref());
+    /// A conversation that keeps its turns under `policy` when the context fills.
+    #[uniffi::method(default(policy = None))]
+    pub fn new_chat(
+        &self,
+        system: Option<String>,
+        policy: Option<HistoryPolicy>,
+    ) -> Result<Arc<NativeChat>, EngineError> {
+        let chat = core::llm::Chat::with_policy(&self.live()?, system.as_deref(), policy.unwrap_or_default());
         let chat = Arc::new(NativeChat { chat: RwLock::new(Some(chat)) });
         let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
         chats.retain(|c| c.strong_count() > 0);
@@ -180,8 +197,14 @@ impl NativeGeneration {
         self.lock().finish_reason()
     }
 
+    /// The answer so far: the pieces handed out, joined.
     pub fn text(&self) -> String {
         self.lock().text().to_owned()
+    }
+
+    /// The generated token ids so far.
+    pub fn tokens(&self) -> Vec<u32> {
+        self.lock().tokens().to_vec()
     }
 
     pub fn metrics(&self) -> GenerationMetrics {

@@ -83,7 +83,7 @@ fn released_llm_and_its_chats_are_engine_closed() {
     let dir = std::env::var("OPENAUTOGLM_LLMS")
         .unwrap_or_else(|_| format!("{}/.cache/openautoglm/llm", std::env::var("HOME").unwrap()));
     let llm = NativeLlm::open(format!("{dir}/smollm2-tiny"), EngineConfig::default()).unwrap();
-    let chat = llm.new_chat(Some("Be brief.".into())).unwrap();
+    let chat = llm.new_chat(Some("Be brief.".into()), None).unwrap();
     let options = GenerateOptions { max_tokens: 2, ..GenerateOptions::default() };
     let running = llm.generate("Hello".into(), options.clone()).unwrap();
     assert!(!llm.is_closed());
@@ -91,7 +91,7 @@ fn released_llm_and_its_chats_are_engine_closed() {
     llm.release();
     assert!(llm.is_closed());
     assert!(matches!(llm.generate("Hello".into(), options.clone()), Err(EngineError::EngineClosed)));
-    assert!(matches!(llm.new_chat(None), Err(EngineError::EngineClosed)));
+    assert!(matches!(llm.new_chat(None, None), Err(EngineError::EngineClosed)));
     assert!(matches!(llm.file(), Err(EngineError::EngineClosed)));
     assert!(matches!(chat.send("Hi".into(), options), Err(EngineError::EngineClosed)));
     assert!(matches!(chat.history(), Err(EngineError::EngineClosed)));

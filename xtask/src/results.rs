@@ -322,7 +322,10 @@ pub struct GenerationRun {
     pub tokens_per_second: f64,
     pub token_p50_ms: f64,
     pub token_p95_ms: f64,
+    /// The runner process's peak resident memory.
     pub peak_rss_mb: Option<f64>,
+    /// How far the request raised resident memory above where it started (Rust runner only).
+    pub request_rss_rise_mb: Option<f64>,
 }
 
 /// `bench --generate` on the host.

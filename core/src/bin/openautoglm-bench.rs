@@ -367,7 +367,7 @@ fn run_generate() -> Result<Value, String> {
             "prompt_tokens": m.prompt_tokens, "generated_tokens": m.generated_tokens,
             "tokens": generation.tokens(),
             "time_to_first_token_ms": m.time_to_first_token_ms, "tokens_per_second": m.tokens_per_second,
-            "token_p50_ms": m.token_p50_ms, "token_p95_ms": m.token_p95_ms, "peak_rss_mb": m.peak_rss_mb,
+            "token_p50_ms": m.token_p50_ms, "token_p95_ms": m.token_p95_ms, "peak_rss_mb": m.process_peak_rss_mb, "request_rss_rise_mb": m.request_rss_rise_mb,
         }));
         progress(run, runs);
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::decoder::Llm;
 use super::generation::Generation;
 use super::sampling::GenerateOptions;
-use crate::error::{Result, catch_panic};
+use crate::error::{Error, Result, catch_panic};
 
 /// One message of a chat.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -22,20 +22,60 @@ impl ChatMessage {
     }
 }
 
-/// A conversation that remembers its turns. When the history no longer fits the context with room for the answer,
-/// the oldest turns (after the system message) are dropped.
+/// What a chat does when its history no longer fits the model's context with room for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistoryPolicy {
+    /// Drop whole exchanges (a user message and its answer), oldest first; the system message always stays. A new
+    /// message that does not fit even alone with the system message is refused.
+    #[default]
+    DropOldestExchanges,
+    /// Refuse the new message (`InvalidInput`) rather than forget anything.
+    Refuse,
+}
+
+/// An exchange in progress: it joins the history, with the exchanges the policy dropped gone, when its answer ends
+/// (cancelled answers included); a refused message or a failed answer leaves the history as it was.
+pub(super) struct PendingExchange {
+    history: Arc<Mutex<Vec<ChatMessage>>>,
+    /// The history the prompt was laid out from, after the policy dropped what did not fit.
+    kept: Vec<ChatMessage>,
+    user: ChatMessage,
+}
+
+impl PendingExchange {
+    /// Commits the exchange with its answer.
+    pub(super) fn answered(self, answer: &str) {
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        *history = self.kept;
+        history.push(self.user);
+        history.push(ChatMessage::new("assistant", answer));
+    }
+}
+
+/// A conversation that remembers its turns, under a [`HistoryPolicy`]. It answers one message at a time: an exchange
+/// joins [`Chat::history`] when its answer ends.
 pub struct Chat {
     llm: Llm,
+    policy: HistoryPolicy,
     history: Arc<Mutex<Vec<ChatMessage>>>,
 }
 
 impl Chat {
+    /// A chat that drops the oldest exchanges when the context fills ([`HistoryPolicy::DropOldestExchanges`]).
     pub fn new(llm: &Llm, system: Option<&str>) -> Chat {
-        let history = system.map(|s| vec![ChatMessage::new("system", s)]).unwrap_or_default();
-        Chat { llm: llm.clone(), history: Arc::new(Mutex::new(history)) }
+        Chat::with_policy(llm, system, HistoryPolicy::default())
     }
 
-    /// The turns so far (the assistant's answer is added when its generation ends, cancelled ones included).
+    pub fn with_policy(llm: &Llm, system: Option<&str>, policy: HistoryPolicy) -> Chat {
+        let history = system.map(|s| vec![ChatMessage::new("system", s)]).unwrap_or_default();
+        Chat { llm: llm.clone(), policy, history: Arc::new(Mutex::new(history)) }
+    }
+
+    pub fn policy(&self) -> HistoryPolicy {
+        self.policy
+    }
+
+    /// The exchanges so far, after the system message: each a user message and its answer.
     pub fn history(&self) -> Vec<ChatMessage> {
         self.history.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -46,18 +86,36 @@ impl Chat {
 
     fn send_inner(&self, user: &str, options: GenerateOptions) -> Result<Generation> {
         let started = Instant::now();
-        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        history.push(ChatMessage::new("user", user));
+        let mut kept = self.history();
+        let user = ChatMessage::new("user", user);
         let budget = self.llm.max_context().saturating_sub(options.max_tokens) as usize;
+        let system = usize::from(kept.first().is_some_and(|m| m.role == "system"));
         let tokens = loop {
-            let tokens = self.llm.encode(&self.llm.chat_prompt(&history)?)?;
-            let first_droppable = usize::from(history.first().is_some_and(|m| m.role == "system"));
-            if tokens.len() <= budget || history.len() <= first_droppable + 1 {
+            let mut messages = kept.clone();
+            messages.push(user.clone());
+            let tokens = self.llm.encode(&self.llm.chat_prompt(&messages)?)?;
+            if tokens.len() <= budget {
                 break tokens;
             }
-            history.remove(first_droppable);
+            let droppable = kept.len() - system;
+            if self.policy == HistoryPolicy::Refuse || droppable == 0 {
+                let with = if droppable == 0 { "even alone with the system message" } else { "with the history" };
+                return Err(Error::invalid_input(
+                    "message",
+                    format!(
+                        "{} prompt tokens {with}; the context holds {} with {} for the answer ({:?})",
+                        tokens.len(),
+                        self.llm.max_context(),
+                        options.max_tokens,
+                        self.policy
+                    ),
+                ));
+            }
+            // The oldest exchange: a user message and the answer after it (an unpaired message goes alone).
+            let exchange = if kept.get(system + 1).is_some_and(|m| m.role == "assistant") { 2 } else { 1 };
+            kept.drain(system..system + exchange.min(droppable));
         };
-        drop(history);
-        Generation::start(self.llm.inner.clone(), tokens, options, started, Some(self.history.clone()))
+        let exchange = PendingExchange { history: self.history.clone(), kept, user };
+        Generation::start(self.llm.inner.clone(), tokens, options, started, Some(exchange))
     }
 }

@@ -156,6 +156,14 @@ impl Llm {
             .map_err(|e| Error::invalid_input("prompt", format!("cannot tokenize: {e}")))
     }
 
+    /// The text of `tokens` (special tokens left out), as a generation's `text()` holds it.
+    pub fn decode(&self, tokens: &[u32]) -> Result<String> {
+        self.inner
+            .tokenizer
+            .decode(tokens, true)
+            .map_err(|e| Error::invalid_input("tokens", format!("cannot decode: {e}")))
+    }
+
     /// The chat as the model's template lays it out, ending where the assistant's answer begins.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String> {
         let template = self.inner.chat_template.as_deref().ok_or_else(|| Error::InvalidConfig {

@@ -2,8 +2,8 @@
 //! text streamed as an iterator of pieces and its metrics.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use half::f16;
@@ -12,11 +12,13 @@ use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::SessionInputValue;
 use ort::value::{DynValue, Tensor as OrtTensor};
 
-use super::chat::ChatMessage;
+use super::chat::PendingExchange;
 use super::decoder::LlmInner;
 use super::kv_cache::{SharedKvCache, kv_tensor, new_tensor, shared_kv_cache};
 use super::sampling::{GenerateOptions, Sampler};
 use crate::error::{Error, OrtResultExt, Result, catch_panic};
+
+const MB: f64 = 1024.0 * 1024.0;
 
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +49,12 @@ pub struct GenerationMetrics {
     pub token_p50_ms: f64,
     pub token_p95_ms: f64,
     pub total_ms: f64,
-    /// Peak resident memory of the process so far (Linux and Android; 0 where unknown).
-    pub peak_rss_mb: f64,
+    /// How far this request raised the process's resident memory above where it stood when the request started,
+    /// sampled after each model step (the prefill and every token): the request's own cost, KV cache and logits
+    /// included (Linux and Android; 0 where unknown).
+    pub request_rss_rise_mb: f64,
+    /// The process's peak resident memory so far, whatever raised it (Linux and Android; 0 where unknown).
+    pub process_peak_rss_mb: f64,
 }
 
 /// Stops a generation from another thread; it ends before its next token.
@@ -110,7 +116,11 @@ pub struct Generation {
     stream_prefix_index: usize,
     cancel: CancelHandle,
     finish: Option<FinishReason>,
-    history: Option<Arc<Mutex<Vec<ChatMessage>>>>,
+    exchange: Option<PendingExchange>,
+    /// A stop string ended the text (and cut it there).
+    stopped_by_string: bool,
+    /// Resident memory when the request started, and the most seen after a model step since (bytes).
+    rss: Option<(u64, u64)>,
     started: Instant,
     prompt_ms: f64,
     first_token_ms: Option<f64>,
@@ -125,7 +135,7 @@ impl Generation {
         tokens: Vec<u32>,
         options: GenerateOptions,
         started: Instant,
-        history: Option<Arc<Mutex<Vec<ChatMessage>>>>,
+        exchange: Option<PendingExchange>,
     ) -> Result<Generation> {
         options.validate().map_err(|reason| Error::InvalidConfig { reason })?;
         if tokens.is_empty() {
@@ -164,7 +174,9 @@ impl Generation {
             stream_prefix_index: 0,
             cancel: CancelHandle::default(),
             finish: None,
-            history,
+            exchange,
+            stopped_by_string: false,
+            rss: crate::metrics::memory().map(|m| (m.rss, m.rss)),
             started: Instant::now(),
             prompt_ms,
             first_token_ms: None,
@@ -204,18 +216,29 @@ impl Generation {
             token_p50_ms: steps.map_or(0.0, |s| s.p50),
             token_p95_ms: steps.map_or(0.0, |s| s.p95),
             total_ms: self.prompt_ms + self.started.elapsed().as_secs_f64() * 1e3,
-            peak_rss_mb: crate::metrics::memory().map_or(0.0, |m| m.peak_rss as f64 / (1024.0 * 1024.0)),
+            request_rss_rise_mb: self.rss.map_or(0.0, |(start, max)| max.saturating_sub(start) as f64 / MB),
+            process_peak_rss_mb: crate::metrics::memory().map_or(0.0, |m| m.peak_rss as f64 / MB),
         }
     }
 
     fn end(&mut self, reason: FinishReason) -> Option<String> {
         self.finish = Some(reason);
         (self.past, self.shared) = (None, None); // the KV cache's memory goes back now, not when this is dropped
+        // A character cut in half by the end (max_tokens, a full context, a cancel) is kept as U+FFFD, as decoding
+        // the tokens gives it: the pieces, text() and tokens() tell one answer. (A stop string cut the text on
+        // purpose.)
+        if !self.stopped_by_string
+            && let Ok(whole) = self.llm.tokenizer.decode(&self.tokens[self.prompt_len..], true)
+            && whole.len() > self.text.len()
+            && whole.starts_with(self.text.as_str())
+        {
+            self.text = whole;
+        }
         // Whatever was held back for a possible stop string is answer text after all (unless a stop string ended it).
         let rest = self.text[self.emitted..].to_owned();
         self.emitted = self.text.len();
-        if let Some(history) = self.history.take() {
-            history.lock().unwrap_or_else(|e| e.into_inner()).push(ChatMessage::new("assistant", &self.text));
+        if let Some(exchange) = self.exchange.take() {
+            exchange.answered(&self.text);
         }
         (!rest.is_empty()).then_some(rest)
     }
@@ -328,6 +351,9 @@ impl Generation {
             let step_started = Instant::now();
             let token = self.step()?;
             let elapsed = step_started.elapsed().as_secs_f64() * 1e3;
+            if let (Some((_, max)), Some(now)) = (self.rss.as_mut(), crate::metrics::memory()) {
+                *max = (*max).max(now.rss);
+            }
             if self.first_token_ms.is_none() {
                 self.first_token_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
             } else {
@@ -351,6 +377,7 @@ impl Generation {
             self.text.push_str(&new_text);
             if let Some(at) = self.options.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
                 self.text.truncate(at);
+                self.stopped_by_string = true;
                 return Ok(self.end(FinishReason::Stop));
             }
             // Hold back a tail that could be the start of a stop string.
@@ -390,6 +417,7 @@ impl Iterator for Generation {
             Ok(Some(piece)) => Some(Ok(piece)),
             Ok(None) => None,
             Err(e) => {
+                self.exchange = None; // a failed answer does not join the chat's history
                 self.finish = Some(FinishReason::Stop);
                 (self.past, self.shared) = (None, None);
                 Some(Err(e))

@@ -16,7 +16,7 @@ mod generation;
 mod kv_cache;
 mod sampling;
 
-pub use chat::{Chat, ChatMessage};
+pub use chat::{Chat, ChatMessage, HistoryPolicy};
 pub use decoder::Llm;
 pub use generation::{CancelHandle, FinishReason, Generation, GenerationMetrics};
 pub use sampling::GenerateOptions;

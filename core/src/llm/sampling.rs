@@ -43,6 +43,10 @@ impl Default for GenerateOptions {
 
 impl GenerateOptions {
     pub(crate) fn validate(&self) -> Result<(), String> {
+        // An answer of no tokens is a caller's slip, not a request: refused, like every other invalid option.
+        if self.max_tokens == 0 {
+            return Err("max_tokens must be at least 1".into());
+        }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(format!("temperature must be >= 0, got {}", self.temperature));
         }

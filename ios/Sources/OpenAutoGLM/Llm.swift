@@ -38,8 +38,16 @@ public final class Llm: Sendable {
         Llm.stream(onFinish) { [native] in try native.chat(messages: messages, options: options) }
     }
 
-    /// A conversation that keeps its turns (the oldest are dropped when the context would overflow).
-    public func newChat(system: String? = nil) throws -> Chat { Chat(try native.newChat(system: system)) }
+    /// A conversation that keeps its turns. When the context would overflow, `policy` decides: drop whole exchanges
+    /// (a message and its answer) oldest first, keeping the system message, or refuse the new message. A refused
+    /// message, or an answer that failed, leaves the history as it was; an exchange joins it when its answer ends
+    /// (a cancelled answer too, as far as it got).
+    public func newChat(system: String? = nil, policy: HistoryPolicy = .dropOldestExchanges) throws -> Chat {
+        Chat(try native.newChat(system: system, policy: policy))
+    }
+
+    /// The text of `tokens`, as a generation's answer holds it.
+    public func decode(_ tokens: [UInt32]) throws -> String { try native.decode(tokens: tokens) }
 
     public final class Chat: Sendable {
         private let native: NativeChat

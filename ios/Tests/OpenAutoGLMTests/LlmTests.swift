@@ -105,4 +105,67 @@ final class LlmTests: XCTestCase {
         XCTAssertEqual(onNativeQueue.reason, .stop)
         XCTAssertFalse(NativeWork.isOnNativeQueue)
     }
+
+    /// A chat with a system message and three exchanges.
+    private func threeExchanges(_ llm: Llm, _ policy: HistoryPolicy) async throws -> Llm.Chat {
+        let chat = try llm.newChat(system: "You are terse.", policy: policy)
+        for message in ["First question", "Second question", "Third question"] {
+            for try await _ in chat.send(message, options: GenerateOptions(maxTokens: 3)) {}
+        }
+        XCTAssertEqual(try chat.history.map(\.role), ["system", "user", "assistant", "user", "assistant", "user", "assistant"])
+        return chat
+    }
+
+    func testAMessageTooLongForTheContextLeavesTheHistoryAsItWas() async throws {
+        let llm = try tiny()
+        for policy in [HistoryPolicy.dropOldestExchanges, .refuse] {
+            let chat = try await threeExchanges(llm, policy)
+            let before = try chat.history
+            do {
+                for try await _ in chat.send(String(repeating: "word ", count: 2048 + 10)) {}
+                XCTFail("expected InvalidInput")
+            } catch let error as EngineError {
+                guard case .InvalidInput(let name, _) = error, name == "message" else { return XCTFail("\(error)") }
+            }
+            XCTAssertEqual(try chat.history, before, "\(policy): nothing dropped, the refused message not kept")
+        }
+    }
+
+    func testAFullContextDropsWholeExchangesOldestFirst() async throws {
+        let llm = try tiny()
+        let chat = try await threeExchanges(llm, .dropOldestExchanges)
+        let history = try chat.history
+        // Of the 2,048 positions, leave 45 for the prompt: with the newest exchange it takes 37 tokens, with two 53
+        // (the tiny decoder's greedy answers; core/tests/chat_history.rs computes them).
+        for try await _ in chat.send("Fourth question", options: GenerateOptions(maxTokens: 2003)) { break }
+        for _ in 0..<200 where (try chat.history.count) != 5 { try await Task.sleep(nanoseconds: 10_000_000) }
+        let after = try chat.history
+        XCTAssertEqual(after.map(\.role), ["system", "user", "assistant", "user", "assistant"])
+        XCTAssertEqual(Array(after[0..<3]), [history[0], history[5], history[6]])
+        XCTAssertEqual(after[3].content, "Fourth question")
+    }
+
+    func testMaxTokensZeroIsRefused() async throws {
+        let llm = try tiny()
+        do {
+            for try await _ in llm.generate("Hi", options: GenerateOptions(maxTokens: 0)) {}
+            XCTFail("expected InvalidConfig")
+        } catch let error as EngineError {
+            guard case .InvalidConfig = error else { return XCTFail("expected InvalidConfig, got \(error)") }
+        }
+    }
+
+    /// Seed 616 cuts a character in half at one token (see core/tests/chat_history.rs): every view says U+FFFD.
+    func testAnAnswerCutMidCharacterIsTheSameTextInEveryView() throws {
+        let llm = try tiny()
+        var config = EngineConfig.default
+        config.intraOpThreads = 1
+        let native = try NativeLlm.open(dir: Fixtures.env("OPENAUTOGLM_LLMS") + "/smollm2-tiny", config: config)
+        let generation = try native.generate(prompt: "Hello", options: GenerateOptions(maxTokens: 1, temperature: 8, seed: 616))
+        var pieces = ""
+        while let piece = try generation.nextPiece() { pieces += piece }
+        XCTAssertEqual(pieces, generation.text())
+        XCTAssertEqual(try llm.decode(generation.tokens()), generation.text())
+        XCTAssertTrue(pieces.hasSuffix("\u{FFFD}"), pieces)
+    }
 }

@@ -48,9 +48,19 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
         onFinish: FinishListener? = null,
     ): Flow<String> = stream(dispatcher, onFinish) { native.chat(messages, options) }
 
-    /** A conversation that keeps its turns (the oldest are dropped when the context would overflow). */
+    /**
+     * A conversation that keeps its turns. When the context would overflow, [policy] decides: drop whole exchanges
+     * (a message and its answer) oldest first, keeping the system message, or refuse the new message. A refused
+     * message, or an answer that failed, leaves the history as it was; an exchange joins it when its answer ends
+     * (a cancelled answer too, as far as it got).
+     */
     @Throws(EngineException::class)
-    fun newChat(system: String? = null): Chat = Chat(native.newChat(system))
+    fun newChat(system: String? = null, policy: HistoryPolicy = HistoryPolicy.DROP_OLDEST_EXCHANGES): Chat =
+        Chat(native.newChat(system, policy))
+
+    /** The text of [tokens], as a generation's answer holds it. */
+    @Throws(EngineException::class)
+    fun decode(tokens: List<UInt>): String = native.decode(tokens)
 
     /** True once [close]d. */
     val isClosed: Boolean get() = native.isClosed()

@@ -92,6 +92,65 @@ class LlmTest {
         assertFailsWith<EngineException.EngineClosed> { chat.history }
     }
 
+    /** A chat with a system message and three exchanges. */
+    private fun threeExchanges(llm: Llm, policy: HistoryPolicy): Llm.Chat = runBlocking {
+        val chat = llm.newChat("You are terse.", policy)
+        for (message in listOf("First question", "Second question", "Third question")) {
+            chat.send(message, GenerateOptions(maxTokens = 3u)).toList()
+        }
+        assertEquals(listOf("system", "user", "assistant", "user", "assistant", "user", "assistant"), chat.history.map { it.role })
+        chat
+    }
+
+    @Test fun aMessageTooLongForTheContextLeavesTheHistoryAsItWas() = runBlocking<Unit> {
+        tiny().use { llm ->
+            for (policy in HistoryPolicy.values()) {
+                val chat = threeExchanges(llm, policy)
+                val before = chat.history
+                val tooLong = "word ".repeat(2048 + 10)
+                val refused = assertFailsWith<EngineException.InvalidInput> { chat.send(tooLong).collect() }
+                assertEquals("message", refused.name)
+                assertEquals(before, chat.history, "$policy: nothing dropped, the refused message not kept")
+            }
+        }
+    }
+
+    @Test fun aFullContextDropsWholeExchangesOldestFirst() = runBlocking<Unit> {
+        tiny().use { llm ->
+            val chat = threeExchanges(llm, HistoryPolicy.DROP_OLDEST_EXCHANGES)
+            val history = chat.history
+            // Of the 2,048 positions, leave 45 for the prompt: with the newest exchange it takes 37 tokens, with two 53
+            // (the tiny decoder's greedy answers; core/tests/chat_history.rs computes them).
+            val options = GenerateOptions(maxTokens = 2003u)
+            chat.send("Fourth question", options).take(1).toList()
+            val after = chat.history
+            assertEquals(listOf("system", "user", "assistant", "user", "assistant"), after.map { it.role })
+            assertEquals(history[0], after[0])
+            assertEquals(history.subList(5, 7), after.subList(1, 3))
+            assertEquals("Fourth question", after[3].content)
+        }
+    }
+
+    @Test fun maxTokensZeroIsRefused() = runBlocking<Unit> {
+        tiny().use { llm ->
+            assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(maxTokens = 0u)).collect() }
+        }
+    }
+
+    /** Seed 616 cuts a character in half at one token (see core/tests/chat_history.rs): every view says U+FFFD. */
+    @Test fun anAnswerCutMidCharacterIsTheSameTextInEveryView() {
+        tiny().use { llm ->
+            val native = NativeLlm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1u))
+            val generation = native.generate("Hello", GenerateOptions(maxTokens = 1u, temperature = 8f, seed = 616uL))
+            val pieces = buildString { while (true) append(generation.nextPiece() ?: break) }
+            assertEquals(pieces, generation.text())
+            assertEquals(llm.decode(generation.tokens()), generation.text())
+            assertTrue(pieces.endsWith("\uFFFD"), pieces)
+            generation.destroy()
+            native.destroy()
+        }
+    }
+
     @Test fun smolLm2AnswersTheCapitalOfFrance() = runBlocking<Unit> {
         Llm.open(Fixtures.llm("smollm2")).use { llm ->
             assertEquals("int4.onnx", llm.file)
