@@ -126,3 +126,21 @@ fn metrics_tell_the_requests_own_memory_from_the_processes_peak() {
     assert!(m.process_peak_rss_mb > 0.0);
     assert!(m.request_rss_rise_mb >= 0.0 && m.request_rss_rise_mb < m.process_peak_rss_mb, "{m:?}");
 }
+
+/// A prefill that computes the last position's logits only (what decoders made by `models prepare` allow) gives the
+/// tokens that computing every position's gives, on both KV-cache paths.
+#[test]
+fn last_position_logits_give_the_same_answer_as_all_positions() {
+    common::init();
+    for id in ["smollm2-tiny", "smollm2-tiny-decomposed"] {
+        let llm = Llm::open(common::llm(id), EngineConfig::default().with_threads(1)).unwrap();
+        let prompt = "The keeper climbed the spiral stairs at dusk to light the lamp. ".repeat(20);
+        let answer = |all: bool| {
+            llm.set_all_logits(all);
+            let mut generation = llm.generate(&prompt, greedy(12)).unwrap();
+            generation.by_ref().for_each(|p| drop(p.unwrap()));
+            generation.tokens().to_vec()
+        };
+        assert_eq!(answer(false), answer(true), "{id}");
+    }
+}

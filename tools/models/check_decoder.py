@@ -35,9 +35,12 @@ class Decoder:
         return {f"past_key_values.{i}.{k}": np.zeros(shape, self.dtype) for i in range(self.cfg["layers"])
                 for k in ("key", "value")}
 
-    def step(self, ids, past, start):
+    def step(self, ids, past, start, last_only=False):
         feeds = {"input_ids": np.array([ids], np.int64),
                  "attention_mask": np.ones((1, start + len(ids)), np.int64), **past}
+        if last_only and self.cfg.get("last_logits_input"):
+            # As the generator runs it: the LM head on the last position only (the recomputation keeps them all).
+            feeds[self.cfg["last_logits_input"]] = np.array([1], np.int64)
         if self.position_ids:
             feeds["position_ids"] = np.arange(start, start + len(ids), dtype=np.int64)[None]
         outputs = self.session.run(None, feeds)
@@ -46,14 +49,14 @@ class Decoder:
         return outputs[0][0, -1], present
 
     def greedy_cached(self, prompt_ids, n):
-        logits, past = self.step(prompt_ids, self.empty_past(), 0)
+        logits, past = self.step(prompt_ids, self.empty_past(), 0, last_only=True)
         out = []
         for _ in range(n):
             token = int(np.argmax(logits))
             out.append(token)
             if token == self.cfg["eos"]:
                 break
-            logits, past = self.step([token], past, len(prompt_ids) + len(out) - 1)
+            logits, past = self.step([token], past, len(prompt_ids) + len(out) - 1, last_only=True)
         return out
 
     def greedy_recompute(self, prompt_ids, n):

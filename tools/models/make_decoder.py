@@ -115,6 +115,16 @@ class Graph:
         return names[0] if outputs == 1 else names
 
 
+LAST_ONLY = "logits_last_only"
+
+
+def last_positions(g, x):
+    """x [b, s, h] -> [b, 1, h] when `logits_last_only` is 1, else all of x: the hidden states the LM head sees."""
+    g.inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), LAST_ONLY))
+    starts = g.op("Neg", [LAST_ONLY])
+    return g.op("Slice", [x, starts, g.const([2**62], "end", np.int64), g.const([1], "axis", np.int64)])
+
+
 def graph_io(cfg, position_ids):
     """The decoder's inputs and outputs, in optimum's names and shapes."""
     hd, kv_heads = cfg["hidden"] // cfg["heads"], cfg["kv_heads"]
@@ -124,7 +134,11 @@ def graph_io(cfg, position_ids):
     ]
     if position_ids:
         inputs.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]))
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", cfg["vocab"]])]
+    # `logits_last_only` (int64 [1], default 0) is an input with a default value: 1 gives the last position's logits
+    # only, so a prefill runs the LM head once instead of once per prompt token (49,152 floats each). Runtimes that do
+    # not know it (onnxruntime-genai) leave it at 0 and get every position's logits, as they expect.
+    inputs.append(helper.make_tensor_value_info(LAST_ONLY, TensorProto.INT64, [1]))
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "logits_length", cfg["vocab"]])]
     for i in range(cfg["layers"]):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(
@@ -184,6 +198,7 @@ def build(cfg, weights, out_path):
                                            g.weight(w["ffn_down.weight"].T, f"layers.{i}.down_proj")])])
     x = rms_norm(x, g.weight(weights["output_norm.weight"], "norm"))
     head = weights.get("output.weight", weights["token_embd.weight"])  # tied embeddings
+    x = last_positions(g, x)
     g.nodes.append(helper.make_node("MatMul", [x, g.weight(head.T, "lm_head")], ["logits"], name="lm_head"))
 
     graph = helper.make_graph(g.nodes, "decoder", inputs, outputs, g.inits)
@@ -289,6 +304,7 @@ def build_decomposed(cfg, weights, out_path):
         x = g.op("Add", [x, linear(g.op("Mul", [act, up]), g.weight(w["ffn_down.weight"].T, f"layers.{i}.down_proj"))])
     x = rms_norm(x, g.weight(weights["output_norm.weight"], "norm"))
     head = weights.get("output.weight", weights["token_embd.weight"])  # tied embeddings
+    x = last_positions(g, x)
     g.nodes.append(helper.make_node("MatMul", [x, g.weight(head.T, "lm_head")], ["logits"], name="lm_head"))
 
     graph = helper.make_graph(g.nodes, "decoder", inputs, outputs, g.inits)
@@ -341,7 +357,7 @@ def main():
         f.write(str(fields["tokenizer.chat_template"]))
     with open(os.path.join(args.out, "decoder.json"), "w") as f:
         json.dump({**cfg, "head_dim": cfg["hidden"] // cfg["heads"],
-                   "past_present_share_buffer": args.attention == "gqa"}, f, indent=1)
+                   "past_present_share_buffer": args.attention == "gqa", "last_logits_input": LAST_ONLY}, f, indent=1)
 
 
 if __name__ == "__main__":

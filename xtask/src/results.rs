@@ -365,6 +365,7 @@ pub struct GenerationStats {
     pub token_p50_ms: Option<f64>,
     pub token_p95_ms: Option<f64>,
     pub peak_rss_mb: Option<f64>,
+    pub request_rss_rise_mb: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]

@@ -316,11 +316,13 @@ fn run_generate() -> Result<Value, String> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--generate");
     let (mut dir, mut precision, mut question, mut ort) = (None, Precision::Auto, String::new(), None);
     let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128u32, 3usize, 0u32, None, None);
-    let mut optimize = OptimizeLevel::O3;
+    let (mut optimize, mut all_logits) = (OptimizeLevel::O3, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--llm" => dir = Some(PathBuf::from(value()?)),
+            // Every prompt position's logits, as decoders computed them before (the baseline of the comparison).
+            "--all-logits" => all_logits = true,
             "--precision" => {
                 precision = match value()?.as_str() {
                     "fp32" => Precision::Fp32,
@@ -349,6 +351,7 @@ fn run_generate() -> Result<Value, String> {
         EngineConfig::default().with_threads(threads).with_precision(precision).with_optimize_level(optimize);
     config.spinning = spinning;
     let llm = Llm::open(&dir, config).map_err(|e| e.to_string())?;
+    llm.set_all_logits(all_logits);
     let load_ms = ms(t);
     let messages = [ChatMessage::new("user", &question)];
     let options = GenerateOptions { max_tokens: tokens, min_tokens: tokens, ..GenerateOptions::default() };

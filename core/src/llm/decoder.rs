@@ -30,6 +30,11 @@ pub(super) struct DecoderConfig {
     /// `present` outputs, one position longer, become the next step's `past` inputs.
     #[serde(default)]
     pub(super) past_present_share_buffer: bool,
+    /// The input that, set to 1, makes the decoder compute the last position's logits only (the LM head once per
+    /// prefill instead of once per prompt token). Decoders made before it compute every position's; so does this
+    /// one when the input is left at its default.
+    #[serde(default)]
+    pub(super) last_logits_input: Option<String>,
 }
 
 /// What every generation of one LLM shares; a generation holds it while it runs.
@@ -46,6 +51,8 @@ pub(super) struct LlmInner {
     pub(super) past_names: Vec<String>,
     pub(super) present_names: Vec<String>,
     pub(super) file: String,
+    /// Compute every position's logits in a prefill even where the decoder can skip them (benchmarks compare both).
+    pub(super) all_logits: std::sync::atomic::AtomicBool,
 }
 
 /// A decoder LLM loaded from a directory made by `cargo xtask models prepare smollm2`: `<precision>.onnx`,
@@ -133,6 +140,7 @@ impl Llm {
                     past_names,
                     present_names,
                     file,
+                    all_logits: std::sync::atomic::AtomicBool::new(false),
                 }),
             })
         })
@@ -141,6 +149,14 @@ impl Llm {
     /// The decoder file running (e.g. `int4.onnx`).
     pub fn file(&self) -> &str {
         &self.inner.file
+    }
+
+    /// Whether a prefill computes the logits of every prompt position (`true`) or, where the decoder allows it (those
+    /// made by `models prepare` since it learnt to), only the last one's, which is all generation uses: memory then
+    /// grows with the KV cache, not with prompt length x vocabulary. For benchmarks and scoring; default `false`.
+    #[doc(hidden)]
+    pub fn set_all_logits(&self, all: bool) {
+        self.inner.all_logits.store(all, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The longest prompt + answer, in tokens.

@@ -14,7 +14,7 @@ use ort::value::{DynValue, Tensor as OrtTensor};
 
 use super::chat::PendingExchange;
 use super::decoder::LlmInner;
-use super::kv_cache::{SharedKvCache, kv_tensor, new_tensor, shared_kv_cache};
+use super::kv_cache::{SharedKvCache, kv_tensor, last_logits_only, new_tensor, shared_kv_cache};
 use super::sampling::{GenerateOptions, Sampler};
 use crate::error::{Error, OrtResultExt, Result, catch_panic};
 
@@ -261,6 +261,10 @@ impl Generation {
             vec![("input_ids".into(), input_ids.into()), ("attention_mask".into(), mask.into())];
         if let Some(positions) = positions {
             inputs.push(("position_ids".into(), positions.into()));
+        }
+        let last_only = if self.shared.is_none() { last_logits_only(&llm)? } else { None }; // bound once if shared
+        if let (Some(value), Some(name)) = (last_only, llm.config.last_logits_input.as_deref()) {
+            inputs.push((name.into(), value.into()));
         }
         // Until `min_tokens` are out, the stop tokens cannot be chosen.
         let banned: &[u32] =

@@ -38,6 +38,11 @@ pub(super) fn shared_kv_cache(llm: &LlmInner, session: &Session, capacity: usize
         binding.bind_input(past.as_str(), &buffer).or_inference("KV cache")?;
         binding.bind_output(present.as_str(), &mut buffer).or_inference("KV cache")?;
     }
+    if let Some(last_only) = last_logits_only(llm)? {
+        binding
+            .bind_input(llm.config.last_logits_input.as_deref().unwrap_or_default(), &last_only)
+            .or_inference("binding")?;
+    }
     Ok(SharedKvCache { binding, logits: None })
 }
 
@@ -46,4 +51,13 @@ pub(super) fn shared_kv_cache(llm: &LlmInner, session: &Session, capacity: usize
 pub(super) struct SharedKvCache {
     pub(super) binding: IoBinding,
     pub(super) logits: Option<DynValue>,
+}
+
+/// The value that asks the decoder for the last position's logits only, if it takes one and the LLM is not set to
+/// compute them all.
+pub(super) fn last_logits_only(llm: &LlmInner) -> Result<Option<DynValue>> {
+    if llm.config.last_logits_input.is_none() || llm.all_logits.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(None);
+    }
+    Ok(Some(OrtTensor::from_array(([1usize], vec![1i64])).or_inference("logits_last_only")?.into_dyn()))
 }

@@ -31,6 +31,9 @@ pub(super) struct GenerateArgs {
     pub rounds: usize,
     pub threads: u32,
     pub vs_genai: bool,
+    pub vs_all_logits: bool,
+    /// The question, after `context_sentences` sentences of context.
+    pub question: String,
     pub device: Device,
     pub json: Option<PathBuf>,
 }
@@ -54,14 +57,24 @@ impl GenerateArgs {
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
             }),
             vs_genai: args.vs.contains(&Peer::Genai),
+            vs_all_logits: args.vs.contains(&Peer::AllLogits),
+            question: question(args.context_sentences),
             device: args.device.clone(),
             json: args.json.clone(),
         }
     }
 }
 
+/// The fixed question after `sentences` sentences of context (for long prompts).
+fn question(sentences: usize) -> String {
+    const CONTEXT: &str = "The keeper climbed the spiral stairs at dusk to light the lamp above the rocky shore. ";
+    format!("{}{QUESTION}", CONTEXT.repeat(sentences))
+}
+
 enum Runner {
     Rust(PathBuf),
+    /// Our runner computing every prompt position's logits.
+    RustAllLogits(PathBuf),
     Genai(PathBuf),
 }
 
@@ -69,6 +82,7 @@ impl Runner {
     fn name(&self) -> &'static str {
         match self {
             Runner::Rust(_) => "rust",
+            Runner::RustAllLogits(_) => "all-logits",
             Runner::Genai(_) => "genai",
         }
     }
@@ -76,16 +90,19 @@ impl Runner {
     fn run(&self, dir: &Path, precision: &str, args: &GenerateArgs, out: &Path) -> Result<GenerationOutput> {
         let _ = fs::remove_file(out);
         let common = |c: &mut Command| {
-            c.args(["--question", QUESTION])
+            c.args(["--question", &args.question])
                 .args(["--tokens", &args.tokens.to_string(), "--runs", &args.runs.to_string()])
                 .args(["--threads", &args.threads.to_string()])
                 .arg("--out")
                 .arg(out);
         };
         match self {
-            Runner::Rust(binary) => {
+            Runner::Rust(binary) | Runner::RustAllLogits(binary) => {
                 let mut command = Command::new(binary);
                 command.arg("--generate").arg("--llm").arg(dir).args(["--precision", precision]);
+                if matches!(self, Runner::RustAllLogits(_)) {
+                    command.arg("--all-logits");
+                }
                 command.arg("--ort").arg(cache::host_onnxruntime()?);
                 common(&mut command);
                 let mut child = command.stdout(Stdio::piped()).spawn().context("cannot run the Rust runner")?;
@@ -120,7 +137,11 @@ pub(super) fn run(args: GenerateArgs) -> Result<()> {
         }
         return on_device(&args, &dir, &precisions);
     }
-    let mut runners = vec![Runner::Rust(runner::build(None, &[])?)];
+    let binary = runner::build(None, &[])?;
+    let mut runners = vec![Runner::Rust(binary.clone())];
+    if args.vs_all_logits {
+        runners.push(Runner::RustAllLogits(binary));
+    }
     if args.vs_genai {
         runners.push(Runner::Genai(python::python()?));
     }
@@ -156,7 +177,7 @@ pub(super) fn run(args: GenerateArgs) -> Result<()> {
         schema: SCHEMA_VERSION,
         suite: "generate".into(),
         model: args.model.clone(),
-        question: QUESTION.into(),
+        question: args.question.clone(),
         output_tokens: args.tokens,
         threads: args.threads,
         rounds: args.rounds,
@@ -187,16 +208,18 @@ fn summarize(precision: &str, runners: &[Runner], by_runner: &[Vec<GenerationRun
             token_p50_ms: median(runs, |r| Some(r.token_p50_ms)),
             token_p95_ms: median(runs, |r| Some(r.token_p95_ms)),
             peak_rss_mb: median(runs, |r| r.peak_rss_mb),
+            request_rss_rise_mb: median(runs, |r| r.request_rss_rise_mb),
         })
         .collect();
-    let vs_genai = (by_runner.len() > 1).then(|| {
-        let (ours, genai) = (&runners[0], &runners[1]);
+    let genai = runners.iter().position(|r| r.runner == "genai");
+    let vs_genai = genai.map(|g| {
+        let (ours, genai) = (&runners[0], &runners[g]);
         let ratio = |metric: fn(&GenerationStats) -> Option<f64>| Some(metric(ours)? / metric(genai)?);
         VersusGenai {
             time_to_first_token_ratio: ratio(|s| s.time_to_first_token_ms),
             tokens_per_second_ratio: ratio(|s| s.tokens_per_second),
             token_p50_ratio: ratio(|s| s.token_p50_ms),
-            same_greedy_tokens: by_runner[0].first().map(|r| &r.tokens) == by_runner[1].first().map(|r| &r.tokens),
+            same_greedy_tokens: by_runner[0].first().map(|r| &r.tokens) == by_runner[g].first().map(|r| &r.tokens),
             same_prompt_tokens: ours.prompt_tokens == genai.prompt_tokens,
         }
     });
@@ -209,15 +232,17 @@ fn print(args: &GenerateArgs, rows: &[GenerationRow]) {
         args.model, args.threads, args.tokens, args.runs, args.rounds
     );
     println!(
-        "| {:<9} | {:<6} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} |",
-        "precision", "runner", "prompt", "TTFT ms", "tokens/s", "p50 ms/tok", "p95 ms/tok", "peak MB"
+        "| {:<9} | {:<10} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} | {:>9} |",
+        "precision", "runner", "prompt", "TTFT ms", "tokens/s", "p50 ms/tok", "p95 ms/tok", "peak MB", "rise MB"
     );
-    println!("|-----------|--------|---------|-----------|-----------|------------|------------|----------|");
+    println!(
+        "|-----------|------------|---------|-----------|-----------|------------|------------|----------|-----------|"
+    );
     let f = |v: Option<f64>, d: usize| v.map_or("-".to_owned(), |x| format!("{x:.d$}"));
     for row in rows {
         for r in &row.runners {
             println!(
-                "| {:<9} | {:<6} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} |",
+                "| {:<9} | {:<10} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} | {:>9} |",
                 row.precision,
                 r.runner,
                 r.prompt_tokens.map_or("-".to_owned(), |n| n.to_string()),
@@ -226,6 +251,7 @@ fn print(args: &GenerateArgs, rows: &[GenerationRow]) {
                 f(r.token_p50_ms, 2),
                 f(r.token_p95_ms, 2),
                 f(r.peak_rss_mb, 0),
+                f(r.request_rss_rise_mb, 0),
             );
         }
     }
@@ -255,6 +281,8 @@ pub(super) fn device_smoke(device: Device, model: &str) -> Result<()> {
         rounds: 1,
         threads: 2,
         vs_genai: false,
+        vs_all_logits: false,
+        question: QUESTION.into(),
         device,
         json: Some(std::env::temp_dir().join(format!("openautoglm-generate-smoke-{}.json", std::process::id()))),
     })
@@ -266,7 +294,7 @@ fn on_device(args: &GenerateArgs, dir: &Path, precisions: &[String]) -> Result<(
     let flags = |precision: &str, runs: usize| -> Vec<String> {
         [
             ("--precision", precision.to_owned()),
-            ("--question", QUESTION.to_owned()),
+            ("--question", args.question.clone()),
             ("--tokens", args.tokens.to_string()),
             ("--runs", runs.to_string()),
             ("--threads", args.threads.to_string()),

@@ -87,6 +87,10 @@ pub struct Args {
     /// With --generate: output tokens per request (fixed: end-of-sequence is held off until then).
     #[arg(long, default_value_t = 128)]
     tokens: u32,
+    /// With --generate: put this many sentences of context before the question (a long prompt: about 12 tokens
+    /// each, so 165 make ~2,000 tokens).
+    #[arg(long, default_value_t = 0)]
+    context_sentences: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +116,9 @@ pub enum Peer {
     Swift,
     /// onnxruntime-genai (with --generate).
     Genai,
+    /// With --generate: our runner computing every prompt position's logits, as decoders did before they could
+    /// skip them (the baseline for prefill memory and time to first token).
+    AllLogits,
 }
 
 impl Default for Args {
@@ -134,6 +141,7 @@ impl Default for Args {
             json: None,
             generate: false,
             tokens: 128,
+            context_sentences: 0,
         }
     }
 }
@@ -197,8 +205,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.generate {
         return generate::run(generate::GenerateArgs::from_bench(&args));
     }
-    if args.vs.contains(&Peer::Genai) {
-        bail!("--vs genai compares text generation: add --generate");
+    if args.vs.iter().any(|p| matches!(p, Peer::Genai | Peer::AllLogits)) {
+        bail!("--vs genai and --vs all-logits compare text generation: add --generate");
     }
     let configs = configs(&args)?;
     let suite = args.suite.is_some();
