@@ -144,3 +144,26 @@ fn last_position_logits_give_the_same_answer_as_all_positions() {
         assert_eq!(answer(false), answer(true), "{id}");
     }
 }
+
+/// A long prompt run in chunks through the KV cache gives the answer that running it at once gives, on both KV-cache
+/// paths (GroupQueryAttention's shared buffer, and the decomposed decoder's growing past).
+#[test]
+fn a_prompt_prefilled_in_chunks_gives_the_same_answer() {
+    common::init();
+    for id in ["smollm2-tiny", "smollm2-tiny-decomposed"] {
+        let llm = Llm::open(common::llm(id), EngineConfig::default().with_threads(1)).unwrap();
+        let prompt = "The keeper climbed the spiral stairs at dusk to light the lamp. ".repeat(25);
+        assert!(llm.encode(&prompt).unwrap().len() > 300);
+        let answer = |chunk: usize| {
+            llm.set_prefill_chunk(chunk);
+            let options =
+                GenerateOptions { max_tokens: 12, temperature: 0.8, seed: Some(3), ..GenerateOptions::default() };
+            let mut generation = llm.generate(&prompt, options).unwrap();
+            generation.by_ref().for_each(|p| drop(p.unwrap()));
+            generation.tokens().to_vec()
+        };
+        let whole = answer(usize::MAX);
+        assert_eq!(answer(64), whole, "{id}: 64-position chunks");
+        assert_eq!(answer(100), whole, "{id}: uneven chunks");
+    }
+}

@@ -309,6 +309,8 @@ pub struct ExperimentSummary {
 pub struct GenerationOutput {
     pub runner: String,
     pub load_ms: Option<f64>,
+    /// Resident memory once the model is loaded, before any request: the model's own footprint.
+    pub rss_after_load_mb: Option<f64>,
     pub runs: Vec<GenerationRun>,
 }
 
@@ -366,6 +368,7 @@ pub struct GenerationStats {
     pub token_p95_ms: Option<f64>,
     pub peak_rss_mb: Option<f64>,
     pub request_rss_rise_mb: Option<f64>,
+    pub rss_after_load_mb: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]

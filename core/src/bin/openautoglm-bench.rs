@@ -316,13 +316,13 @@ fn run_generate() -> Result<Value, String> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--generate");
     let (mut dir, mut precision, mut question, mut ort) = (None, Precision::Auto, String::new(), None);
     let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128u32, 3usize, 0u32, None, None);
-    let (mut optimize, mut all_logits) = (OptimizeLevel::O3, false);
+    let (mut optimize, mut full_prefill) = (OptimizeLevel::O3, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--llm" => dir = Some(PathBuf::from(value()?)),
-            // Every prompt position's logits, as decoders computed them before (the baseline of the comparison).
-            "--all-logits" => all_logits = true,
+            // The whole prompt in one run with every position's logits, as prefill ran before (the baseline).
+            "--full-prefill" => full_prefill = true,
             "--precision" => {
                 precision = match value()?.as_str() {
                     "fp32" => Precision::Fp32,
@@ -351,8 +351,12 @@ fn run_generate() -> Result<Value, String> {
         EngineConfig::default().with_threads(threads).with_precision(precision).with_optimize_level(optimize);
     config.spinning = spinning;
     let llm = Llm::open(&dir, config).map_err(|e| e.to_string())?;
-    llm.set_all_logits(all_logits);
+    if full_prefill {
+        llm.set_all_logits(true);
+        llm.set_prefill_chunk(usize::MAX);
+    }
     let load_ms = ms(t);
+    let rss_after_load_mb = openautoglm::metrics::memory().map(|m| m.rss as f64 / (1024.0 * 1024.0));
     let messages = [ChatMessage::new("user", &question)];
     let options = GenerateOptions { max_tokens: tokens, min_tokens: tokens, ..GenerateOptions::default() };
     let mut results = Vec::new();
@@ -374,7 +378,7 @@ fn run_generate() -> Result<Value, String> {
         }));
         progress(run, runs);
     }
-    let value = json!({ "runner": "rust", "file": llm.file(), "load_ms": load_ms, "runs": results });
+    let value = json!({ "runner": "rust", "file": llm.file(), "load_ms": load_ms, "rss_after_load_mb": rss_after_load_mb, "runs": results });
     std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json"))
         .map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(value)

@@ -53,7 +53,13 @@ pub(super) struct LlmInner {
     pub(super) file: String,
     /// Compute every position's logits in a prefill even where the decoder can skip them (benchmarks compare both).
     pub(super) all_logits: std::sync::atomic::AtomicBool,
+    /// The most prompt positions one prefill run takes ([`PREFILL_CHUNK`] unless set).
+    pub(super) prefill_chunk: std::sync::atomic::AtomicUsize,
 }
+
+/// Prompt positions per prefill run: long enough that the matrix products stay efficient, short enough that a
+/// 2,000-token prompt's activations (attention scores grow with chunk x context) stay small next to the model.
+pub(super) const PREFILL_CHUNK: usize = 256;
 
 /// A decoder LLM loaded from a directory made by `cargo xtask models prepare smollm2`: `<precision>.onnx`,
 /// `tokenizer.json`, `chat_template.jinja` and `decoder.json`. Cheap to clone; share it between threads.
@@ -141,6 +147,7 @@ impl Llm {
                     present_names,
                     file,
                     all_logits: std::sync::atomic::AtomicBool::new(false),
+                    prefill_chunk: std::sync::atomic::AtomicUsize::new(PREFILL_CHUNK),
                 }),
             })
         })
@@ -157,6 +164,13 @@ impl Llm {
     #[doc(hidden)]
     pub fn set_all_logits(&self, all: bool) {
         self.inner.all_logits.store(all, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The most prompt positions one prefill run takes (default 256); a longer prompt is run in chunks, appended to
+    /// the KV cache one after another. For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn set_prefill_chunk(&self, positions: usize) {
+        self.inner.prefill_chunk.store(positions.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The longest prompt + answer, in tokens.

@@ -84,6 +84,12 @@ fn last_logits(logits: &DynValue, vocab: usize, out: &mut Vec<f32>) -> Result<()
     Ok(())
 }
 
+/// The next token, when one is wanted (`pick`; else 0 and the sampler untouched, so seeded sampling does not depend
+/// on how the prompt was chunked).
+fn choose_if(pick: bool, sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[u32]) -> u32 {
+    if pick { choose(sampler, logits, history, banned) } else { 0 }
+}
+
 /// The next token from the last position's logits (modified in place), with `banned` tokens excluded.
 fn choose(sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[u32]) -> u32 {
     for &token in banned {
@@ -243,12 +249,28 @@ impl Generation {
         (!rest.is_empty()).then_some(rest)
     }
 
-    /// One model step: the prompt on the first call, then the last token. Returns the next token.
+    /// One model step: the prompt on the first call, in chunks of at most `prefill_chunk` positions (so a long
+    /// prompt's activations stay bounded: attention and MLP buffers grow with the chunk, not the prompt), then the
+    /// last token. Returns the next token.
     fn step(&mut self) -> Result<u32> {
+        if self.steps > 0 {
+            return self.run(self.tokens.len() - 1, 1, true);
+        }
+        let (prompt, chunk) = (self.tokens.len(), self.llm.prefill_chunk.load(Ordering::Relaxed).max(1));
+        let mut start = 0;
+        while prompt - start > chunk {
+            self.run(start, chunk, false)?;
+            start += chunk;
+        }
+        self.run(start, prompt - start, true)
+    }
+
+    /// Runs positions `start..start + n` through the decoder, appending them to the KV cache; with `pick`, chooses
+    /// the next token from the last position's logits (else returns 0: an earlier chunk of the prompt).
+    fn run(&mut self, start: usize, n: usize, pick: bool) -> Result<u32> {
         let llm = self.llm.clone();
-        let (start, n) = if self.steps == 0 { (0, self.tokens.len()) } else { (self.tokens.len() - 1, 1) };
         let total = start + n;
-        let ids: Vec<i64> = self.tokens[start..].iter().map(|&t| t as i64).collect();
+        let ids: Vec<i64> = self.tokens[start..total].iter().map(|&t| t as i64).collect();
         let input_ids = OrtTensor::from_array(([1usize, n], ids)).or_inference("input_ids")?;
         let mask = OrtTensor::from_array(([1usize, total], vec![1i64; total])).or_inference("attention_mask")?;
         let positions = if llm.position_ids {
@@ -285,7 +307,7 @@ impl Generation {
                 let outputs = session.run_binding(binding).or_inference("decoder step")?;
                 let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
                 last_logits(logits, vocab, &mut self.logits)?;
-                choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
+                choose_if(pick, &mut self.sampler, &mut self.logits, &self.tokens, banned)
             } else {
                 if shared.logits.is_none() {
                     let mut logits = new_tensor(vec![1, 1, vocab], llm.logits_f16).or_inference("logits")?;
@@ -306,10 +328,10 @@ impl Generation {
                 let logits = shared.logits.as_mut().expect("bound above");
                 // The one-row logits buffer is ours: sample in place, without a copy (unless it holds f16).
                 match logits.try_extract_tensor_mut::<f32>() {
-                    Ok((_, data)) => choose(&mut self.sampler, data, &self.tokens, banned),
+                    Ok((_, data)) => choose_if(pick, &mut self.sampler, data, &self.tokens, banned),
                     Err(_) => {
                         last_logits(logits, vocab, &mut self.logits)?;
-                        choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
+                        choose_if(pick, &mut self.sampler, &mut self.logits, &self.tokens, banned)
                     }
                 }
             }
@@ -330,7 +352,7 @@ impl Generation {
                 })
                 .collect::<Result<Vec<_>>>()?;
             self.past = Some(past);
-            choose(&mut self.sampler, &mut self.logits, &self.tokens, banned)
+            choose_if(pick, &mut self.sampler, &mut self.logits, &self.tokens, banned)
         };
         self.steps += 1;
         Ok(token)

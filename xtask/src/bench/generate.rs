@@ -31,7 +31,7 @@ pub(super) struct GenerateArgs {
     pub rounds: usize,
     pub threads: u32,
     pub vs_genai: bool,
-    pub vs_all_logits: bool,
+    pub vs_full_prefill: bool,
     /// The question, after `context_sentences` sentences of context.
     pub question: String,
     pub device: Device,
@@ -57,7 +57,7 @@ impl GenerateArgs {
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
             }),
             vs_genai: args.vs.contains(&Peer::Genai),
-            vs_all_logits: args.vs.contains(&Peer::AllLogits),
+            vs_full_prefill: args.vs.contains(&Peer::FullPrefill),
             question: question(args.context_sentences),
             device: args.device.clone(),
             json: args.json.clone(),
@@ -73,8 +73,8 @@ fn question(sentences: usize) -> String {
 
 enum Runner {
     Rust(PathBuf),
-    /// Our runner computing every prompt position's logits.
-    RustAllLogits(PathBuf),
+    /// Our runner prefilling the whole prompt in one run, with every position's logits.
+    RustFullPrefill(PathBuf),
     Genai(PathBuf),
 }
 
@@ -82,7 +82,7 @@ impl Runner {
     fn name(&self) -> &'static str {
         match self {
             Runner::Rust(_) => "rust",
-            Runner::RustAllLogits(_) => "all-logits",
+            Runner::RustFullPrefill(_) => "full-prefill",
             Runner::Genai(_) => "genai",
         }
     }
@@ -97,11 +97,11 @@ impl Runner {
                 .arg(out);
         };
         match self {
-            Runner::Rust(binary) | Runner::RustAllLogits(binary) => {
+            Runner::Rust(binary) | Runner::RustFullPrefill(binary) => {
                 let mut command = Command::new(binary);
                 command.arg("--generate").arg("--llm").arg(dir).args(["--precision", precision]);
-                if matches!(self, Runner::RustAllLogits(_)) {
-                    command.arg("--all-logits");
+                if matches!(self, Runner::RustFullPrefill(_)) {
+                    command.arg("--full-prefill");
                 }
                 command.arg("--ort").arg(cache::host_onnxruntime()?);
                 common(&mut command);
@@ -139,8 +139,8 @@ pub(super) fn run(args: GenerateArgs) -> Result<()> {
     }
     let binary = runner::build(None, &[])?;
     let mut runners = vec![Runner::Rust(binary.clone())];
-    if args.vs_all_logits {
-        runners.push(Runner::RustAllLogits(binary));
+    if args.vs_full_prefill {
+        runners.push(Runner::RustFullPrefill(binary));
     }
     if args.vs_genai {
         runners.push(Runner::Genai(python::python()?));
@@ -154,12 +154,16 @@ pub(super) fn run(args: GenerateArgs) -> Result<()> {
     );
     // measured[precision][runner]: every run of every round.
     let mut measured: Vec<Vec<Vec<GenerationRun>>> = vec![vec![Vec::new(); runners.len()]; precisions.len()];
+    // Resident memory after loading, per precision and runner (one per process).
+    let mut loaded: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); runners.len()]; precisions.len()];
     for round in 0..args.rounds {
         for (p, precision) in precisions.iter().enumerate() {
             for (r, runner) in runners.iter().enumerate() {
                 bar.set_message(format!("{} {precision} {} {}/{}", args.model, runner.name(), round + 1, args.rounds));
                 let out = work.join(format!("{precision}-{}.json", runner.name()));
-                measured[p][r].extend(runner.run(&dir, precision, &args, &out)?.runs);
+                let output = runner.run(&dir, precision, &args, &out)?;
+                loaded[p][r].extend(output.rss_after_load_mb);
+                measured[p][r].extend(output.runs);
                 bar.inc(1);
             }
         }
@@ -169,8 +173,8 @@ pub(super) fn run(args: GenerateArgs) -> Result<()> {
 
     let rows: Vec<GenerationRow> = precisions
         .iter()
-        .zip(&measured)
-        .map(|(precision, by_runner)| summarize(precision, &runners, by_runner))
+        .zip(measured.iter().zip(&loaded))
+        .map(|(precision, (by_runner, loaded))| summarize(precision, &runners, by_runner, loaded))
         .collect();
     print(&args, &rows);
     let result = GenerationFile {
@@ -191,14 +195,19 @@ pub(super) fn run(args: GenerateArgs) -> Result<()> {
 }
 
 /// Medians over every run of every round, per runner, and ours over genai's.
-fn summarize(precision: &str, runners: &[Runner], by_runner: &[Vec<GenerationRun>]) -> GenerationRow {
+fn summarize(
+    precision: &str,
+    runners: &[Runner],
+    by_runner: &[Vec<GenerationRun>],
+    loaded: &[Vec<f64>],
+) -> GenerationRow {
     let median = |runs: &[GenerationRun], metric: fn(&GenerationRun) -> Option<f64>| {
         Summary::of(&runs.iter().filter_map(metric).collect::<Vec<_>>()).map(|s| s.p50)
     };
     let runners: Vec<GenerationStats> = runners
         .iter()
-        .zip(by_runner)
-        .map(|(runner, runs)| GenerationStats {
+        .zip(by_runner.iter().zip(loaded))
+        .map(|(runner, (runs, loaded))| GenerationStats {
             runner: runner.name().into(),
             runs: runs.len(),
             prompt_tokens: runs.first().map(|r| r.prompt_tokens),
@@ -209,6 +218,7 @@ fn summarize(precision: &str, runners: &[Runner], by_runner: &[Vec<GenerationRun
             token_p95_ms: median(runs, |r| Some(r.token_p95_ms)),
             peak_rss_mb: median(runs, |r| r.peak_rss_mb),
             request_rss_rise_mb: median(runs, |r| r.request_rss_rise_mb),
+            rss_after_load_mb: Summary::of(loaded).map(|s| s.p50),
         })
         .collect();
     let genai = runners.iter().position(|r| r.runner == "genai");
@@ -242,7 +252,7 @@ fn print(args: &GenerateArgs, rows: &[GenerationRow]) {
     for row in rows {
         for r in &row.runners {
             println!(
-                "| {:<9} | {:<10} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} | {:>9} |",
+                "| {:<9} | {:<10} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>9} | {:>8} | {:>9} |",
                 row.precision,
                 r.runner,
                 r.prompt_tokens.map_or("-".to_owned(), |n| n.to_string()),
@@ -250,6 +260,7 @@ fn print(args: &GenerateArgs, rows: &[GenerationRow]) {
                 f(r.tokens_per_second, 1),
                 f(r.token_p50_ms, 2),
                 f(r.token_p95_ms, 2),
+                f(r.rss_after_load_mb, 0),
                 f(r.peak_rss_mb, 0),
                 f(r.request_rss_rise_mb, 0),
             );
@@ -281,7 +292,7 @@ pub(super) fn device_smoke(device: Device, model: &str) -> Result<()> {
         rounds: 1,
         threads: 2,
         vs_genai: false,
-        vs_all_logits: false,
+        vs_full_prefill: false,
         question: QUESTION.into(),
         device,
         json: Some(std::env::temp_dir().join(format!("openautoglm-generate-smoke-{}.json", std::process::id()))),

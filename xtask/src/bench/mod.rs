@@ -116,9 +116,9 @@ pub enum Peer {
     Swift,
     /// onnxruntime-genai (with --generate).
     Genai,
-    /// With --generate: our runner computing every prompt position's logits, as decoders did before they could
-    /// skip them (the baseline for prefill memory and time to first token).
-    AllLogits,
+    /// With --generate: our runner prefilling as it did before chunks and last-position logits: the whole prompt in
+    /// one run, every position's logits (the baseline for prefill memory and time to first token).
+    FullPrefill,
 }
 
 impl Default for Args {
@@ -205,8 +205,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.generate {
         return generate::run(generate::GenerateArgs::from_bench(&args));
     }
-    if args.vs.iter().any(|p| matches!(p, Peer::Genai | Peer::AllLogits)) {
-        bail!("--vs genai and --vs all-logits compare text generation: add --generate");
+    if args.vs.iter().any(|p| matches!(p, Peer::Genai | Peer::FullPrefill)) {
+        bail!("--vs genai and --vs full-prefill compare text generation: add --generate");
     }
     let configs = configs(&args)?;
     let suite = args.suite.is_some();

@@ -183,7 +183,7 @@ pub fn build(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
     let lib_dir = bindgen::target_dir().join("release");
     for peer in peers {
         match peer {
-            Peer::PythonOrt | Peer::Genai | Peer::AllLogits => {}
+            Peer::PythonOrt | Peer::Genai | Peer::FullPrefill => {}
             Peer::Kotlin => runners.push(Runner::Kotlin { classpath: jvm::classpath()?, lib_dir: lib_dir.clone() }),
             Peer::OrtJava => {
                 let classpath = jvm::classpath()?;
