@@ -77,14 +77,20 @@ pub fn level() -> LogLevel {
     LogLevel::from_filter(log::max_level())
 }
 
+/// The start of ONNX Runtime's warning about the decoder input with a default value (see `ort_logger`).
+const DESIGNED_OVERRIDABLE: &str = "Initializer logits_last_only appears in graph inputs";
+
 /// The custom logger ONNX Runtime's environment is created with.
 pub(crate) fn ort_logger() -> LoggerFunction {
     Arc::new(|severity, category, id, code_location, message| {
         // The run logger's id is the session's id, ':', then the run tag (or the tag alone).
         let run_failure = severity >= OrtSeverity::Error
             && id.strip_suffix(RUN_TAG).is_some_and(|session| session.is_empty() || session.ends_with(':'));
+        // Our decoders' `logits_last_only` is an initializer that is also an input on purpose (a default runtimes
+        // that do not know it keep); ONNX Runtime's warning about that at every load is not the app's concern.
+        let designed = severity == OrtSeverity::Warning && message.starts_with(DESIGNED_OVERRIDABLE);
         let level = match severity {
-            _ if run_failure => log::Level::Debug,
+            _ if run_failure || designed => log::Level::Debug,
             OrtSeverity::Fatal | OrtSeverity::Error => log::Level::Error,
             OrtSeverity::Warning => log::Level::Warn,
             OrtSeverity::Info => log::Level::Debug,

@@ -242,17 +242,26 @@ fn print(args: &GenerateArgs, rows: &[GenerationRow]) {
         args.model, args.threads, args.tokens, args.runs, args.rounds
     );
     println!(
-        "| {:<9} | {:<10} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} | {:>9} |",
-        "precision", "runner", "prompt", "TTFT ms", "tokens/s", "p50 ms/tok", "p95 ms/tok", "peak MB", "rise MB"
+        "| {:<9} | {:<12} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>9} | {:>8} | {:>9} |",
+        "precision",
+        "runner",
+        "prompt",
+        "TTFT ms",
+        "tokens/s",
+        "p50 ms/tok",
+        "p95 ms/tok",
+        "loaded MB",
+        "peak MB",
+        "rise MB"
     );
     println!(
-        "|-----------|------------|---------|-----------|-----------|------------|------------|----------|-----------|"
+        "|-----------|--------------|---------|-----------|-----------|------------|------------|-----------|----------|-----------|"
     );
     let f = |v: Option<f64>, d: usize| v.map_or("-".to_owned(), |x| format!("{x:.d$}"));
     for row in rows {
         for r in &row.runners {
             println!(
-                "| {:<9} | {:<10} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>9} | {:>8} | {:>9} |",
+                "| {:<9} | {:<12} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>9} | {:>8} | {:>9} |",
                 row.precision,
                 r.runner,
                 r.prompt_tokens.map_or("-".to_owned(), |n| n.to_string()),
