@@ -31,7 +31,8 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
 
     /**
      * Continues [prompt] as is (no chat template). [onFinish] gets the request's metrics (time to first token,
-     * tokens/s, per-token percentiles, peak RSS) and why it ended, also when cancelled.
+     * tokens/s, per-token percentiles, the request's RSS rise and the process's peak) and why it ended, also when
+     * cancelled. `maxTokens = 0` is refused ([EngineException.InvalidConfig]).
      */
     fun generate(
         prompt: String,
