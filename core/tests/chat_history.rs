@@ -4,17 +4,10 @@
 
 mod common;
 
+use common::llm::{greedy, tiny};
+
 use openautoglm::llm::{Chat, ChatMessage, FinishReason, GenerateOptions, HistoryPolicy, Llm};
 use openautoglm::{EngineConfig, Error};
-
-fn tiny() -> Llm {
-    common::init();
-    Llm::open(common::llm("smollm2-tiny"), EngineConfig::default().with_threads(1)).expect("tiny decoder loads")
-}
-
-fn greedy(max_tokens: u32) -> GenerateOptions {
-    GenerateOptions { max_tokens, ..GenerateOptions::default() }
-}
 
 fn roles(history: &[ChatMessage]) -> Vec<&str> {
     history.iter().map(|m| m.role.as_str()).collect()

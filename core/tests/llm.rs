@@ -3,17 +3,10 @@
 
 mod common;
 
+use common::llm::{greedy, tiny};
+
 use openautoglm::llm::{Chat, ChatMessage, FinishReason, GenerateOptions, Llm};
 use openautoglm::{Engine, EngineConfig, Error, Precision, TensorRef};
-
-fn tiny() -> Llm {
-    common::init();
-    Llm::open(common::llm("smollm2-tiny"), EngineConfig::default().with_threads(1)).expect("tiny decoder loads")
-}
-
-fn greedy(max_tokens: u32) -> GenerateOptions {
-    GenerateOptions { max_tokens, ..GenerateOptions::default() }
-}
 
 #[test]
 fn pieces_add_up_to_the_answer_and_metrics_are_kept() {

@@ -81,4 +81,6 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
         assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: {g} vs {w}");
     }
 }
+#[cfg(feature = "llm")]
+pub mod llm;
 pub mod onnx;
