@@ -393,23 +393,7 @@ fn deeper(depth: usize) -> Found<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(number: u32, wire: u8) -> Vec<u8> {
-        encode_varint(u64::from(number) << 3 | u64::from(wire))
-    }
-
-    fn encode_varint(mut v: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
-    }
+    use crate::protobuf::{encode_varint, key};
 
     fn bytes_field(number: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = key(number, 2);

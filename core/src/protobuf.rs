@@ -97,23 +97,30 @@ pub(crate) fn push_ints(into: &mut Vec<i64>, value: Value<'_>) -> Found {
     Ok(())
 }
 
+/// `v` as a protobuf varint: the tests' writer of wire data (here and in `model_check`).
+#[cfg(test)]
+pub(crate) fn encode_varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A field's key (number and wire type) as protobuf writes it.
+#[cfg(test)]
+pub(crate) fn key(number: u32, wire: u8) -> Vec<u8> {
+    encode_varint(u64::from(number) << 3 | u64::from(wire))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(number: u32, wire: u8) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut v = u64::from(number) << 3 | u64::from(wire);
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
-    }
 
     #[test]
     fn reads_the_wire_format() {
