@@ -105,7 +105,8 @@ impl Engine {
         let prefix = placement::profile_prefix();
         let engine = catch_panic(|| {
             let opened = open_session(Source::File(path), &config, None, Some(&prefix))?;
-            Engine::assemble(config, opened, Vec::new())
+            let info = ModelInfo::of_session(&opened.session)?;
+            Engine::assemble(config, info, opened, Vec::new())
         })?;
         let ran = engine.run(inputs);
         let placement = engine.end_profiling();
@@ -116,13 +117,14 @@ impl Engine {
     fn build(source: Source<'_>, config: EngineConfig) -> Result<Engine> {
         let prefix = config.report_placement.then(placement::profile_prefix);
         let dynamic = open_session(source, &config, None, prefix.as_deref())?;
-        validate::shape_buckets(&ModelInfo::of_session(&dynamic.session)?, &config.shape_buckets)?;
+        let info = ModelInfo::of_session(&dynamic.session)?;
+        validate::shape_buckets(&info, &config.shape_buckets)?;
         let buckets = config
             .shape_buckets
             .iter()
             .map(|bucket| open_session(source, &config, Some(bucket), None).map(|opened| opened.session))
             .collect::<Result<Vec<_>>>()?;
-        let mut engine = Engine::assemble(config, dynamic, buckets)?;
+        let mut engine = Engine::assemble(config, info, dynamic, buckets)?;
         if prefix.is_some() {
             // One zero-filled run on the profiled session, then profiling stops for good.
             let placement = match engine.run_warmup_inputs(None) {
@@ -143,10 +145,9 @@ impl Engine {
         Ok(engine)
     }
 
-    /// The engine around built sessions; what the model declares is read from the dynamic session.
-    fn assemble(config: EngineConfig, dynamic: Opened, buckets: Vec<Session>) -> Result<Engine> {
+    /// The engine around built sessions; `info` is what the dynamic session declares (read once per load).
+    fn assemble(config: EngineConfig, info: ModelInfo, dynamic: Opened, buckets: Vec<Session>) -> Result<Engine> {
         let Opened { session: dynamic, accelerators, cache } = dynamic;
-        let info = ModelInfo::of_session(&dynamic)?;
         log::debug!(
             "engine ready: {} inputs, {} outputs, compile cache {cache:?}",
             info.inputs.len(),
