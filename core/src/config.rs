@@ -102,6 +102,11 @@ pub struct EngineConfig {
     /// output copies, float16 conversions), in MB; over it, or when the system cannot provide it, the call fails
     /// with [`crate::Error::MemoryLimit`] instead of the allocation aborting the app. 0 = only the system's limit.
     pub memory_limit_mb: u32,
+    /// How many runs of this engine may go at once (1 to [`MAX_CONCURRENCY`]). Each extra one costs a session: the
+    /// graph and activations again, the prepacked weights shared. With `intra_op_threads` 0, each session then gets
+    /// its share of the cores. How many runs start at once across engines is the lane's business
+    /// ([`crate::schedule::set_lane_capacity`]).
+    pub concurrency: u32,
     /// Where a model given as bytes ([`crate::Engine::from_bytes`]) finds its external data files. Without it such a
     /// model may not use external data (ONNX Runtime would resolve it against the process's working directory, `/`
     /// in an app). Needs ONNX Runtime >= 1.21. Models loaded from files always use their own directory.
@@ -110,6 +115,9 @@ pub struct EngineConfig {
 
 /// The default [`EngineConfig::memory_limit_mb`]: 1 GiB, more than any one tensor of a model that fits a phone.
 pub const DEFAULT_MEMORY_LIMIT_MB: u32 = 1024;
+
+/// The most sessions one engine keeps for concurrent runs: past the cores of any phone, only memory is gained.
+pub const MAX_CONCURRENCY: u32 = 16;
 
 /// Which numeric precision of a model to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -161,6 +169,7 @@ impl Default for EngineConfig {
             f16_outputs_as_f32: true,
             memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
             external_data_dir: None,
+            concurrency: 1,
         }
     }
 }
@@ -223,6 +232,11 @@ impl EngineConfig {
 
     pub fn with_memory_limit_mb(mut self, mb: u32) -> Self {
         self.memory_limit_mb = mb;
+        self
+    }
+
+    pub fn with_concurrency(mut self, runs: u32) -> Self {
+        self.concurrency = runs;
         self
     }
 

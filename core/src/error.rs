@@ -28,6 +28,15 @@ pub enum Error {
     /// (`EngineConfig::memory_limit_mb`), or the system could not provide it. The engine stays usable.
     #[error("memory limit: {reason}")]
     MemoryLimit { reason: String },
+    /// The request was cancelled (its cancel token, a cancelled coroutine or Task) before it finished.
+    #[error("cancelled")]
+    Cancelled,
+    /// The request's deadline passed before it could start or finish; nothing late is delivered.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The chat is still answering its previous message: wait for that answer to end (or cancel it), then send.
+    #[error("the chat is busy: {reason}")]
+    ChatBusy { reason: String },
     /// The engine was closed; create a new one.
     #[error("engine is closed")]
     EngineClosed,

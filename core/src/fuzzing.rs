@@ -31,6 +31,9 @@ pub fn variant(error: &Error) -> &'static str {
         Error::InferenceFailed { .. } => "InferenceFailed",
         Error::MemoryLimit { .. } => "MemoryLimit",
         Error::EngineClosed => "EngineClosed",
+        Error::Cancelled => "Cancelled",
+        Error::DeadlineExceeded => "DeadlineExceeded",
+        Error::ChatBusy { .. } => "ChatBusy",
         Error::Internal { .. } => "Internal",
     }
 }

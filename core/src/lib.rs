@@ -29,6 +29,7 @@ mod ort_value;
 mod placement;
 mod protobuf;
 mod runtime;
+pub mod schedule;
 mod session;
 mod source;
 mod tensor;
@@ -37,7 +38,7 @@ pub use accelerator::{AcceleratorReport, SkippedAccelerator};
 pub use bundle::PrecisionChoice;
 pub use compile_cache::CacheOutcome;
 pub use config::{
-    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, EngineConfig, OptimizeLevel,
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, EngineConfig, MAX_CONCURRENCY, OptimizeLevel,
     Precision, ShapeBucket,
 };
 pub use engine::{Engine, MAX_WARMUP_RUNS, ShapeBucketStats};
@@ -45,6 +46,7 @@ pub use error::{Error, Result, catch_panic};
 pub use logging::LogLevel;
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 pub use placement::{Placement, ProviderPlacement};
+pub use schedule::{CancelToken, Priority, RunOptions};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
 pub use tensor::{Element, ElementType, Tensor, TensorRef};
 

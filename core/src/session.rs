@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 
 use crate::accelerator::{AcceleratorReport, leading_accelerator, register_accelerators};
 use crate::compile_cache::{CacheEntry, CacheOutcome, EXTERNAL_WEIGHTS, MODEL_FILE};
@@ -23,16 +23,24 @@ pub(crate) struct Opened {
 }
 
 /// Builds one session of the model (the dynamic one, or one shape bucket's), through the compile cache when one is
-/// configured.
+/// configured. Sessions given the same `prepacked` container share their prepacked weights (an engine's sessions for
+/// concurrent runs).
 pub(crate) fn open_session(
     source: Source<'_>,
     config: &EngineConfig,
     bucket: Option<&ShapeBucket>,
     profile: Option<&Path>,
+    prepacked: Option<&PrepackedWeights>,
 ) -> Result<Opened> {
     let checked = source.check()?;
     let level = config.optimize_level;
-    let builder = |config: &EngineConfig, level| session_builder(source, &checked, config, level, bucket, profile);
+    let builder = |config: &EngineConfig, level| {
+        let (builder, report) = session_builder(source, &checked, config, level, bucket, profile)?;
+        match prepacked {
+            Some(weights) => Ok((builder.with_prepacked_weights(weights).or_internal("prepacked weights")?, report)),
+            None => Ok((builder, report)),
+        }
+    };
     let uncached = |cache| -> Result<Opened> {
         let (mut b, accelerators) = builder(config, level)?;
         Ok(Opened { session: source.commit(&mut b)?, accelerators, cache })
@@ -156,7 +164,14 @@ fn configure(
     let (mut builder, report) = register_accelerators(builder, config)?;
     // ONNX Runtime's advice when XNNPACK leads: its own pool does the work, so one session thread and no spinning.
     let xnnpack_leads = report.active.first().is_some_and(|a| a == "XnnpackExecutionProvider");
-    let intra_op_threads = if config.intra_op_threads == 0 && xnnpack_leads { 1 } else { config.intra_op_threads };
+    // Sessions for concurrent runs split the cores rather than each spinning up a thread per core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let share = (config.concurrency > 1).then(|| (cores / config.concurrency).max(1)).unwrap_or(0);
+    let intra_op_threads = match config.intra_op_threads {
+        0 if xnnpack_leads => 1,
+        0 => share,
+        n => n,
+    };
     let spinning = config.spinning.or(xnnpack_leads.then_some(false));
     if intra_op_threads > 0 {
         builder = builder.with_intra_threads(intra_op_threads as usize).or_invalid_config("intra-op threads")?;

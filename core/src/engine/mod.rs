@@ -5,24 +5,29 @@ mod validate;
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
+use std::time::Instant;
 
-use ort::session::{RunOptions, Session, SessionInputValue};
+use ort::session::builder::PrepackedWeights;
+use ort::session::{Session, SessionInputValue};
 
 use crate::accelerator::{AcceleratorReport, leading_accelerator};
 use crate::alloc::Limit;
 use crate::bundle::{Bundle, PrecisionChoice};
 use crate::compile_cache::CacheOutcome;
 use crate::config::EngineConfig;
-use crate::error::{Error, OrtResultExt, Result, catch_panic};
+use crate::error::{Error, Result, catch_panic};
 use crate::model::{Dim, ModelInfo};
 use crate::ort_value::{from_ort_value, to_ort_value};
 use crate::placement::{self, Placement};
+use crate::schedule::lane::{LaneKind, Pool, Request};
+use crate::schedule::{Active, OnCancel, RunOptions, Stop, watchdog};
 use crate::session::{Opened, open_session};
 use crate::source::Source;
 use crate::tensor::{ElementType, Tensor, TensorRef, element_count};
 
-/// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and call [`Engine::run`] from many threads.
+/// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and call [`Engine::run`] from many threads; up to
+/// [`EngineConfig::concurrency`] runs go at once, the rest queue by priority ([`Engine::run_with`]).
 pub struct Engine {
     info: ModelInfo,
     config: EngineConfig,
@@ -37,15 +42,37 @@ pub struct Engine {
     // `None` once closed. The outer lock only guards close, so `close` never waits for a run to finish; the
     // sessions are freed when the last run ends.
     sessions: RwLock<Option<Arc<Sessions>>>,
+    /// This engine's sessions as its lane counts them: a run waits here for its turn.
+    pool: Pool,
 }
 
-/// Runs on one session take turns on its mutex: ort's `Session::run` takes `&mut self` because ONNX Runtime's `Run`
-/// is not reliably thread-safe (ort's own finding). Runs on different shape buckets proceed in parallel.
+/// One slot per concurrent run, each a full set of sessions (dynamic and one per shape bucket): ort's `Session::run`
+/// takes `&mut self` because ONNX Runtime's `Run` is not thread-safe for every provider (ort's own finding, and
+/// XNNPACK's operators), so concurrent runs use different sessions. The lane hands out at most one run per slot.
 struct Sessions {
-    dynamic: Mutex<Session>,
-    buckets: Vec<Mutex<Session>>,
-    /// Tags runs so ONNX Runtime's log of a failed run, which the caller receives as an error, is logged at debug.
-    run_options: RunOptions,
+    slots: Vec<Mutex<Slot>>,
+}
+
+struct Slot {
+    dynamic: Session,
+    buckets: Vec<Session>,
+}
+
+impl Sessions {
+    /// A free slot (the lane granted one), or `index`'s when a caller needs that one.
+    fn slot(&self, index: Option<usize>) -> MutexGuard<'_, Slot> {
+        if let Some(slot) = index.and_then(|i| self.slots.get(i)) {
+            return slot.lock().unwrap_or_else(|e| e.into_inner());
+        }
+        for slot in &self.slots {
+            match slot.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.slots[0].lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,9 +131,11 @@ impl Engine {
         let config = EngineConfig { report_placement: false, shape_buckets: Vec::new(), ..config };
         let prefix = placement::profile_prefix();
         let engine = catch_panic(|| {
-            let opened = open_session(Source::File(path), &config, None, Some(&prefix))?;
-            let info = ModelInfo::of_session(&opened.session)?;
-            Engine::assemble(config, info, opened, Vec::new())
+            let config = EngineConfig { concurrency: 1, ..config };
+            let Opened { session, accelerators, cache } =
+                open_session(Source::File(path), &config, None, Some(&prefix), None)?;
+            let info = ModelInfo::of_session(&session)?;
+            Engine::assemble(config, info, vec![Slot { dynamic: session, buckets: Vec::new() }], accelerators, cache)
         })?;
         let ran = engine.run(inputs);
         let placement = engine.end_profiling();
@@ -115,19 +144,34 @@ impl Engine {
     }
 
     fn build(source: Source<'_>, config: EngineConfig) -> Result<Engine> {
+        validate::concurrency(&config)?;
         let prefix = config.report_placement.then(placement::profile_prefix);
-        let dynamic = open_session(source, &config, None, prefix.as_deref())?;
+        // Sessions of one engine share their prepacked weights (the packed copies MatMul and Conv kernels make).
+        let prepacked = (config.concurrency > 1).then(PrepackedWeights::new);
+        let dynamic = open_session(source, &config, None, prefix.as_deref(), prepacked.as_ref())?;
         let info = ModelInfo::of_session(&dynamic.session)?;
         validate::shape_buckets(&info, &config.shape_buckets)?;
-        let buckets = config
-            .shape_buckets
-            .iter()
-            .map(|bucket| open_session(source, &config, Some(bucket), None).map(|opened| opened.session))
-            .collect::<Result<Vec<_>>>()?;
-        let mut engine = Engine::assemble(config, info, dynamic, buckets)?;
+        let open_slot = |dynamic: Option<Session>| -> Result<Slot> {
+            let dynamic = match dynamic {
+                Some(session) => session,
+                None => open_session(source, &config, None, None, prepacked.as_ref())?.session,
+            };
+            let buckets = config
+                .shape_buckets
+                .iter()
+                .map(|bucket| open_session(source, &config, Some(bucket), None, prepacked.as_ref()).map(|o| o.session))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Slot { dynamic, buckets })
+        };
+        let Opened { session, accelerators, cache } = dynamic;
+        let mut slots = vec![open_slot(Some(session))?];
+        for _ in 1..config.concurrency {
+            slots.push(open_slot(None)?);
+        }
+        let mut engine = Engine::assemble(config, info, slots, accelerators, cache)?;
         if prefix.is_some() {
             // One zero-filled run on the profiled session, then profiling stops for good.
-            let placement = match engine.run_warmup_inputs(None) {
+            let placement = match engine.run_warmup_inputs(None, 0) {
                 Ok(()) => engine.end_profiling()?,
                 Err(e) => {
                     let _ = engine.end_profiling();
@@ -146,8 +190,13 @@ impl Engine {
     }
 
     /// The engine around built sessions; `info` is what the dynamic session declares (read once per load).
-    fn assemble(config: EngineConfig, info: ModelInfo, dynamic: Opened, buckets: Vec<Session>) -> Result<Engine> {
-        let Opened { session: dynamic, accelerators, cache } = dynamic;
+    fn assemble(
+        config: EngineConfig,
+        info: ModelInfo,
+        slots: Vec<Slot>,
+        accelerators: AcceleratorReport,
+        cache: CacheOutcome,
+    ) -> Result<Engine> {
         log::debug!(
             "engine ready: {} inputs, {} outputs, compile cache {cache:?}",
             info.inputs.len(),
@@ -158,15 +207,11 @@ impl Engine {
             .iter()
             .map(|b| b.sorted().into_iter().map(|(name, size)| (name.to_owned(), size as i64)).collect())
             .collect();
-        let runs = (0..=buckets.len()).map(|_| AtomicU64::new(0)).collect();
-        let run_options =
-            RunOptions::new().and_then(|o| o.with_tag(crate::logging::RUN_TAG)).or_internal("run options")?;
-        let sessions = Sessions {
-            dynamic: Mutex::new(dynamic),
-            buckets: buckets.into_iter().map(Mutex::new).collect(),
-            run_options,
-        };
+        let runs = (0..=config.shape_buckets.len()).map(|_| AtomicU64::new(0)).collect();
+        let pool = Pool::new(LaneKind::of(&config), slots.len());
+        let sessions = Sessions { slots: slots.into_iter().map(Mutex::new).collect() };
         Ok(Engine {
+            pool,
             info,
             config,
             accelerators,
@@ -181,8 +226,7 @@ impl Engine {
 
     fn end_profiling(&self) -> Result<Placement> {
         let sessions = self.live()?;
-        let mut session = sessions.dynamic.lock().unwrap_or_else(|e| e.into_inner());
-        placement::end_profiling(&mut session)
+        placement::end_profiling(&mut sessions.slot(Some(0)).dynamic)
     }
 
     fn limit(&self) -> Limit {
@@ -230,25 +274,72 @@ impl Engine {
         ShapeBucketStats { bucket_runs: runs, dynamic_runs }
     }
 
-    /// Runs the model. Every input the model declares must be given exactly once; outputs come back in model
-    /// order. Inputs are checked before ONNX Runtime sees them, so a bad request leaves the engine usable.
+    /// Runs the model at normal priority, with no deadline. Every input the model declares must be given exactly
+    /// once; outputs come back in model order. Inputs are checked before ONNX Runtime sees them, so a bad request
+    /// leaves the engine usable.
     pub fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Vec<Tensor>> {
-        catch_panic(|| {
-            let sessions = self.live()?;
-            validate::inputs(&self.info, inputs)?;
-            let values = inputs
-                .iter()
-                .map(|(name, t)| {
-                    let wants_f16 = self.info.input(name).and_then(|i| i.element_type) == Some(ElementType::F16);
-                    Ok((Cow::Borrowed(*name), to_ort_value(name, t, wants_f16, self.limit())?))
-                })
-                .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>>()?;
-            let route = self.route(inputs);
-            self.runs[route].fetch_add(1, Ordering::Relaxed);
-            let session = sessions.buckets.get(route).unwrap_or(&sessions.dynamic);
-            let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
-            let outputs = session.run_with_options(values, &sessions.run_options).or_inference("run")?;
-            self.info
+        self.run_with(inputs, &RunOptions::default())
+    }
+
+    /// Runs the model as [`Engine::run`] does, scheduled as `options` ask: its priority orders it among the runs
+    /// waiting in its lane (an interactive run stops background runs in progress, which start again after it); a
+    /// deadline or a cancel token stops it queued at once, or running at the next node, with
+    /// [`Error::DeadlineExceeded`] or [`Error::Cancelled`]. A result is never delivered after its deadline.
+    pub fn run_with(&self, inputs: &[(&str, TensorRef<'_>)], options: &RunOptions) -> Result<Vec<Tensor>> {
+        catch_panic(|| self.scheduled_run(inputs, options, None))
+    }
+
+    /// One run through the lane, on a free slot (or `slot`), started again when an interactive run preempted it.
+    fn scheduled_run(
+        &self,
+        inputs: &[(&str, TensorRef<'_>)],
+        options: &RunOptions,
+        slot: Option<usize>,
+    ) -> Result<Vec<Tensor>> {
+        let sessions = self.live()?;
+        validate::inputs(&self.info, inputs)?;
+        if let Some(refusal) = options.refusal() {
+            return Err(refusal);
+        }
+        let route = self.route(inputs);
+        self.runs[route].fetch_add(1, Ordering::Relaxed);
+        let late = |now: Instant| options.deadline.is_some_and(|d| now >= d);
+        let mut seq = None;
+        loop {
+            let active = Active::new()?;
+            let grant = self.pool.acquire(Request {
+                priority: options.priority,
+                deadline: options.deadline,
+                cancel: options.cancel.as_ref(),
+                active: Some(active.clone()),
+                seq,
+            })?;
+            if let Some(token) = &options.cancel {
+                let watcher: Arc<dyn OnCancel> = active.clone();
+                token.watch(Arc::downgrade(&watcher));
+            }
+            if let Some(deadline) = options.deadline {
+                watchdog::stop_at(deadline, &active);
+            }
+            let values = self.values(inputs)?;
+            let mut slot = sessions.slot(slot);
+            let Slot { dynamic, buckets } = &mut *slot;
+            let session = buckets.get_mut(route).unwrap_or(dynamic);
+            let outputs = match (session.run_with_options(values, &active.options), active.stopped()) {
+                (Err(_), Some(Stop::Preempted)) => {
+                    seq = Some(grant.seq());
+                    continue;
+                }
+                (Err(_), Some(stop)) => return Err(stop.error()),
+                (Err(e), None) => return Err(Error::InferenceFailed { reason: format!("run: {}", e.message()) }),
+                (Ok(_), Some(Stop::Cancelled)) => return Err(Error::Cancelled),
+                (Ok(outputs), _) => outputs,
+            };
+            if late(Instant::now()) {
+                return Err(Error::DeadlineExceeded);
+            }
+            let tensors = self
+                .info
                 .outputs
                 .iter()
                 .map(|out| {
@@ -257,8 +348,21 @@ impl Engine {
                         .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
                     from_ort_value(&out.name, value, self.config.f16_outputs_as_f32, self.limit())
                 })
-                .collect()
-        })
+                .collect::<Result<Vec<_>>>()?;
+            // Copying large outputs takes time too: a result is never late.
+            return if late(Instant::now()) { Err(Error::DeadlineExceeded) } else { Ok(tensors) };
+        }
+    }
+
+    /// The inputs as ONNX Runtime values (views of the caller's buffers, or float16 conversions).
+    fn values<'a>(&self, inputs: &'a [(&'a str, TensorRef<'a>)]) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>> {
+        inputs
+            .iter()
+            .map(|(name, t)| {
+                let wants_f16 = self.info.input(name).and_then(|i| i.element_type) == Some(ElementType::F16);
+                Ok((Cow::Borrowed(*name), to_ort_value(name, t, wants_f16, self.limit())?))
+            })
+            .collect()
     }
 
     /// Runs the model `runs` times on zero-filled inputs of the declared shapes (dynamic dims as 1; each shape bucket
@@ -272,18 +376,20 @@ impl Engine {
         }
         (0..runs)
             .map(|_| {
-                let started = std::time::Instant::now();
-                self.run_warmup_inputs(None)?;
-                for bucket in &self.buckets {
-                    self.run_warmup_inputs(Some(bucket))?;
+                let started = Instant::now();
+                for slot in 0..self.config.concurrency as usize {
+                    self.run_warmup_inputs(None, slot)?;
+                    for bucket in &self.buckets {
+                        self.run_warmup_inputs(Some(bucket), slot)?;
+                    }
                 }
                 Ok(started.elapsed().as_secs_f64() * 1e3)
             })
             .collect()
     }
 
-    /// One run on zero-filled inputs: dynamic dims at the bucket's sizes, else 1.
-    fn run_warmup_inputs(&self, bucket: Option<&Vec<(String, i64)>>) -> Result<()> {
+    /// One run on zero-filled inputs (dynamic dims at the bucket's sizes, else 1) on `slot`'s sessions.
+    fn run_warmup_inputs(&self, bucket: Option<&Vec<(String, i64)>>, slot: usize) -> Result<()> {
         let inputs: Vec<(String, ElementType, Vec<i64>)> = self
             .info
             .inputs
@@ -321,7 +427,7 @@ impl Engine {
             .zip(&buffers)
             .map(|((name, et, shape), data)| (name.as_str(), TensorRef::from_bytes(*et, shape, data)))
             .collect();
-        self.run(&views).map(drop)
+        catch_panic(|| self.scheduled_run(&views, &RunOptions::default(), Some(slot))).map(drop)
     }
 
     /// The session for these (validated) inputs: the first shape bucket whose every dim matches, else dynamic
@@ -342,10 +448,12 @@ impl Engine {
             .unwrap_or(self.buckets.len())
     }
 
-    /// Releases the model now. Runs already in progress finish; later calls return [`Error::EngineClosed`].
-    /// Closing twice is allowed.
+    /// Releases the model now: queued runs and later calls fail with [`Error::EngineClosed`], and runs in progress
+    /// stop at their next node with the same error (the sessions are freed when the last of them returns). Closing
+    /// twice is allowed.
     pub fn close(&self) {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.pool.close();
     }
 
     pub fn is_closed(&self) -> bool {

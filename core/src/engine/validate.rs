@@ -102,6 +102,19 @@ fn shape_text(shape: &[Dim]) -> String {
 }
 
 /// Precision choice belongs to bundles; a single file is what it is.
+pub(super) fn concurrency(config: &EngineConfig) -> Result<()> {
+    if !(1..=crate::config::MAX_CONCURRENCY).contains(&config.concurrency) {
+        return Err(Error::InvalidConfig {
+            reason: format!(
+                "concurrency must be between 1 and {}, got {}",
+                crate::config::MAX_CONCURRENCY,
+                config.concurrency
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn single_model(config: &EngineConfig) -> Result<()> {
     if config.precision != Precision::Auto {
         return Err(Error::InvalidConfig {

@@ -1,5 +1,6 @@
 //! Chats: messages laid out by the model's chat template, and a conversation that remembers its turns.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -37,6 +38,8 @@ pub enum HistoryPolicy {
 /// (cancelled answers included); a refused message or a failed answer leaves the history as it was.
 pub(super) struct PendingExchange {
     history: Arc<Mutex<Vec<ChatMessage>>>,
+    /// Held until the exchange is committed or abandoned: the chat takes one message at a time.
+    _answering: Answering,
     /// The history the prompt was laid out from, after the policy dropped what did not fit.
     kept: Vec<ChatMessage>,
     user: ChatMessage,
@@ -52,12 +55,29 @@ impl PendingExchange {
     }
 }
 
-/// A conversation that remembers its turns, under a [`HistoryPolicy`]. It answers one message at a time: an exchange
-/// joins [`Chat::history`] when its answer ends.
+/// The chat's "an answer is being written" flag, cleared when dropped.
+struct Answering(Arc<AtomicBool>);
+
+impl Answering {
+    fn take(flag: &Arc<AtomicBool>) -> Option<Answering> {
+        flag.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).ok().map(|_| Answering(flag.clone()))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A conversation that remembers its turns, under a [`HistoryPolicy`]. Safe to share between threads; it answers
+/// one message at a time: a message sent while an answer is still being generated is refused with
+/// [`Error::ChatBusy`] (never interleaved), and an exchange joins [`Chat::history`] when its answer ends.
 pub struct Chat {
     llm: Llm,
     policy: HistoryPolicy,
     history: Arc<Mutex<Vec<ChatMessage>>>,
+    answering: Arc<AtomicBool>,
 }
 
 impl Chat {
@@ -68,7 +88,7 @@ impl Chat {
 
     pub fn with_policy(llm: &Llm, system: Option<&str>, policy: HistoryPolicy) -> Chat {
         let history = system.map(|s| vec![ChatMessage::new("system", s)]).unwrap_or_default();
-        Chat { llm: llm.clone(), policy, history: Arc::new(Mutex::new(history)) }
+        Chat { llm: llm.clone(), policy, history: Arc::new(Mutex::new(history)), answering: Arc::default() }
     }
 
     pub fn policy(&self) -> HistoryPolicy {
@@ -86,6 +106,9 @@ impl Chat {
 
     fn send_inner(&self, user: &str, options: GenerateOptions) -> Result<Generation> {
         let started = Instant::now();
+        let answering = Answering::take(&self.answering).ok_or_else(|| Error::ChatBusy {
+            reason: "the previous message's answer is still being generated; finish or cancel it first".into(),
+        })?;
         let mut kept = self.history();
         let user = ChatMessage::new("user", user);
         let budget = self.llm.max_context().saturating_sub(options.max_tokens) as usize;
@@ -115,7 +138,7 @@ impl Chat {
             let exchange = if kept.get(system + 1).is_some_and(|m| m.role == "assistant") { 2 } else { 1 };
             kept.drain(system..system + exchange.min(droppable));
         };
-        let exchange = PendingExchange { history: self.history.clone(), kept, user };
+        let exchange = PendingExchange { history: self.history.clone(), _answering: answering, kept, user };
         Generation::start(self.llm.inner.clone(), tokens, options, started, Some(exchange))
     }
 }

@@ -40,6 +40,8 @@ pub(super) struct DecoderConfig {
 /// What every generation of one LLM shares; a generation holds it while it runs.
 pub(super) struct LlmInner {
     pub(super) session: Mutex<Session>,
+    /// The decoder as its lane counts it: one step of one generation at a time, in order of priority.
+    pub(super) pool: crate::schedule::lane::Pool,
     pub(super) tokenizer: tokenizers::Tokenizer,
     pub(super) chat_template: Option<String>,
     pub(super) config: DecoderConfig,
@@ -102,7 +104,7 @@ impl Llm {
                 .map_err(|e| Error::invalid_model(format!("{}: decoder.json: {e}", dir.display())))?;
             let file = decoder_file(dir, config.precision)?;
             let session_config = EngineConfig { precision: Precision::Auto, shape_buckets: Vec::new(), ..config };
-            let session = open_session(Source::File(&dir.join(&file)), &session_config, None, None)?.session;
+            let session = open_session(Source::File(&dir.join(&file)), &session_config, None, None, None)?.session;
             let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
                 .map_err(|e| Error::invalid_model(format!("{}: tokenizer.json: {e}", dir.display())))?;
             let chat_template = read("chat_template.jinja").ok();
@@ -136,6 +138,7 @@ impl Llm {
             Ok(Llm {
                 inner: Arc::new(LlmInner {
                     session: Mutex::new(session),
+                    pool: crate::schedule::lane::Pool::new(crate::schedule::LaneKind::of(&session_config), 1),
                     tokenizer,
                     chat_template,
                     config: decoder,

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use half::f16;
@@ -17,8 +17,14 @@ use super::decoder::LlmInner;
 use super::kv_cache::{SharedKvCache, kv_tensor, last_logits_only, new_tensor, shared_kv_cache};
 use super::sampling::{GenerateOptions, Sampler};
 use crate::error::{Error, OrtResultExt, Result, catch_panic};
+use crate::schedule::lane::Request;
+use crate::schedule::{CancelToken, Priority};
 
 const MB: f64 = 1024.0 * 1024.0;
+
+/// Prefill chunk while other generations wait for the same LLM: a few decode steps' worth of work, so their
+/// streams keep a steady pace (measured by `cargo xtask bench --suite scheduling`).
+pub const CONTENDED_PREFILL_CHUNK: usize = 32;
 
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,19 +63,9 @@ pub struct GenerationMetrics {
     pub process_peak_rss_mb: f64,
 }
 
-/// Stops a generation from another thread; it ends before its next token.
-#[derive(Clone, Debug, Default)]
-pub struct CancelHandle(Arc<AtomicBool>);
-
-impl CancelHandle {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// Stops a generation from another thread; it ends before its next model step (a long prompt's prefill: before
+/// its next chunk). The same token type cancels engine runs.
+pub type CancelHandle = CancelToken;
 
 /// The last position's logits (f32 or f16) copied into `out`, a buffer reused across steps.
 fn last_logits(logits: &DynValue, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
@@ -120,7 +116,9 @@ pub struct Generation {
     stream_ids: Vec<u32>,
     stream_prefix: String,
     stream_prefix_index: usize,
-    cancel: CancelHandle,
+    cancel: CancelToken,
+    /// Orders this generation's steps among the other work in its lane; may change while it runs.
+    priority: Priority,
     finish: Option<FinishReason>,
     exchange: Option<PendingExchange>,
     /// A stop string ended the text (and cut it there).
@@ -178,7 +176,8 @@ impl Generation {
             stream_ids: Vec::new(),
             stream_prefix: String::new(),
             stream_prefix_index: 0,
-            cancel: CancelHandle::default(),
+            cancel: CancelToken::default(),
+            priority: Priority::Normal,
             finish: None,
             exchange,
             stopped_by_string: false,
@@ -191,8 +190,19 @@ impl Generation {
         })
     }
 
-    pub fn cancel_handle(&self) -> CancelHandle {
+    pub fn cancel_handle(&self) -> CancelToken {
         self.cancel.clone()
+    }
+
+    /// Orders this generation's next steps among the other work on its lane (default [`Priority::Normal`]): the
+    /// steps of concurrent generations on one LLM interleave in order of priority, then arrival. A stream can move
+    /// to the background (and back) while it runs.
+    pub fn set_priority(&mut self, priority: Priority) {
+        self.priority = priority;
+    }
+
+    pub fn priority(&self) -> Priority {
+        self.priority
     }
 
     /// Why it ended; `None` while it runs. Cancelled counts as ended at once, before the next step notices.
@@ -251,18 +261,28 @@ impl Generation {
 
     /// One model step: the prompt on the first call, in chunks of at most `prefill_chunk` positions (so a long
     /// prompt's activations stay bounded: attention and MLP buffers grow with the chunk, not the prompt), then the
-    /// last token. Returns the next token.
+    /// last token. Returns the next token. While other generations share the LLM, chunks shrink to
+    /// [`CONTENDED_PREFILL_CHUNK`] so their tokens keep flowing between them; a cancel lands between chunks.
     fn step(&mut self) -> Result<u32> {
         if self.steps > 0 {
             return self.run(self.tokens.len() - 1, 1, true);
         }
-        let (prompt, chunk) = (self.tokens.len(), self.llm.prefill_chunk.load(Ordering::Relaxed).max(1));
+        let prompt = self.tokens.len();
         let mut start = 0;
-        while prompt - start > chunk {
+        loop {
+            let mut chunk = self.llm.prefill_chunk.load(Ordering::Relaxed).max(1);
+            if self.llm.pool.in_flight() > 0 {
+                chunk = chunk.min(CONTENDED_PREFILL_CHUNK);
+            }
+            if prompt - start <= chunk {
+                return self.run(start, prompt - start, true);
+            }
             self.run(start, chunk, false)?;
             start += chunk;
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
         }
-        self.run(start, prompt - start, true)
     }
 
     /// Runs positions `start..start + n` through the decoder, appending them to the KV cache; with `pick`, chooses
@@ -292,6 +312,14 @@ impl Generation {
         let banned: &[u32] =
             if self.tokens.len() - self.prompt_len < self.options.min_tokens as usize { &llm.stop_tokens } else { &[] };
         let vocab = llm.config.vocab;
+        // The step's turn on the decoder, among the other generations (and the other work in the lane).
+        let _turn = llm.pool.acquire(Request {
+            priority: self.priority,
+            deadline: None,
+            cancel: Some(&self.cancel),
+            active: None,
+            seq: None,
+        })?;
         let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
         let token = if let Some(shared) = self.shared.as_mut() {
             let binding = &mut shared.binding;
@@ -375,7 +403,10 @@ impl Generation {
                 return Ok(self.end(FinishReason::ContextFull));
             }
             let step_started = Instant::now();
-            let token = self.step()?;
+            let token = match self.step() {
+                Err(Error::Cancelled) => return Ok(self.end(FinishReason::Cancelled)),
+                token => token?,
+            };
             let elapsed = step_started.elapsed().as_secs_f64() * 1e3;
             if let (Some((_, max)), Some(now)) = (self.rss.as_mut(), crate::metrics::memory()) {
                 *max = (*max).max(now.rss);

@@ -1,0 +1,284 @@
+//! A lane: the process-wide queue of runs for one kind of accelerator. Engines in one process share it, so work on
+//! the CPU and work on NNAPI or CoreML proceed side by side, and the CPU lane never runs more at once than it has
+//! cores for.
+//!
+//! A run needs two things: room in the lane (its capacity) and a free session of its own engine (its pool). Waiting
+//! runs start in order of priority, then arrival; a run whose engine has no free session does not hold back one
+//! whose engine has. Interactive work reserves the lane: background runs do not start while an interactive run waits
+//! or runs, and the ones running are stopped and re-queued at their old place.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use super::{Active, CancelToken, OnCancel, Priority, Stop};
+use crate::config::{Accelerator, EngineConfig};
+use crate::error::{Error, Result};
+
+/// The accelerator class a lane serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LaneKind {
+    /// The CPU, XNNPACK included: as many runs at once as the device has cores, by default.
+    Cpu,
+    /// NNAPI: one run at a time by default (the driver serialises its calls).
+    Nnapi,
+    /// CoreML: one run at a time by default (ONNX Runtime locks each call to a CoreML model).
+    CoreMl,
+}
+
+impl LaneKind {
+    pub(crate) fn of(config: &EngineConfig) -> LaneKind {
+        match crate::accelerator::leading_accelerator(config) {
+            Accelerator::Nnapi { .. } => LaneKind::Nnapi,
+            Accelerator::CoreMl { .. } => LaneKind::CoreMl,
+            Accelerator::Cpu | Accelerator::Xnnpack { .. } => LaneKind::Cpu,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How many runs a lane starts at once, across all engines.
+pub fn lane_capacity(kind: LaneKind) -> usize {
+    lanes()[kind.index()].lock().capacity
+}
+
+/// Sets how many runs a lane starts at once (at least 1); runs already going are not stopped.
+pub fn set_lane_capacity(kind: LaneKind, runs: usize) {
+    let lane = &lanes()[kind.index()];
+    lane.lock().capacity = runs.max(1);
+    lane.changed.notify_all();
+}
+
+fn lanes() -> &'static [Lane; 3] {
+    static LANES: OnceLock<[Lane; 3]> = OnceLock::new();
+    LANES.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        [Lane::new(cores), Lane::new(1), Lane::new(1)]
+    })
+}
+
+pub(crate) struct Lane {
+    state: Mutex<LaneState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct LaneState {
+    capacity: usize,
+    next_seq: u64,
+    waiting: Vec<Ticket>,
+    running: Vec<Running>,
+    /// Free sessions per pool; a closed pool is gone from here.
+    free: HashMap<u64, usize>,
+}
+
+struct Ticket {
+    seq: u64,
+    priority: Priority,
+    pool: u64,
+}
+
+struct Running {
+    seq: u64,
+    priority: Priority,
+    pool: u64,
+    /// `None`: a run that cannot be stopped part-way (an LLM step).
+    active: Option<Arc<Active>>,
+}
+
+impl LaneState {
+    fn interactive_present(&self) -> bool {
+        self.waiting.iter().any(|t| t.priority == Priority::Interactive)
+            || self.running.iter().any(|r| r.priority == Priority::Interactive)
+    }
+
+    /// Whether `t` could start now if it were first in line.
+    fn ready(&self, t: &Ticket) -> bool {
+        self.running.len() < self.capacity
+            && self.free.get(&t.pool).is_some_and(|&n| n > 0)
+            && !(t.priority == Priority::Background && self.interactive_present())
+    }
+
+    /// Whether the ticket `seq` is the first ready one in order of priority, then arrival.
+    fn may_start(&self, seq: u64) -> bool {
+        self.waiting
+            .iter()
+            .filter(|t| self.ready(t))
+            .min_by_key(|t| (t.priority, t.seq))
+            .is_some_and(|t| t.seq == seq)
+    }
+
+    fn leave(&mut self, seq: u64) {
+        self.waiting.retain(|t| t.seq != seq);
+    }
+}
+
+/// Wakes a lane's waiting runs when a token is cancelled, so a queued request fails at once.
+struct Waker(&'static Lane);
+
+impl OnCancel for Waker {
+    fn cancelled(&self) {
+        drop(self.0.lock());
+        self.0.changed.notify_all();
+    }
+}
+
+/// An engine's (or an LLM's) sessions as the lane counts them.
+pub(crate) struct Pool {
+    lane: &'static Lane,
+    id: u64,
+    /// Runs that are waiting or running on this pool (an LLM shortens its prefill chunks when others wait).
+    in_flight: AtomicUsize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("id", &self.id).finish()
+    }
+}
+
+/// Room in the lane and one session of the pool, held while a run goes; dropping it gives both back.
+pub(crate) struct Grant<'a> {
+    pool: &'a Pool,
+    seq: u64,
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        let lane = self.pool.lane;
+        let mut state = lane.lock();
+        state.running.retain(|r| r.seq != self.seq);
+        if let Some(free) = state.free.get_mut(&self.pool.id) {
+            *free += 1;
+        }
+        drop(state);
+        self.pool.in_flight.fetch_sub(1, Ordering::SeqCst);
+        lane.changed.notify_all();
+    }
+}
+
+impl Grant<'_> {
+    /// The ticket number, for re-queuing a preempted run at its old place.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// What a run asks for when it queues.
+pub(crate) struct Request<'a> {
+    pub(crate) priority: Priority,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) cancel: Option<&'a CancelToken>,
+    /// The run to register as stoppable (preemption, close), if it can be stopped part-way.
+    pub(crate) active: Option<Arc<Active>>,
+    /// The place of an earlier attempt (a preempted run keeps its turn).
+    pub(crate) seq: Option<u64>,
+}
+
+impl Lane {
+    fn new(capacity: usize) -> Lane {
+        Lane { state: Mutex::new(LaneState { capacity, ..LaneState::default() }), changed: Condvar::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Pool {
+    /// `sessions` sessions of one engine, queued on the lane for `kind`.
+    pub(crate) fn new(kind: LaneKind, sessions: usize) -> Pool {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let lane = &lanes()[kind.index()];
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        lane.lock().free.insert(id, sessions.max(1));
+        Pool { lane, id, in_flight: AtomicUsize::new(0) }
+    }
+
+    /// Runs waiting or running on this pool.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits for this request's turn. Fails at once when cancelled, when its deadline passes first, or when the pool
+    /// is closed.
+    pub(crate) fn acquire(&self, request: Request<'_>) -> Result<Grant<'_>> {
+        let lane = self.lane;
+        let waker: Arc<dyn OnCancel> = Arc::new(Waker(lane));
+        if let Some(token) = request.cancel {
+            token.watch(Arc::downgrade(&waker));
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let mut state = lane.lock();
+        let seq = request.seq.unwrap_or_else(|| {
+            state.next_seq += 1;
+            state.next_seq
+        });
+        state.waiting.push(Ticket { seq, priority: request.priority, pool: self.id });
+        loop {
+            let refusal = if request.cancel.is_some_and(CancelToken::is_cancelled) {
+                Some(Error::Cancelled)
+            } else if !state.free.contains_key(&self.id) {
+                Some(Error::EngineClosed)
+            } else if request.deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(Error::DeadlineExceeded)
+            } else {
+                None
+            };
+            if let Some(error) = refusal {
+                state.leave(seq);
+                drop(state);
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                lane.changed.notify_all();
+                return Err(error);
+            }
+            if request.priority == Priority::Interactive {
+                // Background runs would share the cores with it: stop them (they queue again behind it).
+                for running in state.running.iter().filter(|r| r.priority == Priority::Background) {
+                    if let Some(active) = &running.active {
+                        active.stop(Stop::Preempted);
+                    }
+                }
+            }
+            if state.may_start(seq) {
+                state.leave(seq);
+                *state.free.get_mut(&self.id).expect("checked above") -= 1;
+                state.running.push(Running { seq, priority: request.priority, pool: self.id, active: request.active });
+                drop(state);
+                // Others may be able to start too (capacity left, another pool free).
+                lane.changed.notify_all();
+                return Ok(Grant { pool: self, seq });
+            }
+            state = match request.deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    lane.changed.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0
+                }
+                None => lane.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+
+    /// Closes the pool: its queued runs fail with `EngineClosed`, and its running ones stop at their next node.
+    pub(crate) fn close(&self) {
+        let mut state = self.lane.lock();
+        state.free.remove(&self.id);
+        for running in state.running.iter().filter(|r| r.pool == self.id) {
+            if let Some(active) = &running.active {
+                active.stop(Stop::Closed);
+            }
+        }
+        drop(state);
+        self.lane.changed.notify_all();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
