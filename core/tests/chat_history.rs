@@ -160,3 +160,56 @@ fn a_prompt_prefilled_in_chunks_gives_the_same_answer() {
         assert_eq!(answer(100), whole, "{id}: uneven chunks");
     }
 }
+
+#[test]
+fn a_message_sent_while_an_answer_streams_is_refused_and_the_history_stays_in_order() {
+    let llm = tiny();
+    let chat = Chat::new(&llm, None);
+    let mut first = chat.send("First", greedy(4)).unwrap();
+    assert!(first.next().is_some());
+    match chat.send("Second", greedy(4)) {
+        Err(Error::ChatBusy { reason }) => assert!(reason.contains("previous message"), "{reason}"),
+        other => panic!("expected ChatBusy, got {:?}", other.map(|g| g.text().to_owned())),
+    }
+    first.for_each(drop);
+    chat.send("Second", greedy(4)).unwrap().for_each(drop);
+    let history = chat.history();
+    assert_eq!(roles(&history), ["user", "assistant", "user", "assistant"]);
+    assert_eq!((history[0].content.as_str(), history[2].content.as_str()), ("First", "Second"));
+
+    // Shared by threads: each send either answers whole or is refused; the history pairs every message with its
+    // own answer, in order.
+    let chat = Chat::new(&llm, None);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let chat = &chat;
+            scope.spawn(move || {
+                let mut sent = 0;
+                while sent < 3 {
+                    match chat.send(&format!("thread {t} message {sent}"), greedy(3)) {
+                        Ok(answer) => {
+                            answer.for_each(|p| drop(p.unwrap()));
+                            sent += 1;
+                        }
+                        Err(Error::ChatBusy { .. }) => std::thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    let history = chat.history();
+    assert_eq!(history.len(), 24);
+    for pair in history.chunks(2) {
+        assert_eq!(roles(pair), ["user", "assistant"]);
+    }
+}
+
+#[test]
+fn a_refused_message_does_not_leave_the_chat_busy() {
+    let llm = tiny();
+    let chat = Chat::with_policy(&llm, None, HistoryPolicy::Refuse);
+    let too_long = "word ".repeat(3000);
+    assert!(matches!(chat.send(&too_long, greedy(4)), Err(Error::InvalidInput { .. })));
+    assert!(chat.send("Short", greedy(4)).is_ok());
+}

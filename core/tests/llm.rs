@@ -6,7 +6,7 @@ mod common;
 use common::llm::{greedy, tiny};
 
 use openautoglm::llm::{Chat, ChatMessage, FinishReason, GenerateOptions, Llm};
-use openautoglm::{Engine, EngineConfig, Error, Precision, TensorRef};
+use openautoglm::{Engine, EngineConfig, Error, Precision, Priority, TensorRef};
 
 #[test]
 fn pieces_add_up_to_the_answer_and_metrics_are_kept() {
@@ -179,4 +179,45 @@ fn min_tokens_fixes_the_output_length() {
     assert_eq!(generation.finish_reason(), Some(FinishReason::Length));
     let bad = GenerateOptions { min_tokens: 5, max_tokens: 4, ..GenerateOptions::default() };
     assert!(matches!(llm.chat(&question, bad), Err(Error::InvalidConfig { .. })));
+}
+
+#[test]
+fn concurrent_generations_on_one_llm_interleave_and_each_gives_its_own_answer() {
+    let llm = tiny();
+    let prompts = ["The sea is", "Once upon a time", "Count with me", "Red, green,"];
+    let answer = |prompt: &str, priority: Priority| {
+        let mut generation = llm.generate(prompt, greedy(24)).unwrap();
+        generation.set_priority(priority);
+        assert_eq!(generation.priority(), priority);
+        generation.by_ref().for_each(|p| drop(p.unwrap()));
+        generation.tokens().to_vec()
+    };
+    let solo: Vec<Vec<u32>> = prompts.iter().map(|p| answer(p, Priority::Normal)).collect();
+    let priorities = [Priority::Interactive, Priority::Normal, Priority::Background, Priority::Normal];
+    std::thread::scope(|scope| {
+        let runs: Vec<_> =
+            prompts.iter().zip(priorities).map(|(p, priority)| scope.spawn(move || answer(p, priority))).collect();
+        for (i, run) in runs.into_iter().enumerate() {
+            assert_eq!(run.join().unwrap(), solo[i], "prompt {i} alongside the others");
+        }
+    });
+}
+
+#[test]
+fn cancelling_during_a_long_prefill_stops_between_chunks() {
+    let llm = tiny();
+    llm.set_prefill_chunk(4);
+    let prompt = "word ".repeat(1000);
+    let mut generation = llm.generate(&prompt, greedy(8)).unwrap();
+    let cancel = generation.cancel_handle();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| generation.next().map(|p| p.map_err(|e| e.to_string())));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        cancel.cancel();
+        assert!(first.join().unwrap().is_none(), "no text after a cancel");
+    });
+    eprintln!("cancelled prefill returned after {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    assert_eq!(generation.finish_reason(), Some(FinishReason::Cancelled));
+    assert!(generation.tokens().is_empty(), "stopped inside the prefill");
 }

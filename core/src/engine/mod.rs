@@ -44,6 +44,8 @@ pub struct Engine {
     sessions: RwLock<Option<Arc<Sessions>>>,
     /// This engine's sessions as its lane counts them: a run waits here for its turn.
     pool: Pool,
+    /// Runs stopped part-way for an interactive run and started again.
+    preempted: AtomicU64,
 }
 
 /// One slot per concurrent run, each a full set of sessions (dynamic and one per shape bucket): ort's `Session::run`
@@ -212,6 +214,7 @@ impl Engine {
         let sessions = Sessions { slots: slots.into_iter().map(Mutex::new).collect() };
         Ok(Engine {
             pool,
+            preempted: AtomicU64::new(0),
             info,
             config,
             accelerators,
@@ -274,6 +277,12 @@ impl Engine {
         ShapeBucketStats { bucket_runs: runs, dynamic_runs }
     }
 
+    /// Runs stopped part-way so an interactive run could go first, and started again: the work background runs
+    /// lost to interactive ones.
+    pub fn preempted_runs(&self) -> u64 {
+        self.preempted.load(Ordering::Relaxed)
+    }
+
     /// Runs the model at normal priority, with no deadline. Every input the model declares must be given exactly
     /// once; outputs come back in model order. Inputs are checked before ONNX Runtime sees them, so a bad request
     /// leaves the engine usable.
@@ -327,6 +336,7 @@ impl Engine {
             let session = buckets.get_mut(route).unwrap_or(dynamic);
             let outputs = match (session.run_with_options(values, &active.options), active.stopped()) {
                 (Err(_), Some(Stop::Preempted)) => {
+                    self.preempted.fetch_add(1, Ordering::Relaxed);
                     seq = Some(grant.seq());
                     continue;
                 }
