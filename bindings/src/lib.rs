@@ -11,7 +11,7 @@ use std::sync::Arc;
 use openautoglm as core;
 use openautoglm::{
     Accelerator, AcceleratorReport, CacheOutcome, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType,
-    EngineConfig, LogLevel, ModelInfo, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice,
+    EngineConfig, LogLevel, ModelInfo, Priority, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice,
     ProviderPlacement, RuntimeInfo, ShapeBucket, ShapeBucketStats, SkippedAccelerator, Tensor, TensorInfo,
 };
 
@@ -28,8 +28,41 @@ pub enum EngineError {
     InvalidConfig { reason: String },
     InferenceFailed { reason: String },
     MemoryLimit { reason: String },
+    Cancelled,
+    DeadlineExceeded,
+    ChatBusy { reason: String },
     EngineClosed,
     Internal { reason: String },
+}
+
+#[uniffi::remote(Enum)]
+pub enum Priority {
+    Interactive,
+    Normal,
+    Background,
+}
+
+/// Cancels the requests it was given to: queued ones fail at once, running ones at their next node, with
+/// `Cancelled`. The Kotlin and Swift layers make one per call and cancel it with the coroutine or Task.
+#[derive(uniffi::Object, Default)]
+pub struct CancelToken {
+    token: core::CancelToken,
+}
+
+#[uniffi::export]
+impl CancelToken {
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(CancelToken::default())
+    }
+
+    pub fn cancel(&self) {
+        self.token.cancel()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
 }
 
 #[uniffi::remote(Enum)]
@@ -131,6 +164,8 @@ pub struct EngineConfig {
     pub memory_limit_mb: u32,
     #[uniffi(default = None)]
     pub external_data_dir: Option<String>,
+    #[uniffi(default = 1)]
+    pub concurrency: u32,
 }
 
 #[uniffi::remote(Enum)]
@@ -330,8 +365,30 @@ impl NativeEngine {
         self.engine.shape_bucket_stats()
     }
 
-    /// Runs the model on inputs packed in `data`.
-    pub fn run(&self, inputs: Vec<InputSpec>, data: &[u8]) -> Result<Vec<NativeTensor>, EngineError> {
+    /// Runs stopped part-way for an interactive run and started again.
+    pub fn preempted_runs(&self) -> u64 {
+        self.engine.preempted_runs()
+    }
+
+    /// Runs the model on inputs packed in `data`, at `priority`, failing with `DeadlineExceeded` if not done within
+    /// `timeout_us` microseconds and with `Cancelled` once `cancel` is cancelled.
+    pub fn run(
+        &self,
+        inputs: Vec<InputSpec>,
+        data: &[u8],
+        priority: Priority,
+        timeout_us: Option<u64>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<Vec<NativeTensor>, EngineError> {
+        let options = core::RunOptions {
+            priority,
+            deadline: timeout_us.map(|us| {
+                let now = std::time::Instant::now();
+                // A timeout beyond what the clock can hold is no deadline at all.
+                now.checked_add(std::time::Duration::from_micros(us)).unwrap_or(now + std::time::Duration::from_secs(1 << 40))
+            }),
+            cancel: cancel.map(|c| c.token.clone()),
+        };
         let views = inputs
             .iter()
             .map(|spec| {
@@ -351,7 +408,7 @@ impl NativeEngine {
                 Ok((spec.name.as_str(), core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes)))
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
-        self.engine.run(&views)
+        self.engine.run_with(&views, &options)
     }
 
     /// Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.

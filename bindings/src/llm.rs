@@ -167,13 +167,14 @@ impl NativeChat {
 #[derive(uniffi::Object)]
 pub struct NativeGeneration {
     generation: Mutex<core::llm::Generation>,
-    cancel: core::llm::CancelHandle,
+    cancel: core::CancelToken,
+    priority: core::PriorityHandle,
 }
 
 impl NativeGeneration {
     fn new(generation: core::llm::Generation) -> Arc<Self> {
-        let cancel = generation.cancel_handle();
-        Arc::new(NativeGeneration { generation: Mutex::new(generation), cancel })
+        let (cancel, priority) = (generation.cancel_handle(), generation.priority_handle());
+        Arc::new(NativeGeneration { generation: Mutex::new(generation), cancel, priority })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, core::llm::Generation> {
@@ -186,6 +187,12 @@ impl NativeGeneration {
     /// The next piece of text (valid UTF-8), or `None` when the generation has ended.
     pub fn next_piece(&self) -> Result<Option<String>, EngineError> {
         self.lock().next().transpose()
+    }
+
+    /// Orders this generation's next steps among the other work in its lane (a stream can move to the background
+    /// when its screen does).
+    pub fn set_priority(&self, priority: core::Priority) {
+        self.priority.set(priority)
     }
 
     /// Stops before the next token; safe from any thread, also while `next_piece` runs.

@@ -46,7 +46,7 @@ pub use error::{Error, Result, catch_panic};
 pub use logging::LogLevel;
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 pub use placement::{Placement, ProviderPlacement};
-pub use schedule::{CancelToken, Priority, RunOptions};
+pub use schedule::{CancelToken, Priority, PriorityHandle, RunOptions};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
 pub use tensor::{Element, ElementType, Tensor, TensorRef};
 

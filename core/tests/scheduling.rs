@@ -17,10 +17,10 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 const SIZE: usize = 384;
 
-/// 400 MatMuls of 384x384: long enough (a few hundred ms) that a stop lands part-way.
+/// 400 MatMuls of 384x384 (`matmul_chain.onnx`): long enough (a few hundred ms) that a stop lands part-way.
 fn slow_engine(config: EngineConfig) -> Engine {
     common::init();
-    Engine::from_bytes(&common::onnx::matmul_chain(400, SIZE as u64), config).expect("chain loads")
+    Engine::from_file(common::model("matmul_chain"), config).expect("chain loads")
 }
 
 fn slow_input() -> Vec<f32> {

@@ -18,7 +18,7 @@ use super::kv_cache::{SharedKvCache, kv_tensor, last_logits_only, new_tensor, sh
 use super::sampling::{GenerateOptions, Sampler};
 use crate::error::{Error, OrtResultExt, Result, catch_panic};
 use crate::schedule::lane::Request;
-use crate::schedule::{CancelToken, Priority};
+use crate::schedule::{CancelToken, Priority, PriorityHandle};
 
 const MB: f64 = 1024.0 * 1024.0;
 
@@ -118,7 +118,7 @@ pub struct Generation {
     stream_prefix_index: usize,
     cancel: CancelToken,
     /// Orders this generation's steps among the other work in its lane; may change while it runs.
-    priority: Priority,
+    priority: PriorityHandle,
     finish: Option<FinishReason>,
     exchange: Option<PendingExchange>,
     /// A stop string ended the text (and cut it there).
@@ -177,7 +177,7 @@ impl Generation {
             stream_prefix: String::new(),
             stream_prefix_index: 0,
             cancel: CancelToken::default(),
-            priority: Priority::Normal,
+            priority: PriorityHandle::new(Priority::Normal),
             finish: None,
             exchange,
             stopped_by_string: false,
@@ -197,12 +197,17 @@ impl Generation {
     /// Orders this generation's next steps among the other work on its lane (default [`Priority::Normal`]): the
     /// steps of concurrent generations on one LLM interleave in order of priority, then arrival. A stream can move
     /// to the background (and back) while it runs.
-    pub fn set_priority(&mut self, priority: Priority) {
-        self.priority = priority;
+    pub fn set_priority(&self, priority: Priority) {
+        self.priority.set(priority)
     }
 
     pub fn priority(&self) -> Priority {
-        self.priority
+        self.priority.get()
+    }
+
+    /// Changes the priority from another thread, also while a step runs.
+    pub fn priority_handle(&self) -> PriorityHandle {
+        self.priority.clone()
     }
 
     /// Why it ended; `None` while it runs. Cancelled counts as ended at once, before the next step notices.
@@ -314,7 +319,7 @@ impl Generation {
         let vocab = llm.config.vocab;
         // The step's turn on the decoder, among the other generations (and the other work in the lane).
         let _turn = llm.pool.acquire(Request {
-            priority: self.priority,
+            priority: self.priority.get(),
             deadline: None,
             cancel: Some(&self.cancel),
             active: None,

@@ -31,6 +31,30 @@ pub enum Priority {
     Background,
 }
 
+/// A priority that can change while its request runs (a generation's stream moving to the background and back).
+#[derive(Debug, Clone, Default)]
+pub struct PriorityHandle(Arc<AtomicU8>);
+
+impl PriorityHandle {
+    pub fn new(priority: Priority) -> PriorityHandle {
+        let handle = PriorityHandle::default();
+        handle.set(priority);
+        handle
+    }
+
+    pub fn set(&self, priority: Priority) {
+        self.0.store(priority as u8, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Priority {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Priority::Interactive,
+            1 => Priority::Normal,
+            _ => Priority::Background,
+        }
+    }
+}
+
 /// What one request asks of the scheduler. `Default`: normal priority, no deadline, not cancellable.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

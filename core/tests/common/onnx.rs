@@ -123,17 +123,3 @@ pub fn node_with_ints(op: &str, inputs: &[&str], outputs: &[&str], attributes: &
     }
     bytes(1, &n)
 }
-
-/// y = x·x·x… (`nodes` MatMuls of a `size`x`size` float input): a model that takes long enough to stop mid-run.
-pub fn matmul_chain(nodes: usize, size: u64) -> Vec<u8> {
-    let names: Vec<String> = (0..nodes).map(|i| if i + 1 == nodes { "y".to_owned() } else { format!("h{i}") }).collect();
-    let mut parts: Vec<Vec<u8>> = (0..nodes)
-        .map(|i| {
-            let previous = if i == 0 { "x" } else { names[i - 1].as_str() };
-            node("MatMul", &[previous, "x"], &[names[i].as_str()])
-        })
-        .collect();
-    parts.push(input(b"x", FLOAT, &[D::Fixed(size), D::Fixed(size)]));
-    parts.push(output(b"y", FLOAT, &[]));
-    model(&graph(&parts))
-}

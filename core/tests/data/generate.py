@@ -97,9 +97,21 @@ def recipe_input(spec):
     return wave.astype(dtype).reshape(shape)
 
 
+def matmul_chain_model(nodes=400, size=384):
+    # y = x @ x @ x ... (400 MatMuls of 384x384, no weights): a run of a few hundred ms, long enough to cancel, time
+    # out or preempt part-way in every language's scheduling tests.
+    names = [f"h{i}" for i in range(nodes - 1)] + ["y"]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [names[i - 1] if i else "x", "x"], [names[i]]) for i in range(nodes)],
+        "matmul_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])])
+    save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), "matmul_chain.onnx")
+
+
 def main():
     MODELS.mkdir(exist_ok=True)
     identity_models()
+    matmul_chain_model()
     expected = {"matmul_dynamic": matmul_model()}
     multi_io_model()
 
