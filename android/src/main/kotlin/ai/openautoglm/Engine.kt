@@ -3,8 +3,12 @@ package ai.openautoglm
 import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
+import kotlin.time.Duration
+import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.withContext
 
 /**
@@ -50,9 +54,25 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
 
     val isClosed: Boolean get() = native.isClosed()
 
-    /** Runs the model on the calling thread; prefer [infer] from coroutines. Outputs are in model order. */
+    /** Runs stopped part-way so an interactive run could go first, then started again (background work lost). */
+    val preemptedRuns: Long get() = native.preemptedRuns().toLong()
+
+    /**
+     * Runs the model on the calling thread; prefer [infer] from coroutines. Outputs are in model order.
+     *
+     * [priority] orders the run among the others waiting in its lane (every engine on the same accelerator in this
+     * process): [Priority.INTERACTIVE] goes first and stops background runs in progress (they start again after it).
+     * A [deadline] (from now) or a [cancel] token stops the run, queued at once or running at its next node, with
+     * [EngineException.DeadlineExceeded] / [EngineException.Cancelled]; a result is never delivered late.
+     */
     @Throws(EngineException::class)
-    fun inferBlocking(inputs: Map<String, Tensor>): Map<String, Tensor> {
+    @JvmOverloads
+    fun inferBlocking(
+        inputs: Map<String, Tensor>,
+        priority: Priority = Priority.NORMAL,
+        deadline: Duration? = null,
+        cancel: CancelToken? = null,
+    ): Map<String, Tensor> {
         val specs = ArrayList<InputSpec>(inputs.size)
         var offset = 0L
         for ((name, tensor) in inputs) {
@@ -62,16 +82,25 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         }
         val single = inputs.values.singleOrNull()?.buffer
         val data = if (single != null && single.isDirect) single else pack(inputs.values, offset)
-        val outputs = native.run(specs, data)
+        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds.toULong() else 0uL }
+        val outputs = native.run(specs, data, priority, timeoutUs, cancel)
         val result = LinkedHashMap<String, Tensor>(outputs.size)
         for (output in outputs) result[output.name] = Tensor.fromNative(output)
         return result
     }
 
-    /** Runs the model off the caller's thread ([Dispatchers.Default] unless told otherwise). */
+    /**
+     * Runs the model off the caller's thread ([Dispatchers.Default] unless told otherwise), scheduled as
+     * [inferBlocking] describes. Cancelling the coroutine stops the run (queued at once, running at its next node);
+     * the coroutine then ends with a CancellationException as structured concurrency expects.
+     */
     @Throws(EngineException::class)
-    suspend fun infer(inputs: Map<String, Tensor>, dispatcher: CoroutineDispatcher = Dispatchers.Default): Map<String, Tensor> =
-        withContext(dispatcher) { inferBlocking(inputs) }
+    suspend fun infer(
+        inputs: Map<String, Tensor>,
+        priority: Priority = Priority.NORMAL,
+        deadline: Duration? = null,
+        dispatcher: CoroutineDispatcher = Dispatchers.Default,
+    ): Map<String, Tensor> = cancellable(dispatcher) { token -> inferBlocking(inputs, priority, deadline, token) }
 
     /**
      * Runs the model [runs] times on zero inputs of the declared shapes, so the slow first inference happens now
@@ -106,6 +135,30 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     }
 
     companion object {
+        /**
+         * Runs [block] on [dispatcher] with a cancel token that the calling coroutine's cancellation cancels, so a
+         * blocking native call stops rather than running to its end.
+         */
+        internal suspend fun <T> cancellable(dispatcher: CoroutineDispatcher, block: (CancelToken) -> T): T {
+            val token = CancelToken()
+            try {
+                return coroutineScope {
+                    // The work never fails as a child (that would replace the caller's CancellationException with
+                    // the native Cancelled); its outcome is rethrown here.
+                    val work = async(dispatcher) { runCatching { block(token) } }
+                    val outcome = try {
+                        work.await()
+                    } catch (e: CancellationException) {
+                        token.cancel()
+                        throw e
+                    }
+                    outcome.getOrThrow()
+                }
+            } finally {
+                token.close()
+            }
+        }
+
         // One reusable direct buffer per thread for packing several inputs: no allocation per inference.
         private val scratch = ThreadLocal.withInitial { ByteBuffer.allocateDirect(0).order(ByteOrder.LITTLE_ENDIAN) }
 

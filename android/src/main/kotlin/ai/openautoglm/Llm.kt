@@ -22,6 +22,8 @@ typealias FinishListener = (GenerationMetrics, FinishReason?) -> Unit
  * }
  * ```
  * Pieces are valid UTF-8 text (a character split across tokens arrives whole). Failures are [EngineException]s.
+ * Several generations on one LLM run at once: their steps interleave by [Priority], and a long prompt is prefilled
+ * in short chunks while others stream.
  * Each generation pulls its tokens on [Dispatchers.IO] unless given another dispatcher (one blocking native call per
  * token), as [Engine.infer] runs on the dispatcher it is given.
  */
@@ -37,17 +39,19 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
     fun generate(
         prompt: String,
         options: GenerateOptions = GenerateOptions(),
+        priority: Priority = Priority.NORMAL,
         dispatcher: CoroutineDispatcher = Dispatchers.IO,
         onFinish: FinishListener? = null,
-    ): Flow<String> = stream(dispatcher, onFinish) { native.generate(prompt, options) }
+    ): Flow<String> = stream(priority, dispatcher, onFinish) { native.generate(prompt, options) }
 
     /** Answers a chat, laid out by the model's own chat template. */
     fun chat(
         messages: List<ChatMessage>,
         options: GenerateOptions = GenerateOptions(),
+        priority: Priority = Priority.NORMAL,
         dispatcher: CoroutineDispatcher = Dispatchers.IO,
         onFinish: FinishListener? = null,
-    ): Flow<String> = stream(dispatcher, onFinish) { native.chat(messages, options) }
+    ): Flow<String> = stream(priority, dispatcher, onFinish) { native.chat(messages, options) }
 
     /**
      * A conversation that keeps its turns. When the context would overflow, [policy] decides: drop whole exchanges
@@ -79,13 +83,17 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
     class Chat internal constructor(private val native: NativeChat) {
         val history: List<ChatMessage> @Throws(EngineException::class) get() = native.history()
 
-        /** Sends [user]'s message; the answer streams, and joins the history when it ends. */
+        /**
+         * Sends [user]'s message; the answer streams, and joins the history when it ends. One message at a time: a
+         * message sent while the previous answer still streams throws [EngineException.ChatBusy] when collected.
+         */
         fun send(
             user: String,
             options: GenerateOptions = GenerateOptions(),
+            priority: Priority = Priority.NORMAL,
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
             onFinish: FinishListener? = null,
-        ): Flow<String> = stream(dispatcher, onFinish) { native.send(user, options) }
+        ): Flow<String> = stream(priority, dispatcher, onFinish) { native.send(user, options) }
     }
 
     companion object {
@@ -103,11 +111,13 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
          * cancelled, or stops early, the generation is cancelled before its next token.
          */
         internal fun stream(
+            priority: Priority,
             dispatcher: CoroutineDispatcher,
             onFinish: FinishListener?,
             start: () -> NativeGeneration,
         ): Flow<String> = flow {
             val generation = start()
+            generation.setPriority(priority)
             try {
                 while (true) {
                     currentCoroutineContext().ensureActive()

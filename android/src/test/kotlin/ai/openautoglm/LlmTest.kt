@@ -69,7 +69,7 @@ class LlmTest {
         try {
             tiny().use { llm ->
                 var thread = ""
-                llm.generate("Hi", GenerateOptions(maxTokens = 2u), executor.asCoroutineDispatcher()) { _, _ ->
+                llm.generate("Hi", GenerateOptions(maxTokens = 2u), dispatcher = executor.asCoroutineDispatcher()) { _, _ ->
                     thread = Thread.currentThread().name
                 }.toList()
                 assertTrue(thread.startsWith("llm-worker"), thread)
