@@ -74,6 +74,7 @@ pub(crate) trait OrtResultExt<T> {
     /// An input was refused; `name` is the input.
     fn or_invalid_input(self, name: &str) -> Result<T>;
     /// A valid-looking run failed.
+    #[cfg_attr(not(feature = "llm"), allow(dead_code))]
     fn or_inference(self, what: impl Display) -> Result<T>;
     /// Something that should not fail did: a bug here or in ONNX Runtime.
     fn or_internal(self, what: impl Display) -> Result<T>;

@@ -200,6 +200,7 @@ impl Pool {
     }
 
     /// Runs waiting or running on this pool.
+    #[cfg_attr(not(feature = "llm"), allow(dead_code))]
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }

@@ -71,8 +71,37 @@ public final class Engine: Sendable {
     /// Runs served by each shape bucket (configuration order) and by the dynamic session, so far.
     public var shapeBucketStats: ShapeBucketStats { native.shapeBucketStats() }
 
+    /// Runs stopped part-way so an interactive run could go first, then started again (background work lost).
+    public var preemptedRuns: Int { Int(native.preemptedRuns()) }
+
     /// Runs the model on the calling thread.
-    public func inferSync(_ inputs: [String: Tensor]) throws -> Outputs {
+    ///
+    /// `priority` orders the run among the others waiting in its lane (every engine on the same accelerator in this
+    /// process): `.interactive` goes first and stops background runs in progress (they start again after it).
+    /// Cancelling `cancel` stops the run, queued at once or running at its next node, with `EngineError.Cancelled`.
+    public func inferSync(_ inputs: [String: Tensor], priority: Priority = .normal,
+                          cancel: CancelToken? = nil) throws -> Outputs {
+        try run(inputs, priority: priority, timeoutMicros: nil, cancel: cancel)
+    }
+
+    /// `inferSync` with a deadline `deadline` from now: past it the run fails with `EngineError.DeadlineExceeded`
+    /// (queued at once, running at its next node); a result is never delivered late.
+    @available(iOS 16, macOS 13, *)
+    public func inferSync(_ inputs: [String: Tensor], priority: Priority = .normal, deadline: Duration,
+                          cancel: CancelToken? = nil) throws -> Outputs {
+        try run(inputs, priority: priority, timeoutMicros: Engine.micros(deadline), cancel: cancel)
+    }
+
+    @available(iOS 16, macOS 13, *)
+    static func micros(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0, attoseconds >= 0 else { return 0 }
+        let (micros, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000)
+        return overflow ? UInt64.max : micros &+ UInt64(attoseconds / 1_000_000_000_000)
+    }
+
+    private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: UInt64?,
+                     cancel: CancelToken?) throws -> Outputs {
         var specs: [InputSpec] = []
         specs.reserveCapacity(inputs.count)
         let packed: Data
@@ -88,14 +117,35 @@ public final class Engine: Sendable {
             }
             packed = data
         }
-        return Outputs(try native.run(inputs: specs, data: packed))
+        return Outputs(try native.run(inputs: specs, data: packed, priority: priority, timeoutUs: timeoutMicros,
+                                      cancel: cancel))
     }
 
-    /// Runs the model on the SDK's native queue, off Swift's cooperative thread pool (a run blocks its thread).
-    /// A task cancelled before the call throws `CancellationError` without running the model.
-    public func infer(_ inputs: [String: Tensor]) async throws -> Outputs {
+    /// Runs the model on the SDK's native queue, off Swift's cooperative thread pool (a run blocks its thread),
+    /// scheduled at `priority` as `inferSync` describes. Cancelling the task stops the run (queued at once, running
+    /// at its next node) with `EngineError.Cancelled`; a task cancelled before the call throws `CancellationError`.
+    public func infer(_ inputs: [String: Tensor], priority: Priority = .normal) async throws -> Outputs {
+        try await cancellable { [self] token in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
+    }
+
+    /// `infer` with a deadline `deadline` from now (`EngineError.DeadlineExceeded` past it; never a late result).
+    @available(iOS 16, macOS 13, *)
+    public func infer(_ inputs: [String: Tensor], priority: Priority = .normal, deadline: Duration) async throws -> Outputs {
+        let micros = Engine.micros(deadline)
+        return try await cancellable { [self] token in
+            try self.run(inputs, priority: priority, timeoutMicros: micros, cancel: token)
+        }
+    }
+
+    /// Runs `work` on the native queue with a cancel token that cancelling the calling task cancels.
+    private func cancellable(_ work: @escaping @Sendable (CancelToken) throws -> Outputs) async throws -> Outputs {
         try Task.checkCancellation()
-        return try await NativeWork.run { [self] in try self.inferSync(inputs) }
+        let token = CancelToken()
+        return try await withTaskCancellationHandler {
+            try await NativeWork.run { try work(token) }
+        } onCancel: {
+            token.cancel()
+        }
     }
 
     /// Runs the model `runs` times on zero inputs of the declared shapes, so the slow first inference happens now

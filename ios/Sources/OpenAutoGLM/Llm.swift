@@ -9,6 +9,8 @@ import Foundation
 /// }
 /// ```
 /// Pieces are valid UTF-8 text (a character split across tokens arrives whole). Failures are `EngineError`s.
+/// Several generations on one LLM run at once: their steps interleave by `Priority`, and a long prompt is prefilled
+/// in short chunks while others stream.
 public final class Llm: Sendable {
     private let native: NativeLlm
     /// The decoder file running, e.g. `int4.onnx` (what `.auto` picks where it exists).
@@ -27,15 +29,15 @@ public final class Llm: Sendable {
     public var isClosed: Bool { native.isClosed() }
 
     /// Continues `prompt` as is (no chat template). `onFinish` gets the request's metrics and why it ended.
-    public func generate(_ prompt: String, options: GenerateOptions = GenerateOptions(),
+    public func generate(_ prompt: String, options: GenerateOptions = GenerateOptions(), priority: Priority = .normal,
                          onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)? = nil) -> AsyncThrowingStream<String, Error> {
-        Llm.stream(onFinish) { [native] in try native.generate(prompt: prompt, options: options) }
+        Llm.stream(priority, onFinish) { [native] in try native.generate(prompt: prompt, options: options) }
     }
 
     /// Answers a chat, laid out by the model's own chat template.
-    public func chat(_ messages: [ChatMessage], options: GenerateOptions = GenerateOptions(),
+    public func chat(_ messages: [ChatMessage], options: GenerateOptions = GenerateOptions(), priority: Priority = .normal,
                      onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)? = nil) -> AsyncThrowingStream<String, Error> {
-        Llm.stream(onFinish) { [native] in try native.chat(messages: messages, options: options) }
+        Llm.stream(priority, onFinish) { [native] in try native.chat(messages: messages, options: options) }
     }
 
     /// A conversation that keeps its turns. When the context would overflow, `policy` decides: drop whole exchanges
@@ -55,17 +57,18 @@ public final class Llm: Sendable {
 
         public var history: [ChatMessage] { get throws { try native.history() } }
 
-        /// Sends `user`'s message; the answer streams, and joins the history when it ends.
-        public func send(_ user: String, options: GenerateOptions = GenerateOptions(),
+        /// Sends `user`'s message; the answer streams, and joins the history when it ends. One message at a time: a
+        /// message sent while the previous answer still streams throws `EngineError.ChatBusy`.
+        public func send(_ user: String, options: GenerateOptions = GenerateOptions(), priority: Priority = .normal,
                          onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)? = nil) -> AsyncThrowingStream<String, Error> {
-            Llm.stream(onFinish) { [native] in try native.send(user: user, options: options) }
+            Llm.stream(priority, onFinish) { [native] in try native.send(user: user, options: options) }
         }
     }
 
     /// Pulls pieces on the SDK's native queue (one blocking native call per token, kept off Swift's cooperative
     /// thread pool). Cancelling the consuming task, or dropping the stream, cancels the generation before its next
     /// token.
-    static func stream(_ onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)?,
+    static func stream(_ priority: Priority, _ onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)?,
                        _ start: @escaping @Sendable () throws -> NativeGeneration) -> AsyncThrowingStream<String, Error> {
         AsyncThrowingStream { continuation in
             let state = StreamState()
@@ -74,6 +77,7 @@ public final class Llm: Sendable {
                 var generation: NativeGeneration?
                 do {
                     let started = try start()
+                    started.setPriority(priority: priority)
                     generation = started
                     state.started(started)
                     while !state.isCancelled, let piece = try started.nextPiece() {
