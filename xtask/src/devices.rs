@@ -84,7 +84,7 @@ pub struct Deployed {
     stage: PathBuf,
 }
 
-/// The runner protocol (core/src/bin/openautoglm-bench.rs) for one run.
+/// The runner protocol (core/src/bin/openautoglm-bench/main.rs) for one run.
 pub struct RunArgs {
     pub runs: usize,
     pub warmup: usize,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the result layout. Readers refuse files from a newer layout rather than misread them.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// What one runner process reports for one model: core/src/bin/openautoglm-bench.rs, the python-ort and ORT Java
+/// What one runner process reports for one model: core/src/bin/openautoglm-bench/main.rs, the python-ort and ORT Java
 /// peers, and the Kotlin and Swift runners (peers report a subset).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
@@ -400,6 +400,76 @@ pub struct DeviceGenerationRow {
     pub same_greedy_tokens_as_host: bool,
 }
 
+/// What the runner's `--scheduling` measures (core/src/bin/openautoglm-bench/scheduling.rs), and `bench --suite
+/// scheduling` writes under `"scheduling"`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct SchedulingMetrics {
+    pub interactive_p50_idle_ms: f64,
+    pub interactive_p90_idle_ms: f64,
+    pub interactive_p99_idle_ms: f64,
+    pub interactive_p50_loaded_ms: f64,
+    pub interactive_p90_loaded_ms: f64,
+    pub interactive_p99_loaded_ms: f64,
+    pub interactive_p99_ratio: f64,
+    pub interactive_p99_from_due_idle_ms: f64,
+    pub interactive_p99_from_due_loaded_ms: f64,
+    pub fifo_interactive_p50_ms: f64,
+    pub fifo_interactive_p99_ms: f64,
+    pub fifo_interactive_p99_ratio: f64,
+    pub background_runs_per_s_alone: f64,
+    pub background_runs_per_s_under_interactive: f64,
+    pub background_runs_per_s_fifo: f64,
+    pub background_preempted_runs: u64,
+    pub concurrent_requests_per_s: f64,
+    pub serialised_requests_per_s: f64,
+    pub concurrent_throughput_ratio: f64,
+    pub engine_rss_mb_one_session: f64,
+    pub extra_session_rss_mb: f64,
+    pub background_run_ms: f64,
+    pub cancelled_part_way: u64,
+    pub cancel_latency_p50_ms: f64,
+    pub cancel_latency_p99_ms: f64,
+    pub deadline_requests: u64,
+    pub deadline_exceeded: u64,
+    pub late_results: u64,
+    pub llm_file: Option<String>,
+    pub llm_long_prompt_tokens: Option<u64>,
+    pub llm_stream_max_gap_ms: Option<f64>,
+    pub llm_stream_p50_gap_ms: Option<f64>,
+    pub llm_stream_gaps_during_prefill: Option<u64>,
+    pub llm_stream_p50_gap_alone_ms: Option<f64>,
+    pub llm_long_prefill_alone_ms: Option<f64>,
+    pub llm_long_prefill_contended_ms: Option<f64>,
+}
+
+/// The runner's `--scheduling` report.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(default)]
+pub struct SchedulingOutput {
+    pub ort_version: String,
+    pub interval_ms: f64,
+    pub requests: u64,
+    pub scheduling: SchedulingMetrics,
+}
+
+/// `bench --suite scheduling`: what was run where, and the measurements.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(default)]
+pub struct SchedulingFile {
+    pub schema: u32,
+    pub suite: String,
+    pub device: DeviceInfo,
+    pub git_commit: Option<String>,
+    pub ort_version: String,
+    pub interactive_model: String,
+    pub background_model: String,
+    pub llm: Option<String>,
+    pub interval_ms: f64,
+    pub requests: u64,
+    pub scheduling: SchedulingMetrics,
+}
+
 /// Reads a JSON file written by a runner or by `bench` into its type.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -445,7 +515,7 @@ pub fn read_results(paths: &[impl AsRef<Path>]) -> Result<Vec<BenchResult>> {
 mod tests {
     use super::*;
 
-    /// The Rust runner's report, as core/src/bin/openautoglm-bench.rs writes it, reads into the types and writes
+    /// The Rust runner's report, as core/src/bin/openautoglm-bench/main.rs writes it, reads into the types and writes
     /// back with the same fields.
     #[test]
     fn a_runner_report_round_trips() {

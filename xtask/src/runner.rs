@@ -1,4 +1,4 @@
-//! The benchmark runner (core/src/bin/openautoglm-bench.rs), built in this one place for every device: this
+//! The benchmark runner (core/src/bin/openautoglm-bench/main.rs), built in this one place for every device: this
 //! machine for host benchmarks and the host reference, or a cross target for qemu, phones and simulators.
 
 use std::path::PathBuf;

@@ -359,7 +359,11 @@ impl Engine {
                     from_ort_value(&out.name, value, self.config.f16_outputs_as_f32, self.limit())
                 })
                 .collect::<Result<Vec<_>>>()?;
-            // Copying large outputs takes time too: a result is never late.
+            // The session and the lane go back first (waking the next run), then the deadline is checked a last
+            // time: copying large outputs and handing over take time too, and a result is never late.
+            drop(outputs);
+            drop(slot);
+            drop(grant);
             return if late(Instant::now()) { Err(Error::DeadlineExceeded) } else { Ok(tensors) };
         }
     }

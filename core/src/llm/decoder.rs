@@ -42,6 +42,8 @@ pub(super) struct LlmInner {
     pub(super) session: Mutex<Session>,
     /// The decoder as its lane counts it: one step of one generation at a time, in order of priority.
     pub(super) pool: crate::schedule::lane::Pool,
+    /// Generations started and not yet ended: with more than one, prefills go in short chunks.
+    pub(super) active: std::sync::atomic::AtomicUsize,
     pub(super) tokenizer: tokenizers::Tokenizer,
     pub(super) chat_template: Option<String>,
     pub(super) config: DecoderConfig,
@@ -139,6 +141,7 @@ impl Llm {
                 inner: Arc::new(LlmInner {
                     session: Mutex::new(session),
                     pool: crate::schedule::lane::Pool::new(crate::schedule::LaneKind::of(&session_config), 1),
+                    active: std::sync::atomic::AtomicUsize::new(0),
                     tokenizer,
                     chat_template,
                     config: decoder,

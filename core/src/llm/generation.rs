@@ -67,6 +67,22 @@ pub struct GenerationMetrics {
 /// its next chunk). The same token type cancels engine runs.
 pub type CancelHandle = CancelToken;
 
+/// One active generation of an LLM, counted while it lives.
+struct ActiveGeneration(Arc<LlmInner>);
+
+impl ActiveGeneration {
+    fn new(llm: &Arc<LlmInner>) -> ActiveGeneration {
+        llm.active.fetch_add(1, Ordering::SeqCst);
+        ActiveGeneration(llm.clone())
+    }
+}
+
+impl Drop for ActiveGeneration {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The last position's logits (f32 or f16) copied into `out`, a buffer reused across steps.
 fn last_logits(logits: &DynValue, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
     out.clear();
@@ -99,6 +115,8 @@ fn choose(sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[
 /// A generation in progress: an iterator of text pieces, each valid UTF-8 (a character split across tokens is
 /// held until complete). Dropping it, or [`CancelHandle::cancel`], stops it between tokens.
 pub struct Generation {
+    /// Counts this generation among the LLM's active ones until it ends (or is dropped).
+    _active: Option<ActiveGeneration>,
     llm: Arc<LlmInner>,
     options: GenerateOptions,
     sampler: Sampler,
@@ -162,7 +180,9 @@ impl Generation {
             None
         };
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+        let active = ActiveGeneration::new(&llm);
         Ok(Generation {
+            _active: Some(active),
             sampler: Sampler::new(&options),
             prompt_len: tokens.len(),
             tokens,
@@ -244,6 +264,7 @@ impl Generation {
 
     fn end(&mut self, reason: FinishReason) -> Option<String> {
         self.finish = Some(reason);
+        self._active = None;
         (self.past, self.shared) = (None, None); // the KV cache's memory goes back now, not when this is dropped
         // A character cut in half by the end (max_tokens, a full context, a cancel) is kept as U+FFFD, as decoding
         // the tokens gives it: the pieces, text() and tokens() tell one answer. (A stop string cut the text on
@@ -276,7 +297,7 @@ impl Generation {
         let mut start = 0;
         loop {
             let mut chunk = self.llm.prefill_chunk.load(Ordering::Relaxed).max(1);
-            if self.llm.pool.in_flight() > 0 {
+            if self.llm.active.load(Ordering::SeqCst) > 1 {
                 chunk = chunk.min(CONTENDED_PREFILL_CHUNK);
             }
             if prompt - start <= chunk {
@@ -481,6 +502,7 @@ impl Iterator for Generation {
             Err(e) => {
                 self.exchange = None; // a failed answer does not join the chat's history
                 self.finish = Some(FinishReason::Stop);
+                self._active = None;
                 (self.past, self.shared) = (None, None);
                 Some(Err(e))
             }

@@ -8,6 +8,7 @@
 //! - `runners`: the Rust runner and the peers, one job each;
 //! - `host`: every configuration x runner on this machine, in rounds; `device`: one configuration on a device;
 //! - `engine_suite`: the engine's choices as baseline/treatment pairs; `generate`: text generation;
+//! - `scheduling`: `--suite scheduling`, many requests on one process;
 //! - `tables`: what is printed.
 
 mod device;
@@ -15,6 +16,7 @@ mod engine_suite;
 mod generate;
 mod host;
 mod runners;
+mod scheduling;
 mod tables;
 
 use std::fs;
@@ -97,6 +99,8 @@ pub struct Args {
 pub enum Suite {
     Standard,
     Engine,
+    /// Many requests on one process: priorities, concurrency, cancellation, deadlines, LLM streams.
+    Scheduling,
 }
 
 impl Suite {
@@ -104,6 +108,7 @@ impl Suite {
         match self {
             Suite::Standard => "standard",
             Suite::Engine => "engine",
+            Suite::Scheduling => "scheduling",
         }
     }
 }
@@ -202,6 +207,9 @@ fn configs(args: &Args) -> Result<Vec<Config>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.suite == Some(Suite::Scheduling) {
+        return scheduling::run(&args);
+    }
     if args.generate {
         return generate::run(generate::GenerateArgs::from_bench(&args));
     }

@@ -8,9 +8,14 @@
 //!                   [--feed-f16]  (float32 recipe inputs converted to float16 before timing, for f16-input models)
 //! Prints `progress DONE TOTAL` lines on stdout while it runs.
 //!
+//! openautoglm-bench --scheduling ...  (see `scheduling`): many requests on one process.
+//!
 //! openautoglm-bench --generate --llm DIR --precision int4 --question Q --tokens 128 --runs 3 --threads N --out R.json
 //!   times text generation: greedy, a fixed output length, the chat template applied to Q (the same protocol as
 //!   benchmarks/peers/genai_generate.py).
+
+mod llm_gaps;
+mod scheduling;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -385,6 +390,13 @@ fn run_generate() -> Result<Value, String> {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--scheduling") {
+        if let Err(e) = scheduling::run() {
+            eprintln!("openautoglm-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "--generate") {
         if let Err(e) = run_generate() {
             eprintln!("openautoglm-bench: {e}");
