@@ -11,7 +11,7 @@ use std::sync::Arc;
 use openautoglm as core;
 use openautoglm::{
     Accelerator, AcceleratorReport, CacheOutcome, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType,
-    EngineConfig, LogLevel, ModelInfo, Priority, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice,
+    EngineConfig, LogLevel, ModelInfo, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice, Priority,
     ProviderPlacement, RuntimeInfo, ShapeBucket, ShapeBucketStats, SkippedAccelerator, Tensor, TensorInfo,
 };
 
@@ -382,11 +382,9 @@ impl NativeEngine {
     ) -> Result<Vec<NativeTensor>, EngineError> {
         let options = core::RunOptions {
             priority,
-            deadline: timeout_us.map(|us| {
-                let now = std::time::Instant::now();
-                // A timeout beyond what the clock can hold is no deadline at all.
-                now.checked_add(std::time::Duration::from_micros(us)).unwrap_or(now + std::time::Duration::from_secs(1 << 40))
-            }),
+            // A timeout past what the clock can hold is no deadline at all.
+            deadline: timeout_us
+                .and_then(|us| std::time::Instant::now().checked_add(std::time::Duration::from_micros(us))),
             cancel: cancel.map(|c| c.token.clone()),
         };
         let views = inputs

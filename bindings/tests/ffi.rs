@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use openautoglm::{ElementType, EngineConfig, OptimizeLevel};
-use openautoglm_ffi::{EngineError, InputSpec, NativeEngine, init_runtime, native_version};
+use openautoglm::{ElementType, EngineConfig, OptimizeLevel, Priority};
+use openautoglm_ffi::{CancelToken, EngineError, InputSpec, NativeEngine, init_runtime, native_version};
 
 fn setup() -> std::sync::Arc<NativeEngine> {
     let ort = std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| {
@@ -23,6 +23,8 @@ fn setup() -> std::sync::Arc<NativeEngine> {
     NativeEngine::from_file(model.display().to_string(), config).unwrap()
 }
 
+const NORMAL: Priority = Priority::Normal;
+
 fn spec(name: &str, element_type: ElementType, n: i64, offset: u64, length: u64) -> InputSpec {
     InputSpec { name: name.into(), element_type, shape: vec![n], offset, length }
 }
@@ -34,8 +36,15 @@ fn packed_inputs_are_sliced_by_their_specs() {
     data.extend_from_slice(bytemuck_f32(&[1.0, -2.0]));
     data.extend_from_slice(&5i64.to_le_bytes());
     data.extend_from_slice(&7i64.to_le_bytes());
-    let out =
-        engine.run(vec![spec("a", ElementType::F32, 2, 0, 8), spec("b", ElementType::I64, 2, 8, 16)], &data).unwrap();
+    let out = engine
+        .run(
+            vec![spec("a", ElementType::F32, 2, 0, 8), spec("b", ElementType::I64, 2, 8, 16)],
+            &data,
+            NORMAL,
+            None,
+            None,
+        )
+        .unwrap();
     assert_eq!(out.len(), 3);
     assert_eq!(out[0].data, [bytemuck_f32(&[6.0, 5.0])].concat());
     assert_eq!(out[2].data, 12i64.to_le_bytes());
@@ -47,7 +56,13 @@ fn a_spec_outside_the_buffer_is_invalid_input() {
     let data = [0u8; 8];
     for (offset, length) in [(0, 16), (4, 8), (u64::MAX, 2), (2, u64::MAX)] {
         let err = engine
-            .run(vec![spec("a", ElementType::F32, 2, offset, length), spec("b", ElementType::I64, 0, 0, 0)], &data)
+            .run(
+                vec![spec("a", ElementType::F32, 2, offset, length), spec("b", ElementType::I64, 0, 0, 0)],
+                &data,
+                NORMAL,
+                None,
+                None,
+            )
             .unwrap_err();
         assert!(matches!(err, EngineError::InvalidInput { ref name, .. } if name == "a"), "{err:?}");
     }
@@ -59,8 +74,26 @@ fn release_then_run_is_engine_closed() {
     engine.release();
     engine.release();
     assert!(engine.is_closed());
-    let err = engine.run(vec![], &[]).unwrap_err();
+    let err = engine.run(vec![], &[], NORMAL, None, None).unwrap_err();
     assert_eq!(err, EngineError::EngineClosed);
+}
+
+#[test]
+fn deadlines_and_cancel_tokens_cross_the_ffi() {
+    let engine = setup();
+    let mut data = Vec::new();
+    data.extend_from_slice(bytemuck_f32(&[1.0, -2.0]));
+    data.extend_from_slice(&[0u8; 16]);
+    let specs = || vec![spec("a", ElementType::F32, 2, 0, 8), spec("b", ElementType::I64, 2, 8, 16)];
+    let err = engine.run(specs(), &data, Priority::Interactive, Some(0), None).unwrap_err();
+    assert_eq!(err, EngineError::DeadlineExceeded);
+    let token = CancelToken::new();
+    token.cancel();
+    assert!(token.is_cancelled());
+    let err = engine.run(specs(), &data, Priority::Background, None, Some(token)).unwrap_err();
+    assert_eq!(err, EngineError::Cancelled);
+    // A timeout past what the clock holds is no deadline, not a panic.
+    assert!(engine.run(specs(), &data, NORMAL, Some(u64::MAX), Some(CancelToken::new())).is_ok());
 }
 
 #[test]

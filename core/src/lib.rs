@@ -38,16 +38,16 @@ pub use accelerator::{AcceleratorReport, SkippedAccelerator};
 pub use bundle::PrecisionChoice;
 pub use compile_cache::CacheOutcome;
 pub use config::{
-    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, EngineConfig, MAX_CONCURRENCY, OptimizeLevel,
-    Precision, ShapeBucket,
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, EngineConfig, MAX_CONCURRENCY,
+    OptimizeLevel, Precision, ShapeBucket,
 };
 pub use engine::{Engine, MAX_WARMUP_RUNS, ShapeBucketStats};
 pub use error::{Error, Result, catch_panic};
 pub use logging::LogLevel;
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 pub use placement::{Placement, ProviderPlacement};
-pub use schedule::{CancelToken, Priority, PriorityHandle, RunOptions};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
+pub use schedule::{CancelToken, Priority, PriorityHandle, RunOptions};
 pub use tensor::{Element, ElementType, Tensor, TensorRef};
 
 /// Version of this library, checked by the Kotlin and Swift layers against the version they were generated for.

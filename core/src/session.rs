@@ -166,7 +166,7 @@ fn configure(
     let xnnpack_leads = report.active.first().is_some_and(|a| a == "XnnpackExecutionProvider");
     // Sessions for concurrent runs split the cores rather than each spinning up a thread per core.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let share = (config.concurrency > 1).then(|| (cores / config.concurrency).max(1)).unwrap_or(0);
+    let share = if config.concurrency > 1 { (cores / config.concurrency).max(1) } else { 0 };
     let intra_op_threads = match config.intra_op_threads {
         0 if xnnpack_leads => 1,
         0 => share,

@@ -170,7 +170,8 @@ fn an_interactive_run_stops_background_runs_which_then_finish_exactly() {
     let answer = minilm_run(&interactive, &tokens);
     std::thread::scope(|scope| {
         let bg = scope.spawn(|| {
-            run_slow(&background, &x, &RunOptions::new().with_priority(Priority::Background)).map(|y| (y, Instant::now()))
+            run_slow(&background, &x, &RunOptions::new().with_priority(Priority::Background))
+                .map(|y| (y, Instant::now()))
         });
         std::thread::sleep(Duration::from_millis(10));
         let shape = [1, tokens.len() as i64];

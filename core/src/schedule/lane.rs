@@ -111,7 +111,12 @@ impl LaneState {
     /// whole scheduler time slice (measured: 3 ms of a 4 ms MiniLM run); but a stopping run the OS has not
     /// scheduled holds no core, so the wait is bounded by [`STOP_WAIT`].
     fn stopping_until(&self) -> Option<Instant> {
-        self.running.iter().filter_map(|r| r.preempted_at).map(|at| at + STOP_WAIT).filter(|u| *u > Instant::now()).max()
+        self.running
+            .iter()
+            .filter_map(|r| r.preempted_at)
+            .map(|at| at + STOP_WAIT)
+            .filter(|u| *u > Instant::now())
+            .max()
     }
 
     /// Whether `t` could start now if it were first in line.
@@ -124,11 +129,7 @@ impl LaneState {
 
     /// Whether the ticket `seq` is the first ready one in order of priority, then arrival.
     fn may_start(&self, seq: u64) -> bool {
-        self.waiting
-            .iter()
-            .filter(|t| self.ready(t))
-            .min_by_key(|t| (t.priority, t.seq))
-            .is_some_and(|t| t.seq == seq)
+        self.waiting.iter().filter(|t| self.ready(t)).min_by_key(|t| (t.priority, t.seq)).is_some_and(|t| t.seq == seq)
     }
 
     fn leave(&mut self, seq: u64) {

@@ -148,10 +148,10 @@ impl CancelToken {
             watchers.push(watcher.clone());
         }
         // Checked after registering, so a cancel between the two is not lost.
-        if self.is_cancelled() {
-            if let Some(w) = watcher.upgrade() {
-                w.cancelled();
-            }
+        if self.is_cancelled()
+            && let Some(w) = watcher.upgrade()
+        {
+            w.cancelled();
         }
     }
 }
@@ -176,17 +176,18 @@ pub(crate) struct Active {
 
 impl Active {
     pub(crate) fn new() -> Result<Arc<Active>> {
-        let options =
-            ort::session::RunOptions::new().and_then(|o| o.with_tag(crate::logging::RUN_TAG)).or_internal("run options")?;
+        let options = ort::session::RunOptions::new()
+            .and_then(|o| o.with_tag(crate::logging::RUN_TAG))
+            .or_internal("run options")?;
         Ok(Arc::new(Active { options, stop: AtomicU8::new(0) }))
     }
 
     /// Stops the run for `why`, unless it was already stopped for another reason.
     pub(crate) fn stop(&self, why: Stop) {
-        if self.stop.compare_exchange(0, why as u8, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            if let Err(e) = self.options.terminate() {
-                log::warn!("could not stop a run ({why:?}): {e}");
-            }
+        if self.stop.compare_exchange(0, why as u8, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            && let Err(e) = self.options.terminate()
+        {
+            log::warn!("could not stop a run ({why:?}): {e}");
         }
     }
 

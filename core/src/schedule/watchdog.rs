@@ -47,7 +47,10 @@ impl Watchdog {
             });
             due = match due.iter().map(|(deadline, _)| *deadline).min() {
                 Some(next) => {
-                    self.changed.wait_timeout(due, next.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0
+                    self.changed
+                        .wait_timeout(due, next.saturating_duration_since(now))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
                 None => self.changed.wait(due).unwrap_or_else(|e| e.into_inner()),
             };

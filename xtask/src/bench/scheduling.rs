@@ -96,7 +96,11 @@ fn print_table(m: &SchedulingMetrics) {
     println!("| {:<44} | {:>14} | {:<34} |", "scheduling (this machine)", "value", "");
     println!("|{:-<46}|{:->16}|{:-<36}|", "", "", "");
     row("interactive p99, idle", format!("{:.2} ms", m.interactive_p99_idle_ms), "MiniLM at a fixed arrival rate");
-    row("interactive p99, background load", format!("{:.2} ms", m.interactive_p99_loaded_ms), "YOLOv8n x2 at background");
+    row(
+        "interactive p99, background load",
+        format!("{:.2} ms", m.interactive_p99_loaded_ms),
+        "YOLOv8n x2 at background",
+    );
     row("  ratio loaded / idle", format!("{:.2}x", m.interactive_p99_ratio), "goal <= 1.3");
     row("  FIFO (all normal) ratio", format!("{:.2}x", m.fifo_interactive_p99_ratio), "the naive baseline");
     row("background runs/s: alone", format!("{:.1}", m.background_runs_per_s_alone), "");
@@ -104,9 +108,17 @@ fn print_table(m: &SchedulingMetrics) {
     row("  preempted and re-run", m.background_preempted_runs.to_string(), "the work interactive runs cost");
     row("2 callers, 2 sessions vs serialised", format!("{:.2}x", m.concurrent_throughput_ratio), "goal >= 1.2");
     row("  extra session memory", format!("{:.1} MB", m.extra_session_rss_mb), "");
-    row("cancel latency p50 / p99", format!("{:.2} / {:.2} ms", m.cancel_latency_p50_ms, m.cancel_latency_p99_ms), "YOLOv8n, goal p99 <= 20");
+    row(
+        "cancel latency p50 / p99",
+        format!("{:.2} / {:.2} ms", m.cancel_latency_p50_ms, m.cancel_latency_p99_ms),
+        "YOLOv8n, goal p99 <= 20",
+    );
     row("late results", m.late_results.to_string(), "goal 0");
-    row("  deadline exceeded (of requests)", format!("{} / {}", m.deadline_exceeded, m.deadline_requests), "deadlines 0.5-2x idle p50");
+    row(
+        "  deadline exceeded (of requests)",
+        format!("{} / {}", m.deadline_exceeded, m.deadline_requests),
+        "deadlines 0.5-2x idle p50",
+    );
     if let (Some(max), Some(p50)) = (m.llm_stream_max_gap_ms, m.llm_stream_p50_gap_ms) {
         row("LLM stream gap max / p50 (long prefill)", format!("{max:.0} / {p50:.0} ms"), "goal max <= 5x p50");
         row("  ratio", format!("{:.2}x", max / p50), "");

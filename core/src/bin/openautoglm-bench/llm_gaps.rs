@@ -29,7 +29,8 @@ fn long_prompt(llm: &Llm, tokens: usize) -> Result<String, String> {
 /// The long request's time to its first token.
 fn prefill_ms(llm: &Llm, prompt: &str) -> Result<f64, String> {
     let started = Instant::now();
-    let mut generation = llm.generate(prompt, GenerateOptions { max_tokens: 1, ..GenerateOptions::default() })
+    let mut generation = llm
+        .generate(prompt, GenerateOptions { max_tokens: 1, ..GenerateOptions::default() })
         .map_err(|e| e.to_string())?;
     generation.next().transpose().map_err(|e| e.to_string())?;
     Ok(ms(started.elapsed()))
@@ -72,11 +73,7 @@ pub(super) fn measure(dir: &std::path::Path) -> Result<Value, String> {
     })?;
     // Gaps between consecutive pieces that overlap the long prefill.
     let (from, to) = window;
-    let gaps: Vec<f64> = pieces
-        .windows(2)
-        .filter(|w| w[1] > from && w[0] < to)
-        .map(|w| ms(w[1] - w[0]))
-        .collect();
+    let gaps: Vec<f64> = pieces.windows(2).filter(|w| w[1] > from && w[0] < to).map(|w| ms(w[1] - w[0])).collect();
     let solo: Vec<f64> = pieces.windows(2).filter(|w| w[1] <= from).map(|w| ms(w[1] - w[0])).collect();
     let during = Summary::of(&gaps).ok_or("no piece arrived while the long prompt prefilled")?;
     let before = Summary::of(&solo).ok_or("no piece arrived before the long prompt")?;

@@ -326,8 +326,14 @@ pub(super) fn run() -> Result<(), String> {
         done(&mut step);
     }
     let (idle_summary, loaded_summary, fifo_summary) = (idle.summary()?, loaded.summary()?, fifo.summary()?);
-    let with_deadlines =
-        interactive_latency(&interactive, &background, &args, args.requests, Load::Prioritized, Some(idle_summary.p50))?;
+    let with_deadlines = interactive_latency(
+        &interactive,
+        &background,
+        &args,
+        args.requests,
+        Load::Prioritized,
+        Some(idle_summary.p50),
+    )?;
     done(&mut step);
     let alone = background_alone(&background, args.seconds);
     done(&mut step);
