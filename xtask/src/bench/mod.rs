@@ -3,7 +3,7 @@
 //! the result (layout: benchmarks/README.md, types: `results`). `--vs python-ort,ort-java,kotlin,swift` runs peers
 //! and our own layers on the same model, threads and inputs, interleaved in rounds, as ratios over the Rust core;
 //! `--suite standard` runs every model in every precision variant and writes a report; `--suite engine` measures
-//! the engine's own choices; `--generate` times text generation; `--device` deploys to qemu, phones, simulators.
+//! the engine's own choices; `--suite scheduling` many requests at once; `--generate` times text generation; `--device` deploys to qemu, phones, simulators.
 //!
 //! - `runners`: the Rust runner and the peers, one job each;
 //! - `host`: every configuration x runner on this machine, in rounds; `device`: one configuration on a device;
@@ -38,7 +38,8 @@ pub struct Args {
     model: Option<String>,
     /// Run a suite instead of one model: `standard` is every real model of the manifest in every precision
     /// variant (made with `models prepare` when missing), with a result file and a report; `engine` measures the
-    /// engine's own choices in pairs (compile cache, shape buckets, float16 I/O conversion).
+    /// engine's own choices in pairs (compile cache, shape buckets, float16 I/O conversion); `scheduling` measures
+    /// many requests on one process (priorities, concurrency, cancellation, deadlines, LLM streams).
     #[arg(long)]
     suite: Option<Suite>,
     /// With --suite: only these models.
