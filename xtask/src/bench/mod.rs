@@ -3,7 +3,8 @@
 //! the result (layout: benchmarks/README.md, types: `results`). `--vs python-ort,ort-java,kotlin,swift` runs peers
 //! and our own layers on the same model, threads and inputs, interleaved in rounds, as ratios over the Rust core;
 //! `--suite standard` runs every model in every precision variant and writes a report; `--suite engine` measures
-//! the engine's own choices; `--suite scheduling` many requests at once; `--generate` times text generation; `--device` deploys to qemu, phones, simulators.
+//! the engine's own choices; `--suite scheduling` many requests at once; `--generate` times text generation;
+//! `--device` deploys to qemu, phones, simulators.
 //!
 //! - `runners`: the Rust runner and the peers, one job each;
 //! - `host`: every configuration x runner on this machine, in rounds; `device`: one configuration on a device;
