@@ -169,18 +169,17 @@ fn progress(done: usize, total: usize) {
     let _ = out.flush();
 }
 
+/// The inputs a recipe file describes (paths in it are relative to it).
+fn load_recipe(path: &std::path::Path) -> Result<Vec<Input>, String> {
+    let recipe: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?)
+            .map_err(|e| format!("recipe: {e}"))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    recipe.as_array().ok_or("the recipe is a list of inputs")?.iter().map(|spec| build_input(spec, dir)).collect()
+}
+
 fn run(args: Args) -> Result<Value, String> {
-    let recipe: Value = serde_json::from_str(
-        &std::fs::read_to_string(&args.recipe).map_err(|e| format!("{}: {e}", args.recipe.display()))?,
-    )
-    .map_err(|e| format!("recipe: {e}"))?;
-    let recipe_dir = args.recipe.parent().unwrap_or(std::path::Path::new("."));
-    let inputs = recipe
-        .as_array()
-        .ok_or("the recipe is a list of inputs")?
-        .iter()
-        .map(|spec| build_input(spec, recipe_dir))
-        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = load_recipe(&args.recipe)?;
     let before = memory();
 
     let t = Instant::now();

@@ -20,7 +20,7 @@ use openautoglm::metrics::{Summary, memory};
 use openautoglm::{CancelToken, Engine, EngineConfig, Error, Priority, RunOptions, Runtime, TensorRef};
 use serde_json::{Value, json};
 
-use super::{Input, build_input, progress};
+use super::{Input, load_recipe, progress};
 
 struct Args {
     interactive: std::path::PathBuf,
@@ -78,15 +78,7 @@ struct Loaded {
 
 impl Loaded {
     fn open(model: &std::path::Path, recipe: &std::path::Path, config: EngineConfig) -> Result<Loaded, String> {
-        let text = std::fs::read_to_string(recipe).map_err(|e| format!("{}: {e}", recipe.display()))?;
-        let specs: Value = serde_json::from_str(&text).map_err(|e| format!("recipe: {e}"))?;
-        let dir = recipe.parent().unwrap_or(std::path::Path::new("."));
-        let inputs = specs
-            .as_array()
-            .ok_or("the recipe is a list of inputs")?
-            .iter()
-            .map(|spec| build_input(spec, dir))
-            .collect::<Result<Vec<_>, _>>()?;
+        let inputs = load_recipe(recipe)?;
         let engine = Engine::from_file(model, config).map_err(|e| e.to_string())?;
         let loaded = Loaded { engine, inputs };
         for _ in 0..10 {
@@ -237,34 +229,16 @@ fn interactive_latency(
     Ok(scenario)
 }
 
-/// Background runs per second with nothing else running, for the cost of interactive load.
-fn background_alone(background: &Loaded, seconds: f64) -> f64 {
+/// Requests per second from two callers running `loaded` back to back at `priority` for `seconds`.
+fn two_callers(loaded: &Loaded, priority: Priority, seconds: f64) -> f64 {
     let runs = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
-                let options = RunOptions::new().with_priority(Priority::Background);
+                let options = RunOptions::new().with_priority(priority);
                 while started.elapsed().as_secs_f64() < seconds {
-                    if background.run(&options).is_ok() {
-                        runs.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    runs.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Requests per second from two callers for `seconds`.
-fn two_callers(loaded: &Loaded, seconds: f64) -> f64 {
-    let runs = AtomicU64::new(0);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                while started.elapsed().as_secs_f64() < seconds {
-                    if loaded.run(&RunOptions::default()).is_ok() {
+                    if loaded.run(&options).is_ok() {
                         runs.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -335,7 +309,8 @@ pub(super) fn run() -> Result<(), String> {
         Some(idle_summary.p50),
     )?;
     done(&mut step);
-    let alone = background_alone(&background, args.seconds);
+    // The background's pace with nothing else running, for what interactive load costs it.
+    let alone = two_callers(&background, Priority::Background, args.seconds);
     done(&mut step);
 
     // The same engine serialised (1 session: callers take turns) vs with 2 sessions; memory of the extra session.
@@ -347,8 +322,8 @@ pub(super) fn run() -> Result<(), String> {
     let rss_concurrent = memory().map(|m| m.rss);
     let (mut serial_rate, mut concurrent_rate) = (0.0, 0.0);
     for _ in 0..2 {
-        serial_rate += two_callers(&serial, args.seconds / 2.0);
-        concurrent_rate += two_callers(&concurrent, args.seconds / 2.0);
+        serial_rate += two_callers(&serial, Priority::Normal, args.seconds / 2.0);
+        concurrent_rate += two_callers(&concurrent, Priority::Normal, args.seconds / 2.0);
     }
     done(&mut step);
     let serial_mb = mb(rss_serial) - mb(rss_before);
