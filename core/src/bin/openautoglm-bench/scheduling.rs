@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use openautoglm::metrics::{Summary, memory};
 use openautoglm::{CancelToken, Engine, EngineConfig, Error, Priority, RunOptions, Runtime, TensorRef};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Input, load_recipe, progress};
 
@@ -154,7 +154,7 @@ impl Scenario {
         Summary::of(&self.latencies).ok_or_else(|| "no interactive request finished".to_owned())
     }
 
-    fn from_due_p99(&self) -> f64 {
+    fn p99_from_due(&self) -> f64 {
         Summary::of(&self.from_due).map_or(0.0, |s| s.p99)
     }
 
@@ -358,8 +358,8 @@ pub(super) fn run() -> Result<(), String> {
         "interactive_p90_loaded_ms": loaded_summary.p90,
         "interactive_p99_loaded_ms": loaded_summary.p99,
         "interactive_p99_ratio": loaded_summary.p99 / idle_summary.p99,
-        "interactive_p99_from_due_idle_ms": idle.from_due_p99(),
-        "interactive_p99_from_due_loaded_ms": loaded.from_due_p99(),
+        "interactive_p99_from_due_idle_ms": idle.p99_from_due(),
+        "interactive_p99_from_due_loaded_ms": loaded.p99_from_due(),
         "fifo_interactive_p50_ms": fifo_summary.p50,
         "fifo_interactive_p99_ms": fifo_summary.p99,
         "fifo_interactive_p99_ratio": fifo_summary.p99 / idle_summary.p99,
