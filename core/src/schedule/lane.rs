@@ -7,7 +7,6 @@
 //! whose engine has. Interactive work reserves the lane: background runs do not start while an interactive run waits
 //! or runs, and the ones running are stopped and re-queued at their old place.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -74,8 +73,8 @@ struct LaneState {
     next_seq: u64,
     waiting: Vec<Ticket>,
     running: Vec<Running>,
-    /// Free sessions per pool; a closed pool is gone from here.
-    free: HashMap<u64, usize>,
+    /// Free sessions per pool (a handful of engines: a list, not a map); a closed pool is gone from here.
+    free: Vec<(u64, usize)>,
 }
 
 struct Ticket {
@@ -122,7 +121,7 @@ impl LaneState {
     /// Whether `t` could start now if it were first in line.
     fn ready(&self, t: &Ticket) -> bool {
         self.running.len() < self.capacity
-            && self.free.get(&t.pool).is_some_and(|&n| n > 0)
+            && self.free_sessions(t.pool).is_some_and(|n| n > 0)
             && !(t.priority == Priority::Background && self.interactive_present())
             && !(t.priority == Priority::Interactive && self.stopping_until().is_some())
     }
@@ -130,6 +129,14 @@ impl LaneState {
     /// Whether the ticket `seq` is the first ready one in order of priority, then arrival.
     fn may_start(&self, seq: u64) -> bool {
         self.waiting.iter().filter(|t| self.ready(t)).min_by_key(|t| (t.priority, t.seq)).is_some_and(|t| t.seq == seq)
+    }
+
+    fn free_sessions(&self, pool: u64) -> Option<usize> {
+        self.free.iter().find(|(id, _)| *id == pool).map(|(_, n)| *n)
+    }
+
+    fn free_mut(&mut self, pool: u64) -> Option<&mut usize> {
+        self.free.iter_mut().find(|(id, _)| *id == pool).map(|(_, n)| n)
     }
 
     fn leave(&mut self, seq: u64) {
@@ -182,7 +189,7 @@ impl Drop for Grant<'_> {
             state.interactive_ended = Some(Instant::now());
         }
         state.running.retain(|r| r.seq != self.seq);
-        if let Some(free) = state.free.get_mut(&self.pool.id) {
+        if let Some(free) = state.free_mut(self.pool.id) {
             *free += 1;
         }
         drop(state);
@@ -224,7 +231,7 @@ impl Pool {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let lane = &lanes()[kind.index()];
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        lane.lock().free.insert(id, sessions.max(1));
+        lane.lock().free.push((id, sessions.max(1)));
         Pool { lane, id }
     }
 
@@ -245,7 +252,7 @@ impl Pool {
         loop {
             let refusal = if request.cancel.is_some_and(CancelToken::is_cancelled) {
                 Some(Error::Cancelled)
-            } else if !state.free.contains_key(&self.id) {
+            } else if state.free_sessions(self.id).is_none() {
                 Some(Error::EngineClosed)
             } else if request.deadline.is_some_and(|d| Instant::now() >= d) {
                 Some(Error::DeadlineExceeded)
@@ -270,7 +277,7 @@ impl Pool {
             }
             if state.may_start(seq) {
                 state.leave(seq);
-                *state.free.get_mut(&self.id).expect("checked above") -= 1;
+                *state.free_mut(self.id).expect("checked above") -= 1;
                 state.running.push(Running {
                     seq,
                     priority: request.priority,
@@ -302,7 +309,7 @@ impl Pool {
     /// Closes the pool: its queued runs fail with `EngineClosed`, and its running ones stop at their next node.
     pub(crate) fn close(&self) {
         let mut state = self.lane.lock();
-        state.free.remove(&self.id);
+        state.free.retain(|(id, _)| *id != self.id);
         for running in state.running.iter().filter(|r| r.pool == self.id) {
             if let Some(active) = &running.active {
                 active.stop(Stop::Closed);
