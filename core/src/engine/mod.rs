@@ -295,7 +295,13 @@ impl Engine {
     /// deadline or a cancel token stops it queued at once, or running at the next node, with
     /// [`Error::DeadlineExceeded`] or [`Error::Cancelled`]. A result is never delivered after its deadline.
     pub fn run_with(&self, inputs: &[(&str, TensorRef<'_>)], options: &RunOptions) -> Result<Vec<Tensor>> {
-        catch_panic(|| self.scheduled_run(inputs, options, None))
+        let outputs = catch_panic(|| self.scheduled_run(inputs, options, None))?;
+        // The last moment before the caller has the result: after the session and the lane went back (waking other
+        // runs, which may take the cores from this thread) and the outputs were copied.
+        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::DeadlineExceeded);
+        }
+        Ok(outputs)
     }
 
     /// One run through the lane, on a free slot (or `slot`), started again when an interactive run preempted it.
@@ -359,12 +365,11 @@ impl Engine {
                     from_ort_value(&out.name, value, self.config.f16_outputs_as_f32, self.limit())
                 })
                 .collect::<Result<Vec<_>>>()?;
-            // The session and the lane go back first (waking the next run), then the deadline is checked a last
-            // time: copying large outputs and handing over take time too, and a result is never late.
+            // The session and the lane go back before the caller's last deadline check (in `run_with`).
             drop(outputs);
             drop(slot);
             drop(grant);
-            return if late(Instant::now()) { Err(Error::DeadlineExceeded) } else { Ok(tensors) };
+            return Ok(tensors);
         }
     }
 
