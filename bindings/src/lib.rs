@@ -387,31 +387,24 @@ impl NativeEngine {
                 .and_then(|us| std::time::Instant::now().checked_add(std::time::Duration::from_micros(us))),
             cancel: cancel.map(|c| c.token.clone()),
         };
-        let views = inputs
-            .iter()
-            .map(|spec| {
-                let bytes = usize::try_from(spec.offset)
-                    .ok()
-                    .zip(usize::try_from(spec.length).ok())
-                    .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
-                    .ok_or_else(|| EngineError::InvalidInput {
-                        name: spec.name.clone(),
-                        reason: format!(
-                            "bytes {}+{} lie outside the {}-byte input buffer",
-                            spec.offset,
-                            spec.length,
-                            data.len()
-                        ),
-                    })?;
-                Ok((spec.name.as_str(), core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes)))
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?;
+        let views = views(&inputs, data)?;
         self.engine.run_with(&views, &options)
     }
 
     /// Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
     pub fn warmup(&self, runs: u32) -> Result<Vec<f64>, EngineError> {
         self.engine.warmup(runs)
+    }
+
+    /// `warmup` with zero inputs whose named dynamic dims take the given sizes.
+    pub fn warmup_dims(&self, dims: HashMap<String, u64>, runs: u32) -> Result<Vec<f64>, EngineError> {
+        let dims: Vec<(&str, u64)> = dims.iter().map(|(name, size)| (name.as_str(), *size)).collect();
+        self.engine.warmup_dims(&dims, runs)
+    }
+
+    /// `warmup` with example inputs packed in `data`.
+    pub fn warmup_with(&self, inputs: Vec<InputSpec>, data: &[u8], runs: u32) -> Result<Vec<f64>, EngineError> {
+        self.engine.warmup_with(&views(&inputs, data)?, runs)
     }
 
     /// Releases the model now; later calls fail with `EngineClosed`. Releasing twice is fine. (Not `close`:
@@ -423,6 +416,29 @@ impl NativeEngine {
     pub fn is_closed(&self) -> bool {
         self.engine.is_closed()
     }
+}
+
+/// The inputs packed in `data`, as views of their byte ranges (checked against the buffer).
+fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, core::TensorRef<'a>)>, EngineError> {
+    inputs
+        .iter()
+        .map(|spec| {
+            let bytes = usize::try_from(spec.offset)
+                .ok()
+                .zip(usize::try_from(spec.length).ok())
+                .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
+                .ok_or_else(|| EngineError::InvalidInput {
+                    name: spec.name.clone(),
+                    reason: format!(
+                        "bytes {}+{} lie outside the {}-byte input buffer",
+                        spec.offset,
+                        spec.length,
+                        data.len()
+                    ),
+                })?;
+            Ok((spec.name.as_str(), core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes)))
+        })
+        .collect::<Result<Vec<_>, EngineError>>()
 }
 
 #[cfg(feature = "llm")]

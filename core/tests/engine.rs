@@ -295,3 +295,27 @@ fn accelerator_options_map_to_onnx_runtime_providers() {
         assert_eq!(accelerator.provider_name(), provider);
     }
 }
+
+#[test]
+fn warmup_takes_the_sizes_or_the_inputs_the_app_will_use() {
+    let engine = common::engine("matmul_dynamic");
+    assert_eq!(engine.warmup_dims(&[("batch", 3)], 2).unwrap().len(), 2);
+    let x = [1.0f32; 8];
+    assert_eq!(engine.warmup_with(&[("x", TensorRef::new(&[2, 4], &x))], 1).unwrap().len(), 1);
+    match engine.warmup_dims(&[("time", 3)], 1) {
+        Err(Error::InvalidConfig { reason }) => {
+            assert!(reason.contains("`time`") && reason.contains("batch"), "{reason}")
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    assert!(matches!(engine.warmup_with(&[], 1), Err(Error::InvalidInput { .. })));
+
+    // A model that cannot run with 1 for its dynamic dims says what to pass instead, and warms up with either.
+    let pairs = common::engine("pairs");
+    let err = pairs.warmup(1).unwrap_err();
+    assert!(err.to_string().contains("warmup_dims") && err.to_string().contains("\"n\""), "{err}");
+    assert_eq!(pairs.warmup_dims(&[("n", 64)], 1).unwrap().len(), 1);
+    assert_eq!(pairs.warmup_with(&[("x", TensorRef::new(&[4], &[0f32; 4]))], 1).unwrap().len(), 1);
+    engine.close();
+    assert_eq!(engine.warmup_dims(&[("batch", 3)], 1).unwrap_err(), Error::EngineClosed);
+}

@@ -1,6 +1,7 @@
 //! The engine: one model, compiled once, run many times from any thread.
 
 mod validate;
+mod warmup;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -24,7 +25,7 @@ use crate::schedule::lane::{LaneKind, Pool, Request};
 use crate::schedule::{Active, OnCancel, RunOptions, Stop, watchdog};
 use crate::session::{Opened, open_session};
 use crate::source::Source;
-use crate::tensor::{ElementType, Tensor, TensorRef, element_count};
+use crate::tensor::{ElementType, Tensor, TensorRef};
 
 /// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and call [`Engine::run`] from many threads; up to
 /// [`EngineConfig::concurrency`] runs go at once, the rest queue by priority ([`Engine::run_with`]).
@@ -382,71 +383,6 @@ impl Engine {
                 Ok((Cow::Borrowed(*name), to_ort_value(name, t, wants_f16, self.limit())?))
             })
             .collect()
-    }
-
-    /// Runs the model `runs` times on zero-filled inputs of the declared shapes (dynamic dims as 1; each shape bucket
-    /// at its own dims too), so the slow first inference (allocations, kernel selection, caches) happens when the
-    /// app chooses, not on a user's request. Returns the milliseconds each round took.
-    pub fn warmup(&self, runs: u32) -> Result<Vec<f64>> {
-        if runs > MAX_WARMUP_RUNS {
-            return Err(Error::InvalidConfig {
-                reason: format!("warmup runs must be between 0 and {MAX_WARMUP_RUNS}, got {runs}"),
-            });
-        }
-        (0..runs)
-            .map(|_| {
-                let started = Instant::now();
-                for slot in 0..self.config.concurrency as usize {
-                    self.run_warmup_inputs(None, slot)?;
-                    for bucket in &self.buckets {
-                        self.run_warmup_inputs(Some(bucket), slot)?;
-                    }
-                }
-                Ok(started.elapsed().as_secs_f64() * 1e3)
-            })
-            .collect()
-    }
-
-    /// One run on zero-filled inputs (dynamic dims at the bucket's sizes, else 1) on `slot`'s sessions.
-    fn run_warmup_inputs(&self, bucket: Option<&Vec<(String, i64)>>, slot: usize) -> Result<()> {
-        let inputs: Vec<(String, ElementType, Vec<i64>)> = self
-            .info
-            .inputs
-            .iter()
-            .map(|input| {
-                let element_type = input.element_type.ok_or_else(|| {
-                    Error::invalid_input(
-                        &input.name,
-                        "warmup needs numeric or bool inputs; run the model with real inputs",
-                    )
-                })?;
-                let shape = input
-                    .shape
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Fixed { size } => *size as i64,
-                        Dim::Symbolic { name } => {
-                            bucket.and_then(|b| b.iter().find(|(n, _)| n == name)).map_or(1, |(_, size)| *size)
-                        }
-                        Dim::Dynamic => 1,
-                    })
-                    .collect();
-                Ok((input.name.clone(), element_type, shape))
-            })
-            .collect::<Result<_>>()?;
-        let buffers: Vec<Vec<u8>> = inputs
-            .iter()
-            .map(|(name, et, shape)| {
-                self.limit()
-                    .zeroed(element_count(name, shape)?, et.size(), || format!("warmup input `{name}` {shape:?}"))
-            })
-            .collect::<Result<_>>()?;
-        let views: Vec<(&str, TensorRef<'_>)> = inputs
-            .iter()
-            .zip(&buffers)
-            .map(|((name, et, shape), data)| (name.as_str(), TensorRef::from_bytes(*et, shape, data)))
-            .collect();
-        catch_panic(|| self.scheduled_run(&views, &RunOptions::default(), Some(slot))).map(drop)
     }
 
     /// The session for these (validated) inputs: the first shape bucket whose every dim matches, else dynamic

@@ -108,10 +108,21 @@ def matmul_chain_model(nodes=400, size=384):
     save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), "matmul_chain.onnx")
 
 
+def pairs_model():
+    # y = Reshape(x, [-1, 2]) for x: float[n]: runs for even n only, so a warmup with 1 for every dynamic dim fails.
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "pairs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 2])])
+    save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), "pairs.onnx")
+
+
 def main():
     MODELS.mkdir(exist_ok=True)
     identity_models()
     matmul_chain_model()
+    pairs_model()
     expected = {"matmul_dynamic": matmul_model()}
     multi_io_model()
 

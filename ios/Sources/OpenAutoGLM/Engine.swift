@@ -102,21 +102,7 @@ public final class Engine: Sendable {
 
     private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: UInt64?,
                      cancel: CancelToken?) throws -> Outputs {
-        var specs: [InputSpec] = []
-        specs.reserveCapacity(inputs.count)
-        let packed: Data
-        if inputs.count == 1, let (name, tensor) = inputs.first {
-            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape, offset: 0, length: UInt64(tensor.data.count)))
-            packed = tensor.data
-        } else {
-            var data = Data(capacity: inputs.values.reduce(0) { $0 + $1.data.count })
-            for (name, tensor) in inputs {
-                specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape,
-                                       offset: UInt64(data.count), length: UInt64(tensor.data.count)))
-                data.append(tensor.data)
-            }
-            packed = data
-        }
+        let (specs, packed) = Engine.pack(inputs)
         return Outputs(try native.run(inputs: specs, data: packed, priority: priority, timeoutUs: timeoutMicros,
                                       cancel: cancel))
     }
@@ -153,12 +139,59 @@ public final class Engine: Sendable {
     /// `runs` outside 0...1000 throws `EngineError.InvalidConfig`; a cancelled task throws `CancellationError`.
     @discardableResult
     public func warmup(runs: Int = 1) async throws -> [Double] {
+        let count = try Engine.checkedRuns(runs)
+        try Task.checkCancellation()
+        return try await NativeWork.run { [native] in try native.warmup(runs: count) }
+    }
+
+    /// `warmup` with example inputs: the shapes an app will run, on every session. Use it (or `warmup(dims:)`) when
+    /// the model cannot run with 1 for its dynamic dimensions.
+    @discardableResult
+    public func warmup(example: [String: Tensor], runs: Int = 1) async throws -> [Double] {
+        let count = try Engine.checkedRuns(runs)
+        try Task.checkCancellation()
+        let (specs, data) = Engine.pack(example)
+        return try await NativeWork.run { [native] in try native.warmupWith(inputs: specs, data: data, runs: count) }
+    }
+
+    /// `warmup` with zero inputs whose named dynamic dimensions take these sizes, e.g. `["time": 1000]`.
+    @discardableResult
+    public func warmup(dims: [String: Int], runs: Int = 1) async throws -> [Double] {
+        let count = try Engine.checkedRuns(runs)
+        var sizes: [String: UInt64] = [:]
+        for (name, size) in dims {
+            guard let size = UInt64(exactly: size) else {
+                throw EngineError.InvalidConfig(reason: "warmup: dim `\(name)` = \(size) is negative")
+            }
+            sizes[name] = size
+        }
+        try Task.checkCancellation()
+        return try await NativeWork.run { [native, sizes] in try native.warmupDims(dims: sizes, runs: count) }
+    }
+
+    private static func checkedRuns(_ runs: Int) throws -> UInt32 {
         // The engine checks the upper bound; a count that does not fit UInt32 would trap in the conversion.
         guard let count = UInt32(exactly: runs) else {
             throw EngineError.InvalidConfig(reason: "warmup runs must be between 0 and 1000, got \(runs)")
         }
-        try Task.checkCancellation()
-        return try await NativeWork.run { [native] in try native.warmup(runs: count) }
+        return count
+    }
+
+    /// The inputs as specs over one buffer.
+    private static func pack(_ inputs: [String: Tensor]) -> ([InputSpec], Data) {
+        var specs: [InputSpec] = []
+        specs.reserveCapacity(inputs.count)
+        if inputs.count == 1, let (name, tensor) = inputs.first {
+            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape, offset: 0, length: UInt64(tensor.data.count)))
+            return (specs, tensor.data)
+        }
+        var data = Data(capacity: inputs.values.reduce(0) { $0 + $1.data.count })
+        for (name, tensor) in inputs {
+            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape,
+                                   offset: UInt64(data.count), length: UInt64(tensor.data.count)))
+            data.append(tensor.data)
+        }
+        return (specs, data)
     }
 
     /// Releases the model now; later calls throw `EngineError.EngineClosed`. Closing twice is fine.

@@ -168,4 +168,25 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(results.count, count)
         for (i, y) in results { assertClose(y, expectedMatmul([Float](repeating: Float(i), count: 4), batch: 1)) }
     }
+
+    func testWarmupTakesTheSizesOrTheInputsTheAppWillUse() async throws {
+        let pairs = try Engine(path: Fixtures.model("pairs"))
+        do {
+            try await pairs.warmup()
+            XCTFail("zeros with n = 1 cannot run")
+        } catch let error as EngineError {
+            XCTAssertTrue("\(error)".contains("warmup_dims"), "\(error)")
+        }
+        let dims = try await pairs.warmup(dims: ["n": 64], runs: 2)
+        XCTAssertEqual(dims.count, 2)
+        let example = try await pairs.warmup(example: ["x": Tensor([Float](repeating: 0, count: 4), shape: [4])])
+        XCTAssertEqual(example.count, 1)
+        for bad in [["time": 3], ["n": -1]] {
+            do {
+                try await pairs.warmup(dims: bad)
+                XCTFail("\(bad) must be refused")
+            } catch EngineError.InvalidConfig {}
+        }
+    }
 }
+

@@ -73,15 +73,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         deadline: Duration? = null,
         cancel: CancelToken? = null,
     ): Map<String, Tensor> {
-        val specs = ArrayList<InputSpec>(inputs.size)
-        var offset = 0L
-        for ((name, tensor) in inputs) {
-            tensor.refusal?.let { throw EngineException.InvalidInput(name, it) }
-            specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset.toULong(), tensor.byteSize.toULong())
-            offset += tensor.byteSize
-        }
-        val single = inputs.values.singleOrNull()?.buffer
-        val data = if (single != null && single.isDirect) single else pack(inputs.values, offset)
+        val (specs, data) = packed(inputs)
         val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds.toULong() else 0uL }
         val outputs = native.run(specs, data, priority, timeoutUs, cancel)
         val result = LinkedHashMap<String, Tensor>(outputs.size)
@@ -110,19 +102,56 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     suspend fun warmup(runs: Int = 1, dispatcher: CoroutineDispatcher = Dispatchers.Default): List<Double> =
         withContext(dispatcher) { warmupBlocking(runs) }
 
-    /** [warmup] on the calling thread. */
+    /**
+     * [warmup] with example inputs: the shapes an app will run, on every session. Use it (or [warmupDims]) when the
+     * model cannot run with 1 for its dynamic dimensions.
+     */
     @Throws(EngineException::class)
-    fun warmupBlocking(runs: Int = 1): List<Double> {
+    suspend fun warmupWith(example: Map<String, Tensor>, runs: Int = 1, dispatcher: CoroutineDispatcher = Dispatchers.Default): List<Double> =
+        withContext(dispatcher) {
+            val (specs, data) = packed(example)
+            native.warmupWith(specs, data, checkedRuns(runs))
+        }
+
+    /** [warmup] with zero inputs whose named dynamic dimensions take these sizes, e.g. `mapOf("time" to 1000L)`. */
+    @Throws(EngineException::class)
+    suspend fun warmupDims(dims: Map<String, Long>, runs: Int = 1, dispatcher: CoroutineDispatcher = Dispatchers.Default): List<Double> =
+        withContext(dispatcher) {
+            val sizes = dims.mapValues { (name, size) ->
+                if (size < 0) throw EngineException.InvalidConfig("warmup: dim `$name` = $size is negative")
+                size.toULong()
+            }
+            native.warmupDims(sizes, checkedRuns(runs))
+        }
+
+    private fun checkedRuns(runs: Int): UInt {
         // The engine checks the upper bound; a negative count would wrap to billions of runs as a UInt.
         if (runs < 0) throw EngineException.InvalidConfig("warmup runs must be between 0 and 1000, got $runs")
-        return native.warmup(runs.toUInt())
+        return runs.toUInt()
     }
+
+    /** [warmup] on the calling thread. */
+    @Throws(EngineException::class)
+    fun warmupBlocking(runs: Int = 1): List<Double> = native.warmup(checkedRuns(runs))
 
     /** Releases the model now. Later calls throw [EngineException.EngineClosed]; closing twice is fine. */
     override fun close() {
         // Frees the model (the memory that matters) now. The small native handle stays valid so later calls get
         // EngineClosed rather than a destroyed-object error; uniffi's cleaner frees it with this object.
         native.release()
+    }
+
+    /** The inputs as specs over one buffer: the single input's own direct buffer, or all of them packed. */
+    private fun packed(inputs: Map<String, Tensor>): Pair<List<InputSpec>, ByteBuffer> {
+        val specs = ArrayList<InputSpec>(inputs.size)
+        var offset = 0L
+        for ((name, tensor) in inputs) {
+            tensor.refusal?.let { throw EngineException.InvalidInput(name, it) }
+            specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset.toULong(), tensor.byteSize.toULong())
+            offset += tensor.byteSize
+        }
+        val single = inputs.values.singleOrNull()?.buffer
+        return specs to (if (single != null && single.isDirect) single else pack(inputs.values, offset))
     }
 
     private fun pack(tensors: Collection<Tensor>, total: Long): ByteBuffer {

@@ -156,4 +156,15 @@ class EngineTest {
         OpenAutoGLM.checkNativeLibrary()
         assertEquals(OpenAutoGLM.VERSION, nativeVersion())
     }
+
+    @Test fun warmupTakesTheSizesOrTheInputsTheAppWillUse() = runBlocking<Unit> {
+        Engine.fromFile(Fixtures.model("pairs")).use { pairs ->
+            val refused = assertFailsWith<EngineException> { pairs.warmup() }
+            assertTrue(refused.message!!.contains("warmupDims") || refused.toString().contains("warmup_dims"), refused.toString())
+            assertEquals(2, pairs.warmupDims(mapOf("n" to 64L), runs = 2).size)
+            assertEquals(1, pairs.warmupWith(mapOf("x" to Tensor.of(FloatArray(4), 4))).size)
+            assertFailsWith<EngineException.InvalidConfig> { pairs.warmupDims(mapOf("time" to 3L)) }
+            assertFailsWith<EngineException.InvalidConfig> { pairs.warmupDims(mapOf("n" to -1L)) }
+        }
+    }
 }
