@@ -6,19 +6,32 @@ extension EngineConfig {
     public static let `default` = EngineConfig(accelerators: [.cpu], optimizeLevel: .o3, precision: .auto)
 }
 
-/// Outputs of one inference, by name, in the model's output order.
-public struct Outputs: Sendable {
+/// Outputs of one inference: a collection of `(name, tensor)` in the model's output order, with a subscript by name.
+///
+/// ```swift
+/// for (name, tensor) in outputs { print(name, tensor.shape) }
+/// let y: [Float] = try outputs["y"]!.values()
+/// ```
+public struct Outputs: RandomAccessCollection, Sendable {
+    public typealias Element = (name: String, tensor: Tensor)
+
     /// Output names in model order.
     public let names: [String]
-    private let tensors: [String: Tensor]
+    private let tensors: [Tensor]
+    private let positions: [String: Int]
 
     init(_ natives: [NativeTensor]) {
         names = natives.map(\.name)
-        tensors = Dictionary(natives.map { ($0.name, Tensor(native: $0)) }, uniquingKeysWith: { first, _ in first })
+        tensors = natives.map { Tensor(native: $0) }
+        positions = Dictionary(natives.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    public subscript(name: String) -> Tensor? { tensors[name] }
-    public var count: Int { names.count }
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { tensors.count }
+    public subscript(position: Int) -> Element { (names[position], tensors[position]) }
+
+    /// The output called `name`, or nil when the model has none by that name.
+    public subscript(name: String) -> Tensor? { positions[name].map { tensors[$0] } }
 }
 
 /// A loaded ONNX model, safe to share between tasks and threads.

@@ -54,6 +54,17 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(try out["positive"]!.bools(), [false, true, true])
         XCTAssertEqual(try out["total"]!.values(as: Int64.self), [6])
         XCTAssertEqual(out["total"]!.shape, [])
+        XCTAssertNil(out["missing"])
+        // A collection in model order: loops, count, map, first.
+        XCTAssertEqual(out.count, 3)
+        XCTAssertEqual(out.map(\.name), out.names)
+        var seen: [String] = []
+        for (name, tensor) in out {
+            seen.append(name)
+            XCTAssertEqual(tensor, out[name])
+        }
+        XCTAssertEqual(seen, ["sum", "positive", "total"])
+        XCTAssertEqual(out.first?.tensor.shape, [3])
     }
 
     func testModelDataMatchesPath() throws {
