@@ -1,18 +1,22 @@
 // swift-tools-version:5.9
 // Open-AutoGLM for Swift: `import OpenAutoGLM`, then `try await Engine(path:).infer([...])`.
 //
-// Apple platforms link the XCFramework made by `cargo xtask build ios` (binary target). Linux (the test host here)
-// links the host build of libopenautoglm_ffi through a system-library target; `cargo xtask test` sets
-// OPENAUTOGLM_LIB_DIR. The generated sources (Sources/OpenAutoGLM/Generated, the FFI header and module map) come
-// from `cargo xtask bindgen`.
+// Apple platforms link the XCFramework made by `cargo xtask build ios` (binary target). Linux links
+// libopenautoglm_ffi through a system-library target from build/linux, where `cargo xtask publish --local` puts a
+// release build with ONNX Runtime beside it; the rpath points there, so a program depending on this package by path
+// runs with no environment variables. OPENAUTOGLM_LIB_DIR overrides the directory (the tests use a debug build).
+// The generated sources (Sources/OpenAutoGLM/Generated, the FFI header and module map) come from the same command
+// (or `cargo xtask bindgen`).
 import Foundation
 import PackageDescription
 
 #if os(Linux)
 let ffi: Target = .systemLibrary(name: "OpenAutoGLMFFI", path: "Sources/OpenAutoGLMFFI")
-let libDir = ProcessInfo.processInfo.environment["OPENAUTOGLM_LIB_DIR"]
-let linkerSettings: [LinkerSetting] = [.linkedLibrary("openautoglm_ffi")]
-    + (libDir.map { [.unsafeFlags(["-L", $0, "-Xlinker", "-rpath", "-Xlinker", $0])] } ?? [])
+let libDir = ProcessInfo.processInfo.environment["OPENAUTOGLM_LIB_DIR"] ?? "\(Context.packageDirectory)/build/linux"
+let linkerSettings: [LinkerSetting] = [
+    .linkedLibrary("openautoglm_ffi"),
+    .unsafeFlags(["-L", libDir, "-Xlinker", "-rpath", "-Xlinker", libDir]),
+]
 let dependencies: [Package.Dependency] = []
 let ortProducts: [Target.Dependency] = []
 #else

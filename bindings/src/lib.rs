@@ -17,10 +17,10 @@ use openautoglm::{
 
 uniffi::setup_scaffolding!();
 
-pub type EngineError = core::Error;
+pub type NativeError = core::Error;
 
 #[uniffi::remote(Error)]
-pub enum EngineError {
+pub enum NativeError {
     RuntimeUnavailable { path: String, reason: String },
     ModelNotFound { path: String },
     InvalidModel { reason: String },
@@ -308,7 +308,7 @@ pub fn native_version() -> String {
 
 /// Loads ONNX Runtime from `library_path`, or from `ORT_DYLIB_PATH` / the platform default when `None`.
 #[uniffi::export]
-pub fn init_runtime(library_path: Option<String>) -> Result<RuntimeInfo, EngineError> {
+pub fn init_runtime(library_path: Option<String>) -> Result<RuntimeInfo, NativeError> {
     core::Runtime::init(library_path.as_deref().map(std::path::Path::new))
 }
 
@@ -321,18 +321,18 @@ pub struct NativeEngine {
 #[uniffi::export]
 impl NativeEngine {
     #[uniffi::constructor]
-    pub fn from_file(path: String, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+    pub fn from_file(path: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
         Ok(Arc::new(NativeEngine { engine: core::Engine::from_file(path, config)? }))
     }
 
     /// Loads the variant of a model bundle directory that `config.precision` selects.
     #[uniffi::constructor]
-    pub fn from_bundle(dir: String, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+    pub fn from_bundle(dir: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
         Ok(Arc::new(NativeEngine { engine: core::Engine::from_bundle(dir, config)? }))
     }
 
     #[uniffi::constructor]
-    pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+    pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Arc<Self>, NativeError> {
         Ok(Arc::new(NativeEngine { engine: core::Engine::from_bytes(model, config)? }))
     }
 
@@ -379,7 +379,7 @@ impl NativeEngine {
         priority: Priority,
         timeout_us: Option<u64>,
         cancel: Option<Arc<CancelToken>>,
-    ) -> Result<Vec<NativeTensor>, EngineError> {
+    ) -> Result<Vec<NativeTensor>, NativeError> {
         let options = core::RunOptions {
             priority,
             // A timeout past what the clock can hold is no deadline at all.
@@ -392,18 +392,18 @@ impl NativeEngine {
     }
 
     /// Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
-    pub fn warmup(&self, runs: u32) -> Result<Vec<f64>, EngineError> {
+    pub fn warmup(&self, runs: u32) -> Result<Vec<f64>, NativeError> {
         self.engine.warmup(runs)
     }
 
     /// `warmup` with zero inputs whose named dynamic dims take the given sizes.
-    pub fn warmup_dims(&self, dims: HashMap<String, u64>, runs: u32) -> Result<Vec<f64>, EngineError> {
+    pub fn warmup_dims(&self, dims: HashMap<String, u64>, runs: u32) -> Result<Vec<f64>, NativeError> {
         let dims: Vec<(&str, u64)> = dims.iter().map(|(name, size)| (name.as_str(), *size)).collect();
         self.engine.warmup_dims(&dims, runs)
     }
 
     /// `warmup` with example inputs packed in `data`.
-    pub fn warmup_with(&self, inputs: Vec<InputSpec>, data: &[u8], runs: u32) -> Result<Vec<f64>, EngineError> {
+    pub fn warmup_with(&self, inputs: Vec<InputSpec>, data: &[u8], runs: u32) -> Result<Vec<f64>, NativeError> {
         self.engine.warmup_with(&views(&inputs, data)?, runs)
     }
 
@@ -419,7 +419,7 @@ impl NativeEngine {
 }
 
 /// The inputs packed in `data`, as views of their byte ranges (checked against the buffer).
-fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, core::TensorRef<'a>)>, EngineError> {
+fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, core::TensorRef<'a>)>, NativeError> {
     inputs
         .iter()
         .map(|spec| {
@@ -427,7 +427,7 @@ fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, co
                 .ok()
                 .zip(usize::try_from(spec.length).ok())
                 .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
-                .ok_or_else(|| EngineError::InvalidInput {
+                .ok_or_else(|| NativeError::InvalidInput {
                     name: spec.name.clone(),
                     reason: format!(
                         "bytes {}+{} lie outside the {}-byte input buffer",
@@ -438,7 +438,7 @@ fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, co
                 })?;
             Ok((spec.name.as_str(), core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes)))
         })
-        .collect::<Result<Vec<_>, EngineError>>()
+        .collect::<Result<Vec<_>, NativeError>>()
 }
 
 #[cfg(feature = "llm")]

@@ -7,7 +7,7 @@ use openautoglm as core;
 use openautoglm::EngineConfig;
 use openautoglm::llm::{ChatMessage, FinishReason, GenerateOptions, GenerationMetrics, HistoryPolicy};
 
-use crate::EngineError;
+use crate::NativeError;
 
 #[uniffi::remote(Record)]
 pub struct GenerateOptions {
@@ -73,8 +73,8 @@ pub struct NativeLlm {
 }
 
 impl NativeLlm {
-    fn live(&self) -> Result<core::llm::Llm, EngineError> {
-        self.llm.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(EngineError::EngineClosed)
+    fn live(&self) -> Result<core::llm::Llm, NativeError> {
+        self.llm.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(NativeError::EngineClosed)
     }
 }
 
@@ -82,23 +82,23 @@ impl NativeLlm {
 impl NativeLlm {
     /// Loads the decoder in `dir` (made by `cargo xtask models prepare smollm2`) at `config.precision`.
     #[uniffi::constructor]
-    pub fn open(dir: String, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+    pub fn open(dir: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
         let llm = core::llm::Llm::open(dir, config)?;
         Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))
     }
 
     /// The decoder file running (e.g. `int4.onnx`).
-    pub fn file(&self) -> Result<String, EngineError> {
+    pub fn file(&self) -> Result<String, NativeError> {
         Ok(self.live()?.file().to_owned())
     }
 
     /// The text of `tokens`, as a generation's `text` holds it.
-    pub fn decode(&self, tokens: Vec<u32>) -> Result<String, EngineError> {
+    pub fn decode(&self, tokens: Vec<u32>) -> Result<String, NativeError> {
         self.live()?.decode(&tokens)
     }
 
     /// Continues `prompt` as is.
-    pub fn generate(&self, prompt: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, EngineError> {
+    pub fn generate(&self, prompt: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, NativeError> {
         Ok(NativeGeneration::new(self.live()?.generate(&prompt, options)?))
     }
 
@@ -107,7 +107,7 @@ impl NativeLlm {
         &self,
         messages: Vec<ChatMessage>,
         options: GenerateOptions,
-    ) -> Result<Arc<NativeGeneration>, EngineError> {
+    ) -> Result<Arc<NativeGeneration>, NativeError> {
         Ok(NativeGeneration::new(self.live()?.chat(&messages, options)?))
     }
 
@@ -117,7 +117,7 @@ impl NativeLlm {
         &self,
         system: Option<String>,
         policy: Option<HistoryPolicy>,
-    ) -> Result<Arc<NativeChat>, EngineError> {
+    ) -> Result<Arc<NativeChat>, NativeError> {
         let chat = core::llm::Chat::with_policy(&self.live()?, system.as_deref(), policy.unwrap_or_default());
         let chat = Arc::new(NativeChat { chat: RwLock::new(Some(chat)) });
         let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,15 +150,15 @@ pub struct NativeChat {
 
 #[uniffi::export]
 impl NativeChat {
-    pub fn send(&self, user: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, EngineError> {
+    pub fn send(&self, user: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, NativeError> {
         let chat = self.chat.read().unwrap_or_else(|e| e.into_inner());
-        let chat = chat.as_ref().ok_or(EngineError::EngineClosed)?;
+        let chat = chat.as_ref().ok_or(NativeError::EngineClosed)?;
         Ok(NativeGeneration::new(chat.send(&user, options)?))
     }
 
-    pub fn history(&self) -> Result<Vec<ChatMessage>, EngineError> {
+    pub fn history(&self) -> Result<Vec<ChatMessage>, NativeError> {
         let chat = self.chat.read().unwrap_or_else(|e| e.into_inner());
-        Ok(chat.as_ref().ok_or(EngineError::EngineClosed)?.history())
+        Ok(chat.as_ref().ok_or(NativeError::EngineClosed)?.history())
     }
 }
 
@@ -185,7 +185,7 @@ impl NativeGeneration {
 #[uniffi::export]
 impl NativeGeneration {
     /// The next piece of text (valid UTF-8), or `None` when the generation has ended.
-    pub fn next_piece(&self) -> Result<Option<String>, EngineError> {
+    pub fn next_piece(&self) -> Result<Option<String>, NativeError> {
         self.lock().next().transpose()
     }
 

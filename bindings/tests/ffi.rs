@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use openautoglm::{ElementType, EngineConfig, OptimizeLevel, Priority};
-use openautoglm_ffi::{CancelToken, EngineError, InputSpec, NativeEngine, init_runtime, native_version};
+use openautoglm_ffi::{CancelToken, InputSpec, NativeEngine, NativeError, init_runtime, native_version};
 
 fn setup() -> std::sync::Arc<NativeEngine> {
     let ort = std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| {
@@ -64,7 +64,7 @@ fn a_spec_outside_the_buffer_is_invalid_input() {
                 None,
             )
             .unwrap_err();
-        assert!(matches!(err, EngineError::InvalidInput { ref name, .. } if name == "a"), "{err:?}");
+        assert!(matches!(err, NativeError::InvalidInput { ref name, .. } if name == "a"), "{err:?}");
     }
 }
 
@@ -75,7 +75,7 @@ fn release_then_run_is_engine_closed() {
     engine.release();
     assert!(engine.is_closed());
     let err = engine.run(vec![], &[], NORMAL, None, None).unwrap_err();
-    assert_eq!(err, EngineError::EngineClosed);
+    assert_eq!(err, NativeError::EngineClosed);
 }
 
 #[test]
@@ -86,12 +86,12 @@ fn deadlines_and_cancel_tokens_cross_the_ffi() {
     data.extend_from_slice(&[0u8; 16]);
     let specs = || vec![spec("a", ElementType::F32, 2, 0, 8), spec("b", ElementType::I64, 2, 8, 16)];
     let err = engine.run(specs(), &data, Priority::Interactive, Some(0), None).unwrap_err();
-    assert_eq!(err, EngineError::DeadlineExceeded);
+    assert_eq!(err, NativeError::DeadlineExceeded);
     let token = CancelToken::new();
     token.cancel();
     assert!(token.is_cancelled());
     let err = engine.run(specs(), &data, Priority::Background, None, Some(token)).unwrap_err();
-    assert_eq!(err, EngineError::Cancelled);
+    assert_eq!(err, NativeError::Cancelled);
     // A timeout past what the clock holds is no deadline, not a panic.
     assert!(engine.run(specs(), &data, NORMAL, Some(u64::MAX), Some(CancelToken::new())).is_ok());
 }
@@ -123,11 +123,11 @@ fn released_llm_and_its_chats_are_engine_closed() {
     llm.release();
     llm.release();
     assert!(llm.is_closed());
-    assert!(matches!(llm.generate("Hello".into(), options.clone()), Err(EngineError::EngineClosed)));
-    assert!(matches!(llm.new_chat(None, None), Err(EngineError::EngineClosed)));
-    assert!(matches!(llm.file(), Err(EngineError::EngineClosed)));
-    assert!(matches!(chat.send("Hi".into(), options), Err(EngineError::EngineClosed)));
-    assert!(matches!(chat.history(), Err(EngineError::EngineClosed)));
+    assert!(matches!(llm.generate("Hello".into(), options.clone()), Err(NativeError::EngineClosed)));
+    assert!(matches!(llm.new_chat(None, None), Err(NativeError::EngineClosed)));
+    assert!(matches!(llm.file(), Err(NativeError::EngineClosed)));
+    assert!(matches!(chat.send("Hi".into(), options), Err(NativeError::EngineClosed)));
+    assert!(matches!(chat.history(), Err(NativeError::EngineClosed)));
     while running.next_piece().unwrap().is_some() {}
     assert!(running.finish_reason().is_some());
 }

@@ -6,8 +6,9 @@ use std::fmt::Display;
 /// What went wrong, as a caller can act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// ONNX Runtime could not be loaded: `path` is what was tried, `reason` says what is needed.
-    #[error("ONNX Runtime is unavailable (tried `{path}`): {reason}")]
+    /// ONNX Runtime (or, on a desktop JVM, this SDK's own native library) could not be loaded: `path` is what was
+    /// tried, `reason` says what is needed.
+    #[error("ONNX Runtime is unavailable (tried `{path}`): {reason}; in Rust, Runtime::init(Some(path)) loads it")]
     RuntimeUnavailable { path: String, reason: String },
     /// The model file does not exist, is not a regular file, or cannot be read (permissions).
     #[error("model not found or not readable: `{path}`")]

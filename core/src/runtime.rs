@@ -4,7 +4,9 @@
 //! Where the library comes from, first match wins:
 //! 1. the path given to [`Runtime::init`];
 //! 2. the `ORT_DYLIB_PATH` environment variable;
-//! 3. the platform's library name (`libonnxruntime.so` / `libonnxruntime.dylib` / `onnxruntime.dll`), found by
+//! 3. `libonnxruntime` in the directory this SDK's own library was loaded from: how the published packages ship it
+//!    (the JVM jar extracts both side by side; the Swift package's Linux build puts them in one directory);
+//! 4. the platform's library name (`libonnxruntime.so` / `libonnxruntime.dylib` / `onnxruntime.dll`), found by
 //!    the system loader (on Android: the one the onnxruntime-android AAR puts in the APK).
 //!
 //! On iOS ONNX Runtime is linked into the app from ORT's static xcframework instead, so there is no path to give.
@@ -21,6 +23,11 @@ pub const ORT_PATH_ENV: &str = "ORT_DYLIB_PATH";
 
 /// The oldest ONNX Runtime this SDK runs on (the ORT API level it is compiled against).
 pub const MIN_ORT_VERSION: &str = "1.17";
+
+/// What a failed load needs, in words every language shares; each language's message adds the call that loads a
+/// runtime from a path there (Rust `Runtime::init`, Kotlin `OpenAutoGLM.loadRuntime`, Swift
+/// `OpenAutoGLM.loadRuntime(path:)`).
+const NEEDED: &str = "install ONNX Runtime >= 1.17 and load it from its path, or set ORT_DYLIB_PATH to it";
 
 /// The loaded runtime: where it came from and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +128,32 @@ impl Runtime {
 }
 
 fn default_library_path() -> PathBuf {
+    let name = format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     match std::env::var_os(ORT_PATH_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)),
+        _ => own_directory().map(|dir| dir.join(&name)).filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(name)),
     }
+}
+
+/// The directory of the binary this code is linked into (libopenautoglm_ffi, or an executable), from the loader.
+#[cfg(all(unix, not(target_os = "ios")))]
+fn own_directory() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables for an address inside this binary and fills `info`; the file
+    // name it returns is a C string owned by the loader for as long as the binary stays loaded (the process).
+    let file = unsafe {
+        if libc::dladdr(own_directory as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname)
+    };
+    Path::new(std::ffi::OsStr::from_bytes(file.to_bytes())).parent().map(Path::to_path_buf)
+}
+
+#[cfg(not(all(unix, not(target_os = "ios"))))]
+fn own_directory() -> Option<PathBuf> {
+    None
 }
 
 /// `major.minor` of a version string such as `1.31.1`; `None` when it is not one.
@@ -151,11 +180,7 @@ fn load(path: &Path) -> Result<Loaded> {
     // ort keeps the first library it opens for the whole process, even one whose API it then cannot get: checked
     // here first, a broken library is refused and a later load of the real one still works.
     probe(path).map_err(&unavailable)?;
-    let builder = ort::init_from(path).map_err(|e| {
-        unavailable(format!(
-            "{e}; install ONNX Runtime >= {MIN_ORT_VERSION} and pass its path to Runtime::init or set {ORT_PATH_ENV}"
-        ))
-    })?;
+    let builder = ort::init_from(path).map_err(|e| unavailable(format!("{e}; {NEEDED}")))?;
     let env = builder
         .with_name("openautoglm")
         .with_logger(crate::logging::ort_logger())
@@ -170,8 +195,7 @@ fn load(path: &Path) -> Result<Loaded> {
 /// version is at least [`MIN_ORT_VERSION`], and the API this SDK is built against is there.
 #[cfg(not(target_os = "ios"))]
 fn probe(path: &Path) -> std::result::Result<(), String> {
-    let needed =
-        format!("; install ONNX Runtime >= {MIN_ORT_VERSION} and pass its path to Runtime::init or set {ORT_PATH_ENV}");
+    let needed = format!("; {NEEDED}");
     // SAFETY: opening a library runs its initializers, as ort's own load would; the symbol is called with the
     // signature every ONNX Runtime release exports, and the pointers it returns are checked before use.
     unsafe {

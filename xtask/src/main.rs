@@ -21,6 +21,7 @@ mod fuzz;
 mod jvm;
 mod models;
 mod ndk;
+mod publish;
 mod python;
 mod report;
 mod results;
@@ -51,6 +52,9 @@ enum Command {
     /// Hostile models against every entry point: a process-isolated mutation run over the real models and fixtures,
     /// then the libFuzzer targets of core/fuzz; fails on any crash, hang or panic, with minimised reproducers.
     Fuzz(fuzz::Args),
+    /// Install the SDK for programs on this machine (`--local`): ai.openautoglm:openautoglm-jvm into ~/.m2, and the
+    /// Swift package's Linux libraries into ios/build/linux.
+    Publish(publish::Args),
     /// Fetch the pinned host ONNX Runtime and the models the tests use into the cache (test and bench do it too).
     Setup,
     /// Generate the Kotlin and Swift bindings from an unstripped host build of the FFI library.
@@ -90,6 +94,7 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Publish(args) => publish::run(args),
         Command::Setup => {
             let ort = cache::host_onnxruntime()?;
             println!("ONNX Runtime: {}", ort.display());

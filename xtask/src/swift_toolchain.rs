@@ -83,16 +83,20 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// Copies the package, `library` (libopenautoglm_ffi), ONNX Runtime and the test data into the chroot.
-    /// ios/.build is kept between runs so builds are incremental.
+    /// Copies the package, `library` (libopenautoglm_ffi), ONNX Runtime, the test data and the Swift example into
+    /// the chroot, with the package's own `build/linux` (from `publish --local`) when it exists. The `.build`
+    /// directories are kept between runs so builds are incremental.
     pub fn new(library: &Path, ort: &Path, models: &Path) -> Result<Stage> {
         let root = toolchain()?;
         let stage = root.join(STAGE.trim_start_matches('/'));
         let repo = cmd::repo_root();
-        for dir in ["ios/Sources", "ios/Tests", "data", "models", "llm", "lib", "bench"] {
+        let example = "examples/swift-linux";
+        for dir in ["ios/Sources", "ios/Tests", "ios/build", "data", "models", "llm", "lib", "bench"] {
             let _ = fs::remove_dir_all(stage.join(dir));
         }
-        fs::create_dir_all(stage.join("ios"))?;
+        let _ = fs::remove_dir_all(stage.join(example).join("Sources"));
+        fs::create_dir_all(stage.join("ios/build"))?;
+        fs::create_dir_all(stage.join(example))?;
         fs::create_dir_all(stage.join("lib"))?;
         fs::create_dir_all(stage.join("bench"))?;
         fs::create_dir_all(stage.join("llm"))?;
@@ -101,6 +105,9 @@ impl Stage {
             (repo.join("ios/Sources"), "ios/Sources".to_owned()),
             (repo.join("ios/Tests"), "ios/Tests".to_owned()),
             (repo.join("ios/Package.swift"), "ios/Package.swift".to_owned()),
+            (repo.join("ios/build/linux"), "ios/build/linux".to_owned()),
+            (repo.join(example).join("Sources"), format!("{example}/Sources")),
+            (repo.join(example).join("Package.swift"), format!("{example}/Package.swift")),
             (repo.join("core/tests/data"), "data".to_owned()),
             (models.to_path_buf(), "models".to_owned()),
             (library.to_path_buf(), format!("lib/{}", library.file_name().expect("file name").to_string_lossy())),
@@ -128,5 +135,16 @@ impl Stage {
              OPENAUTOGLM_MODELS={STAGE}/models OPENAUTOGLM_LLMS={STAGE}/llm && {script}"
         );
         Command::new("chroot").arg(&self.root).args(["/bin/sh", "-c", &script]).output().context("cannot run chroot")
+    }
+
+    /// Runs `script` in `dir` (inside the stage) as a user's shell would: none of the library or data variables set.
+    pub fn sh_as_user(&self, dir: &str, script: &str) -> Result<Output> {
+        let _proc = ProcMount::new(&self.root)?;
+        let script = format!("cd {STAGE}/{dir} && {script}");
+        Command::new("chroot")
+            .arg(&self.root)
+            .args(["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "/bin/sh", "-c", &script])
+            .output()
+            .context("cannot run chroot")
     }
 }

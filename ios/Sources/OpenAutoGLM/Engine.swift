@@ -195,12 +195,12 @@ public final class Engine: Sendable {
         var specs: [InputSpec] = []
         specs.reserveCapacity(inputs.count)
         if inputs.count == 1, let (name, tensor) = inputs.first {
-            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape, offset: 0, length: UInt64(tensor.data.count)))
+            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.nativeShape, offset: 0, length: UInt64(tensor.data.count)))
             return (specs, tensor.data)
         }
         var data = Data(capacity: inputs.values.reduce(0) { $0 + $1.data.count })
         for (name, tensor) in inputs {
-            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.shape,
+            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.nativeShape,
                                    offset: UInt64(data.count), length: UInt64(tensor.data.count)))
             data.append(tensor.data)
         }

@@ -38,25 +38,51 @@ public enum TensorError: Error, Equatable {
 }
 
 /// A tensor: element type, shape and elements as little-endian bytes. Built from and read into Swift arrays with
-/// one bulk copy.
+/// one bulk copy. A shape that does not hold exactly the data's elements is refused when the tensor is built
+/// (`EngineError.InvalidInput`), not later at inference.
 public struct Tensor: Sendable, Equatable {
     public let elementType: ElementType
-    public let shape: [Int64]
+    public let shape: [Int]
     public let data: Data
 
-    /// A tensor over raw little-endian bytes; checked against the model when the engine runs.
-    public init(elementType: ElementType, shape: [Int64], data: Data) {
+    /// A tensor over raw little-endian bytes.
+    public init(elementType: ElementType, shape: [Int], data: Data) throws {
+        guard data.count % elementType.size == 0 else {
+            throw EngineError.InvalidInput(
+                name: "tensor", reason: "\(data.count) bytes is not a whole number of \(elementType) elements")
+        }
+        try Tensor.check(shape, holds: data.count / elementType.size)
+        self.init(trusted: elementType, shape: shape, data: data)
+    }
+
+    public init<T: TensorElement>(_ values: [T], shape: [Int]) throws {
+        try self.init(elementType: T.elementType, shape: shape, data: values.withUnsafeBytes { Data($0) })
+    }
+
+    public init(_ values: [Bool], shape: [Int]) throws {
+        try self.init(elementType: .bool, shape: shape, data: Data(values.map { $0 ? 1 : 0 }))
+    }
+
+    private init(trusted elementType: ElementType, shape: [Int], data: Data) {
         self.elementType = elementType
         self.shape = shape
         self.data = data
     }
 
-    public init<T: TensorElement>(_ values: [T], shape: [Int64]) {
-        self.init(elementType: T.elementType, shape: shape, data: values.withUnsafeBytes { Data($0) })
-    }
-
-    public init(_ values: [Bool], shape: [Int64]) {
-        self.init(elementType: .bool, shape: shape, data: Data(values.map { $0 ? 1 : 0 }))
+    /// Refuses a negative dimension, or a shape whose element count is not `count`.
+    private static func check(_ shape: [Int], holds count: Int) throws {
+        var elements = 1
+        for dim in shape {
+            guard dim >= 0 else {
+                throw EngineError.InvalidInput(name: "tensor", reason: "shape \(shape) has a negative dimension")
+            }
+            let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+            elements = overflow ? Int.max : product
+        }
+        guard elements == count else {
+            throw EngineError.InvalidInput(
+                name: "tensor", reason: "shape \(shape) holds \(elements) elements but the data has \(count)")
+        }
     }
 
     /// Number of elements.
@@ -80,6 +106,9 @@ public struct Tensor: Sendable, Equatable {
     }
 
     init(native: NativeTensor) {
-        self.init(elementType: native.elementType, shape: native.shape, data: native.data)
+        self.init(trusted: native.elementType, shape: native.shape.map { Int($0) }, data: native.data)
     }
+
+    /// The shape as the engine takes it.
+    var nativeShape: [Int64] { shape.map { Int64($0) } }
 }

@@ -28,17 +28,17 @@ let recipeURL = URL(fileURLWithPath: args["recipe"]!)
 let recipe = try JSONSerialization.jsonObject(with: Data(contentsOf: recipeURL)) as! [[String: Any]]
 let types: [String: ElementType] = ["f32": .f32, "i64": .i64, "i32": .i32]
 for spec in recipe {
-    let shape = (spec["shape"] as! [NSNumber]).map(\.int64Value)
+    let shape = (spec["shape"] as! [NSNumber]).map(\.intValue)
     if let file = spec["file"] as? String {
         let data = try Data(contentsOf: recipeURL.deletingLastPathComponent().appendingPathComponent(file))
-        inputs[spec["name"] as! String] = Tensor(elementType: types[spec["type"] as! String]!, shape: shape, data: data)
+        inputs[spec["name"] as! String] = try Tensor(elementType: types[spec["type"] as! String]!, shape: shape, data: data)
         continue
     }
-    let values = recipeValues(spec, count: Int(shape.reduce(1, *)))
+    let values = recipeValues(spec, count: shape.reduce(1, *))
     switch spec["type"] as! String {
-    case "f32": inputs[spec["name"] as! String] = Tensor(values.map { Float($0) }, shape: shape)
-    case "i64": inputs[spec["name"] as! String] = Tensor(values.map { Int64($0) }, shape: shape)
-    case "i32": inputs[spec["name"] as! String] = Tensor(values.map { Int32($0) }, shape: shape)
+    case "f32": inputs[spec["name"] as! String] = try Tensor(values.map { Float($0) }, shape: shape)
+    case "i64": inputs[spec["name"] as! String] = try Tensor(values.map { Int64($0) }, shape: shape)
+    case "i32": inputs[spec["name"] as! String] = try Tensor(values.map { Int32($0) }, shape: shape)
     case let other: fatalError("unsupported recipe type \(other)")
     }
 }

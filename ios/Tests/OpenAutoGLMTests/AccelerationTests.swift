@@ -16,7 +16,7 @@ final class AccelerationTests: XCTestCase {
     }
 
     private func matmul(_ engine: Engine, _ x: [Float]) throws -> [Float] {
-        try engine.inferSync(["x": Tensor(x, shape: [Int64(x.count / 4), 4])])["y"]!.values()
+        try engine.inferSync(["x": Tensor(x, shape: [x.count / 4, 4])])["y"]!.values()
     }
 
     private func config(_ change: (inout EngineConfig) -> Void) -> EngineConfig {

@@ -5,7 +5,7 @@ import XCTest
 /// Every kind of bad input gives its typed error, and the engine keeps working afterwards.
 final class BadInputTests: XCTestCase {
     private var engine: Engine!
-    private let good = ["x": Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])]
+    private let good = ["x": try! Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])]
 
     override func setUpWithError() throws { engine = try Engine(path: Fixtures.model("matmul_dynamic")) }
 
@@ -49,23 +49,35 @@ final class BadInputTests: XCTestCase {
 
     func testWrongInputName() { badInput(["z": good["x"]!], name: "z") }
     func testMissingInput() { badInput([:], name: "x") }
-    func testExtraInput() { badInput(["x": good["x"]!, "extra": Tensor([1] as [Float], shape: [1])], name: "extra") }
+    func testExtraInput() { badInput(["x": good["x"]!, "extra": try! Tensor([1] as [Float], shape: [1])], name: "extra") }
 
     func testWrongElementType() {
-        let error = engineError { _ = try self.engine.inferSync(["x": Tensor([1, 2, 3, 4] as [Int64], shape: [1, 4])]) }
+        let error = engineError { _ = try self.engine.inferSync(["x": try Tensor([1, 2, 3, 4] as [Int64], shape: [1, 4])]) }
         let reason = error?.invalidInput?.reason ?? ""
         XCTAssertTrue(reason.contains("f32") && reason.contains("i64"), reason)
     }
 
-    func testWrongRank() { badInput(["x": Tensor([1, 2, 3, 4] as [Float], shape: [4])], name: "x") }
-    func testWrongFixedDim() { badInput(["x": Tensor([Float](repeating: 0, count: 5), shape: [1, 5])], name: "x") }
+    func testWrongRank() { badInput(["x": try! Tensor([1, 2, 3, 4] as [Float], shape: [4])], name: "x") }
+    func testWrongFixedDim() { badInput(["x": try! Tensor([Float](repeating: 0, count: 5), shape: [1, 5])], name: "x") }
 
-    func testDataLengthNotMatchingShape() {
-        badInput(["x": Tensor([Float](repeating: 0, count: 6), shape: [2, 4])], name: "x")
-        badInput(["x": Tensor(elementType: .f32, shape: [1, 4], data: Data(count: 15))], name: "x")
+    /// A tensor whose data does not fill its shape is refused where it is built, not later at inference.
+    func testDataLengthNotMatchingShapeFailsAtConstruction() {
+        for build in [
+            { try Tensor([Float](repeating: 0, count: 6), shape: [2, 4]) },
+            { try Tensor(elementType: .f32, shape: [1, 4], data: Data(count: 15)) },
+            { try Tensor(elementType: .f32, shape: [1, 4], data: Data(count: 12)) },
+            { try Tensor([Float](repeating: 0, count: 4), shape: [-1, 4]) },
+            { try Tensor([Float](repeating: 0, count: 4), shape: [Int.max, 2]) },
+        ] {
+            XCTAssertThrowsError(try build()) { error in
+                guard case EngineError.InvalidInput(let name, let reason) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(name, "tensor")
+                XCTAssertFalse(reason.isEmpty)
+            }
+        }
+        XCTAssertNoThrow(try Tensor([Float](repeating: 0, count: 8), shape: [2, 4]))
+        XCTAssertNoThrow(try Tensor([Float](), shape: [0, 4]))
     }
-
-    func testNegativeDim() { badInput(["x": Tensor([Float](repeating: 0, count: 4), shape: [-1, 4])], name: "x") }
 
     func testZeroSizeTensorRuns() throws {
         let y = try engine.inferSync(["x": Tensor([Float](), shape: [0, 4])])["y"]!

@@ -40,7 +40,7 @@ final class ElementTypeTests: XCTestCase {
     }
 
     func testReadingTheWrongTypeIsATypedError() throws {
-        let tensor = Tensor([1, 2] as [Float], shape: [2])
+        let tensor = try Tensor([1, 2] as [Float], shape: [2])
         XCTAssertThrowsError(try tensor.values(as: Int64.self)) { error in
             XCTAssertEqual(error as? TensorError, .typeMismatch(holds: .f32, requested: .i64))
         }

@@ -7,7 +7,7 @@ final class RealModelTests: XCTestCase {
     func testMiniLmInt8MatchesPythonOnnxRuntime() throws {
         let e = Fixtures.expected("minilm-l6-int8")
         let ids = (e["input_ids"] as! [NSNumber]).map(\.int64Value)
-        let n = Int64(ids.count)
+        let n = ids.count
         let engine = try Engine(path: Fixtures.realModel("minilm-l6-int8"))
         let out = try engine.inferSync([
             "input_ids": Tensor(ids, shape: [1, n]),
@@ -31,10 +31,10 @@ final class RealModelTests: XCTestCase {
         }
         let probabilities = e["probabilities"] as! [Double], sums = e["state_abs_sums"] as! [Double]
         let engine = try Engine(path: Fixtures.realModel("silero-vad"))
-        var state = Tensor([Float](repeating: 0, count: 256), shape: [2, 1, 128])
+        var state = try Tensor([Float](repeating: 0, count: 256), shape: [2, 1, 128])
         for f in 0..<frames {
             let out = try engine.inferSync([
-                "input": Tensor(Array(audio[f * len..<(f + 1) * len]), shape: [1, Int64(len)]),
+                "input": Tensor(Array(audio[f * len..<(f + 1) * len]), shape: [1, len]),
                 "state": state,
                 "sr": Tensor([Int64(sr)], shape: []),
             ])

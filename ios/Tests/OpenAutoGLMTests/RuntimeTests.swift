@@ -9,6 +9,12 @@ final class RuntimeTests: XCTestCase {
         let error = engineError { try Runtime.load(libraryPath: "/no/such/libonnxruntime.so") }
         guard case .RuntimeUnavailable(let path, _)? = error else { return XCTFail("expected RuntimeUnavailable, got \(String(describing: error))") }
         XCTAssertEqual(path, "/no/such/libonnxruntime.so")
+        // What Swift prints for the error (at top level too: String(reflecting:)) is a sentence naming the Swift call.
+        for text in [String(describing: error!), String(reflecting: error!), error!.localizedDescription] {
+            XCTAssertTrue(text.contains("Runtime.load(libraryPath:)"), text)
+            XCTAssertFalse(text.contains("Runtime::init"), text)
+            XCTAssertTrue(text.hasPrefix("ONNX Runtime is unavailable (tried `/no/such/libonnxruntime.so`)"), text)
+        }
         let info = try Runtime.load(libraryPath: Fixtures.env("ORT_DYLIB_PATH"))
         XCTAssertTrue(info.ortVersion.hasPrefix("1."), info.ortVersion)
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"))

@@ -6,8 +6,8 @@ import XCTest
 /// inference, close during runs, and LLM streams sharing one model. `matmul_chain` (400 MatMuls, a few hundred ms)
 /// is long enough to stop part-way.
 final class SchedulingTests: XCTestCase {
-    private let size: Int64 = 384
-    private var x: Tensor { Tensor([Float](repeating: 1 / Float(size), count: Int(size * size)), shape: [size, size]) }
+    private let size = 384
+    private var x: Tensor { try! Tensor([Float](repeating: 1 / Float(size), count: size * size), shape: [size, size]) }
 
     private func chain() throws -> Engine { try Engine(path: Fixtures.model("matmul_chain")) }
 
@@ -29,10 +29,10 @@ final class SchedulingTests: XCTestCase {
     }
 
     private func embedInputs(_ ids: [Int64]) -> [String: Tensor] {
-        let n = Int64(ids.count)
-        return ["input_ids": Tensor(ids, shape: [1, n]),
-                "attention_mask": Tensor([Int64](repeating: 1, count: ids.count), shape: [1, n]),
-                "token_type_ids": Tensor([Int64](repeating: 0, count: ids.count), shape: [1, n])]
+        let n = ids.count
+        return ["input_ids": try! Tensor(ids, shape: [1, n]),
+                "attention_mask": try! Tensor([Int64](repeating: 1, count: n), shape: [1, n]),
+                "token_type_ids": try! Tensor([Int64](repeating: 0, count: n), shape: [1, n])]
     }
 
     func testConcurrentInferOnOneEngineIsBitIdenticalToSerial() async throws {

@@ -5,7 +5,7 @@ import XCTest
 /// What the Swift layer checks itself before the engine sees a call (counts that would trap in a conversion, tasks
 /// already cancelled), and the engine's own limits as Swift sees them (external data, the memory limit).
 final class UntrustedInputTests: XCTestCase {
-    private let input = ["x": Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])]
+    private let input = ["x": try! Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])]
 
     func testWarmupRunCountsOutOfRangeAreTypedErrors() async throws {
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
@@ -73,7 +73,7 @@ final class UntrustedInputTests: XCTestCase {
         config.memoryLimitMb = 1
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
         let rows = 100_000
-        let x = Tensor([Float](repeating: 0, count: rows * 4), shape: [Int64(rows), 4])
+        let x = try Tensor([Float](repeating: 0, count: rows * 4), shape: [rows, 4])
         let error = engineError { _ = try engine.inferSync(["x": x]) }
         guard case .MemoryLimit(let reason)? = error else { return XCTFail("\(String(describing: error))") }
         XCTAssertTrue(reason.contains("output `y`"), reason)

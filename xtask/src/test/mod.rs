@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check, in the order a failure is cheapest to find, then one summary. It is the one
 //! subcommand that runs others: each through its typed entry point (`bench::device_smoke`, `fuzz::smoke`,
-//! `size::run`, `targets::check`); nothing imports it. Its own parts, the Kotlin (JVM) and Swift test runs, live here.
+//! `publish::local`, `size::run`, `targets::check`); nothing imports it. Its own parts, the Kotlin (JVM) and Swift test runs, live here.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
+mod examples;
 mod kotlin;
 mod swift;
 
@@ -18,6 +19,7 @@ use crate::{bench, bindgen, cache, cmd, fuzz, size, targets};
 #[derive(clap::Args)]
 pub struct Args {
     /// Run only these parts (default: all): lint, rust, kotlin, swift, targets (check-targets + size),
+    /// examples (publish --local, then the Kotlin and Swift example programs as the README runs them),
     /// device (qemu-arm64 outputs vs host), fuzz (a short `cargo xtask fuzz`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -144,6 +146,10 @@ pub fn run(args: Args) -> Result<()> {
             step("Swift tests (swift test in the Debian trixie chroot)");
             suites.push(swift::test(&generated.library, &ort, &models)?);
         }
+    }
+    if wants("examples") {
+        step("examples: publish --local, then the Kotlin (JVM) and Swift (Linux) programs as the README runs them");
+        suites.push(examples::test(&ort)?);
     }
     if wants("targets") || wants("device") {
         let mut checks = Suite { language: "Targets", passed: 0, failed: 0, skipped: 0 };

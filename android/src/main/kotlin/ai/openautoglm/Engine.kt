@@ -75,7 +75,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     ): Map<String, Tensor> {
         val (specs, data) = packed(inputs)
         val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds.toULong() else 0uL }
-        val outputs = native.run(specs, data, priority, timeoutUs, cancel)
+        val outputs = native { native.run(specs, data, priority, timeoutUs, cancel) }
         val result = LinkedHashMap<String, Tensor>(outputs.size)
         for (output in outputs) result[output.name] = Tensor.fromNative(output)
         return result
@@ -110,7 +110,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     suspend fun warmupWith(example: Map<String, Tensor>, runs: Int = 1, dispatcher: CoroutineDispatcher = Dispatchers.Default): List<Double> =
         withContext(dispatcher) {
             val (specs, data) = packed(example)
-            native.warmupWith(specs, data, checkedRuns(runs))
+            native { native.warmupWith(specs, data, checkedRuns(runs)) }
         }
 
     /** [warmup] with zero inputs whose named dynamic dimensions take these sizes, e.g. `mapOf("time" to 1000L)`. */
@@ -121,7 +121,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
                 if (size < 0) throw EngineException.InvalidConfig("warmup: dim `$name` = $size is negative")
                 size.toULong()
             }
-            native.warmupDims(sizes, checkedRuns(runs))
+            native { native.warmupDims(sizes, checkedRuns(runs)) }
         }
 
     private fun checkedRuns(runs: Int): UInt {
@@ -132,7 +132,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
 
     /** [warmup] on the calling thread. */
     @Throws(EngineException::class)
-    fun warmupBlocking(runs: Int = 1): List<Double> = native.warmup(checkedRuns(runs))
+    fun warmupBlocking(runs: Int = 1): List<Double> = native { native.warmup(checkedRuns(runs)) }
 
     /** Releases the model now. Later calls throw [EngineException.EngineClosed]; closing twice is fine. */
     override fun close() {
@@ -195,7 +195,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
         fun fromFile(path: String, config: EngineConfig = DefaultEngineConfig): Engine {
             OpenAutoGLM.checkNativeLibrary()
-            return Engine(NativeEngine.fromFile(path, config))
+            return Engine(native { NativeEngine.fromFile(path, config) })
         }
 
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
@@ -208,7 +208,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
         fun fromBundle(dir: String, config: EngineConfig = DefaultEngineConfig): Engine {
             OpenAutoGLM.checkNativeLibrary()
-            return Engine(NativeEngine.fromBundle(dir, config))
+            return Engine(native { NativeEngine.fromBundle(dir, config) })
         }
 
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
@@ -220,7 +220,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
             OpenAutoGLM.checkNativeLibrary()
             val direct = ByteBuffer.allocateDirect(model.size).put(model)
             direct.flip()
-            return Engine(NativeEngine.fromBytes(direct, config))
+            return Engine(native { NativeEngine.fromBytes(direct, config) })
         }
     }
 }

@@ -29,7 +29,7 @@ typealias FinishListener = (GenerationMetrics, FinishReason?) -> Unit
  */
 class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
     /** The decoder file running, e.g. `int4.onnx` (what `Precision.AUTO` picks where it exists). */
-    val file: String = native.file()
+    val file: String = native { native.file() }
 
     /**
      * Continues [prompt] as is (no chat template). [onFinish] gets the request's metrics (time to first token,
@@ -61,11 +61,11 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
      */
     @Throws(EngineException::class)
     fun newChat(system: String? = null, policy: HistoryPolicy = HistoryPolicy.DROP_OLDEST_EXCHANGES): Chat =
-        Chat(native.newChat(system, policy))
+        Chat(native { native.newChat(system, policy) })
 
     /** The text of [tokens], as a generation's answer holds it. */
     @Throws(EngineException::class)
-    fun decode(tokens: List<UInt>): String = native.decode(tokens)
+    fun decode(tokens: List<UInt>): String = native { native.decode(tokens) }
 
     /** True once [close]d. */
     val isClosed: Boolean get() = native.isClosed()
@@ -81,7 +81,7 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
     }
 
     class Chat internal constructor(private val native: NativeChat) {
-        val history: List<ChatMessage> @Throws(EngineException::class) get() = native.history()
+        val history: List<ChatMessage> @Throws(EngineException::class) get() = native { native.history() }
 
         /**
          * Sends [user]'s message; the answer streams, and joins the history when it ends. One message at a time: a
@@ -100,7 +100,7 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
         fun open(dir: String, config: EngineConfig = DefaultEngineConfig): Llm {
             OpenAutoGLM.checkNativeLibrary()
-            return Llm(NativeLlm.open(dir, config))
+            return Llm(native { NativeLlm.open(dir, config) })
         }
 
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
@@ -116,12 +116,12 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
             onFinish: FinishListener?,
             start: () -> NativeGeneration,
         ): Flow<String> = flow {
-            val generation = start()
+            val generation = native(start)
             generation.setPriority(priority)
             try {
                 while (true) {
                     currentCoroutineContext().ensureActive()
-                    val piece = generation.nextPiece() ?: break
+                    val piece = native { generation.nextPiece() } ?: break
                     emit(piece)
                 }
             } finally {

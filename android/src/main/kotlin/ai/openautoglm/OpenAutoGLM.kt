@@ -14,7 +14,7 @@ object OpenAutoGLM {
     @JvmStatic @JvmOverloads @Throws(EngineException::class)
     fun loadRuntime(libraryPath: String? = null): RuntimeInfo {
         checkNativeLibrary()
-        return initRuntime(libraryPath)
+        return native { initRuntime(libraryPath) }
     }
 
     /**
@@ -25,13 +25,25 @@ object OpenAutoGLM {
         get() = ai.openautoglm.logLevel()
         set(value) = ai.openautoglm.setLogLevel(value)
 
-    /** Fails loudly when the native library is not the one these bindings were generated from. */
-    @JvmStatic
+    /**
+     * Loads the native library (on a desktop JVM, from the jar when it is not on the loader path) and checks that it
+     * is the one these bindings were generated from. Every engine and LLM calls it first; a failure is
+     * [EngineException.NativeLibraryUnavailable] saying what to add.
+     */
+    @JvmStatic @Throws(EngineException::class)
     fun checkNativeLibrary() {
         if (checked) return
-        val native = nativeVersion()
-        check(native == VERSION) {
-            "libopenautoglm_ffi is version $native but the Kotlin bindings are $VERSION: package matching versions"
+        NativeLibrary.prepare()
+        val native = try {
+            nativeVersion()
+        } catch (e: LinkageError) {
+            // JNA's UnsatisfiedLinkError, or NoClassDefFoundError when JNA itself is missing.
+            throw EngineException.NativeLibraryUnavailable(NativeLibrary.describe(e)).apply { initCause(e) }
+        }
+        if (native != VERSION) {
+            throw EngineException.NativeLibraryUnavailable(
+                "libopenautoglm_ffi is version $native but the Kotlin layer is $VERSION; use the same version of both",
+            )
         }
         checked = true
     }

@@ -46,19 +46,48 @@ class Tensor private constructor(
     override fun toString(): String = "Tensor($elementType, shape=${dims.contentToString()})"
 
     companion object {
-        @JvmStatic fun of(data: FloatArray, vararg shape: Long) = build(ElementType.F32, shape, data.size) { it.asFloatBuffer().put(data) }
-        @JvmStatic fun of(data: DoubleArray, vararg shape: Long) = build(ElementType.F64, shape, data.size) { it.asDoubleBuffer().put(data) }
-        @JvmStatic fun of(data: LongArray, vararg shape: Long) = build(ElementType.I64, shape, data.size) { it.asLongBuffer().put(data) }
-        @JvmStatic fun of(data: IntArray, vararg shape: Long) = build(ElementType.I32, shape, data.size) { it.asIntBuffer().put(data) }
-        @JvmStatic fun of(data: ShortArray, vararg shape: Long) = build(ElementType.I16, shape, data.size) { it.asShortBuffer().put(data) }
-        @JvmStatic fun of(data: ByteArray, vararg shape: Long) = build(ElementType.I8, shape, data.size) { it.put(data) }
-        @JvmStatic fun of(data: BooleanArray, vararg shape: Long) = build(ElementType.BOOL, shape, data.size) { b ->
+        // Shapes are `vararg Int` (`Tensor.of(data, 1, n)`) or a LongArray (ONNX's own dimension type); a shape that
+        // does not hold exactly the data's elements is refused here, with EngineException.InvalidInput.
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: FloatArray, vararg shape: Int) = of(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: FloatArray, shape: LongArray) = build(ElementType.F32, shape, data.size) { it.asFloatBuffer().put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: DoubleArray, vararg shape: Int) = of(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: DoubleArray, shape: LongArray) = build(ElementType.F64, shape, data.size) { it.asDoubleBuffer().put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: LongArray, vararg shape: Int) = of(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: LongArray, shape: LongArray) = build(ElementType.I64, shape, data.size) { it.asLongBuffer().put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: IntArray, vararg shape: Int) = of(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: IntArray, shape: LongArray) = build(ElementType.I32, shape, data.size) { it.asIntBuffer().put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: ShortArray, vararg shape: Int) = of(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: ShortArray, shape: LongArray) = build(ElementType.I16, shape, data.size) { it.asShortBuffer().put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: ByteArray, vararg shape: Int) = of(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: ByteArray, shape: LongArray) = build(ElementType.I8, shape, data.size) { it.put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: BooleanArray, vararg shape: Int) = of(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun of(data: BooleanArray, shape: LongArray) = build(ElementType.BOOL, shape, data.size) { b ->
             data.forEach { b.put(if (it) 1 else 0) } // JVM booleans have no bulk byte view
         }
-        @JvmStatic fun ofUnsigned(data: ByteArray, vararg shape: Long) = build(ElementType.U8, shape, data.size) { it.put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun ofUnsigned(data: ByteArray, vararg shape: Int) = ofUnsigned(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun ofUnsigned(data: ByteArray, shape: LongArray) = build(ElementType.U8, shape, data.size) { it.put(data) }
 
         /** Half-precision input from IEEE binary16 bit patterns. */
-        @JvmStatic fun ofFloat16Bits(data: ShortArray, vararg shape: Long) = build(ElementType.F16, shape, data.size) { it.asShortBuffer().put(data) }
+        @JvmStatic @Throws(EngineException::class)
+        fun ofFloat16Bits(data: ShortArray, vararg shape: Int) = ofFloat16Bits(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun ofFloat16Bits(data: ShortArray, shape: LongArray) = build(ElementType.F16, shape, data.size) { it.asShortBuffer().put(data) }
 
         /**
          * A tensor over [data]'s remaining bytes, read as little-endian [type] elements. A direct buffer at
@@ -69,18 +98,44 @@ class Tensor private constructor(
          * bytes the engine would read as other numbers. Inference refuses a multi-byte tensor over a big-endian
          * buffer with [EngineException.InvalidInput] rather than guess which order its bytes were written in.
          */
-        @JvmStatic fun of(type: ElementType, data: ByteBuffer, vararg shape: Long): Tensor {
+        @JvmStatic @Throws(EngineException::class)
+        fun of(type: ElementType, data: ByteBuffer, vararg shape: Int): Tensor = of(type, data, longs(shape))
+
+        @JvmStatic @Throws(EngineException::class)
+        fun of(type: ElementType, data: ByteBuffer, shape: LongArray): Tensor {
+            val size = elementSize(type)
+            if (data.remaining() % size != 0) {
+                throw EngineException.InvalidInput("tensor", "${data.remaining()} bytes is not a whole number of $type elements ($size bytes each)")
+            }
+            checkShape(shape, data.remaining() / size)
             val direct = if (data.isDirect && data.position() == 0) data else {
                 ByteBuffer.allocateDirect(data.remaining()).order(ByteOrder.LITTLE_ENDIAN).put(data.duplicate()).also { it.flip() }
             }
-            val refusal = if (data.order() == ByteOrder.BIG_ENDIAN && elementSize(type) > 1) {
+            val refusal = if (data.order() == ByteOrder.BIG_ENDIAN && size > 1) {
                 "the ByteBuffer is BIG_ENDIAN (Java's default), but tensors are little-endian: call " +
                     "order(ByteOrder.LITTLE_ENDIAN) on it before filling it"
             } else null
             return Tensor(type, shape, direct, refusal)
         }
 
+        private fun longs(shape: IntArray) = LongArray(shape.size) { shape[it].toLong() }
+
+        /** Refuses a negative dimension, or a shape whose element count is not [count]. */
+        private fun checkShape(shape: LongArray, count: Int) {
+            var elements = 1L
+            for (d in shape) {
+                if (d < 0) throw EngineException.InvalidInput("tensor", "shape ${shape.contentToString()} has a negative dimension")
+                elements = try { Math.multiplyExact(elements, d) } catch (_: ArithmeticException) { Long.MAX_VALUE }
+            }
+            if (elements != count.toLong()) {
+                throw EngineException.InvalidInput(
+                    "tensor", "shape ${shape.contentToString()} holds $elements elements but the data has $count",
+                )
+            }
+        }
+
         private inline fun build(type: ElementType, shape: LongArray, count: Int, fill: (ByteBuffer) -> Unit): Tensor {
+            checkShape(shape, count)
             val buffer = ByteBuffer.allocateDirect(count * elementSize(type)).order(ByteOrder.LITTLE_ENDIAN)
             fill(buffer)
             buffer.rewind()

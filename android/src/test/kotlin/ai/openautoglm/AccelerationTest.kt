@@ -20,7 +20,7 @@ class AccelerationTest {
     }
 
     private fun matmul(engine: Engine, x: FloatArray): FloatArray =
-        engine.inferBlocking(mapOf("x" to Tensor.of(x, (x.size / 4).toLong(), 4))).getValue("y").toFloatArray()
+        engine.inferBlocking(mapOf("x" to Tensor.of(x, (x.size / 4), 4))).getValue("y").toFloatArray()
 
     @Test fun placementIsReportedWhenAsked() {
         Engine.fromFile(Fixtures.model("matmul_dynamic")).use { assertNull(it.placement) }

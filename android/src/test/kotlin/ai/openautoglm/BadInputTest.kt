@@ -67,12 +67,34 @@ class BadInputTest {
         assertTrue("must be 4" in e.reason, e.reason)
     }
 
-    @Test fun dataLengthNotMatchingShape() {
-        badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(FloatArray(6), 2, 4)), "x")
-        badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(ElementType.F32, ByteBuffer.allocateDirect(15).order(ByteOrder.LITTLE_ENDIAN), 1, 4)), "x")
+    /** A tensor whose data does not fill its shape is refused where it is built, not later at inference. */
+    @Test fun dataLengthNotMatchingShapeFailsAtConstruction() {
+        val builds = listOf(
+            { Tensor.of(FloatArray(6), 2, 4) },
+            { Tensor.of(ElementType.F32, ByteBuffer.allocateDirect(15).order(ByteOrder.LITTLE_ENDIAN), 1, 4) },
+            { Tensor.of(ElementType.F32, ByteBuffer.allocateDirect(12).order(ByteOrder.LITTLE_ENDIAN), 1, 4) },
+            { Tensor.of(FloatArray(4), -1, 4) },
+            { Tensor.of(FloatArray(4), longArrayOf(Long.MAX_VALUE, 2)) },
+        )
+        for (build in builds) {
+            val e = assertFailsWith<EngineException.InvalidInput> { build() }
+            assertEquals("tensor", e.name)
+            assertTrue(e.message!!.startsWith("invalid input `tensor`: "), e.message)
+        }
+        // Int shapes need no conversion; the LongArray form takes ONNX's own dimension type.
+        val rows: Int = 2
+        assertContentEquals(longArrayOf(2, 4), Tensor.of(FloatArray(8), rows, 4).shape)
+        assertContentEquals(longArrayOf(0, 4), Tensor.of(FloatArray(0), longArrayOf(0, 4)).shape)
     }
 
-    @Test fun negativeDim() { badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(FloatArray(4), -1, 4)), "x") }
+    /** Messages are sentences with the fields in them, not `name=..., reason=...` dumps. */
+    @Test fun exceptionMessagesReadAsSentences() {
+        val e = badInput<EngineException.InvalidInput>(mapOf("x" to Tensor.of(FloatArray(5), 1, 5)), "x")
+        assertEquals("invalid input `x`: ${e.reason}", e.message)
+        val missing = assertFailsWith<EngineException.ModelNotFound> { Engine.fromFile("/no/such/model.onnx") }
+        assertEquals("model not found or not readable: `/no/such/model.onnx`", missing.message)
+        assertTrue("reason=" !in missing.toString() && "path=" !in missing.toString(), missing.toString())
+    }
 
     @Test fun zeroSizeTensorRuns() {
         val y = engine.inferBlocking(mapOf("x" to Tensor.of(FloatArray(0), 0, 4))).getValue("y")

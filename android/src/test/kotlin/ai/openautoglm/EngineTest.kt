@@ -12,7 +12,7 @@ import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.runBlocking
 
 class EngineTest {
-    private fun matmul(engine: Engine, x: FloatArray, batch: Long): FloatArray =
+    private fun matmul(engine: Engine, x: FloatArray, batch: Int): FloatArray =
         engine.inferBlocking(mapOf("x" to Tensor.of(x, batch, 4))).getValue("y").toFloatArray()
 
     /** y = x @ W + b computed here from the fixture's W and b. */
@@ -45,7 +45,7 @@ class EngineTest {
         Engine.fromFile(Fixtures.model("matmul_dynamic")).use { engine ->
             for (batch in listOf(1, 3)) {
                 val x = FloatArray(batch * 4) { it * 0.5f - 1f }
-                val y = matmul(engine, x, batch.toLong())
+                val y = matmul(engine, x, batch)
                 val want = expectedMatmul(x, batch)
                 for (i in want.indices) assertEquals(want[i], y[i], 1e-5f)
             }

@@ -13,14 +13,14 @@ class RealModelTest {
     @Test fun miniLmInt8MatchesPythonOnnxRuntime() {
         val e = Fixtures.expected.getJSONObject("minilm-l6-int8")
         val ids = e.getJSONArray("input_ids").let { a -> LongArray(a.length()) { a.getLong(it) } }
-        val n = ids.size.toLong()
+        val n = ids.size
         Engine.fromFile(Fixtures.realModel("minilm-l6-int8")).use { engine ->
             val out = engine.inferBlocking(mapOf(
                 "input_ids" to Tensor.of(ids, 1, n),
                 "attention_mask" to Tensor.of(LongArray(ids.size) { 1 }, 1, n),
                 "token_type_ids" to Tensor.of(LongArray(ids.size), 1, n),
             )).getValue("last_hidden_state")
-            assertContentEquals(longArrayOf(1, n, 384), out.shape)
+            assertContentEquals(longArrayOf(1, n.toLong(), 384), out.shape)
             val want = e.getJSONArray("last_hidden_state")
             val got = out.toFloatArray()
             assertEquals(want.length(), got.size)
@@ -46,7 +46,7 @@ class RealModelTest {
             val sampleRate = Tensor.of(longArrayOf(sr.toLong()))
             for (f in 0 until frames) {
                 val out = engine.inferBlocking(mapOf(
-                    "input" to Tensor.of(audio.copyOfRange(f * len, (f + 1) * len), 1, len.toLong()),
+                    "input" to Tensor.of(audio.copyOfRange(f * len, (f + 1) * len), 1, len),
                     "state" to state,
                     "sr" to sampleRate,
                 ))

@@ -10,6 +10,9 @@ class RuntimeTest {
     @Test fun missingRuntimeLibraryIsTypedAndRecoverable() {
         val e = assertFailsWith<EngineException.RuntimeUnavailable> { OpenAutoGLM.loadRuntime("/no/such/libonnxruntime.so") }
         assertEquals("/no/such/libonnxruntime.so", e.path)
+        // The message names the Kotlin call that fixes it, not the Rust one.
+        assertTrue("OpenAutoGLM.loadRuntime(path)" in e.message!!, e.message)
+        assertTrue("Runtime::init" !in e.message!!, e.message)
         val info = OpenAutoGLM.loadRuntime(Fixtures.ortPath)
         assertTrue(info.ortVersion.startsWith("1."), info.ortVersion)
         Engine.fromFile(Fixtures.model("matmul_dynamic")).use { assertEquals(1, it.info.inputs.size) }

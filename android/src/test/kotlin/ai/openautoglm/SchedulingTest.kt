@@ -26,8 +26,8 @@ import kotlinx.coroutines.withTimeout
  * long enough to stop part-way.
  */
 class SchedulingTest {
-    private val size = 384L
-    private val x = Tensor.of(FloatArray((size * size).toInt()) { 1f / size }, size, size)
+    private val size = 384
+    private val x = Tensor.of(FloatArray(size * size) { 1f / size }, size, size)
 
     private fun chain() = Engine.fromFile(Fixtures.model("matmul_chain"))
     private fun Engine.runChain(priority: Priority = Priority.NORMAL) =
@@ -38,7 +38,7 @@ class SchedulingTest {
 
     private fun tokens(i: Int) = LongArray(8 + i) { t -> 101L + (t * 37 + i * 11) % 2000 }
     private fun Engine.embed(ids: LongArray, priority: Priority = Priority.NORMAL): FloatArray {
-        val n = ids.size.toLong()
+        val n = ids.size
         return inferBlocking(mapOf(
             "input_ids" to Tensor.of(ids, 1, n),
             "attention_mask" to Tensor.of(LongArray(ids.size) { 1 }, 1, n),
@@ -51,9 +51,9 @@ class SchedulingTest {
         minilm(2).use { engine ->
             val got = (0 until 3).flatMap { round ->
                 (0 until 8).map { i -> async(Dispatchers.Default) { i to engine.infer(mapOf(
-                    "input_ids" to Tensor.of(tokens(i), 1, tokens(i).size.toLong()),
-                    "attention_mask" to Tensor.of(LongArray(tokens(i).size) { 1 }, 1, tokens(i).size.toLong()),
-                    "token_type_ids" to Tensor.of(LongArray(tokens(i).size), 1, tokens(i).size.toLong()),
+                    "input_ids" to Tensor.of(tokens(i), 1, tokens(i).size),
+                    "attention_mask" to Tensor.of(LongArray(tokens(i).size) { 1 }, 1, tokens(i).size),
+                    "token_type_ids" to Tensor.of(LongArray(tokens(i).size), 1, tokens(i).size),
                 ), priority = if (round == 0) Priority.INTERACTIVE else Priority.NORMAL).getValue("last_hidden_state").toFloatArray() } }
             }.awaitAll()
             for ((i, y) in got) assertContentEquals(expected[i], y, "request $i")

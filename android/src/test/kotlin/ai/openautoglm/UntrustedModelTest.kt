@@ -25,7 +25,7 @@ class UntrustedModelTest {
         Engine.fromFile(Fixtures.model("matmul_dynamic"), DefaultEngineConfig.copy(memoryLimitMb = 1u)).use { engine ->
             val rows = 100_000
             val e = assertFailsWith<EngineException.MemoryLimit> {
-                engine.inferBlocking(mapOf("x" to Tensor.of(FloatArray(rows * 4), rows.toLong(), 4)))
+                engine.inferBlocking(mapOf("x" to Tensor.of(FloatArray(rows * 4), rows, 4)))
             }
             assertTrue("output `y`" in e.reason, e.reason)
             val y = engine.inferBlocking(mapOf("x" to Tensor.of(FloatArray(4), 1, 4))).getValue("y").toFloatArray()

@@ -31,14 +31,14 @@ fun main(argv: Array<String>) {
         if (spec.has("file")) {
             val type = mapOf("f32" to ElementType.F32, "i64" to ElementType.I64, "i32" to ElementType.I32).getValue(spec.getString("type"))
             val bytes = File(recipeFile.parentFile, spec.getString("file")).readBytes()
-            inputs[spec.getString("name")] = Tensor.of(type, ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN), *shape)
+            inputs[spec.getString("name")] = Tensor.of(type, ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN), shape)
             continue
         }
         val values = recipeValues(spec, shape.fold(1L) { a, d -> a * d }.toInt())
         inputs[spec.getString("name")] = when (spec.getString("type")) {
-            "f32" -> Tensor.of(FloatArray(values.size) { values[it].toFloat() }, *shape)
-            "i64" -> Tensor.of(LongArray(values.size) { values[it].toLong() }, *shape)
-            "i32" -> Tensor.of(IntArray(values.size) { values[it].toInt() }, *shape)
+            "f32" -> Tensor.of(FloatArray(values.size) { values[it].toFloat() }, shape)
+            "i64" -> Tensor.of(LongArray(values.size) { values[it].toLong() }, shape)
+            "i32" -> Tensor.of(IntArray(values.size) { values[it].toInt() }, shape)
             else -> error("unsupported recipe type ${spec.getString("type")}")
         }
     }
