@@ -79,13 +79,15 @@ pub enum ElementType {
     I64,
     U64,
     Bool,
+    Bf16,
+    String,
 }
 
 #[uniffi::remote(Enum)]
 pub enum Accelerator {
     Cpu,
     Xnnpack {
-        threads: u32,
+        threads: i32,
     },
     Nnapi {
         fp16: bool,
@@ -145,9 +147,9 @@ pub struct EngineConfig {
     // `EngineConfig.default` (Swift) fill it.
     pub precision: Precision,
     #[uniffi(default = 0)]
-    pub intra_op_threads: u32,
+    pub intra_op_threads: i32,
     #[uniffi(default = 0)]
-    pub inter_op_threads: u32,
+    pub inter_op_threads: i32,
     #[uniffi(default = None)]
     pub spinning: Option<bool>,
     #[uniffi(default = false)]
@@ -161,11 +163,11 @@ pub struct EngineConfig {
     #[uniffi(default = true)]
     pub f16_outputs_as_f32: bool,
     #[uniffi(default = 1024)]
-    pub memory_limit_mb: u32,
+    pub memory_limit_mb: i32,
     #[uniffi(default = None)]
     pub external_data_dir: Option<String>,
     #[uniffi(default = 1)]
-    pub concurrency: u32,
+    pub concurrency: i32,
 }
 
 #[uniffi::remote(Enum)]
@@ -179,13 +181,13 @@ pub enum Precision {
 
 #[uniffi::remote(Record)]
 pub struct ShapeBucket {
-    pub dims: HashMap<String, u64>,
+    pub dims: HashMap<String, i64>,
 }
 
 #[uniffi::remote(Record)]
 pub struct ShapeBucketStats {
-    pub bucket_runs: Vec<u64>,
-    pub dynamic_runs: u64,
+    pub bucket_runs: Vec<i64>,
+    pub dynamic_runs: i64,
 }
 
 #[uniffi::remote(Record)]
@@ -213,13 +215,13 @@ pub struct Placement {
 #[uniffi::remote(Record)]
 pub struct ProviderPlacement {
     pub provider: String,
-    pub nodes: u32,
-    pub partitions: u32,
+    pub nodes: i32,
+    pub partitions: i32,
 }
 
 #[uniffi::remote(Enum)]
 pub enum Dim {
-    Fixed { size: u64 },
+    Fixed { size: i64 },
     Symbolic { name: String },
     Dynamic,
 }
@@ -271,8 +273,8 @@ pub struct InputSpec {
     pub name: String,
     pub element_type: ElementType,
     pub shape: Vec<i64>,
-    pub offset: u64,
-    pub length: u64,
+    pub offset: i64,
+    pub length: i64,
 }
 
 #[uniffi::remote(Enum)]
@@ -336,6 +338,18 @@ impl NativeEngine {
         Ok(Arc::new(NativeEngine { engine: core::Engine::from_bytes(model, config)? }))
     }
 
+    /// Loads the model stored `length` bytes from `offset` in the open file `fd` (an APK asset's
+    /// AssetFileDescriptor), mapped rather than copied; `fd` stays the caller's.
+    #[uniffi::constructor]
+    pub fn from_fd(fd: i32, offset: i64, length: i64, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
+        let (Ok(offset), Ok(length)) = (u64::try_from(offset), u64::try_from(length)) else {
+            return Err(NativeError::InvalidModel {
+                reason: format!("the model region's offset ({offset}) and length ({length}) must be 0 or more"),
+            });
+        };
+        Ok(Arc::new(NativeEngine { engine: core::Engine::from_fd(fd, offset, length, config)? }))
+    }
+
     pub fn info(&self) -> ModelInfo {
         self.engine.info().clone()
     }
@@ -366,8 +380,8 @@ impl NativeEngine {
     }
 
     /// Runs stopped part-way for an interactive run and started again.
-    pub fn preempted_runs(&self) -> u64 {
-        self.engine.preempted_runs()
+    pub fn preempted_runs(&self) -> i64 {
+        self.engine.preempted_runs() as i64
     }
 
     /// Runs the model on inputs packed in `data`, at `priority`, failing with `DeadlineExceeded` if not done within
@@ -377,14 +391,15 @@ impl NativeEngine {
         inputs: Vec<InputSpec>,
         data: &[u8],
         priority: Priority,
-        timeout_us: Option<u64>,
+        timeout_us: Option<i64>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<Vec<NativeTensor>, NativeError> {
         let options = core::RunOptions {
             priority,
-            // A timeout past what the clock can hold is no deadline at all.
-            deadline: timeout_us
-                .and_then(|us| std::time::Instant::now().checked_add(std::time::Duration::from_micros(us))),
+            // A timeout past what the clock can hold is no deadline at all; zero or less has passed already.
+            deadline: timeout_us.and_then(|us| {
+                std::time::Instant::now().checked_add(std::time::Duration::from_micros(us.max(0) as u64))
+            }),
             cancel: cancel.map(|c| c.token.clone()),
         };
         let views = views(&inputs, data)?;
@@ -392,19 +407,19 @@ impl NativeEngine {
     }
 
     /// Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
-    pub fn warmup(&self, runs: u32) -> Result<Vec<f64>, NativeError> {
-        self.engine.warmup(runs)
+    pub fn warmup(&self, runs: i32) -> Result<Vec<f64>, NativeError> {
+        self.engine.warmup(warmup_runs(runs)?)
     }
 
     /// `warmup` with zero inputs whose named dynamic dims take the given sizes.
-    pub fn warmup_dims(&self, dims: HashMap<String, u64>, runs: u32) -> Result<Vec<f64>, NativeError> {
-        let dims: Vec<(&str, u64)> = dims.iter().map(|(name, size)| (name.as_str(), *size)).collect();
-        self.engine.warmup_dims(&dims, runs)
+    pub fn warmup_dims(&self, dims: HashMap<String, i64>, runs: i32) -> Result<Vec<f64>, NativeError> {
+        let dims: Vec<(&str, i64)> = dims.iter().map(|(name, size)| (name.as_str(), *size)).collect();
+        self.engine.warmup_dims(&dims, warmup_runs(runs)?)
     }
 
     /// `warmup` with example inputs packed in `data`.
-    pub fn warmup_with(&self, inputs: Vec<InputSpec>, data: &[u8], runs: u32) -> Result<Vec<f64>, NativeError> {
-        self.engine.warmup_with(&views(&inputs, data)?, runs)
+    pub fn warmup_with(&self, inputs: Vec<InputSpec>, data: &[u8], runs: i32) -> Result<Vec<f64>, NativeError> {
+        self.engine.warmup_with(&views(&inputs, data)?, warmup_runs(runs)?)
     }
 
     /// Releases the model now; later calls fail with `EngineClosed`. Releasing twice is fine. (Not `close`:
@@ -416,6 +431,13 @@ impl NativeEngine {
     pub fn is_closed(&self) -> bool {
         self.engine.is_closed()
     }
+}
+
+/// A warmup run count from Kotlin or Swift: the engine checks the upper bound, a negative one is refused here.
+fn warmup_runs(runs: i32) -> Result<u32, NativeError> {
+    u32::try_from(runs).map_err(|_| NativeError::InvalidConfig {
+        reason: format!("warmup runs must be between 0 and {}, got {runs}", core::MAX_WARMUP_RUNS),
+    })
 }
 
 /// The inputs packed in `data`, as views of their byte ranges (checked against the buffer).

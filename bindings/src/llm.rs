@@ -12,19 +12,19 @@ use crate::NativeError;
 #[uniffi::remote(Record)]
 pub struct GenerateOptions {
     #[uniffi(default = 256)]
-    pub max_tokens: u32,
+    pub max_tokens: i32,
     #[uniffi(default = 0)]
-    pub min_tokens: u32,
+    pub min_tokens: i32,
     #[uniffi(default = 0.0)]
     pub temperature: f32,
     #[uniffi(default = 0)]
-    pub top_k: u32,
+    pub top_k: i32,
     #[uniffi(default = 1.0)]
     pub top_p: f32,
     #[uniffi(default = 1.0)]
     pub repetition_penalty: f32,
     #[uniffi(default = None)]
-    pub seed: Option<u64>,
+    pub seed: Option<i64>,
     #[uniffi(default = [])]
     pub stop: Vec<String>,
 }
@@ -45,8 +45,8 @@ pub enum FinishReason {
 
 #[uniffi::remote(Record)]
 pub struct GenerationMetrics {
-    pub prompt_tokens: u32,
-    pub generated_tokens: u32,
+    pub prompt_tokens: i32,
+    pub generated_tokens: i32,
     pub prompt_ms: f64,
     pub time_to_first_token_ms: f64,
     pub tokens_per_second: f64,
@@ -93,7 +93,13 @@ impl NativeLlm {
     }
 
     /// The text of `tokens`, as a generation's `text` holds it.
-    pub fn decode(&self, tokens: Vec<u32>) -> Result<String, NativeError> {
+    pub fn decode(&self, tokens: Vec<i32>) -> Result<String, NativeError> {
+        let tokens = tokens.iter().map(|&t| u32::try_from(t)).collect::<Result<Vec<u32>, _>>().map_err(|_| {
+            NativeError::InvalidInput {
+                name: "tokens".into(),
+                reason: "token ids are 0 or more; one is negative".into(),
+            }
+        })?;
         self.live()?.decode(&tokens)
     }
 
@@ -210,8 +216,8 @@ impl NativeGeneration {
     }
 
     /// The generated token ids so far.
-    pub fn tokens(&self) -> Vec<u32> {
-        self.lock().tokens().to_vec()
+    pub fn tokens(&self) -> Vec<i32> {
+        self.lock().tokens().iter().map(|&t| t as i32).collect()
     }
 
     pub fn metrics(&self) -> GenerationMetrics {

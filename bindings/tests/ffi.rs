@@ -25,7 +25,7 @@ fn setup() -> std::sync::Arc<NativeEngine> {
 
 const NORMAL: Priority = Priority::Normal;
 
-fn spec(name: &str, element_type: ElementType, n: i64, offset: u64, length: u64) -> InputSpec {
+fn spec(name: &str, element_type: ElementType, n: i64, offset: i64, length: i64) -> InputSpec {
     InputSpec { name: name.into(), element_type, shape: vec![n], offset, length }
 }
 
@@ -54,7 +54,7 @@ fn packed_inputs_are_sliced_by_their_specs() {
 fn a_spec_outside_the_buffer_is_invalid_input() {
     let engine = setup();
     let data = [0u8; 8];
-    for (offset, length) in [(0, 16), (4, 8), (u64::MAX, 2), (2, u64::MAX)] {
+    for (offset, length) in [(0, 16), (4, 8), (i64::MAX, 2), (2, i64::MAX), (-1, 4), (0, -4)] {
         let err = engine
             .run(
                 vec![spec("a", ElementType::F32, 2, offset, length), spec("b", ElementType::I64, 0, 0, 0)],
@@ -93,7 +93,7 @@ fn deadlines_and_cancel_tokens_cross_the_ffi() {
     let err = engine.run(specs(), &data, Priority::Background, None, Some(token)).unwrap_err();
     assert_eq!(err, NativeError::Cancelled);
     // A timeout past what the clock holds is no deadline, not a panic.
-    assert!(engine.run(specs(), &data, NORMAL, Some(u64::MAX), Some(CancelToken::new())).is_ok());
+    assert!(engine.run(specs(), &data, NORMAL, Some(i64::MAX), Some(CancelToken::new())).is_ok());
 }
 
 #[test]

@@ -45,10 +45,11 @@ fn execution_provider(accelerator: &Accelerator) -> Option<ExecutionProviderDisp
     })
 }
 
-fn xnnpack(threads: u32) -> ort::ep::XNNPACK {
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n as usize,
+fn xnnpack(threads: i32) -> ort::ep::XNNPACK {
+    // A negative count is refused with the configuration; here it is read as "one per core" like 0.
+    let threads = match usize::try_from(threads) {
+        Ok(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     ort::ep::XNNPACK::default().with_intra_op_num_threads(NonZeroUsize::new(threads).expect("at least one thread"))
 }

@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Limit(Option<u64>);
 
 impl Limit {
-    pub(crate) fn from_mb(mb: u32) -> Limit {
-        Limit((mb > 0).then(|| u64::from(mb) << 20))
+    pub(crate) fn from_mb(mb: i32) -> Limit {
+        Limit(u64::try_from(mb).ok().filter(|&mb| mb > 0).map(|mb| mb << 20))
     }
 
     /// `count` elements of `size` bytes, if that is within the limit; `what` names the buffer in the error.

@@ -1,4 +1,8 @@
 //! How an engine is built: which accelerators, how hard to optimize the graph, how many threads.
+//!
+//! Counts and sizes are signed (`i32`, and `i64` for dimensions as in ONNX), as ONNX Runtime's own API takes them:
+//! these types are also the Kotlin and Swift API, where unsigned numbers are awkward (Java has none). A negative
+//! value is refused with `InvalidConfig` when the engine is built.
 
 /// Where a model runs, in the caller's order of preference. One the loaded ONNX Runtime does not have is skipped
 /// with a logged reason (see [`crate::Engine::accelerators`]), or refused in strict mode. The CPU always runs what
@@ -10,7 +14,7 @@ pub enum Accelerator {
     /// XNNPACK: CPU kernels tuned for ARM and x86 mobile chips, with its own thread pool (`threads` 0: one per core).
     /// When it leads, the engine follows ONNX Runtime's advice: one intra-op thread and no spinning, unless the
     /// config sets them.
-    Xnnpack { threads: u32 },
+    Xnnpack { threads: i32 },
     /// Android's NNAPI (NPU, GPU or DSP through the vendor driver). Deprecated from Android 15 and often slower than
     /// the CPU when a model splits into many partitions: opt in, and check the placement report.
     Nnapi { fp16: bool, nchw: bool, cpu_disabled: bool, cpu_only: bool },
@@ -74,9 +78,9 @@ pub struct EngineConfig {
     pub accelerators: Vec<Accelerator>,
     pub optimize_level: OptimizeLevel,
     /// Threads for one operator; 0 lets ONNX Runtime choose (one per physical core).
-    pub intra_op_threads: u32,
+    pub intra_op_threads: i32,
     /// Threads running independent branches of the graph in parallel; 0 or 1 runs nodes one after another.
-    pub inter_op_threads: u32,
+    pub inter_op_threads: i32,
     /// Whether idle threads spin waiting for work: lower latency, more power and CPU contention. `None` keeps ONNX
     /// Runtime's default (on).
     pub spinning: Option<bool>,
@@ -101,12 +105,12 @@ pub struct EngineConfig {
     /// The largest buffer the engine allocates for one tensor on a model's or a caller's behalf (warmup inputs,
     /// output copies, float16 conversions), in MB; over it, or when the system cannot provide it, the call fails
     /// with [`crate::Error::MemoryLimit`] instead of the allocation aborting the app. 0 = only the system's limit.
-    pub memory_limit_mb: u32,
+    pub memory_limit_mb: i32,
     /// How many runs of this engine may go at once (1 to [`MAX_CONCURRENCY`]). Each extra one costs a session: the
     /// graph and activations again, the prepacked weights shared. With `intra_op_threads` 0, each session then gets
     /// its share of the cores. How many runs start at once across engines is the lane's business
     /// ([`crate::schedule::set_lane_capacity`]).
-    pub concurrency: u32,
+    pub concurrency: i32,
     /// Where a model given as bytes ([`crate::Engine::from_bytes`]) finds its external data files. Without it such a
     /// model may not use external data (ONNX Runtime would resolve it against the process's working directory, `/`
     /// in an app). Needs ONNX Runtime >= 1.21. Models loaded from files always use their own directory.
@@ -114,10 +118,10 @@ pub struct EngineConfig {
 }
 
 /// The default [`EngineConfig::memory_limit_mb`]: 1 GiB, more than any one tensor of a model that fits a phone.
-pub const DEFAULT_MEMORY_LIMIT_MB: u32 = 1024;
+pub const DEFAULT_MEMORY_LIMIT_MB: i32 = 1024;
 
 /// The most sessions one engine keeps for concurrent runs: past the cores of any phone, only memory is gained.
-pub const MAX_CONCURRENCY: u32 = 16;
+pub const MAX_CONCURRENCY: i32 = 16;
 
 /// Which numeric precision of a model to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -137,17 +141,17 @@ pub enum Precision {
 /// overrides so the session is compiled for that shape.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShapeBucket {
-    pub dims: std::collections::HashMap<String, u64>,
+    pub dims: std::collections::HashMap<String, i64>,
 }
 
 impl ShapeBucket {
-    pub fn new<'a>(dims: impl IntoIterator<Item = (&'a str, u64)>) -> ShapeBucket {
+    pub fn new<'a>(dims: impl IntoIterator<Item = (&'a str, i64)>) -> ShapeBucket {
         ShapeBucket { dims: dims.into_iter().map(|(name, size)| (name.to_owned(), size)).collect() }
     }
 
     /// The overrides in name order: one spelling for cache keys and logs.
-    pub(crate) fn sorted(&self) -> Vec<(&str, u64)> {
-        let mut dims: Vec<(&str, u64)> = self.dims.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    pub(crate) fn sorted(&self) -> Vec<(&str, i64)> {
+        let mut dims: Vec<(&str, i64)> = self.dims.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         dims.sort();
         dims
     }
@@ -175,12 +179,12 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    pub fn with_threads(mut self, intra_op_threads: u32) -> Self {
+    pub fn with_threads(mut self, intra_op_threads: i32) -> Self {
         self.intra_op_threads = intra_op_threads;
         self
     }
 
-    pub fn with_inter_op_threads(mut self, inter_op_threads: u32) -> Self {
+    pub fn with_inter_op_threads(mut self, inter_op_threads: i32) -> Self {
         self.inter_op_threads = inter_op_threads;
         self
     }
@@ -230,12 +234,12 @@ impl EngineConfig {
         self
     }
 
-    pub fn with_memory_limit_mb(mut self, mb: u32) -> Self {
+    pub fn with_memory_limit_mb(mut self, mb: i32) -> Self {
         self.memory_limit_mb = mb;
         self
     }
 
-    pub fn with_concurrency(mut self, runs: u32) -> Self {
+    pub fn with_concurrency(mut self, runs: i32) -> Self {
         self.concurrency = runs;
         self
     }

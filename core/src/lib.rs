@@ -48,7 +48,7 @@ pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 pub use placement::{Placement, ProviderPlacement};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
 pub use schedule::{CancelToken, Priority, PriorityHandle, RunOptions};
-pub use tensor::{Element, ElementType, Tensor, TensorRef};
+pub use tensor::{Element, ElementType, Tensor, TensorRef, decode_strings, encode_strings};
 
 /// Version of this library, checked by the Kotlin and Swift layers against the version they were generated for.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,7 +12,7 @@ use crate::tensor::ElementType;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dim {
     /// A size fixed by the model.
-    Fixed { size: u64 },
+    Fixed { size: i64 },
     /// A dynamic size with a name (e.g. `batch`, `sequence`).
     Symbolic { name: String },
     /// A dynamic size without a name.
@@ -23,7 +23,7 @@ pub enum Dim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
     pub name: String,
-    /// `None` when the value is not a tensor of a supported element type (strings, maps, sequences).
+    /// `None` when the value is not a tensor of a supported element type (maps, sequences, 8-bit floats).
     pub element_type: Option<ElementType>,
     pub shape: Vec<Dim>,
 }
@@ -53,7 +53,8 @@ impl ModelInfo {
     }
 }
 
-/// Our element type for ONNX Runtime's; `None` for those the SDK does not carry (strings, bfloat16, ...).
+/// Our element type for ONNX Runtime's; `None` for those the SDK does not carry (the 8- and 4-bit floats and
+/// integers, complex numbers).
 pub(crate) fn element_type_of(ty: TensorElementType) -> Option<ElementType> {
     Some(match ty {
         TensorElementType::Float32 => ElementType::F32,
@@ -68,6 +69,8 @@ pub(crate) fn element_type_of(ty: TensorElementType) -> Option<ElementType> {
         TensorElementType::Int64 => ElementType::I64,
         TensorElementType::Uint64 => ElementType::U64,
         TensorElementType::Bool => ElementType::Bool,
+        TensorElementType::Bfloat16 => ElementType::Bf16,
+        TensorElementType::String => ElementType::String,
         _ => return None,
     })
 }
@@ -81,7 +84,7 @@ fn tensor_info(name: &str, ty: &ValueType) -> TensorInfo {
                 .iter()
                 .enumerate()
                 .map(|(i, &d)| match (d, dimension_symbols.get(i).filter(|s| !s.is_empty())) {
-                    (d, _) if d >= 0 => Dim::Fixed { size: d as u64 },
+                    (d, _) if d >= 0 => Dim::Fixed { size: d },
                     (_, Some(sym)) => Dim::Symbolic { name: sym.clone() },
                     _ => Dim::Dynamic,
                 })

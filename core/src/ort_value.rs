@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use half::f16;
+use half::{bf16, f16};
 use ort::session::SessionInputValue;
 use ort::value::{DynValue, ValueType};
 
@@ -12,7 +12,8 @@ use crate::error::{Error, OrtResultExt, Result};
 use crate::model::element_type_of;
 use crate::tensor::{ElementType, Tensor, TensorRef};
 
-/// Calls `$body` with `$T` bound to the Rust type of a (Pod) element type; `Bool` is handled by the caller.
+/// Calls `$body` with `$T` bound to the Rust type of a (Pod) element type; `Bool` is handled by the caller, and
+/// `String`, which has no fixed-size Rust type, before this is reached.
 macro_rules! with_pod_type {
     ($et:expr, $T:ident => $body:expr, bool => $bool_body:expr) => {
         match $et {
@@ -22,6 +23,10 @@ macro_rules! with_pod_type {
             }
             ElementType::F16 => {
                 type $T = f16;
+                $body
+            }
+            ElementType::Bf16 => {
+                type $T = bf16;
                 $body
             }
             ElementType::F64 => {
@@ -61,6 +66,7 @@ macro_rules! with_pod_type {
                 $body
             }
             ElementType::Bool => $bool_body,
+            ElementType::String => return Err(Error::internal("string tensors take their own path")),
         }
     };
 }
@@ -75,6 +81,18 @@ pub(crate) fn to_ort_value<'a>(
     limit: Limit,
 ) -> Result<SessionInputValue<'a>> {
     let shape = t.shape.to_vec();
+    if t.element_type == ElementType::String {
+        // Validation decoded these bytes already; ort wants owned ('static) elements, and ONNX Runtime copies the
+        // strings into its own tensor anyway.
+        let strings: Vec<String> = crate::tensor::decode_strings(t.data)
+            .map_err(|reason| Error::invalid_input(name, reason))?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        return ort::value::Tensor::from_string_array((shape, strings.as_slice()))
+            .map(|v| v.into_dyn().into())
+            .or_invalid_input(name);
+    }
     if wants_f16 && t.element_type == ElementType::F32 {
         use half::slice::HalfFloatSliceExt;
         let floats: Cow<'_, [f32]> = match bytemuck::try_cast_slice::<u8, f32>(t.data) {
@@ -108,6 +126,13 @@ pub(crate) fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool, lim
         reason: format!("output `{name}` has unsupported element type {ty}"),
     })?;
     let what = || format!("the copy of output `{name}`");
+    if element_type == ElementType::String {
+        let (shape, strings) = value.try_extract_strings().or_inference(format_args!("reading output `{name}`"))?;
+        let bytes: usize = strings.iter().map(|s| 4 + s.len()).sum();
+        let mut data = limit.vec(bytes, what)?;
+        data.extend_from_slice(&crate::tensor::encode_strings(&strings));
+        return Ok(Tensor { name: name.to_owned(), element_type, shape: shape.to_vec(), data });
+    }
     if f16_as_f32 && element_type == ElementType::F16 {
         use half::slice::HalfFloatSliceExt;
         let (shape, halves) = value.try_extract_tensor::<f16>().or_internal(format_args!("reading output `{name}`"))?;

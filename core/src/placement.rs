@@ -40,8 +40,8 @@ pub struct Placement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderPlacement {
     pub provider: String,
-    pub nodes: u32,
-    pub partitions: u32,
+    pub nodes: i32,
+    pub partitions: i32,
 }
 
 /// Below this many nodes per partition, hand-overs between an accelerator and the CPU usually cost more than the
@@ -98,7 +98,7 @@ impl Placement {
     }
 
     /// Total nodes run.
-    pub fn nodes(&self) -> u32 {
+    pub fn nodes(&self) -> i32 {
         self.providers.iter().map(|p| p.nodes).sum()
     }
 }

@@ -141,7 +141,7 @@ fn session_builder(
     let (builder, report) = configure(builder, config, level)?;
     let mut builder = source.configure(builder, checked)?;
     for (name, size) in bucket.map(ShapeBucket::sorted).unwrap_or_default() {
-        builder = builder.with_dimension_override(name, size as i64).or_invalid_config("shape bucket")?;
+        builder = builder.with_dimension_override(name, size).or_invalid_config("shape bucket")?;
     }
     if let Some(prefix) = profile {
         builder = builder.with_profiling(prefix).or_invalid_config("profiling")?;
@@ -165,7 +165,7 @@ fn configure(
     // ONNX Runtime's advice when XNNPACK leads: its own pool does the work, so one session thread and no spinning.
     let xnnpack_leads = report.active.first().is_some_and(|a| a == "XnnpackExecutionProvider");
     // Sessions for concurrent runs split the cores rather than each spinning up a thread per core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
     let share = if config.concurrency > 1 { (cores / config.concurrency).max(1) } else { 0 };
     let intra_op_threads = match config.intra_op_threads {
         0 if xnnpack_leads => 1,

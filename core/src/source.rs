@@ -12,6 +12,47 @@ use crate::error::{Error, OrtResultExt, Result};
 use crate::model_check;
 use crate::runtime::Runtime;
 
+/// `length` bytes of the open file `fd` from `offset`, mapped read-only; the fd is only borrowed.
+#[cfg(unix)]
+pub(crate) fn map_region(fd: i32, offset: u64, length: u64) -> Result<memmap2::Mmap> {
+    let not_found = || Error::ModelNotFound { path: format!("file descriptor {fd}") };
+    if fd < 0 {
+        return Err(not_found());
+    }
+    // SAFETY: F_GETFD only reads the descriptor's flags, and fails cleanly (EBADF) on one that is not open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(not_found());
+    }
+    // SAFETY: `fd` is open (checked above) and stays the caller's: ManuallyDrop never closes it. Only its metadata
+    // is read through it, which does not move its file offset.
+    let file = std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    let meta = file.metadata().map_err(|_| not_found())?;
+    if !meta.is_file() {
+        return Err(not_found());
+    }
+    let file_len = meta.len();
+    if length == 0 {
+        return Err(Error::invalid_model("the model region is empty (length 0)"));
+    }
+    if length > model_check::MAX_MODEL_BYTES {
+        return Err(Error::invalid_model(format!("the model region is {length} bytes, over protobuf's 2 GiB limit")));
+    }
+    if offset.checked_add(length).is_none_or(|end| end > file_len) {
+        return Err(Error::invalid_model(format!(
+            "the model region ({length} bytes from offset {offset}) runs past the end of the {file_len}-byte file"
+        )));
+    }
+    // SAFETY: a read-only, private map of a region checked to lie inside a regular file; the app does not write its
+    // own APK or model files while loading them (the same contract as mapping a model file).
+    unsafe { memmap2::MmapOptions::new().offset(offset).len(length as usize).map(fd) }
+        .map_err(|e| Error::invalid_model(format!("cannot map the model region: {e}")))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn map_region(fd: i32, _offset: u64, _length: u64) -> Result<memmap2::Mmap> {
+    Err(Error::InvalidConfig { reason: format!("loading from a file descriptor ({fd}) needs a Unix platform") })
+}
+
 /// Where a model comes from: a file, or bytes in memory (with the directory its external data may live in).
 #[derive(Clone, Copy)]
 pub(crate) enum Source<'a> {

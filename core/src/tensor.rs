@@ -1,12 +1,17 @@
 //! Tensors as they cross the engine boundary: an element type, a shape, and the elements as little-endian bytes
 //! in one contiguous buffer, so a whole tensor moves in one copy (or none) instead of element by element.
+//!
+//! String tensors use the same one-buffer form: each element, in row-major order, is its UTF-8 byte length as a
+//! little-endian u32 followed by those bytes ([`encode_strings`], [`decode_strings`]). Kotlin and Swift build and
+//! read that form for the app, so every language passes strings through the one input path.
 
-use half::f16;
+use half::{bf16, f16};
 
 use crate::error::{Error, Result};
 
 /// Element types a tensor can hold. Byte layout is the platform's (little-endian on every supported target);
-/// `Bool` is one byte per element, 0 or 1.
+/// `Bool` is one byte per element, 0 or 1; `Bf16` is bfloat16 as its raw 16 bits (no language here has the type);
+/// `String` is length-prefixed UTF-8 (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ElementType {
     F32,
@@ -21,14 +26,18 @@ pub enum ElementType {
     I64,
     U64,
     Bool,
+    Bf16,
+    String,
 }
 
 impl ElementType {
-    /// Bytes per element.
+    /// Bytes per element. A string element has no fixed size: 4 is its smallest, the length prefix of "", so that
+    /// `count * size()` zero bytes are `count` empty strings.
     pub const fn size(self) -> usize {
         match self {
             ElementType::I8 | ElementType::U8 | ElementType::Bool => 1,
-            ElementType::F16 | ElementType::I16 | ElementType::U16 => 2,
+            ElementType::F16 | ElementType::Bf16 | ElementType::I16 | ElementType::U16 => 2,
+            ElementType::String => 4,
             ElementType::F32 | ElementType::I32 | ElementType::U32 => 4,
             ElementType::F64 | ElementType::I64 | ElementType::U64 => 8,
         }
@@ -48,6 +57,8 @@ impl ElementType {
             ElementType::I64 => "i64",
             ElementType::U64 => "u64",
             ElementType::Bool => "bool",
+            ElementType::Bf16 => "bf16",
+            ElementType::String => "string",
         }
     }
 }
@@ -66,8 +77,42 @@ pub trait Element: bytemuck::Pod {
 macro_rules! elements {
     ($($t:ty => $e:ident),* $(,)?) => { $(impl Element for $t { const TYPE: ElementType = ElementType::$e; })* };
 }
-elements!(f32 => F32, f16 => F16, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u16 => U16, i32 => I32,
-          u32 => U32, i64 => I64, u64 => U64);
+elements!(f32 => F32, f16 => F16, bf16 => Bf16, f64 => F64, i8 => I8, u8 => U8, i16 => I16, u16 => U16,
+          i32 => I32, u32 => U32, i64 => I64, u64 => U64);
+
+/// Strings in the tensor byte form: per element its UTF-8 length as a little-endian u32, then the bytes.
+pub fn encode_strings<S: AsRef<str>>(strings: &[S]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(strings.iter().map(|s| 4 + s.as_ref().len()).sum());
+    for s in strings {
+        let bytes = s.as_ref().as_bytes();
+        // A string of 4 GiB or more cannot be a tensor element on a phone; its length saturates and decoding fails.
+        data.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        data.extend_from_slice(bytes);
+    }
+    data
+}
+
+/// The strings of a string tensor's bytes, each as a slice of `data`; why not, when the bytes are not that form
+/// (a truncated element, trailing bytes, invalid UTF-8, or a NUL, which ONNX Runtime's C strings cannot hold).
+pub fn decode_strings(data: &[u8]) -> std::result::Result<Vec<&str>, String> {
+    let mut strings = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or("a string element is cut short in its length")?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(format!("string element {} says {len} bytes but {} remain", strings.len(), tail.len()));
+        }
+        let (bytes, tail) = tail.split_at(len);
+        let s = std::str::from_utf8(bytes).map_err(|_| format!("string element {} is not UTF-8", strings.len()))?;
+        if s.contains('\0') {
+            return Err(format!("string element {} contains a NUL character", strings.len()));
+        }
+        strings.push(s);
+        rest = tail;
+    }
+    Ok(strings)
+}
 
 /// Number of elements of `shape`, or an error naming `name` if a dim is negative or the shape is too large. The
 /// product of the non-zero dims must fit in i64 even when a zero dim makes the count 0: ONNX Runtime and ort multiply
@@ -140,6 +185,19 @@ impl Tensor {
         Ok(bytemuck::pod_collect_to_vec(&self.data))
     }
 
+    /// The elements of a `String` tensor.
+    pub fn to_strings(&self) -> Result<Vec<String>> {
+        if self.element_type != ElementType::String {
+            return Err(Error::InvalidInput {
+                name: self.name.clone(),
+                reason: format!("tensor holds {}, not string", self.element_type),
+            });
+        }
+        decode_strings(&self.data)
+            .map(|v| v.into_iter().map(str::to_owned).collect())
+            .map_err(|reason| Error::internal(format!("output `{}`: {reason}", self.name)))
+    }
+
     /// The elements of a `Bool` tensor.
     pub fn to_bools(&self) -> Result<Vec<bool>> {
         if self.element_type != ElementType::Bool {
@@ -152,7 +210,10 @@ impl Tensor {
     }
 
     pub fn element_count(&self) -> usize {
-        self.data.len() / self.element_type.size()
+        match self.element_type {
+            ElementType::String => decode_strings(&self.data).map_or(0, |s| s.len()),
+            other => self.data.len() / other.size(),
+        }
     }
 }
 
@@ -182,6 +243,18 @@ mod tests {
         assert_eq!(ElementType::F32.size(), std::mem::size_of::<f32>());
         assert_eq!(ElementType::I64.size(), std::mem::size_of::<i64>());
         assert_eq!(ElementType::Bool.size(), std::mem::size_of::<bool>());
+    }
+
+    #[test]
+    fn strings_round_trip_and_malformed_bytes_are_refused() {
+        let strings = ["", "héllo", "日本語", "a b"];
+        let data = encode_strings(&strings);
+        assert_eq!(decode_strings(&data).unwrap(), strings);
+        assert_eq!(decode_strings(&[0; 8]).unwrap(), ["", ""], "zeroed bytes are empty strings");
+        assert!(decode_strings(&data[..data.len() - 1]).is_err());
+        assert!(decode_strings(&[1, 0, 0]).is_err());
+        assert!(decode_strings(&[1, 0, 0, 0, 0xff]).unwrap_err().contains("UTF-8"));
+        assert!(decode_strings(&encode_strings(&["a\0b"])).unwrap_err().contains("NUL"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn a_full_context_drops_whole_exchanges_oldest_first_and_keeps_the_system_messag
     let mut fits = vec![history[0].clone(), history[5].clone(), history[6].clone()];
     fits.push(ChatMessage::new("user", "Fourth question"));
     let needed = llm.encode(&llm.chat_prompt(&fits).unwrap()).unwrap().len() as u32;
-    let mut generation = chat.send("Fourth question", greedy(llm.max_context() - needed)).unwrap();
+    let mut generation = chat.send("Fourth question", greedy((llm.max_context() - needed) as i32)).unwrap();
     generation.next().unwrap().unwrap();
     drop(generation); // a cancelled answer joins the history as it stands
     let after = chat.history();
@@ -63,11 +63,11 @@ fn the_refuse_policy_forgets_nothing() {
     let mut all = before.clone();
     all.push(ChatMessage::new("user", "Fourth question"));
     let needed = llm.encode(&llm.chat_prompt(&all).unwrap()).unwrap().len() as u32;
-    let refused = chat.send("Fourth question", greedy(llm.max_context() - needed + 1));
+    let refused = chat.send("Fourth question", greedy((llm.max_context() - needed + 1) as i32));
     assert!(matches!(refused, Err(Error::InvalidInput { .. })));
     assert_eq!(chat.history(), before);
     // One token less needed and it fits, with nothing dropped.
-    chat.send("Fourth question", greedy(llm.max_context() - needed)).unwrap().next().unwrap().unwrap();
+    chat.send("Fourth question", greedy((llm.max_context() - needed) as i32)).unwrap().next().unwrap().unwrap();
     assert_eq!(chat.history().len(), before.len() + 2);
 }
 
@@ -79,7 +79,7 @@ fn an_answer_cut_mid_character_is_the_same_text_in_every_view() {
     let llm = tiny();
     let mut cut = 0;
     // Seeds 616, 655 and 681 cut a character with this decoder and sampler (found by searching 0..3000).
-    for seed in 600..700u64 {
+    for seed in 600..700i64 {
         let options =
             GenerateOptions { max_tokens: 1, temperature: 8.0, seed: Some(seed), ..GenerateOptions::default() };
         let mut generation = llm.generate("Hello", options).unwrap();

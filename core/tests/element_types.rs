@@ -2,7 +2,7 @@
 
 mod common;
 
-use half::f16;
+use half::{bf16, f16};
 use openautoglm::{Element, ElementType, Error, TensorRef};
 
 fn round_trip<T: Element + PartialEq + std::fmt::Debug>(tag: &str, values: [T; 6]) {
@@ -72,6 +72,49 @@ fn i64_round_trips() {
 #[test]
 fn u64_round_trips() {
     round_trip("u64", [0u64, 1, 7, 1 << 63, 99, u64::MAX]);
+}
+
+#[test]
+fn bf16_round_trips_as_raw_bits() {
+    round_trip("bf16", [1.0, -2.0, 0.5, 3.0e38, 0.0, -0.25].map(bf16::from_f32));
+}
+
+#[test]
+fn strings_round_trip() {
+    let engine = common::engine("identity_string");
+    assert_eq!(engine.info().inputs[0].element_type, Some(ElementType::String));
+    let values = ["", "plain", "héllo wörld", "日本語", "emoji 🙂", "tab\tand\nnewline"];
+    let data = openautoglm::encode_strings(&values);
+    let out = engine.run(&[("x", TensorRef::from_bytes(ElementType::String, &[2, 3], &data))]).unwrap();
+    assert_eq!(out[0].element_type, ElementType::String);
+    assert_eq!(out[0].shape, vec![2, 3]);
+    assert_eq!(out[0].to_strings().unwrap(), values);
+    assert_eq!(out[0].element_count(), 6);
+}
+
+#[test]
+fn malformed_string_inputs_are_typed_errors_and_the_engine_stays_usable() {
+    let engine = common::engine("identity_string");
+    let run = |data: &[u8]| engine.run(&[("x", TensorRef::from_bytes(ElementType::String, &[2, 3], data))]);
+    let five = openautoglm::encode_strings(&["a"; 5]);
+    let mut bad_utf8 = openautoglm::encode_strings(&["a"; 5]);
+    bad_utf8.extend_from_slice(&[1, 0, 0, 0, 0xff]);
+    let cases: [(&[u8], &str); 6] = [
+        (&five, "needs 6 strings, got 5"),
+        (&five[..five.len() - 1], "remain"),
+        (&five[..five.len() - 2][..1], "cut short"),
+        (&bad_utf8, "not UTF-8"),
+        (&openautoglm::encode_strings(&["a", "b", "c\0", "d", "e", "f"]), "NUL"),
+        (&[0xff; 24], "says"),
+    ];
+    for (data, why) in cases {
+        let err = run(data).unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput { name, reason } if name == "x" && reason.contains(why)), "{err}");
+    }
+    // Warmup feeds empty strings; then a real run still works.
+    engine.warmup(1).unwrap();
+    let out = run(&openautoglm::encode_strings(&["x"; 6])).unwrap();
+    assert_eq!(out[0].to_strings().unwrap(), ["x"; 6]);
 }
 
 #[test]

@@ -319,3 +319,26 @@ fn warmup_takes_the_sizes_or_the_inputs_the_app_will_use() {
     engine.close();
     assert_eq!(engine.warmup_dims(&[("batch", 3)], 1).unwrap_err(), Error::EngineClosed);
 }
+
+/// Counts are signed (they are also the Kotlin and Swift API, where unsigned numbers are awkward): a negative one is
+/// refused when the engine is built, and a negative warmup size when warming up.
+#[test]
+fn negative_counts_are_refused_with_invalid_config() {
+    common::init();
+    let model = common::model("matmul_dynamic");
+    let configs = [
+        EngineConfig::default().with_threads(-1),
+        EngineConfig::default().with_inter_op_threads(-2),
+        EngineConfig::default().with_memory_limit_mb(-1),
+        EngineConfig::default().with_accelerators(vec![Accelerator::Xnnpack { threads: -4 }]),
+        EngineConfig::default().with_concurrency(-1),
+        EngineConfig::default().with_shape_buckets(vec![openautoglm::ShapeBucket::new([("batch", -3)])]),
+    ];
+    for config in configs {
+        let err = Engine::from_file(&model, config.clone()).err().unwrap_or_else(|| panic!("{config:?} loaded"));
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    }
+    let engine = common::engine("matmul_dynamic");
+    let err = engine.warmup_dims(&[("batch", -1)], 1).unwrap_err();
+    assert!(matches!(&err, Error::InvalidConfig { reason } if reason.contains("negative")), "{err}");
+}

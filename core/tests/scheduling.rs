@@ -33,7 +33,7 @@ fn run_slow(engine: &Engine, x: &[f32], options: &RunOptions) -> Result<Vec<f32>
     engine.run_with(&[("x", TensorRef::new(&shape, x))], options).map(|out| out[0].to_vec::<f32>().unwrap())
 }
 
-fn minilm(concurrency: u32) -> Engine {
+fn minilm(concurrency: i32) -> Engine {
     common::init();
     Engine::from_file(common::real_model("minilm-l6-int8"), EngineConfig::default().with_concurrency(concurrency))
         .expect("MiniLM loads")

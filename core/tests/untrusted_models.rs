@@ -176,7 +176,7 @@ fn warmup_on_huge_declared_inputs_is_a_typed_error_not_an_abort() {
     }
     // A shape bucket of 2^42 on a dynamic dimension.
     let model = onnx::identity(onnx::FLOAT, &[D::Named("n")]);
-    let config = EngineConfig::default().with_shape_buckets(vec![ShapeBucket::new([("n", 1u64 << 42)])]);
+    let config = EngineConfig::default().with_shape_buckets(vec![ShapeBucket::new([("n", 1i64 << 42)])]);
     let engine = Engine::from_bytes(&model, config).unwrap();
     assert!(matches!(engine.warmup(1), Err(Error::MemoryLimit { .. })));
     // The engine still runs real inputs afterwards.

@@ -12,10 +12,11 @@ use crate::{bindgen, cmd, ndk, targets};
 /// Budgets for the arm64 library, set from measurement: the engine alone (0.73 MB with opt-level z + fat LTO at
 /// first, 0.99 MB with compile cache and bundles, 1.02 MB with the untrusted-model hardening: the model check,
 /// fallible allocation and ONNX Runtime's logs through `log`, +33 KB; 1.07 MB with the scheduler: lanes, cancel
-/// tokens, session pools and the deadline thread, whose std thread machinery is a quarter of the +40 KB), and the
+/// tokens, session pools and the deadline thread, whose std thread machinery is a quarter of the +40 KB; 1.10 MB with
+/// string and bfloat16 tensors, models mapped from a file descriptor and the library-path search, +17 KB), and the
 /// whole SDK with text generation, whose tokenizer (regex engines and Unicode tables) and template engine are most
 /// of its 4.7 MB. Measured with Android's 16 KB segment alignment (.cargo/config.toml).
-pub const ARM64_BUDGET_BYTES: u64 = 1_100_000;
+pub const ARM64_BUDGET_BYTES: u64 = 1_150_000;
 pub const ARM64_WITH_LLM_BUDGET_BYTES: u64 = 5_000_000;
 
 struct Measured {

@@ -123,6 +123,17 @@ impl Engine {
         })
     }
 
+    /// Loads a model stored in a file the app holds open, `length` bytes from `offset`: an uncompressed asset inside
+    /// an APK as Android's `AssetFileDescriptor` gives it (`parcelFileDescriptor.fd`, `startOffset`, `length`). The
+    /// region is mapped, not read into the heap, and unmapped once ONNX Runtime has built the session; `fd` stays the
+    /// caller's to close.
+    pub fn from_fd(fd: i32, offset: u64, length: u64, config: EngineConfig) -> Result<Engine> {
+        catch_panic(|| {
+            let map = crate::source::map_region(fd, offset, length)?;
+            Engine::from_bytes(&map, config)
+        })
+    }
+
     /// Runs `inputs` once through a separate, profiling session of the model at `path` and reads which provider ran
     /// each node. Unlike [`EngineConfig::report_placement`], this uses real inputs, so data-dependent branches count.
     pub fn profile_once(
@@ -147,7 +158,7 @@ impl Engine {
     }
 
     fn build(source: Source<'_>, config: EngineConfig) -> Result<Engine> {
-        validate::concurrency(&config)?;
+        validate::counts(&config)?;
         let prefix = config.report_placement.then(placement::profile_prefix);
         // Sessions of one engine share their prepacked weights (the packed copies MatMul and Conv kernels make).
         let prepacked = (config.concurrency > 1).then(PrepackedWeights::new);
@@ -208,7 +219,7 @@ impl Engine {
         let bucket_dims = config
             .shape_buckets
             .iter()
-            .map(|b| b.sorted().into_iter().map(|(name, size)| (name.to_owned(), size as i64)).collect())
+            .map(|b| b.sorted().into_iter().map(|(name, size)| (name.to_owned(), size)).collect())
             .collect();
         let runs = (0..=config.shape_buckets.len()).map(|_| AtomicU64::new(0)).collect();
         let pool = Pool::new(LaneKind::of(&config), slots.len());
@@ -273,7 +284,7 @@ impl Engine {
 
     /// Runs served by each shape bucket (in configuration order), and by the dynamic session, warmup runs included.
     pub fn shape_bucket_stats(&self) -> ShapeBucketStats {
-        let mut runs: Vec<u64> = self.runs.iter().map(|r| r.load(Ordering::Relaxed)).collect();
+        let mut runs: Vec<i64> = self.runs.iter().map(|r| r.load(Ordering::Relaxed) as i64).collect();
         let dynamic_runs = runs.pop().unwrap_or_default();
         ShapeBucketStats { bucket_runs: runs, dynamic_runs }
     }
@@ -423,7 +434,7 @@ pub const MAX_WARMUP_RUNS: u32 = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShapeBucketStats {
     /// Per bucket, in configuration order.
-    pub bucket_runs: Vec<u64>,
+    pub bucket_runs: Vec<i64>,
     /// Runs whose shape matched no bucket.
-    pub dynamic_runs: u64,
+    pub dynamic_runs: i64,
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::config::{EngineConfig, Precision, ShapeBucket};
 use crate::error::{Error, Result};
 use crate::model::{Dim, ModelInfo, TensorInfo};
-use crate::tensor::{ElementType, TensorRef, element_count};
+use crate::tensor::{ElementType, TensorRef, decode_strings, element_count};
 
 /// Every input the model declares is given exactly once, each matching its declaration.
 pub(super) fn inputs(info: &ModelInfo, inputs: &[(&str, TensorRef<'_>)]) -> Result<()> {
@@ -32,7 +32,7 @@ fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
     let Some(expected_type) = declared.element_type else {
         return Err(Error::invalid_input(
             name,
-            "this input's type is not supported by the SDK (not a numeric or bool tensor)",
+            "this input's type is not supported by the SDK (not a numeric, bool or string tensor)",
         ));
     };
     let f32_for_f16 = expected_type == ElementType::F16 && tensor.element_type == ElementType::F32;
@@ -57,7 +57,7 @@ fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
     let count = element_count(name, tensor.shape)?;
     for (axis, (dim, &got)) in declared.shape.iter().zip(tensor.shape).enumerate() {
         if let Dim::Fixed { size } = dim
-            && u64::try_from(got).ok() != Some(*size)
+            && got != *size
         {
             return Err(Error::invalid_input(
                 name,
@@ -68,6 +68,16 @@ fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
                 ),
             ));
         }
+    }
+    if tensor.element_type == ElementType::String {
+        let strings = decode_strings(tensor.data).map_err(|reason| Error::invalid_input(name, reason))?;
+        if strings.len() != count {
+            return Err(Error::invalid_input(
+                name,
+                format!("shape {:?} needs {count} strings, got {}", tensor.shape, strings.len()),
+            ));
+        }
+        return Ok(());
     }
     let expected_len = count.checked_mul(tensor.element_type.size()).ok_or_else(|| {
         Error::invalid_input(name, format!("shape {:?} of {} is too large", tensor.shape, tensor.element_type))
@@ -101,8 +111,22 @@ fn shape_text(shape: &[Dim]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
-/// Precision choice belongs to bundles; a single file is what it is.
-pub(super) fn concurrency(config: &EngineConfig) -> Result<()> {
+/// The counts of a configuration: none negative, concurrency within its bounds.
+pub(super) fn counts(config: &EngineConfig) -> Result<()> {
+    let xnnpack = config.accelerators.iter().find_map(|a| match a {
+        crate::Accelerator::Xnnpack { threads } => Some(*threads),
+        _ => None,
+    });
+    for (what, value) in [
+        ("intra_op_threads", config.intra_op_threads),
+        ("inter_op_threads", config.inter_op_threads),
+        ("memory_limit_mb", config.memory_limit_mb),
+        ("Xnnpack threads", xnnpack.unwrap_or(0)),
+    ] {
+        if value < 0 {
+            return Err(Error::InvalidConfig { reason: format!("{what} must be 0 or more, got {value}") });
+        }
+    }
     if !(1..=crate::config::MAX_CONCURRENCY).contains(&config.concurrency) {
         return Err(Error::InvalidConfig {
             reason: format!(
@@ -115,6 +139,7 @@ pub(super) fn concurrency(config: &EngineConfig) -> Result<()> {
     Ok(())
 }
 
+/// Precision choice belongs to bundles; a single file is what it is.
 pub(super) fn single_model(config: &EngineConfig) -> Result<()> {
     if config.precision != Precision::Auto {
         return Err(Error::InvalidConfig {
@@ -150,7 +175,7 @@ pub(super) fn shape_buckets(info: &ModelInfo, buckets: &[ShapeBucket]) -> Result
                     ),
                 });
             }
-            if size == 0 || size > i64::MAX as u64 {
+            if size <= 0 {
                 return Err(Error::InvalidConfig {
                     reason: format!("shape bucket {i}: `{name}` = {size} is not a valid size"),
                 });
@@ -246,6 +271,6 @@ mod tests {
         assert!(reason(vec![ShapeBucket::default()]).contains("fixes no dimension"));
         assert!(reason(vec![ShapeBucket::new([("sequence", 4)])]).contains("no dynamic dimension `sequence`"));
         assert!(reason(vec![ShapeBucket::new([("batch", 0)])]).contains("not a valid size"));
-        assert!(reason(vec![ShapeBucket::new([("batch", u64::MAX)])]).contains("not a valid size"));
+        assert!(reason(vec![ShapeBucket::new([("batch", -1)])]).contains("not a valid size"));
     }
 }

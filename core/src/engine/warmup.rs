@@ -27,7 +27,7 @@ impl Engine {
 
     /// [`Engine::warmup`] with zero-filled inputs whose named dynamic dims take the given sizes (the shapes an app
     /// will run, e.g. `[("time", 1000)]`); other dynamic dims are 1. An unknown dim name is `InvalidConfig`.
-    pub fn warmup_dims(&self, dims: &[(&str, u64)], runs: u32) -> Result<Vec<f64>> {
+    pub fn warmup_dims(&self, dims: &[(&str, i64)], runs: u32) -> Result<Vec<f64>> {
         catch_panic(|| {
             let symbols: Vec<&str> = self
                 .info
@@ -44,9 +44,12 @@ impl Engine {
                             reason: format!("warmup: the model has no dynamic dim `{name}` (it has {symbols:?})"),
                         });
                     }
-                    i64::try_from(*size).map(|s| (name.to_string(), s)).map_err(|_| Error::InvalidConfig {
-                        reason: format!("warmup: dim `{name}` = {size} is too large"),
-                    })
+                    if *size < 0 {
+                        return Err(Error::InvalidConfig {
+                            reason: format!("warmup: dim `{name}` = {size} is negative"),
+                        });
+                    }
+                    Ok((name.to_string(), *size))
                 })
                 .collect::<Result<Vec<_>>>()?;
             self.rounds(runs, |slot| self.run_warmup_inputs(Some(&sizes), slot))
@@ -115,14 +118,14 @@ impl Engine {
                 let element_type = input.element_type.ok_or_else(|| {
                     Error::invalid_input(
                         &input.name,
-                        "warmup needs numeric or bool inputs; run the model with real inputs",
+                        "warmup needs tensor inputs of a supported type; run the model with real inputs",
                     )
                 })?;
                 let shape = input
                     .shape
                     .iter()
                     .map(|d| match d {
-                        Dim::Fixed { size } => *size as i64,
+                        Dim::Fixed { size } => *size,
                         Dim::Symbolic { name } => {
                             bucket.and_then(|b| b.iter().find(|(n, _)| n == name)).map_or(1, |(_, size)| *size)
                         }

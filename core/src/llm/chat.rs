@@ -111,7 +111,7 @@ impl Chat {
         })?;
         let mut kept = self.history();
         let user = ChatMessage::new("user", user);
-        let budget = self.llm.max_context().saturating_sub(options.max_tokens) as usize;
+        let budget = self.llm.max_context().saturating_sub(options.max_tokens.max(0) as u32) as usize;
         let system = usize::from(kept.first().is_some_and(|m| m.role == "system"));
         let tokens = loop {
             let mut messages = kept.clone();

@@ -42,8 +42,8 @@ pub enum FinishReason {
 /// What one generation cost.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GenerationMetrics {
-    pub prompt_tokens: u32,
-    pub generated_tokens: u32,
+    pub prompt_tokens: i32,
+    pub generated_tokens: i32,
     /// Laying out (chat template) and tokenizing the prompt.
     pub prompt_ms: f64,
     /// From the prompt's tokens to the first generated token: the prefill and the first choice (onnxruntime-genai's
@@ -173,7 +173,7 @@ impl Generation {
         // The KV cache is made with the request, as genai makes its generator's state before the prompt runs: the
         // time to first token is the model's, and a cache that cannot be had fails here.
         let shared = if llm.config.past_present_share_buffer {
-            let capacity = (tokens.len() + options.max_tokens as usize).min(max);
+            let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(max);
             let session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
             Some(shared_kv_cache(&llm, &session, capacity)?)
         } else {
@@ -249,8 +249,8 @@ impl Generation {
         let steps = crate::metrics::Summary::of(&self.step_ms);
         let decode_ms: f64 = self.step_ms.iter().sum();
         GenerationMetrics {
-            prompt_tokens: self.prompt_len as u32,
-            generated_tokens: (self.tokens.len() - self.prompt_len) as u32,
+            prompt_tokens: self.prompt_len as i32,
+            generated_tokens: (self.tokens.len() - self.prompt_len) as i32,
             prompt_ms: self.prompt_ms,
             time_to_first_token_ms: self.first_token_ms.unwrap_or_default(),
             tokens_per_second: if decode_ms > 0.0 { self.step_ms.len() as f64 * 1e3 / decode_ms } else { 0.0 },
@@ -335,8 +335,11 @@ impl Generation {
             inputs.push((name.into(), value.into()));
         }
         // Until `min_tokens` are out, the stop tokens cannot be chosen.
-        let banned: &[u32] =
-            if self.tokens.len() - self.prompt_len < self.options.min_tokens as usize { &llm.stop_tokens } else { &[] };
+        let banned: &[u32] = if self.tokens.len() - self.prompt_len < self.options.min_tokens.max(0) as usize {
+            &llm.stop_tokens
+        } else {
+            &[]
+        };
         let vocab = llm.config.vocab;
         // The step's turn on the decoder, among the other generations (and the other work in the lane).
         let _turn = llm.pool.acquire(Request {
@@ -422,7 +425,7 @@ impl Generation {
                 return Ok(self.end(FinishReason::Cancelled));
             }
             let generated = self.tokens.len() - self.prompt_len;
-            if generated >= self.options.max_tokens as usize {
+            if generated >= self.options.max_tokens.max(0) as usize {
                 return Ok(self.end(FinishReason::Length));
             }
             if self.tokens.len() >= self.llm.config.max_positions {

@@ -9,19 +9,19 @@ use rand::{Rng, SeedableRng};
 pub struct GenerateOptions {
     /// Tokens to generate at most (the prompt not counted). It also sizes the KV cache: a shared-buffer decoder
     /// holds prompt + `max_tokens` positions (up to the model's context) from the start of the request.
-    pub max_tokens: u32,
+    pub max_tokens: i32,
     /// End-of-sequence tokens are not chosen before this many tokens (benchmarks use it for fixed output lengths).
-    pub min_tokens: u32,
+    pub min_tokens: i32,
     /// 0 is greedy (always the most likely token); higher flattens the distribution.
     pub temperature: f32,
     /// Sample among the k most likely tokens only; 0 means no limit.
-    pub top_k: u32,
+    pub top_k: i32,
     /// Sample among the most likely tokens whose probabilities add up to p; 1 means no limit.
     pub top_p: f32,
     /// > 1 makes tokens already in the prompt or the answer less likely (the CTRL paper's penalty); 1 is off.
     pub repetition_penalty: f32,
     /// Same seed, same options and prompt: same text. `None` seeds from the clock.
-    pub seed: Option<u64>,
+    pub seed: Option<i64>,
     /// Stop when the text ends with any of these (they are not part of the output).
     pub stop: Vec<String>,
 }
@@ -44,8 +44,11 @@ impl Default for GenerateOptions {
 impl GenerateOptions {
     pub(crate) fn validate(&self) -> Result<(), String> {
         // An answer of no tokens is a caller's slip, not a request: refused, like every other invalid option.
-        if self.max_tokens == 0 {
-            return Err("max_tokens must be at least 1".into());
+        if self.max_tokens <= 0 {
+            return Err(format!("max_tokens must be at least 1, got {}", self.max_tokens));
+        }
+        if self.min_tokens < 0 || self.top_k < 0 {
+            return Err(format!("min_tokens and top_k must be 0 or more, got {} and {}", self.min_tokens, self.top_k));
         }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(format!("temperature must be >= 0, got {}", self.temperature));
@@ -75,7 +78,8 @@ pub(crate) struct Sampler {
 
 impl Sampler {
     pub(crate) fn new(options: &GenerateOptions) -> Sampler {
-        let seed = options.seed.unwrap_or_else(|| {
+        // Any i64 is a seed: its bits seed the generator.
+        let seed = options.seed.map(|s| s as u64).unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
         });
         Sampler { options: options.clone(), rng: SmallRng::seed_from_u64(seed), candidates: Vec::new() }
@@ -99,7 +103,7 @@ impl Sampler {
         self.candidates.clear();
         self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, ((l - max) * inv_t).exp())));
         let by_probability = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
-        let k = self.options.top_k as usize;
+        let k = usize::try_from(self.options.top_k).unwrap_or(0);
         if k > 0 && k < self.candidates.len() {
             self.candidates.select_nth_unstable_by(k - 1, by_probability);
             self.candidates.truncate(k);
@@ -230,6 +234,8 @@ mod tests {
         assert!(options(|o| o.top_p = 0.0).validate().is_err());
         assert!(options(|o| o.repetition_penalty = f32::NAN).validate().is_err());
         assert!(options(|o| o.stop = vec![String::new()]).validate().is_err());
+        assert!(options(|o| o.max_tokens = -1).validate().is_err());
+        assert!(options(|o| o.top_k = -1).validate().is_err());
         assert!(options(|_| {}).validate().is_ok());
     }
 }

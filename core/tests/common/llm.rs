@@ -10,6 +10,6 @@ pub fn tiny() -> Llm {
 }
 
 /// Greedy decoding of up to `max_tokens`.
-pub fn greedy(max_tokens: u32) -> GenerateOptions {
+pub fn greedy(max_tokens: i32) -> GenerateOptions {
     GenerateOptions { max_tokens, ..GenerateOptions::default() }
 }

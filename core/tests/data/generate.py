@@ -23,7 +23,7 @@ TYPES = {
     "f32": TensorProto.FLOAT, "f16": TensorProto.FLOAT16, "f64": TensorProto.DOUBLE,
     "i8": TensorProto.INT8, "u8": TensorProto.UINT8, "i16": TensorProto.INT16, "u16": TensorProto.UINT16,
     "i32": TensorProto.INT32, "u32": TensorProto.UINT32, "i64": TensorProto.INT64, "u64": TensorProto.UINT64,
-    "bool": TensorProto.BOOL,
+    "bool": TensorProto.BOOL, "bf16": TensorProto.BFLOAT16, "string": TensorProto.STRING,
 }
 
 
@@ -118,9 +118,60 @@ def pairs_model():
     save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), "pairs.onnx")
 
 
+# Element types of the node cases below, as the tests name them.
+NODE_TYPES = {TensorProto.STRING: "string", TensorProto.FLOAT: "f32", TensorProto.DOUBLE: "f64",
+              TensorProto.INT64: "i64", TensorProto.INT32: "i32", TensorProto.BOOL: "bool"}
+
+
+def string_node_cases():
+    """The ONNX backend node tests with a string input or output that python onnxruntime passes, with its outputs.
+
+    Each case's model goes to models/node/<case>.onnx; string_nodes.json holds its inputs and python onnxruntime's
+    outputs (equal to the ONNX reference outputs, checked here), which the SDK's tests must reproduce exactly.
+    """
+    from onnx import numpy_helper
+    root = Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
+    out_dir = MODELS / "node"
+    out_dir.mkdir(exist_ok=True)
+    cases = {}
+    for case in sorted(root.iterdir()):
+        model = onnx.load(case / "model.onnx")
+        values = list(model.graph.input) + list(model.graph.output)
+        types = [v.type.tensor_type.elem_type if v.type.HasField("tensor_type") else None for v in values]
+        if TensorProto.STRING not in types or any(t not in NODE_TYPES for t in types):
+            continue
+        data = case / "test_data_set_0"
+        feeds = {i.name: numpy_helper.to_array(onnx.load_tensor(str(data / f"input_{k}.pb")))
+                 for k, i in enumerate(model.graph.input)}
+        try:
+            got = ort.InferenceSession(str(case / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+        except Exception as e:  # python onnxruntime cannot run it either: not a difference between the two
+            print(f"  {case.name}: python onnxruntime fails ({type(e).__name__}); not included")
+            continue
+        want = [numpy_helper.to_array(onnx.load_tensor(str(data / f"output_{k}.pb"))) for k in range(len(got))]
+        if not all(g.shape == w.shape and (g == w).all() for g, w in zip(got, want)):
+            print(f"  {case.name}: python onnxruntime differs from the reference; not included")
+            continue
+
+        def entry(name, array, elem_type):
+            kind = NODE_TYPES[elem_type]
+            flat = array.flatten()
+            items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat] if kind == "string" else flat.tolist()
+            return {"name": name, "type": kind, "shape": list(array.shape), "values": items}
+
+        (out_dir / f"{case.name}.onnx").write_bytes((case / "model.onnx").read_bytes())
+        cases[case.name] = {
+            "inputs": [entry(i.name, feeds[i.name], i.type.tensor_type.elem_type) for i in model.graph.input],
+            "outputs": [entry(o.name, g, o.type.tensor_type.elem_type) for o, g in zip(model.graph.output, got)],
+        }
+    (HERE / "string_nodes.json").write_text(json.dumps(cases, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {len(cases)} string node cases")
+
+
 def main():
     MODELS.mkdir(exist_ok=True)
     identity_models()
+    string_node_cases()
     matmul_chain_model()
     pairs_model()
     expected = {"matmul_dynamic": matmul_model()}

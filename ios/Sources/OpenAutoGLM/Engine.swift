@@ -65,6 +65,13 @@ public final class Engine: Sendable {
         self.init(try NativeEngine.fromBytes(model: modelData, config: config))
     }
 
+    /// Loads the model stored `length` bytes from `offset` in the open file `fileDescriptor`, mapped rather than
+    /// copied (a model inside a larger file the app ships); the descriptor stays the caller's to close.
+    public convenience init(fileDescriptor: Int32, offset: Int, length: Int, config: EngineConfig = .default) throws {
+        try Runtime.checkNativeLibrary()
+        self.init(try NativeEngine.fromFd(fd: fileDescriptor, offset: Int64(offset), length: Int64(length), config: config))
+    }
+
     /// Loads from a model bundle directory (`bundle.json` and its variants, made by `cargo xtask models prepare`)
     /// the variant `config.precision` selects; `precision` says which and why.
     public convenience init(bundle directory: String, config: EngineConfig = .default) throws {
@@ -106,14 +113,15 @@ public final class Engine: Sendable {
     }
 
     @available(iOS 16, macOS 13, *)
-    static func micros(_ duration: Duration) -> UInt64 {
+    static func micros(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
         guard seconds >= 0, attoseconds >= 0 else { return 0 }
-        let (micros, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000)
-        return overflow ? UInt64.max : micros &+ UInt64(attoseconds / 1_000_000_000_000)
+        let (micros, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000)
+        let (total, overflowAgain) = micros.addingReportingOverflow(attoseconds / 1_000_000_000_000)
+        return overflow || overflowAgain ? Int64.max : total
     }
 
-    private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: UInt64?,
+    private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: Int64?,
                      cancel: CancelToken?) throws -> Outputs {
         let (specs, packed) = Engine.pack(inputs)
         return Outputs(try native.run(inputs: specs, data: packed, priority: priority, timeoutUs: timeoutMicros,
@@ -171,20 +179,14 @@ public final class Engine: Sendable {
     @discardableResult
     public func warmup(dims: [String: Int], runs: Int = 1) async throws -> [Double] {
         let count = try Engine.checkedRuns(runs)
-        var sizes: [String: UInt64] = [:]
-        for (name, size) in dims {
-            guard let size = UInt64(exactly: size) else {
-                throw EngineError.InvalidConfig(reason: "warmup: dim `\(name)` = \(size) is negative")
-            }
-            sizes[name] = size
-        }
+        let sizes = dims.mapValues { Int64($0) }
         try Task.checkCancellation()
         return try await NativeWork.run { [native, sizes] in try native.warmupDims(dims: sizes, runs: count) }
     }
 
-    private static func checkedRuns(_ runs: Int) throws -> UInt32 {
-        // The engine checks the upper bound; a count that does not fit UInt32 would trap in the conversion.
-        guard let count = UInt32(exactly: runs) else {
+    private static func checkedRuns(_ runs: Int) throws -> Int32 {
+        // The engine checks the range; a count that does not fit Int32 would trap in the conversion.
+        guard let count = Int32(exactly: runs) else {
             throw EngineError.InvalidConfig(reason: "warmup runs must be between 0 and 1000, got \(runs)")
         }
         return count
@@ -195,13 +197,13 @@ public final class Engine: Sendable {
         var specs: [InputSpec] = []
         specs.reserveCapacity(inputs.count)
         if inputs.count == 1, let (name, tensor) = inputs.first {
-            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.nativeShape, offset: 0, length: UInt64(tensor.data.count)))
+            specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.nativeShape, offset: 0, length: Int64(tensor.data.count)))
             return (specs, tensor.data)
         }
         var data = Data(capacity: inputs.values.reduce(0) { $0 + $1.data.count })
         for (name, tensor) in inputs {
             specs.append(InputSpec(name: name, elementType: tensor.elementType, shape: tensor.nativeShape,
-                                   offset: UInt64(data.count), length: UInt64(tensor.data.count)))
+                                   offset: Int64(data.count), length: Int64(tensor.data.count)))
             data.append(tensor.data)
         }
         return (specs, data)

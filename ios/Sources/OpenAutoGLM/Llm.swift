@@ -49,7 +49,7 @@ public final class Llm: Sendable {
     }
 
     /// The text of `tokens`, as a generation's answer holds it.
-    public func decode(_ tokens: [UInt32]) throws -> String { try native.decode(tokens: tokens) }
+    public func decode(_ tokens: [Int]) throws -> String { try native.decode(tokens: tokens.map { Int32(clamping: $0) }) }
 
     public final class Chat: Sendable {
         private let native: NativeChat

@@ -20,11 +20,12 @@ extension Float16: TensorElement { public static var elementType: ElementType { 
 #endif
 
 extension ElementType {
-    /// Bytes per element.
+    /// Bytes per element; a string element has no fixed size (4 is its length prefix).
     public var size: Int {
         switch self {
         case .i8, .u8, .bool: return 1
-        case .f16, .i16, .u16: return 2
+        case .f16, .bf16, .i16, .u16: return 2
+        case .string: return 4
         case .f32, .i32, .u32: return 4
         case .f64, .i64, .u64: return 8
         }
@@ -47,6 +48,10 @@ public struct Tensor: Sendable, Equatable {
 
     /// A tensor over raw little-endian bytes.
     public init(elementType: ElementType, shape: [Int], data: Data) throws {
+        if elementType == .string {
+            try self.init(strings: try Tensor.decodeStrings(data), shape: shape)
+            return
+        }
         guard data.count % elementType.size == 0 else {
             throw EngineError.InvalidInput(
                 name: "tensor", reason: "\(data.count) bytes is not a whole number of \(elementType) elements")
@@ -61,6 +66,23 @@ public struct Tensor: Sendable, Equatable {
 
     public init(_ values: [Bool], shape: [Int]) throws {
         try self.init(elementType: .bool, shape: shape, data: Data(values.map { $0 ? 1 : 0 }))
+    }
+
+    /// A string tensor (UTF-8 in the engine).
+    public init(strings: [String], shape: [Int]) throws {
+        try Tensor.check(shape, holds: strings.count)
+        // The engine's string form: per element its UTF-8 length (little-endian UInt32), then the bytes.
+        var data = Data(capacity: strings.reduce(0) { $0 + 4 + $1.utf8.count })
+        for string in strings {
+            withUnsafeBytes(of: UInt32(string.utf8.count).littleEndian) { data.append(contentsOf: $0) }
+            data.append(contentsOf: string.utf8)
+        }
+        self.init(trusted: .string, shape: shape, data: data)
+    }
+
+    /// bfloat16 input from its raw 16-bit patterns (the upper half of each Float's bits).
+    public init(bfloat16Bits: [UInt16], shape: [Int]) throws {
+        try self.init(elementType: .bf16, shape: shape, data: bfloat16Bits.withUnsafeBytes { Data($0) })
     }
 
     private init(trusted elementType: ElementType, shape: [Int], data: Data) {
@@ -86,17 +108,51 @@ public struct Tensor: Sendable, Equatable {
     }
 
     /// Number of elements.
-    public var count: Int { data.count / elementType.size }
+    public var count: Int { shape.reduce(1, *) }
 
     /// The elements as `T`.
     public func values<T: TensorElement>(as type: T.Type = T.self) throws -> [T] {
-        guard T.elementType == elementType else { throw TensorError.typeMismatch(holds: elementType, requested: T.elementType) }
+        try values(as: type, checking: true)
+    }
+
+    private func values<T: TensorElement>(as type: T.Type, checking: Bool) throws -> [T] {
+        if checking, T.elementType != elementType {
+            throw TensorError.typeMismatch(holds: elementType, requested: T.elementType)
+        }
         let count = self.count
         return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             // Data gives no alignment guarantee for T: copy bytes, not typed elements.
             _ = data.copyBytes(to: UnsafeMutableRawBufferPointer(buffer))
             initialized = count
         }
+    }
+
+    /// The elements of a `.string` tensor, in row-major order.
+    public func strings() throws -> [String] {
+        guard elementType == .string else { throw TensorError.typeMismatch(holds: elementType, requested: .string) }
+        return try Tensor.decodeStrings(data)
+    }
+
+    /// The raw bits of a `.bf16` tensor (`Float(bitPattern: UInt32($0) << 16)` is each value).
+    public func bfloat16Bits() throws -> [UInt16] {
+        guard elementType == .bf16 else { throw TensorError.typeMismatch(holds: elementType, requested: .bf16) }
+        return try values(as: UInt16.self, checking: false)
+    }
+
+    private static func decodeStrings(_ data: Data) throws -> [String] {
+        let bytes = [UInt8](data)
+        var strings: [String] = [], at = 0
+        while at < bytes.count {
+            guard at + 4 <= bytes.count else { throw EngineError.InvalidInput(name: "tensor", reason: "a string element is cut short") }
+            let length = Int(bytes[at]) | Int(bytes[at + 1]) << 8 | Int(bytes[at + 2]) << 16 | Int(bytes[at + 3]) << 24
+            at += 4
+            guard length <= bytes.count - at else {
+                throw EngineError.InvalidInput(name: "tensor", reason: "string element \(strings.count) is cut short")
+            }
+            strings.append(String(decoding: bytes[at..<at + length], as: UTF8.self))
+            at += length
+        }
+        return strings
     }
 
     /// The elements of a `.bool` tensor.

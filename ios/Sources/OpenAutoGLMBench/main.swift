@@ -10,7 +10,7 @@ while let key = argv.popFirst(), let value = argv.popFirst() { args[String(key.d
 let runs = Int(args["runs"] ?? "200")!
 let warmup = Int(args["warmup"] ?? "10")!
 let seconds = Double(args["seconds"] ?? "0")!
-let threads = UInt32(args["threads"] ?? "0")!
+let threads = Int32(args["threads"] ?? "0")!
 let levels: [String: OptimizeLevel] = ["O0": .o0, "O1": .o1, "O2": .o2, "O3": .o3]
 let level = levels[args["optimize"] ?? "O3"]!
 try Runtime.load(libraryPath: args["ort"])

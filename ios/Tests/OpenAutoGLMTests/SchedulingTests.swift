@@ -15,7 +15,7 @@ final class SchedulingTests: XCTestCase {
         try engine.inferSync(["x": x], priority: priority)["y"]!.values()
     }
 
-    private func minilm(concurrency: UInt32) throws -> Engine {
+    private func minilm(concurrency: Int32) throws -> Engine {
         var config = EngineConfig.default
         config.concurrency = concurrency
         return try Engine(path: Fixtures.realModel("minilm-l6-int8"), config: config)

@@ -35,7 +35,7 @@ struct Args {
     /// Duration mode: keep running until this many seconds of timed runs have passed.
     seconds: f64,
     warmup: usize,
-    threads: u32,
+    threads: i32,
     optimize: OptimizeLevel,
     ort: Option<PathBuf>,
     /// Writes the first inference's outputs here, to compare devices.
@@ -66,7 +66,7 @@ fn parse_args() -> Result<Args, String> {
                     .split(',')
                     .map(|d| {
                         let (name, size) = d.split_once('=').ok_or(format!("--bucket {text}: expected name=size"))?;
-                        Ok((name, size.parse::<u64>().map_err(|e| format!("--bucket {text}: {e}"))?))
+                        Ok((name, size.parse::<i64>().map_err(|e| format!("--bucket {text}: {e}"))?))
                     })
                     .collect::<Result<Vec<_>, String>>()?;
                 buckets.push(ShapeBucket::new(dims));
@@ -289,7 +289,7 @@ fn to_f16(inputs: Vec<Input>, engine: &Engine) -> Vec<Input> {
 fn placement_json(placement: &Placement) -> Value {
     let nodes: serde_json::Map<String, Value> =
         placement.providers.iter().map(|p| (p.provider.clone(), json!(p.nodes))).collect();
-    let partitions: u32 = placement.providers.iter().map(|p| p.partitions).sum();
+    let partitions: i32 = placement.providers.iter().map(|p| p.partitions).sum();
     let providers: Vec<Value> = placement
         .providers
         .iter()
@@ -319,7 +319,7 @@ fn run_generate() -> Result<Value, String> {
     use openautoglm::llm::{ChatMessage, GenerateOptions, Llm};
     let mut args = std::env::args().skip(1).filter(|a| a != "--generate");
     let (mut dir, mut precision, mut question, mut ort) = (None, Precision::Auto, String::new(), None);
-    let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128u32, 3usize, 0u32, None, None);
+    let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128i32, 3usize, 0i32, None, None);
     let (mut optimize, mut full_prefill) = (OptimizeLevel::O3, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));

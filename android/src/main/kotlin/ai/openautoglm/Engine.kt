@@ -55,7 +55,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     val isClosed: Boolean get() = native.isClosed()
 
     /** Runs stopped part-way so an interactive run could go first, then started again (background work lost). */
-    val preemptedRuns: Long get() = native.preemptedRuns().toLong()
+    val preemptedRuns: Long get() = native.preemptedRuns()
 
     /**
      * Runs the model on the calling thread; prefer [infer] from coroutines. Outputs are in model order.
@@ -74,7 +74,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         cancel: CancelToken? = null,
     ): Map<String, Tensor> {
         val (specs, data) = packed(inputs)
-        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds.toULong() else 0uL }
+        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
         val outputs = native { native.run(specs, data, priority, timeoutUs, cancel) }
         val result = LinkedHashMap<String, Tensor>(outputs.size)
         for (output in outputs) result[output.name] = Tensor.fromNative(output)
@@ -110,29 +110,19 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     suspend fun warmupWith(example: Map<String, Tensor>, runs: Int = 1, dispatcher: CoroutineDispatcher = Dispatchers.Default): List<Double> =
         withContext(dispatcher) {
             val (specs, data) = packed(example)
-            native { native.warmupWith(specs, data, checkedRuns(runs)) }
+            native { native.warmupWith(specs, data, runs) }
         }
 
     /** [warmup] with zero inputs whose named dynamic dimensions take these sizes, e.g. `mapOf("time" to 1000L)`. */
     @Throws(EngineException::class)
     suspend fun warmupDims(dims: Map<String, Long>, runs: Int = 1, dispatcher: CoroutineDispatcher = Dispatchers.Default): List<Double> =
         withContext(dispatcher) {
-            val sizes = dims.mapValues { (name, size) ->
-                if (size < 0) throw EngineException.InvalidConfig("warmup: dim `$name` = $size is negative")
-                size.toULong()
-            }
-            native { native.warmupDims(sizes, checkedRuns(runs)) }
+            native { native.warmupDims(dims, runs) }
         }
-
-    private fun checkedRuns(runs: Int): UInt {
-        // The engine checks the upper bound; a negative count would wrap to billions of runs as a UInt.
-        if (runs < 0) throw EngineException.InvalidConfig("warmup runs must be between 0 and 1000, got $runs")
-        return runs.toUInt()
-    }
 
     /** [warmup] on the calling thread. */
     @Throws(EngineException::class)
-    fun warmupBlocking(runs: Int = 1): List<Double> = native { native.warmup(checkedRuns(runs)) }
+    fun warmupBlocking(runs: Int = 1): List<Double> = native { native.warmup(runs) }
 
     /** Releases the model now. Later calls throw [EngineException.EngineClosed]; closing twice is fine. */
     override fun close() {
@@ -147,7 +137,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         var offset = 0L
         for ((name, tensor) in inputs) {
             tensor.refusal?.let { throw EngineException.InvalidInput(name, it) }
-            specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset.toULong(), tensor.byteSize.toULong())
+            specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset, tensor.byteSize.toLong())
             offset += tensor.byteSize
         }
         val single = inputs.values.singleOrNull()?.buffer
@@ -213,6 +203,23 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
 
         @JvmStatic @JvmOverloads @Throws(EngineException::class)
         fun fromBundle(dir: File, config: EngineConfig = DefaultEngineConfig): Engine = fromBundle(dir.path, config)
+
+        /**
+         * Loads the model stored [length] bytes from [offset] in the open file [fd], without copying it: an asset
+         * stored uncompressed in the APK (`noCompress += "onnx"` in Gradle's androidResources), as
+         * `AssetFileDescriptor` describes it:
+         * ```
+         * context.assets.openFd("model.onnx").use { afd ->
+         *     Engine.fromFileDescriptor(afd.parcelFileDescriptor.fd, afd.startOffset, afd.length)
+         * }
+         * ```
+         * The region is mapped while the engine is built; [fd] stays the caller's to close.
+         */
+        @JvmStatic @JvmOverloads @Throws(EngineException::class)
+        fun fromFileDescriptor(fd: Int, offset: Long, length: Long, config: EngineConfig = DefaultEngineConfig): Engine {
+            OpenAutoGLM.checkNativeLibrary()
+            return Engine(native { NativeEngine.fromFd(fd, offset, length, config) })
+        }
 
         /** Loads a model held in memory, e.g. read from app assets. */
         @JvmStatic @JvmOverloads @Throws(EngineException::class)

@@ -65,7 +65,7 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
 
     /** The text of [tokens], as a generation's answer holds it. */
     @Throws(EngineException::class)
-    fun decode(tokens: List<UInt>): String = native { native.decode(tokens) }
+    fun decode(tokens: List<Int>): String = native { native.decode(tokens) }
 
     /** True once [close]d. */
     val isClosed: Boolean get() = native.isClosed()

@@ -35,6 +35,23 @@ class Tensor private constructor(
     fun toFloat16Bits(): ShortArray = read(ElementType.F16) { b, n -> ShortArray(n).also { b.asShortBuffer().get(it) } }
     fun toByteArray(): ByteArray = read(ElementType.I8, ElementType.U8) { b, n -> ByteArray(n).also { b.get(it) } }
     fun toBooleanArray(): BooleanArray = read(ElementType.BOOL) { b, n -> BooleanArray(n) { b.get(it) != 0.toByte() } }
+    /** bfloat16 bit patterns: the upper 16 bits of the float32 each stands for (`Float.fromBits(bits.toInt() shl 16)`). */
+    fun toBFloat16Bits(): ShortArray = read(ElementType.BF16) { b, n -> ShortArray(n).also { b.asShortBuffer().get(it) } }
+
+    /** The elements of a string tensor, in row-major order. */
+    fun toStringList(): List<String> {
+        if (elementType != ElementType.STRING) throw IllegalStateException("tensor holds $elementType, not STRING")
+        val b = buffer.duplicate().order(ByteOrder.LITTLE_ENDIAN).rewind() as ByteBuffer
+        val strings = ArrayList<String>()
+        while (b.remaining() >= 4) {
+            val bytes = ByteArray(b.getInt())
+            b.get(bytes)
+            strings += String(bytes, Charsets.UTF_8)
+        }
+        return strings
+    }
+
+    fun toStringArray(): Array<String> = toStringList().toTypedArray()
 
     private inline fun <T> read(vararg allowed: ElementType, block: (ByteBuffer, Int) -> T): T {
         if (elementType !in allowed) {
@@ -89,6 +106,30 @@ class Tensor private constructor(
         @JvmStatic @Throws(EngineException::class)
         fun ofFloat16Bits(data: ShortArray, shape: LongArray) = build(ElementType.F16, shape, data.size) { it.asShortBuffer().put(data) }
 
+        /** bfloat16 input from its raw 16-bit patterns (the upper half of each float32's bits). */
+        @JvmStatic @Throws(EngineException::class)
+        fun ofBFloat16Bits(data: ShortArray, vararg shape: Int) = ofBFloat16Bits(data, longs(shape))
+        @JvmStatic @Throws(EngineException::class)
+        fun ofBFloat16Bits(data: ShortArray, shape: LongArray) = build(ElementType.BF16, shape, data.size) { it.asShortBuffer().put(data) }
+
+        /** A string tensor (UTF-8 in the engine): `Tensor.ofStrings(listOf("a", "b"), 2)`. */
+        @JvmStatic @Throws(EngineException::class)
+        fun ofStrings(data: List<String>, vararg shape: Int) = ofStrings(data, longs(shape))
+
+        @JvmStatic @Throws(EngineException::class)
+        fun ofStrings(data: Array<String>, vararg shape: Int) = ofStrings(data.asList(), longs(shape))
+
+        @JvmStatic @Throws(EngineException::class)
+        fun ofStrings(data: List<String>, shape: LongArray): Tensor {
+            checkShape(shape, data.size)
+            // The engine's string form: per element its UTF-8 length (little-endian u32), then the bytes.
+            val encoded = data.map { it.toByteArray(Charsets.UTF_8) }
+            val buffer = ByteBuffer.allocateDirect(encoded.sumOf { 4 + it.size }).order(ByteOrder.LITTLE_ENDIAN)
+            for (bytes in encoded) buffer.putInt(bytes.size).put(bytes)
+            buffer.rewind()
+            return Tensor(ElementType.STRING, shape, buffer)
+        }
+
         /**
          * A tensor over [data]'s remaining bytes, read as little-endian [type] elements. A direct buffer at
          * position 0 is used in place (zero copy); anything else is copied once.
@@ -103,6 +144,7 @@ class Tensor private constructor(
 
         @JvmStatic @Throws(EngineException::class)
         fun of(type: ElementType, data: ByteBuffer, shape: LongArray): Tensor {
+            if (type == ElementType.STRING) throw EngineException.InvalidInput("tensor", "string tensors are built with Tensor.ofStrings")
             val size = elementSize(type)
             if (data.remaining() % size != 0) {
                 throw EngineException.InvalidInput("tensor", "${data.remaining()} bytes is not a whole number of $type elements ($size bytes each)")
@@ -145,10 +187,11 @@ class Tensor private constructor(
         internal fun fromNative(native: NativeTensor): Tensor =
             Tensor(native.elementType, native.shape.toLongArray(), ByteBuffer.wrap(native.data).order(ByteOrder.LITTLE_ENDIAN))
 
-        /** Bytes per element of [type]. */
+        /** Bytes per element of [type]; a string element has no fixed size (4 is its length prefix). */
         @JvmStatic fun elementSize(type: ElementType): Int = when (type) {
             ElementType.I8, ElementType.U8, ElementType.BOOL -> 1
-            ElementType.F16, ElementType.I16, ElementType.U16 -> 2
+            ElementType.F16, ElementType.BF16, ElementType.I16, ElementType.U16 -> 2
+            ElementType.STRING -> 4
             ElementType.F32, ElementType.I32, ElementType.U32 -> 4
             ElementType.F64, ElementType.I64, ElementType.U64 -> 8
         }

@@ -28,8 +28,8 @@ class AccelerationTest {
             val placement = engine.placement!!
             val cpu = placement.providers.single()
             assertEquals("CPUExecutionProvider", cpu.provider)
-            assertEquals(1u, cpu.partitions)
-            assertTrue(cpu.nodes >= 1u)
+            assertEquals(1, cpu.partitions)
+            assertTrue(cpu.nodes >= 1)
             assertTrue(placement.warnings.isEmpty())
         }
     }
@@ -67,7 +67,7 @@ class AccelerationTest {
     }
 
     @Test fun shapeBucketsRouteByShape() {
-        val config = DefaultEngineConfig.copy(shapeBuckets = listOf(ShapeBucket(mapOf("batch" to 2uL))))
+        val config = DefaultEngineConfig.copy(shapeBuckets = listOf(ShapeBucket(mapOf("batch" to 2L))))
         Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
             val two = FloatArray(8) { it * 0.5f }
             val three = FloatArray(12) { it * 0.25f }
@@ -75,10 +75,10 @@ class AccelerationTest {
                 assertContentEquals(matmul(dynamic, two), matmul(engine, two))
                 assertContentEquals(matmul(dynamic, three), matmul(engine, three))
             }
-            assertEquals(listOf(1uL), engine.shapeBucketStats.bucketRuns)
-            assertEquals(1uL, engine.shapeBucketStats.dynamicRuns)
+            assertEquals(listOf(1L), engine.shapeBucketStats.bucketRuns)
+            assertEquals(1L, engine.shapeBucketStats.dynamicRuns)
         }
-        val bad = DefaultEngineConfig.copy(shapeBuckets = listOf(ShapeBucket(mapOf("sequence" to 8uL))))
+        val bad = DefaultEngineConfig.copy(shapeBuckets = listOf(ShapeBucket(mapOf("sequence" to 8L))))
         val error = assertFailsWith<EngineException.InvalidConfig> { Engine.fromFile(Fixtures.model("matmul_dynamic"), bad) }
         assertTrue("sequence" in error.reason, error.reason)
     }

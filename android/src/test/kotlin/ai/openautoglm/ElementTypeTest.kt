@@ -58,6 +58,45 @@ class ElementTypeTest {
         assertContentEquals(v, roundTrip("i64", Tensor.of(v, 2, 3)).toLongArray())
     }
 
+    @Test fun bf16FromRawBits() {
+        // 1.0, -2.0, 0.5, 3.0e38 (near the max), 0, -0.25 as bfloat16: the upper 16 bits of each float32
+        val bits = floatArrayOf(1f, -2f, 0.5f, 3.0e38f, 0f, -0.25f).map { (it.toRawBits() ushr 16).toShort() }.toShortArray()
+        assertContentEquals(bits, roundTrip("bf16", Tensor.ofBFloat16Bits(bits, 2, 3)).toBFloat16Bits())
+    }
+
+    @Test fun strings() {
+        val v = listOf("", "plain", "héllo wörld", "日本語", "emoji \uD83D\uDE42", "tab\tand\nnewline")
+        val out = roundTrip("string", Tensor.ofStrings(v, 2, 3))
+        assertEquals(v, out.toStringList())
+        assertContentEquals(v.toTypedArray(), roundTrip("string", Tensor.ofStrings(v.toTypedArray(), 2, 3)).toStringArray())
+        // The count must match the shape where the tensor is built; a NUL is refused by the engine, which stays usable.
+        kotlin.test.assertFailsWith<EngineException.InvalidInput> { Tensor.ofStrings(v, 2, 2) }
+        Engine.fromFile(Fixtures.model("identity_string")).use { engine ->
+            val e = kotlin.test.assertFailsWith<EngineException.InvalidInput> {
+                engine.inferBlocking(mapOf("x" to Tensor.ofStrings(List(6) { "a\u0000b" }, 2, 3)))
+            }
+            kotlin.test.assertTrue("NUL" in e.reason, e.reason)
+            assertEquals(List(6) { "ok" }, engine.inferBlocking(mapOf("x" to Tensor.ofStrings(List(6) { "ok" }, 2, 3))).getValue("y").toStringList())
+        }
+    }
+
+    /** A real string operator from the ONNX node tests, with python onnxruntime's recorded output. */
+    @Test fun stringConcatMatchesPythonOnnxruntime() {
+        val case = org.json.JSONObject(java.io.File(Fixtures.data, "string_nodes.json").readText()).getJSONObject("test_string_concat_utf8")
+        fun tensor(entry: org.json.JSONObject): Tensor {
+            val values = entry.getJSONArray("values").let { a -> List(a.length()) { a.getString(it) } }
+            val shape = entry.getJSONArray("shape").let { a -> LongArray(a.length()) { a.getLong(it) } }
+            return Tensor.ofStrings(values, shape)
+        }
+        Engine.fromFile(java.io.File(Fixtures.data, "models/node/test_string_concat_utf8.onnx").path).use { engine ->
+            val inputs = case.getJSONArray("inputs").let { a -> (0 until a.length()).associate { a.getJSONObject(it).getString("name") to tensor(a.getJSONObject(it)) } }
+            val want = tensor(case.getJSONArray("outputs").getJSONObject(0))
+            val got = engine.inferBlocking(inputs).values.single()
+            assertEquals(want.toStringList(), got.toStringList())
+            assertContentEquals(want.shape, got.shape)
+        }
+    }
+
     @Test fun bool() {
         val v = booleanArrayOf(true, false, false, true, true, false)
         assertContentEquals(v, roundTrip("bool", Tensor.of(v, 2, 3)).toBooleanArray())

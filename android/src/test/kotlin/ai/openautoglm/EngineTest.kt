@@ -32,7 +32,7 @@ class EngineTest {
             val input = engine.info.inputs.single()
             assertEquals("x", input.name)
             assertEquals(ElementType.F32, input.elementType)
-            assertEquals(listOf(Dim.Symbolic("batch"), Dim.Fixed(4uL)), input.shape)
+            assertEquals(listOf(Dim.Symbolic("batch"), Dim.Fixed(4L)), input.shape)
             assertEquals("y", engine.info.outputs.single().name)
             val meta = engine.info.metadata
             assertEquals("openautoglm-fixtures", meta.producer)
@@ -75,7 +75,7 @@ class EngineTest {
     }
 
     @Test fun configIsApplied() {
-        val config = DefaultEngineConfig.copy(optimizeLevel = OptimizeLevel.O0, intraOpThreads = 1u)
+        val config = DefaultEngineConfig.copy(optimizeLevel = OptimizeLevel.O0, intraOpThreads = 1)
         Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
             val x = floatArrayOf(1f, 0f, 0f, 0f)
             val want = expectedMatmul(x, 1)
@@ -119,7 +119,7 @@ class EngineTest {
     }
 
     @Test fun interOpThreadsAndSpinningAreAccepted() {
-        val config = DefaultEngineConfig.copy(intraOpThreads = 1u, interOpThreads = 2u, spinning = false)
+        val config = DefaultEngineConfig.copy(intraOpThreads = 1, interOpThreads = 2, spinning = false)
         Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
             val x = floatArrayOf(1f, 2f, 3f, 4f)
             val want = expectedMatmul(x, 1)
@@ -131,7 +131,7 @@ class EngineTest {
     @Test fun unavailableAcceleratorsAreSkippedWithAReasonAndTheCpuRuns() {
         val nnapi = Accelerator.Nnapi(fp16 = true, nchw = false, cpuDisabled = false, cpuOnly = false)
         val coreml = Accelerator.CoreMl(CoreMlComputeUnits.ALL, CoreMlModelFormat.ML_PROGRAM, staticShapes = true, subgraphs = false, cacheDir = null)
-        val config = DefaultEngineConfig.copy(accelerators = listOf(nnapi, coreml, Accelerator.Xnnpack(0u), Accelerator.Cpu))
+        val config = DefaultEngineConfig.copy(accelerators = listOf(nnapi, coreml, Accelerator.Xnnpack(0), Accelerator.Cpu))
         Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
             assertEquals(listOf("CPUExecutionProvider"), engine.accelerators.active)
             assertEquals(
@@ -166,5 +166,32 @@ class EngineTest {
             assertFailsWith<EngineException.InvalidConfig> { pairs.warmupDims(mapOf("time" to 3L)) }
             assertFailsWith<EngineException.InvalidConfig> { pairs.warmupDims(mapOf("n" to -1L)) }
         }
+    }
+
+    /** Kotlin sees Int and Long everywhere (no UInt/ULong): each of these compiles only because of that. */
+    @Test fun numbersInTheApiAreIntAndLong() {
+        val threads: Int = 1
+        val batch: Long = 2
+        val config = DefaultEngineConfig.copy(
+            intraOpThreads = threads, interOpThreads = threads, memoryLimitMb = 512, concurrency = threads,
+            accelerators = listOf(Accelerator.Xnnpack(threads), Accelerator.Cpu),
+            shapeBuckets = listOf(ShapeBucket(mapOf("batch" to batch))),
+        )
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), config).use { engine ->
+            val fixed: Long = (engine.info.inputs[0].shape[1] as Dim.Fixed).size
+            assertEquals(4L, fixed)
+            engine.warmupBlocking(threads)
+            val bucketRuns: List<Long> = engine.shapeBucketStats.bucketRuns
+            val dynamicRuns: Long = engine.shapeBucketStats.dynamicRuns
+            assertEquals(listOf(1L), bucketRuns)
+            assertEquals(1L, dynamicRuns)
+            val preempted: Long = engine.preemptedRuns
+            assertEquals(0L, preempted)
+        }
+        // A negative count is a typed error, not a wrapped-around huge number.
+        val e = assertFailsWith<EngineException.InvalidConfig> {
+            Engine.fromFile(Fixtures.model("matmul_dynamic"), DefaultEngineConfig.copy(intraOpThreads = -1))
+        }
+        assertTrue("intra_op_threads" in e.reason, e.reason)
     }
 }

@@ -13,16 +13,16 @@ import kotlinx.coroutines.runBlocking
 
 /** Streaming generation from Kotlin: the tiny random decoder for the mechanics, SmolLM2 for a real answer. */
 class LlmTest {
-    private fun tiny() = Llm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1u))
+    private fun tiny() = Llm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1))
 
     @Test fun piecesStreamAsAFlowWithMetrics() = runBlocking<Unit> {
         tiny().use { llm ->
             var finished: Pair<GenerationMetrics, FinishReason?>? = null
-            val pieces = llm.generate("The sea is", GenerateOptions(maxTokens = 8u)) { m, r -> finished = m to r }.toList()
+            val pieces = llm.generate("The sea is", GenerateOptions(maxTokens = 8)) { m, r -> finished = m to r }.toList()
             assertTrue(pieces.isNotEmpty() && pieces.all { it.isNotEmpty() })
             val (metrics, reason) = finished!!
             assertTrue(reason == FinishReason.LENGTH || reason == FinishReason.STOP, "$reason")
-            assertTrue(metrics.generatedTokens in 1u..8u)
+            assertTrue(metrics.generatedTokens in 1..8)
             assertTrue(metrics.timeToFirstTokenMs > 0.0)
         }
     }
@@ -30,18 +30,18 @@ class LlmTest {
     @Test fun cancellingTheCollectorCancelsTheGeneration() = runBlocking<Unit> {
         tiny().use { llm ->
             var finished: FinishReason? = null
-            var generated = 0u
-            val firstTwo = llm.generate("Count", GenerateOptions(maxTokens = 200u)) { m, r -> finished = r; generated = m.generatedTokens }
+            var generated = 0
+            val firstTwo = llm.generate("Count", GenerateOptions(maxTokens = 200)) { m, r -> finished = r; generated = m.generatedTokens }
                 .take(2).toList()
             assertEquals(2, firstTwo.size)
             assertEquals(FinishReason.CANCELLED, finished)
-            assertTrue(generated < 200u, "stopped early: $generated tokens")
+            assertTrue(generated < 200, "stopped early: $generated tokens")
         }
     }
 
     @Test fun sameSeedSameText() = runBlocking<Unit> {
         tiny().use { llm ->
-            val options = GenerateOptions(maxTokens = 12u, temperature = 1.0f, topK = 40u, seed = 5uL)
+            val options = GenerateOptions(maxTokens = 12, temperature = 1.0f, topK = 40, seed = 5L)
             assertEquals(llm.generate("Hello", options).toList(), llm.generate("Hello", options).toList())
         }
     }
@@ -49,7 +49,7 @@ class LlmTest {
     @Test fun chatKeepsItsTurns() = runBlocking<Unit> {
         tiny().use { llm ->
             val chat = llm.newChat("You are terse.")
-            val answer = chat.send("Hi", GenerateOptions(maxTokens = 4u)).toList().joinToString("")
+            val answer = chat.send("Hi", GenerateOptions(maxTokens = 4)).toList().joinToString("")
             assertEquals(listOf("system", "user", "assistant"), chat.history.map { it.role })
             assertEquals(answer, chat.history.last().content)
         }
@@ -59,7 +59,7 @@ class LlmTest {
         tiny().use { llm ->
             assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(temperature = -1f)).collect() }
             assertFailsWith<EngineException.InvalidInput> { llm.generate("").collect() }
-            assertTrue(llm.generate("Hi", GenerateOptions(maxTokens = 2u)).toList().isNotEmpty(), "still usable after errors")
+            assertTrue(llm.generate("Hi", GenerateOptions(maxTokens = 2)).toList().isNotEmpty(), "still usable after errors")
         }
         assertFailsWith<EngineException.ModelNotFound> { Llm.open("/nonexistent") }
     }
@@ -69,7 +69,7 @@ class LlmTest {
         try {
             tiny().use { llm ->
                 var thread = ""
-                llm.generate("Hi", GenerateOptions(maxTokens = 2u), dispatcher = executor.asCoroutineDispatcher()) { _, _ ->
+                llm.generate("Hi", GenerateOptions(maxTokens = 2), dispatcher = executor.asCoroutineDispatcher()) { _, _ ->
                     thread = Thread.currentThread().name
                 }.toList()
                 assertTrue(thread.startsWith("llm-worker"), thread)
@@ -96,7 +96,7 @@ class LlmTest {
     private fun threeExchanges(llm: Llm, policy: HistoryPolicy): Llm.Chat = runBlocking {
         val chat = llm.newChat("You are terse.", policy)
         for (message in listOf("First question", "Second question", "Third question")) {
-            chat.send(message, GenerateOptions(maxTokens = 3u)).toList()
+            chat.send(message, GenerateOptions(maxTokens = 3)).toList()
         }
         assertEquals(listOf("system", "user", "assistant", "user", "assistant", "user", "assistant"), chat.history.map { it.role })
         chat
@@ -121,7 +121,7 @@ class LlmTest {
             val history = chat.history
             // Of the 2,048 positions, leave 45 for the prompt: with the newest exchange it takes 37 tokens, with two 53
             // (the tiny decoder's greedy answers; core/tests/chat_history.rs computes them).
-            val options = GenerateOptions(maxTokens = 2003u)
+            val options = GenerateOptions(maxTokens = 2003)
             chat.send("Fourth question", options).take(1).toList()
             val after = chat.history
             assertEquals(listOf("system", "user", "assistant", "user", "assistant"), after.map { it.role })
@@ -133,15 +133,15 @@ class LlmTest {
 
     @Test fun maxTokensZeroIsRefused() = runBlocking<Unit> {
         tiny().use { llm ->
-            assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(maxTokens = 0u)).collect() }
+            assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(maxTokens = 0)).collect() }
         }
     }
 
     /** Seed 616 cuts a character in half at one token (see core/tests/chat_history.rs): every view says U+FFFD. */
     @Test fun anAnswerCutMidCharacterIsTheSameTextInEveryView() {
         tiny().use { llm ->
-            val native = NativeLlm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1u))
-            val generation = native.generate("Hello", GenerateOptions(maxTokens = 1u, temperature = 8f, seed = 616uL))
+            val native = NativeLlm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1))
+            val generation = native.generate("Hello", GenerateOptions(maxTokens = 1, temperature = 8f, seed = 616L))
             val pieces = buildString { while (true) append(generation.nextPiece() ?: break) }
             assertEquals(pieces, generation.text())
             assertEquals(llm.decode(generation.tokens()), generation.text())
@@ -154,7 +154,7 @@ class LlmTest {
     @Test fun smolLm2AnswersTheCapitalOfFrance() = runBlocking<Unit> {
         Llm.open(Fixtures.llm("smollm2")).use { llm ->
             assertEquals("int4.onnx", llm.file)
-            val answer = llm.chat(listOf(ChatMessage("user", "What is the capital of France?")), GenerateOptions(maxTokens = 24u))
+            val answer = llm.chat(listOf(ChatMessage("user", "What is the capital of France?")), GenerateOptions(maxTokens = 24))
                 .toList().joinToString("")
             assertTrue("Paris" in answer, answer)
         }

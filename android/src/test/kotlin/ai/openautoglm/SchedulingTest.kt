@@ -34,7 +34,7 @@ class SchedulingTest {
         inferBlocking(mapOf("x" to x), priority).getValue("y").toFloatArray()
 
     private fun minilm(concurrency: Int) =
-        Engine.fromFile(Fixtures.realModel("minilm-l6-int8"), DefaultEngineConfig.copy(concurrency = concurrency.toUInt()))
+        Engine.fromFile(Fixtures.realModel("minilm-l6-int8"), DefaultEngineConfig.copy(concurrency = concurrency))
 
     private fun tokens(i: Int) = LongArray(8 + i) { t -> 101L + (t * 37 + i * 11) % 2000 }
     private fun Engine.embed(ids: LongArray, priority: Priority = Priority.NORMAL): FloatArray {
@@ -59,7 +59,7 @@ class SchedulingTest {
             for ((i, y) in got) assertContentEquals(expected[i], y, "request $i")
         }
         assertFailsWith<EngineException.InvalidConfig> {
-            Engine.fromFile(Fixtures.model("matmul_dynamic"), DefaultEngineConfig.copy(concurrency = 0u))
+            Engine.fromFile(Fixtures.model("matmul_dynamic"), DefaultEngineConfig.copy(concurrency = 0))
         }
     }
 
@@ -117,9 +117,9 @@ class SchedulingTest {
     }
 
     @Test fun llmStreamsShareOneModelAndAChatTakesOneMessageAtATime() = runBlocking<Unit> {
-        Llm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1u)).use { llm ->
+        Llm.open(Fixtures.llm("smollm2-tiny"), DefaultEngineConfig.copy(intraOpThreads = 1)).use { llm ->
             val prompts = listOf("The sea is", "Once upon a time", "Count with me")
-            val options = GenerateOptions(maxTokens = 16u)
+            val options = GenerateOptions(maxTokens = 16)
             val solo = prompts.map { llm.generate(it, options).toList().joinToString("") }
             val together = prompts.mapIndexed { i, p ->
                 async { llm.generate(p, options, priority = Priority.entries[i]).toList().joinToString("") }
@@ -129,7 +129,7 @@ class SchedulingTest {
             val chat = llm.newChat()
             val streaming = CompletableDeferred<Unit>()
             val first = launch {
-                chat.send("First", GenerateOptions(maxTokens = 1000u, minTokens = 1000u)).collect { streaming.complete(Unit) }
+                chat.send("First", GenerateOptions(maxTokens = 1000, minTokens = 1000)).collect { streaming.complete(Unit) }
             }
             streaming.await()
             assertFailsWith<EngineException.ChatBusy> { chat.send("Second").toList() }
@@ -138,7 +138,7 @@ class SchedulingTest {
             withTimeout(10_000) {
                 while (true) {
                     try {
-                        chat.send("Second", GenerateOptions(maxTokens = 4u)).toList()
+                        chat.send("Second", GenerateOptions(maxTokens = 4)).toList()
                         break
                     } catch (e: EngineException.ChatBusy) {
                         delay(5)

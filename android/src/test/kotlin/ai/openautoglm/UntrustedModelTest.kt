@@ -22,7 +22,7 @@ class UntrustedModelTest {
     }
 
     @Test fun outputsOverTheMemoryLimitAreTypedErrors() {
-        Engine.fromFile(Fixtures.model("matmul_dynamic"), DefaultEngineConfig.copy(memoryLimitMb = 1u)).use { engine ->
+        Engine.fromFile(Fixtures.model("matmul_dynamic"), DefaultEngineConfig.copy(memoryLimitMb = 1)).use { engine ->
             val rows = 100_000
             val e = assertFailsWith<EngineException.MemoryLimit> {
                 engine.inferBlocking(mapOf("x" to Tensor.of(FloatArray(rows * 4), rows, 4)))

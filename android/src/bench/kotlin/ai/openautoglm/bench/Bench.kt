@@ -18,7 +18,7 @@ import org.json.JSONObject
  */
 fun main(argv: Array<String>) {
     val args = argv.toList().chunked(2).associate { (k, v) -> k.removePrefix("--") to v }
-    val threads = args["threads"]?.toUInt() ?: 0u
+    val threads = args["threads"]?.toInt() ?: 0
     val level = OptimizeLevel.valueOf(args["optimize"] ?: "O3")
     OpenAutoGLM.loadRuntime(args["ort"])
 
