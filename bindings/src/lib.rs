@@ -63,6 +63,12 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.token.is_cancelled()
     }
+
+    /// The token's address for the Kotlin JNI path, valid while this object lives (Kotlin passes the object along
+    /// with the address, which keeps it alive for the call).
+    pub fn fast_handle(&self) -> i64 {
+        &self.token as *const core::CancelToken as i64
+    }
 }
 
 #[uniffi::remote(Enum)]
@@ -354,6 +360,12 @@ impl NativeEngine {
         self.engine.info().clone()
     }
 
+    /// The engine's address for the Kotlin JNI path (`FastPath`), valid while this object lives: Kotlin passes the
+    /// object along with the address, which keeps it alive for the call.
+    pub fn fast_handle(&self) -> i64 {
+        &self.engine as *const core::Engine as i64
+    }
+
     /// Which accelerators are in use, and why any others asked for were skipped.
     pub fn accelerators(&self) -> AcceleratorReport {
         self.engine.accelerators().clone()
@@ -463,6 +475,8 @@ fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, co
         .collect::<Result<Vec<_>, NativeError>>()
 }
 
+#[cfg(not(target_vendor = "apple"))]
+mod jni_fast;
 #[cfg(feature = "llm")]
 mod llm;
 #[cfg(feature = "llm")]

@@ -49,7 +49,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn invalid_input(name: &str, reason: impl Display) -> Self {
+    pub fn invalid_input(name: &str, reason: impl Display) -> Self {
         Error::InvalidInput { name: name.to_owned(), reason: reason.to_string() }
     }
 
@@ -57,7 +57,7 @@ impl Error {
         Error::InvalidModel { reason: reason.to_string() }
     }
 
-    pub(crate) fn internal(reason: impl Display) -> Self {
+    pub fn internal(reason: impl Display) -> Self {
         Error::Internal { reason: reason.to_string() }
     }
 }

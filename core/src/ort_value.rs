@@ -163,3 +163,47 @@ pub(crate) fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool, lim
     });
     Ok(Tensor { name: name.to_owned(), element_type, shape, data })
 }
+
+/// Writes output `name` into `dest`, which must hold exactly its bytes (float16 converted to float32 when
+/// `f16_as_f32`): the caller-owned buffers of [`crate::Engine::run_into`].
+pub(crate) fn fill_ort_value(name: &str, value: &DynValue, f16_as_f32: bool, dest: &mut [u8]) -> Result<()> {
+    let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
+        return Err(Error::InferenceFailed { reason: format!("output `{name}` is not a tensor") });
+    };
+    let element_type = element_type_of(*ty).ok_or_else(|| Error::InferenceFailed {
+        reason: format!("output `{name}` has unsupported element type {ty}"),
+    })?;
+    let widen = f16_as_f32 && element_type == ElementType::F16;
+    let size = if widen { 4 } else { element_type.size() };
+    let mismatch = |bytes: usize| {
+        Error::invalid_input(
+            name,
+            format!("the output buffer holds {} bytes, but this output needs {bytes} (shape {shape:?})", dest.len()),
+        )
+    };
+    if element_type == ElementType::String {
+        return Err(Error::invalid_input(name, "string outputs have no fixed size: give no buffer for them"));
+    }
+    let count = shape.num_elements();
+    let bytes = count.checked_mul(size).ok_or_else(|| mismatch(usize::MAX))?;
+    if bytes != dest.len() {
+        return Err(mismatch(bytes));
+    }
+    if widen {
+        let (_, halves) = value.try_extract_tensor::<f16>().or_internal(format_args!("reading output `{name}`"))?;
+        for (half, out) in halves.iter().zip(dest.chunks_exact_mut(4)) {
+            out.copy_from_slice(&half.to_f32().to_le_bytes());
+        }
+        return Ok(());
+    }
+    with_pod_type!(element_type, T => {
+        let (_, data) = value.try_extract_tensor::<T>().or_internal(format_args!("reading output `{name}`"))?;
+        dest.copy_from_slice(bytemuck::cast_slice::<T, u8>(data));
+    }, bool => {
+        let (_, data) = value.try_extract_tensor::<bool>().or_internal(format_args!("reading output `{name}`"))?;
+        for (b, out) in data.iter().zip(dest.iter_mut()) {
+            *out = u8::from(*b);
+        }
+    });
+    Ok(())
+}

@@ -342,3 +342,45 @@ fn negative_counts_are_refused_with_invalid_config() {
     let err = engine.warmup_dims(&[("batch", -1)], 1).unwrap_err();
     assert!(matches!(&err, Error::InvalidConfig { reason } if reason.contains("negative")), "{err}");
 }
+
+/// Outputs go into the caller's buffers (no allocation for them); outputs without a buffer come back allocated,
+/// and a buffer of the wrong size is a typed error that leaves the engine usable.
+#[test]
+fn run_into_fills_caller_buffers() {
+    let engine = common::engine("multi_io");
+    let info = engine.info().clone();
+    let inputs_owned: Vec<(String, Vec<i64>, Vec<u8>, ElementType)> = info
+        .inputs
+        .iter()
+        .map(|i| {
+            let shape: Vec<i64> =
+                i.shape.iter().map(|d| if let openautoglm::Dim::Fixed { size } = d { *size } else { 2 }).collect();
+            let et = i.element_type.unwrap();
+            let count: i64 = shape.iter().product();
+            (i.name.clone(), shape, vec![1u8; count as usize * et.size()], et)
+        })
+        .collect();
+    let inputs: Vec<(&str, TensorRef<'_>)> =
+        inputs_owned.iter().map(|(n, s, d, et)| (n.as_str(), TensorRef::from_bytes(*et, s, d))).collect();
+    let want = engine.run(&inputs).unwrap();
+    let mut first = vec![0u8; want[0].data.len()];
+    let mut slots: Vec<Option<&mut [u8]>> = (0..want.len()).map(|_| None).collect();
+    slots[0] = Some(&mut first);
+    let got = engine.run_into(&inputs, &Default::default(), &mut slots).unwrap();
+    assert!(got[0].is_none());
+    assert_eq!(first, want[0].data);
+    for (g, w) in got.iter().zip(&want).skip(1) {
+        assert_eq!(g.as_ref(), Some(w));
+    }
+    let mut short = vec![0u8; want[0].data.len() - 1];
+    let mut slots: Vec<Option<&mut [u8]>> = (0..want.len()).map(|_| None).collect();
+    slots[0] = Some(&mut short);
+    let err = engine.run_into(&inputs, &Default::default(), &mut slots).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { name, reason } if *name == want[0].name && reason.contains("bytes")),
+        "{err}"
+    );
+    let err = engine.run_into(&inputs, &Default::default(), &mut []).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    assert_eq!(engine.run(&inputs).unwrap(), want);
+}

@@ -28,6 +28,8 @@ pub struct Measured {
     pub fed_f16: Option<bool>,
     pub metrics: Metrics,
     pub placement: Option<Placement>,
+    /// How the runner takes outputs: `caller buffers` (written into buffers it keeps) or `allocated`.
+    pub outputs: Option<String>,
     pub samples_ms: Vec<f64>,
 }
 
@@ -52,6 +54,8 @@ pub struct Metrics {
     pub rss_after_runtime_mb: Option<f64>,
     pub rss_after_load_mb: Option<f64>,
     pub peak_rss_mb: Option<f64>,
+    /// Heap bytes allocated per call at steady state (JVM runners, ThreadMXBean).
+    pub alloc_bytes_per_run: Option<f64>,
 }
 
 impl Metrics {
@@ -269,6 +273,10 @@ pub struct RunnerComparison {
     pub p50_ratio_vs_rust: f64,
     pub p50_ratio_per_round: Vec<f64>,
     pub p50_overhead_us: f64,
+    /// Mean over rounds of the runner's heap allocation per call (JVM runners).
+    pub alloc_bytes_per_run: Option<f64>,
+    /// How the runner took its outputs (`caller buffers` or `allocated`), where it says.
+    pub outputs: Option<String>,
 }
 
 /// A suite's file: its results and, for the engine suite, the experiments' summary.

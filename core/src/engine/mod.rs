@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::time::Instant;
 
 use ort::session::builder::PrepackedWeights;
-use ort::session::{Session, SessionInputValue};
+use ort::session::{Session, SessionInputValue, SessionOutputs};
 
 use crate::accelerator::{AcceleratorReport, leading_accelerator};
 use crate::alloc::Limit;
@@ -19,7 +19,7 @@ use crate::compile_cache::CacheOutcome;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result, catch_panic};
 use crate::model::{Dim, ModelInfo};
-use crate::ort_value::{from_ort_value, to_ort_value};
+use crate::ort_value::{fill_ort_value, from_ort_value, to_ort_value};
 use crate::placement::{self, Placement};
 use crate::schedule::lane::{LaneKind, Pool, Request};
 use crate::schedule::{Active, OnCancel, RunOptions, Stop, watchdog};
@@ -307,7 +307,56 @@ impl Engine {
     /// deadline or a cancel token stops it queued at once, or running at the next node, with
     /// [`Error::DeadlineExceeded`] or [`Error::Cancelled`]. A result is never delivered after its deadline.
     pub fn run_with(&self, inputs: &[(&str, TensorRef<'_>)], options: &RunOptions) -> Result<Vec<Tensor>> {
-        let outputs = catch_panic(|| self.scheduled_run(inputs, options, None))?;
+        self.deliver(options, || self.scheduled_run(inputs, options, None, |outputs| self.collect(outputs)))
+    }
+
+    /// Runs the model as [`Engine::run_with`] does, writing each output that has a buffer in `outputs` (model
+    /// order, one entry per output) straight into it: no allocation for them, as apps that run a small model many
+    /// times a second want. A buffer must hold exactly the output's bytes (fixed-shape outputs; float16 ones as f32
+    /// unless the config keeps them), else the call fails with `InvalidInput` naming the output. Outputs without a
+    /// buffer come back allocated, at their index; the others are `None`. String outputs need no buffer.
+    pub fn run_into(
+        &self,
+        inputs: &[(&str, TensorRef<'_>)],
+        options: &RunOptions,
+        outputs: &mut [Option<&mut [u8]>],
+    ) -> Result<Vec<Option<Tensor>>> {
+        if outputs.len() != self.info.outputs.len() {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "{} output buffers given; the model has {} outputs",
+                    outputs.len(),
+                    self.info.outputs.len()
+                ),
+            });
+        }
+        self.deliver(options, || {
+            self.scheduled_run(inputs, options, None, |values| {
+                self.info
+                    .outputs
+                    .iter()
+                    .zip(outputs.iter_mut())
+                    .map(|(out, buffer)| {
+                        let value = values
+                            .get(out.name.as_str())
+                            .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
+                        match buffer {
+                            Some(buffer) => {
+                                fill_ort_value(&out.name, value, self.config.f16_outputs_as_f32, buffer).map(|()| None)
+                            }
+                            None => {
+                                from_ort_value(&out.name, value, self.config.f16_outputs_as_f32, self.limit()).map(Some)
+                            }
+                        }
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    /// A run's result, unless its deadline passed before the caller could have it.
+    fn deliver<R>(&self, options: &RunOptions, run: impl FnOnce() -> Result<R>) -> Result<R> {
+        let outputs = catch_panic(run)?;
         // The last moment before the caller has the result: after the session and the lane went back (waking other
         // runs, which may take the cores from this thread) and the outputs were copied.
         if options.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -316,13 +365,29 @@ impl Engine {
         Ok(outputs)
     }
 
-    /// One run through the lane, on a free slot (or `slot`), started again when an interactive run preempted it.
-    fn scheduled_run(
+    /// Every output, in model order, as owned tensors.
+    fn collect(&self, outputs: &SessionOutputs<'_>) -> Result<Vec<Tensor>> {
+        self.info
+            .outputs
+            .iter()
+            .map(|out| {
+                let value = outputs
+                    .get(out.name.as_str())
+                    .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
+                from_ort_value(&out.name, value, self.config.f16_outputs_as_f32, self.limit())
+            })
+            .collect()
+    }
+
+    /// One run through the lane, on a free slot (or `slot`), started again when an interactive run preempted it;
+    /// `take` reads the outputs while the session is still held.
+    fn scheduled_run<R>(
         &self,
         inputs: &[(&str, TensorRef<'_>)],
         options: &RunOptions,
         slot: Option<usize>,
-    ) -> Result<Vec<Tensor>> {
+        mut take: impl FnMut(&SessionOutputs<'_>) -> Result<R>,
+    ) -> Result<R> {
         let sessions = self.live()?;
         validate::inputs(&self.info, inputs)?;
         if let Some(refusal) = options.refusal() {
@@ -366,17 +431,7 @@ impl Engine {
             if late(Instant::now()) {
                 return Err(Error::DeadlineExceeded);
             }
-            let tensors = self
-                .info
-                .outputs
-                .iter()
-                .map(|out| {
-                    let value = outputs
-                        .get(out.name.as_str())
-                        .ok_or_else(|| Error::internal(format!("output `{}` missing from the run", out.name)))?;
-                    from_ort_value(&out.name, value, self.config.f16_outputs_as_f32, self.limit())
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let tensors = take(&outputs)?;
             // The session and the lane go back before the caller's last deadline check (in `run_with`).
             drop(outputs);
             drop(slot);

@@ -59,7 +59,7 @@ impl Engine {
     /// [`Engine::warmup`] with example inputs: the shapes (and values) an app will run, on every session.
     pub fn warmup_with(&self, inputs: &[(&str, TensorRef<'_>)], runs: u32) -> Result<Vec<f64>> {
         catch_panic(|| {
-            self.rounds(runs, |slot| self.scheduled_run(inputs, &RunOptions::default(), Some(slot)).map(drop))
+            self.rounds(runs, |slot| self.scheduled_run(inputs, &RunOptions::default(), Some(slot), |_| Ok(())))
         })
     }
 
@@ -147,6 +147,6 @@ impl Engine {
             .zip(&buffers)
             .map(|((name, et, shape), data)| (name.as_str(), TensorRef::from_bytes(*et, shape, data)))
             .collect();
-        catch_panic(|| self.scheduled_run(&views, &RunOptions::default(), Some(slot))).map(drop)
+        catch_panic(|| self.scheduled_run(&views, &RunOptions::default(), Some(slot), |_| Ok(())))
     }
 }

@@ -136,6 +136,11 @@ fn merge_samples(measured: &mut Measured, pooled: Vec<f64>) {
     }
 }
 
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let values: Vec<f64> = values.collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
 /// Pooled latency per runner and the ratio of each runner's median to the Rust core's, overall and per round.
 fn compare(runners: &[Runner], measured: &[Vec<Measured>]) -> Comparison {
     let pooled = |i: usize| {
@@ -166,6 +171,8 @@ fn compare(runners: &[Runner], measured: &[Vec<Measured>]) -> Comparison {
                 p50_ratio_vs_rust: s.p50 / base.p50,
                 p50_ratio_per_round: per_round,
                 p50_overhead_us: (s.p50 - base.p50) * 1e3,
+                alloc_bytes_per_run: mean(measured[i].iter().filter_map(|m| m.metrics.alloc_bytes_per_run)),
+                outputs: measured[i].iter().find_map(|m| m.outputs.clone()),
             }
         })
         .collect();

@@ -60,19 +60,30 @@ pub fn print_comparison(c: &Comparison) {
         c.rounds
     );
     println!(
-        "| {:<10} | {:>6} | {:>9} | {:>9} | {:>9} | {:>17} | {:>13} |",
-        "runner", "runs", "p50 ms", "p90 ms", "mean ms", "p50 vs Rust", "overhead/call"
+        "| {:<10} | {:>6} | {:>9} | {:>9} | {:>9} | {:>17} | {:>13} | {:>10} | {:<14} |",
+        "runner", "runs", "p50 ms", "p90 ms", "mean ms", "p50 vs Rust", "overhead/call", "alloc/call", "outputs"
     );
-    println!("|------------|--------|-----------|-----------|-----------|-------------------|---------------|");
+    println!(
+        "|------------|--------|-----------|-----------|-----------|-------------------|---------------|------------|----------------|"
+    );
     for r in &c.runners {
         let rounds = &r.p50_ratio_per_round;
         let spread = match (rounds.iter().copied().reduce(f64::min), rounds.iter().copied().reduce(f64::max)) {
             (Some(lo), Some(hi)) => format!("{:.2}x ({lo:.2}-{hi:.2})", r.p50_ratio_vs_rust),
             _ => "-".into(),
         };
+        let alloc = r.alloc_bytes_per_run.map_or("-".to_owned(), |b| format!("{b:.0} B"));
         println!(
-            "| {:<10} | {:>6} | {:>9.4} | {:>9.4} | {:>9.4} | {:>17} | {:>10.1} us |",
-            r.runner, r.runs, r.p50_ms, r.p90_ms, r.mean_ms, spread, r.p50_overhead_us,
+            "| {:<10} | {:>6} | {:>9.4} | {:>9.4} | {:>9.4} | {:>17} | {:>10.1} us | {:>10} | {:<14} |",
+            r.runner,
+            r.runs,
+            r.p50_ms,
+            r.p90_ms,
+            r.mean_ms,
+            spread,
+            r.p50_overhead_us,
+            alloc,
+            r.outputs.as_deref().unwrap_or("allocated"),
         );
     }
 }

@@ -73,11 +73,80 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
         deadline: Duration? = null,
         cancel: CancelToken? = null,
     ): Map<String, Tensor> {
-        val (specs, data) = packed(inputs)
         val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
+        if (useJni) fast(inputs, null, priority, timeoutUs, cancel)?.let { return it }
+        val (specs, data) = packed(inputs)
         val outputs = native { native.run(specs, data, priority, timeoutUs, cancel) }
         val result = LinkedHashMap<String, Tensor>(outputs.size)
         for (output in outputs) result[output.name] = Tensor.fromNative(output)
+        return result
+    }
+
+    /**
+     * [inferBlocking] that writes outputs into buffers the app keeps across calls: [outputs] maps output names to
+     * direct, little-endian ByteBuffers whose remaining bytes are exactly the output's (fixed-shape outputs; float16
+     * ones as float32 unless the config keeps them). Nothing is allocated for those outputs; the ones without a
+     * buffer come back in the returned map. A buffer of the wrong size is [EngineException.InvalidInput].
+     * ```
+     * val y = ByteBuffer.allocateDirect(3 * 4).order(ByteOrder.LITTLE_ENDIAN)
+     * repeat(1000) { engine.inferIntoBlocking(mapOf("x" to x), mapOf("y" to y)); /* read y */ }
+     * ```
+     */
+    @Throws(EngineException::class)
+    @JvmOverloads
+    fun inferIntoBlocking(
+        inputs: Map<String, Tensor>,
+        outputs: Map<String, ByteBuffer>,
+        priority: Priority = Priority.NORMAL,
+        deadline: Duration? = null,
+        cancel: CancelToken? = null,
+    ): Map<String, Tensor> {
+        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
+        val into = arrayOfNulls<ByteBuffer>(outputIndex.size)
+        for ((name, buffer) in outputs) {
+            val k = outputIndex[name] ?: throw EngineException.InvalidInput(name, "the model has no such output (outputs: ${outputIndex.keys})")
+            if (!buffer.isDirect) throw EngineException.InvalidInput(name, "output buffers must be direct (ByteBuffer.allocateDirect)")
+            if (buffer.order() != ByteOrder.LITTLE_ENDIAN) {
+                throw EngineException.InvalidInput(name, "the output buffer is BIG_ENDIAN; call order(ByteOrder.LITTLE_ENDIAN) on it")
+            }
+            into[k] = buffer
+        }
+        if (useJni) fast(inputs, into, priority, timeoutUs, cancel)?.let { return it }
+        // Without the JNI path: the uniffi call, then one copy per output into its buffer.
+        val (specs, data) = packed(inputs)
+        val all = native { native.run(specs, data, priority, timeoutUs, cancel) }.associate { it.name to Tensor.fromNative(it) }
+        val rest = LinkedHashMap<String, Tensor>()
+        for ((name, tensor) in all) {
+            val buffer = into[outputIndex.getValue(name)]
+            if (buffer == null) { rest[name] = tensor; continue }
+            if (buffer.remaining() != tensor.byteSize) {
+                throw EngineException.InvalidInput(name, "the output buffer holds ${buffer.remaining()} bytes, but this output needs ${tensor.byteSize} (shape ${tensor.shape.contentToString()})")
+            }
+            buffer.duplicate().put(tensor.buffer.duplicate().rewind() as ByteBuffer)
+        }
+        return rest
+    }
+
+    /** Whether runs take the JNI path (tests turn it off to check the uniffi path gives the same). */
+    internal var useJni: Boolean = FastPath.available
+
+    private val fastHandle: Long by lazy { native.fastHandle() }
+    private val inputIndex: Map<String, Int> = info.inputs.withIndex().associate { (i, t) -> t.name to i }
+    private val outputIndex: Map<String, Int> = info.outputs.withIndex().associate { (i, t) -> t.name to i }
+
+    /** The run over JNI; null when the request names an input the model lacks (the uniffi path reports it). */
+    private fun fast(inputs: Map<String, Tensor>, into: Array<ByteBuffer?>?, priority: Priority, timeoutUs: Long?, cancel: CancelToken?): Map<String, Tensor>? {
+        val request = FastPath.requests.get()
+        if (!request.build(inputs, inputIndex, into, info.outputs.size)) return null
+        val produced = FastPath.run(
+            native, fastHandle, request.inputs, request.layout, if (into == null) null else request.outputs,
+            priority.ordinal, timeoutUs ?: -1L, cancel, cancel?.fastHandle() ?: 0L,
+        )
+        if (into != null) java.util.Arrays.fill(request.outputs, null) // do not keep the app's buffers reachable
+        java.util.Arrays.fill(request.inputs, null)
+        if (produced == null) return emptyMap()
+        val result = LinkedHashMap<String, Tensor>(produced.size)
+        for ((k, output) in produced.withIndex()) if (output != null) result[info.outputs[k].name] = Tensor.fromFast(output)
         return result
     }
 

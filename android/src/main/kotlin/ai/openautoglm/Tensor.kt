@@ -26,6 +26,11 @@ class Tensor private constructor(
     /** Size of the data in bytes. */
     val byteSize: Int get() = buffer.limit()
 
+    internal val rank: Int get() = dims.size
+
+    /** Copies the shape into [into] from [at], without allocating (the JNI request layout). */
+    internal fun copyShapeInto(into: LongArray, at: Int) = dims.copyInto(into, at)
+
     fun toFloatArray(): FloatArray = read(ElementType.F32) { b, n -> FloatArray(n).also { b.asFloatBuffer().get(it) } }
     fun toDoubleArray(): DoubleArray = read(ElementType.F64) { b, n -> DoubleArray(n).also { b.asDoubleBuffer().get(it) } }
     fun toLongArray(): LongArray = read(ElementType.I64, ElementType.U64) { b, n -> LongArray(n).also { b.asLongBuffer().get(it) } }
@@ -183,6 +188,9 @@ class Tensor private constructor(
             buffer.rewind()
             return Tensor(type, shape, buffer)
         }
+
+        internal fun fromFast(output: FastPath.Output): Tensor =
+            Tensor(ElementType.entries[output.type], output.shape, ByteBuffer.wrap(output.data).order(ByteOrder.LITTLE_ENDIAN))
 
         internal fun fromNative(native: NativeTensor): Tensor =
             Tensor(native.elementType, native.shape.toLongArray(), ByteBuffer.wrap(native.data).order(ByteOrder.LITTLE_ENDIAN))

@@ -59,6 +59,6 @@ fun main(argv: Array<String>) {
     val sessionMs = ms(t)
     // Outputs are read into JVM memory, as our Kotlin layer's are.
     fun infer() = session.run(inputs).use { result -> result.forEach { (it.value as? OnnxTensor)?.byteBuffer } }
-    measure(args, sessionMs) { infer() }
+    measure(args, sessionMs, { "allocated" }) { infer() }
     session.close()
 }
