@@ -10,34 +10,14 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use jni::JNIEnv;
-use jni::objects::{GlobalRef, JByteBuffer, JClass, JLongArray, JMethodID, JObject, JObjectArray, JThrowable, JValue};
+use jni::objects::{GlobalRef, JByteBuffer, JClass, JLongArray, JMethodID, JObject, JObjectArray, JThrowable};
 use jni::sys::{jint, jlong, jobjectArray, jvalue};
 use openautoglm as core;
-use openautoglm::{ElementType, Error, Priority, TensorRef};
+use openautoglm::{Error, TensorRef};
 
-/// Element types by the code Kotlin sends: the declaration order of `ElementType`, which the generated Kotlin enum
-/// keeps (its `ordinal`).
-const TYPES: [ElementType; 14] = [
-    ElementType::F32,
-    ElementType::F16,
-    ElementType::F64,
-    ElementType::I8,
-    ElementType::U8,
-    ElementType::I16,
-    ElementType::U16,
-    ElementType::I32,
-    ElementType::U32,
-    ElementType::I64,
-    ElementType::U64,
-    ElementType::Bool,
-    ElementType::Bf16,
-    ElementType::String,
-];
-
-const PRIORITIES: [Priority; 3] = [Priority::Interactive, Priority::Normal, Priority::Background];
+use crate::codes;
 
 /// `ai.openautoglm.FastPath.run`: see the module docs for the arguments. Returns null when every output went into
 /// a caller's buffer, else one `FastPath.Output` (or null) per output.
@@ -63,8 +43,7 @@ pub extern "system" fn Java_ai_openautoglm_FastPath_run<'l>(
         let cancel = unsafe { (cancel as *const core::CancelToken).as_ref() }.cloned();
         run(&mut env, engine, &inputs, &layout, &outputs, priority, timeout_us, cancel)
     }));
-    let outcome =
-        result.unwrap_or_else(|panic| Err(Error::internal(format!("panic in the JNI path: {}", panic_text(&panic)))));
+    let outcome = result.unwrap_or_else(|panic| Err(codes::panicked("the JNI path", &panic)));
     match outcome {
         Ok(array) => array,
         Err(error) => {
@@ -107,12 +86,12 @@ fn run<'l>(
             return Err(bad("shape"));
         }
         let name = usize::try_from(index).ok().and_then(|i| info.inputs.get(i)).ok_or_else(|| bad("input index"))?;
-        let element_type = usize::try_from(code).ok().and_then(|c| TYPES.get(c)).ok_or_else(|| bad("type"))?;
+        let element_type = codes::element_type(code).ok_or_else(|| bad("type"))?;
         let buffer = JByteBuffer::from(env.get_object_array_element(inputs, i as i32).map_err(jni)?);
         let bytes =
             direct_bytes(env, &buffer, offset, length).map_err(|reason| Error::invalid_input(&name.name, reason))?;
         buffers.push(buffer);
-        specs.push((name.name.as_str(), *element_type, (shape_at, rank), bytes));
+        specs.push((name.name.as_str(), element_type, (shape_at, rank), bytes));
     }
     let views: Vec<(&str, TensorRef<'_>)> = specs
         .iter()
@@ -142,11 +121,8 @@ fn run<'l>(
         slots.push(Some(unsafe { std::slice::from_raw_parts_mut(ptr.cast_mut(), len) }));
     }
 
-    let options = core::RunOptions {
-        priority: usize::try_from(priority).ok().and_then(|p| PRIORITIES.get(p)).copied().unwrap_or_default(),
-        deadline: u64::try_from(timeout_us).ok().and_then(|us| Instant::now().checked_add(Duration::from_micros(us))),
-        cancel,
-    };
+    let options =
+        core::RunOptions { priority: codes::priority(priority), deadline: codes::deadline(timeout_us), cancel };
     let tensors = engine.run_into(&views, &options, &mut slots)?;
     if tensors.iter().all(Option::is_none) {
         return Ok(std::ptr::null_mut());
@@ -156,7 +132,7 @@ fn run<'l>(
     let array = env.new_object_array(tensors.len() as i32, class, JObject::null()).map_err(jni)?;
     for (k, tensor) in tensors.iter().enumerate() {
         let Some(tensor) = tensor else { continue };
-        let code = TYPES.iter().position(|t| *t == tensor.element_type).unwrap_or(0) as i32;
+        let code = codes::type_code(tensor.element_type);
         let shape = env.new_long_array(tensor.shape.len() as i32).map_err(jni)?;
         env.set_long_array_region(&shape, 0, &tensor.shape).map_err(jni)?;
         let data = env.byte_array_from_slice(&tensor.data).map_err(jni)?;
@@ -225,20 +201,16 @@ fn throw(env: &mut JNIEnv<'_>, error: &Error) {
     };
     let thrown = (|| -> jni::errors::Result<()> {
         let strings = args.iter().map(|a| env.new_string(a)).collect::<jni::errors::Result<Vec<_>>>()?;
-        let values: Vec<JValue<'_, '_>> = strings.iter().map(|s| JValue::Object(s)).collect();
+        let values: Vec<jvalue> = strings.iter().map(|s| jvalue { l: s.as_raw() }).collect();
         let signature = format!("({})V", "Ljava/lang/String;".repeat(values.len()));
-        let exception = env.new_object(format!("ai/openautoglm/EngineException${class}"), signature, &values)?;
+        let class = env.find_class(format!("ai/openautoglm/EngineException${class}"))?;
+        let ctor = env.get_method_id(&class, "<init>", signature)?;
+        // SAFETY: the constructor was looked up with exactly these argument types (Strings), on this class. (Not
+        // `new_object`, whose signature parser would add a parser library to every app's binary.)
+        let exception = unsafe { env.new_object_unchecked(&class, ctor, &values) }?;
         env.throw(JThrowable::from(exception))
     })();
     if thrown.is_err() && !env.exception_check().unwrap_or(false) {
         let _ = env.throw_new("java/lang/IllegalStateException", error.to_string());
     }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
 }

@@ -475,8 +475,10 @@ fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, co
         .collect::<Result<Vec<_>, NativeError>>()
 }
 
+mod codes;
 #[cfg(not(target_vendor = "apple"))]
 mod jni_fast;
+mod lean;
 #[cfg(feature = "llm")]
 mod llm;
 #[cfg(feature = "llm")]

@@ -21,9 +21,13 @@ public struct Outputs: RandomAccessCollection, Sendable {
     private let positions: [String: Int]
 
     init(_ natives: [NativeTensor]) {
-        names = natives.map(\.name)
-        tensors = natives.map { Tensor(native: $0) }
-        positions = Dictionary(natives.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.init(names: natives.map(\.name), tensors: natives.map { Tensor(native: $0) })
+    }
+
+    init(names: [String], tensors: [Tensor]) {
+        self.names = names
+        self.tensors = tensors
+        positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public var startIndex: Int { 0 }
@@ -43,7 +47,12 @@ public struct Outputs: RandomAccessCollection, Sendable {
 /// ```
 /// Failures are thrown as `EngineError` (`.ModelNotFound`, `.InvalidInput(name:reason:)`, `.EngineClosed`, ...).
 public final class Engine: Sendable {
-    private let native: NativeEngine
+    let native: NativeEngine
+    /// The engine's address for the lean per-inference call (Lean.swift), valid while `native` lives.
+    let fastHandle: Int64
+    /// Input and output positions by name, for the lean call.
+    let inputIndex: [String: Int]
+    let outputIndex: [String: Int]
     /// Inputs, outputs and metadata of the model.
     public let info: ModelInfo
     /// Which accelerators are in use, and why any others asked for were skipped.
@@ -81,7 +90,10 @@ public final class Engine: Sendable {
 
     private init(_ native: NativeEngine) {
         self.native = native
+        fastHandle = native.fastHandle()
         info = native.info()
+        inputIndex = Dictionary(info.inputs.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+        outputIndex = Dictionary(info.outputs.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
         accelerators = native.accelerators()
         placement = native.placement()
         precision = native.precision()
@@ -123,6 +135,9 @@ public final class Engine: Sendable {
 
     private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: Int64?,
                      cancel: CancelToken?) throws -> Outputs {
+        if let outputs = try lean(inputs, into: [:], priority: priority, timeoutMicros: timeoutMicros, cancel: cancel) {
+            return outputs
+        }
         let (specs, packed) = Engine.pack(inputs)
         return Outputs(try native.run(inputs: specs, data: packed, priority: priority, timeoutUs: timeoutMicros,
                                       cancel: cancel))

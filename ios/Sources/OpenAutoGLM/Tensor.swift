@@ -85,7 +85,7 @@ public struct Tensor: Sendable, Equatable {
         try self.init(elementType: .bf16, shape: shape, data: bfloat16Bits.withUnsafeBytes { Data($0) })
     }
 
-    private init(trusted elementType: ElementType, shape: [Int], data: Data) {
+    init(trusted elementType: ElementType, shape: [Int], data: Data) {
         self.elementType = elementType
         self.shape = shape
         self.data = data

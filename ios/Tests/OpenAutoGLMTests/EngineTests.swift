@@ -201,3 +201,33 @@ final class EngineTests: XCTestCase {
     }
 }
 
+
+/// The lean per-inference call: outputs into the caller's buffers, with the same errors as every call.
+final class LeanCallTests: XCTestCase {
+    func testOutputsGoIntoCallerBuffers() throws {
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        let x = ["x": try Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])]
+        let want: [Float] = try engine.inferSync(x)["y"]!.values()
+        let y = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * 4, alignment: 16)
+        defer { y.deallocate() }
+        for _ in 0..<3 { XCTAssertEqual(try engine.inferSync(x, into: ["y": y]).count, 0) }
+        XCTAssertEqual(Array(y.bindMemory(to: Float.self)), want)
+        let short = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 16)
+        defer { short.deallocate() }
+        guard case .InvalidInput(let name, _)? = engineError({ _ = try engine.inferSync(x, into: ["y": short]) }) else {
+            return XCTFail("a buffer of the wrong size")
+        }
+        XCTAssertEqual(name, "y")
+        guard case .InvalidInput? = engineError({ _ = try engine.inferSync(x, into: ["nope": y]) }) else {
+            return XCTFail("an output the model lacks")
+        }
+        // Unknown inputs and closed engines give the same errors as the usual call.
+        guard case .InvalidInput("z", _)? = engineError({ _ = try engine.inferSync(["z": x["x"]!], into: ["y": y]) }) else {
+            return XCTFail("an input the model lacks")
+        }
+        engine.close()
+        guard case .EngineClosed? = engineError({ _ = try engine.inferSync(x, into: ["y": y]) }) else {
+            return XCTFail("closed")
+        }
+    }
+}
