@@ -50,7 +50,8 @@ fun main(argv: Array<String>) {
         // What an app running a small model many times a second does: outputs into buffers it keeps, sized by the
         // first (measured) run, as an app knows its shapes. String outputs have no fixed size: allocated.
         var into: Map<String, ByteBuffer>? = null
-        var first = true
+        // `OPENAUTOGLM_BENCH_OUTPUTS=allocated cargo xtask bench ...` measures the allocating call instead.
+        var first = System.getenv("OPENAUTOGLM_BENCH_OUTPUTS") != "allocated"
         measure(args, sessionMs, { if (into != null) "caller buffers" else "allocated" }) {
             val buffers = into
             when {
