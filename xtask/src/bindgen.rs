@@ -38,6 +38,22 @@ pub fn generate() -> Result<Generated> {
     Ok(Generated { library })
 }
 
+/// The bindings, and a release build of the host FFI library (what benchmarks and `publish` run): its directory.
+pub fn generate_with_release_library(what: &str) -> Result<PathBuf> {
+    let spinner = crate::cache::spinner(format!("{what}: bindings and the release build of libopenautoglm_ffi"));
+    let built = generate().and_then(|_| {
+        cmd::capture(Command::new(env!("CARGO")).current_dir(cmd::repo_root()).args([
+            "build",
+            "--release",
+            "-p",
+            "openautoglm-ffi",
+        ]))
+    });
+    spinner.finish_and_clear();
+    built?;
+    Ok(target_dir().join("release"))
+}
+
 /// The unstripped host build that carries the uniffi metadata (the same for every target).
 pub fn build_host_library() -> Result<PathBuf> {
     cmd::run(Command::new(env!("CARGO")).current_dir(cmd::repo_root()).args([

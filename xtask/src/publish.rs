@@ -46,18 +46,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Builds the release library once and installs both packages.
 pub fn local() -> Result<Published> {
-    let spinner = cache::spinner("publish: bindings and the release build of libopenautoglm_ffi".into());
-    let built = bindgen::generate().and_then(|_| {
-        cmd::capture(Command::new(env!("CARGO")).current_dir(cmd::repo_root()).args([
-            "build",
-            "--release",
-            "-p",
-            "openautoglm-ffi",
-        ]))
-    });
-    spinner.finish_and_clear();
-    built?;
-    let library = bindgen::target_dir().join("release").join(library_name("openautoglm_ffi"));
+    let library = bindgen::generate_with_release_library("publish")?.join(library_name("openautoglm_ffi"));
     let jar = jvm(&library)?;
     let swift_lib_dir = swift_linux(&library)?;
     Ok(Published { jar, swift_lib_dir })

@@ -160,7 +160,6 @@ impl Runner {
 
 /// The Rust runner first (every ratio is over it), then the peers asked for.
 pub fn build(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
-    let root = cmd::repo_root();
     let mut runners = vec![Runner::Rust { binary: runner::build(None, &[])? }];
     if peers.contains(&Peer::PythonOrt) {
         runners.push(Runner::PythonOrt { python: python::python()? });
@@ -169,18 +168,7 @@ pub fn build(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
         return Ok(runners);
     }
 
-    let spinner = cache::spinner("building the FFI library (release) and the bindings".into());
-    let built = bindgen::generate().and_then(|_| {
-        cmd::capture(Command::new(env!("CARGO")).current_dir(root).args([
-            "build",
-            "--release",
-            "-p",
-            "openautoglm-ffi",
-        ]))
-    });
-    spinner.finish_and_clear();
-    built?;
-    let lib_dir = bindgen::target_dir().join("release");
+    let lib_dir = bindgen::generate_with_release_library("bench")?;
     for peer in peers {
         match peer {
             Peer::PythonOrt | Peer::Genai | Peer::FullPrefill => {}
