@@ -309,6 +309,13 @@ pub fn log_level() -> LogLevel {
 }
 
 /// The native library's version; the Kotlin and Swift layers refuse to run against a different one.
+/// The device class measurements are recorded under for `accelerator` leading (e.g. `linux-x86_64-cpu`): a bundle
+/// variant measured on it is preferred by `Precision::Auto` when it is the fastest that passed its check.
+#[uniffi::export]
+pub fn device_class(accelerator: Accelerator) -> String {
+    core::device_class(&accelerator)
+}
+
 #[uniffi::export]
 pub fn native_version() -> String {
     core::VERSION.to_owned()

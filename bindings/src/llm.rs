@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use openautoglm as core;
-use openautoglm::EngineConfig;
 use openautoglm::llm::{ChatMessage, FinishReason, GenerateOptions, GenerationMetrics, HistoryPolicy};
+use openautoglm::{EngineConfig, PrecisionChoice};
 
 use crate::NativeError;
 
@@ -90,6 +90,12 @@ impl NativeLlm {
     /// The decoder file running (e.g. `int4.onnx`).
     pub fn file(&self) -> Result<String, NativeError> {
         Ok(self.live()?.file().to_owned())
+    }
+
+    /// The decoder running and why: `Auto` picks the fastest one measured on this device class, or the smallest,
+    /// among those that passed their quality check against FP32.
+    pub fn precision(&self) -> Result<PrecisionChoice, NativeError> {
+        Ok(self.live()?.precision().clone())
     }
 
     /// The text of `tokens`, as a generation's `text` holds it.

@@ -9,14 +9,19 @@
 //!                 { "precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": false, … } ] }
 //! ```
 //!
-//! `accurate` is the verdict of `models prepare` on the variant's outputs against FP32 on the model's real input
+//! `accurate` is the verdict of `models prepare` on the variant's outputs against FP32 on the model's held-out inputs
 //! (the thresholds live there, in one place). [`Precision::Auto`] only picks variants the bundle vouches for.
+//! Mixed variants (`int8-mixed`, `fp16-mixed`) keep their most sensitive nodes at FP32 (`kept_fp32`).
+//!
+//! A variant may carry `"measured": {"<device class>": {"mean_ms": 1.9}}` (`cargo xtask bench --record`). Where an
+//! accurate variant was measured on the device class the engine runs on ([`device_class`]), `Auto` picks the fastest
+//! measured one; elsewhere it follows this table:
 //!
 //! | leading accelerator        | `Auto` tries, in order                 | why |
 //! |----------------------------|----------------------------------------|-----|
-//! | CoreML                     | FP16, FP32                             | the GPU and Neural Engine compute in FP16; FP32 models are converted at every compile |
-//! | NNAPI                      | INT8 (QDQ), FP16, FP32                 | NPUs/DSPs run quantized graphs; QDQ is the form NNAPI takes whole |
-//! | XNNPACK, or CPU on ARM     | INT8 (QDQ), FP32                       | ARM's int8 dot-product kernels; ONNX Runtime's guidance for mobile CPUs |
+//! | CoreML                     | FP16, FP16 mixed, FP32                 | the GPU and Neural Engine compute in FP16; FP32 models are converted at every compile |
+//! | NNAPI                      | INT8 (QDQ), INT8 mixed, FP16, FP32     | NPUs/DSPs run quantized graphs; QDQ is the form NNAPI takes whole |
+//! | XNNPACK, or CPU on ARM     | INT8 (QDQ), INT8 mixed, FP32           | ARM's int8 dot-product kernels; ONNX Runtime's guidance for mobile CPUs |
 //! | CPU on x86-64              | FP32                                   | measured here (`bench --suite standard`): of 9 models with INT8 variants, an accurate INT8 beat FP32 on one (openWakeWord embedding, QDQ 0.67x); the faster INT8s were the inaccurate ones (YOLOv8n QDQ 0.62x, paraphrase-MiniLM 0.53x) |
 //!
 //! The ARM and accelerator rows follow ONNX Runtime's mobile guidance and are unverified on phones until
@@ -28,6 +33,7 @@ use serde::Deserialize;
 
 use crate::config::{Accelerator, Precision};
 use crate::error::{Error, Result};
+use crate::variant_choice::{Candidate, Measurements, device_class, fastest_measured};
 
 pub(crate) const MANIFEST: &str = "bundle.json";
 
@@ -49,6 +55,8 @@ struct Variant {
     size_bytes: Option<u64>,
     #[serde(default)]
     accurate: bool,
+    #[serde(default)]
+    measured: Option<Measurements>,
 }
 
 /// Which variant of a bundle an engine runs, and why.
@@ -66,7 +74,9 @@ enum Kind {
     Fp32,
     Fp16,
     Int8Qdq,
+    Int8Mixed,
     Int8Dynamic,
+    Fp16Mixed,
     Int4,
 }
 
@@ -76,16 +86,25 @@ impl Kind {
             Kind::Fp32 => v.precision == "fp32",
             Kind::Fp16 => v.precision == "fp16",
             Kind::Int8Qdq => v.precision == "int8" && v.quantization.as_deref() == Some("qdq"),
+            Kind::Int8Mixed => v.precision == "int8-mixed",
             Kind::Int8Dynamic => v.precision == "int8" && v.quantization.as_deref() != Some("qdq"),
+            Kind::Fp16Mixed => v.precision == "fp16-mixed",
             Kind::Int4 => v.precision == "int4",
         }
+    }
+
+    const ALL: [Kind; 7] =
+        [Kind::Fp32, Kind::Fp16, Kind::Int8Qdq, Kind::Int8Mixed, Kind::Int8Dynamic, Kind::Fp16Mixed, Kind::Int4];
+
+    fn of(v: &Variant) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.matches(v))
     }
 
     fn precision(self) -> Precision {
         match self {
             Kind::Fp32 => Precision::Fp32,
-            Kind::Fp16 => Precision::Fp16,
-            Kind::Int8Qdq | Kind::Int8Dynamic => Precision::Int8,
+            Kind::Fp16 | Kind::Fp16Mixed => Precision::Fp16,
+            Kind::Int8Qdq | Kind::Int8Mixed | Kind::Int8Dynamic => Precision::Int8,
             Kind::Int4 => Precision::Int4,
         }
     }
@@ -94,10 +113,10 @@ impl Kind {
 /// `Auto`'s order of preference for the accelerator that leads (the table in this module's docs).
 fn auto_order(leading: &Accelerator, arch: &str) -> &'static [Kind] {
     match leading {
-        Accelerator::CoreMl { .. } => &[Kind::Fp16, Kind::Fp32],
-        Accelerator::Nnapi { .. } => &[Kind::Int8Qdq, Kind::Fp16, Kind::Fp32],
-        Accelerator::Xnnpack { .. } => &[Kind::Int8Qdq, Kind::Fp32],
-        Accelerator::Cpu if arch == "aarch64" || arch == "arm" => &[Kind::Int8Qdq, Kind::Fp32],
+        Accelerator::CoreMl { .. } => &[Kind::Fp16, Kind::Fp16Mixed, Kind::Fp32],
+        Accelerator::Nnapi { .. } => &[Kind::Int8Qdq, Kind::Int8Mixed, Kind::Fp16, Kind::Fp32],
+        Accelerator::Xnnpack { .. } => &[Kind::Int8Qdq, Kind::Int8Mixed, Kind::Fp32],
+        Accelerator::Cpu if arch == "aarch64" || arch == "arm" => &[Kind::Int8Qdq, Kind::Int8Mixed, Kind::Fp32],
         Accelerator::Cpu => &[Kind::Fp32],
     }
 }
@@ -149,7 +168,15 @@ impl Bundle {
         let find = |kind: Kind, accurate_only: bool| {
             variants.iter().find(|v| kind.matches(v) && (v.accurate || !accurate_only)).map(|v| (kind, v))
         };
+        let class = device_class(leading);
+        let candidates: Vec<Candidate<'_>> = variants
+            .iter()
+            .map(|v| Candidate { name: &v.precision, passed: v.accurate, measured: v.measured.as_ref() })
+            .collect();
+        let measured = fastest_measured(&candidates, &class)
+            .and_then(|(i, reason)| Some((Kind::of(&variants[i])?, &variants[i], reason)));
         let (kind, variant, reason) = match precision {
+            Precision::Auto if measured.is_some() => measured.expect("checked"),
             Precision::Auto => {
                 let order = auto_order(leading, std::env::consts::ARCH);
                 let first_choice = order[0];
@@ -178,9 +205,9 @@ impl Bundle {
             explicit => {
                 let kinds: &[Kind] = match explicit {
                     Precision::Fp32 => &[Kind::Fp32],
-                    Precision::Fp16 => &[Kind::Fp16],
+                    Precision::Fp16 => &[Kind::Fp16, Kind::Fp16Mixed],
                     Precision::Int4 => &[Kind::Int4],
-                    _ => &[Kind::Int8Qdq, Kind::Int8Dynamic],
+                    _ => &[Kind::Int8Qdq, Kind::Int8Mixed, Kind::Int8Dynamic],
                 };
                 let (kind, v) = kinds
                     .iter()
@@ -246,7 +273,7 @@ mod tests {
         let dir = tempdir::Dir::new();
         std::fs::write(dir.0.join(MANIFEST), format!(r#"{{"format": 1, "model": "m", "variants": [{variants}]}}"#))
             .unwrap();
-        for file in ["fp32.onnx", "fp16.onnx", "int8-qdq.onnx", "int8-dynamic.onnx"] {
+        for file in ["fp32.onnx", "fp16.onnx", "int8-qdq.onnx", "int8-dynamic.onnx", "int8-mixed.onnx"] {
             std::fs::write(dir.0.join(file), b"x").unwrap();
         }
         let bundle = Bundle::open(&dir.0).unwrap();
@@ -322,6 +349,28 @@ mod tests {
         let (_dir, b) = bundle(r#"{"precision": "fp32", "file": "fp32.onnx", "accurate": true}"#);
         let err = b.choose(Precision::Fp16, &Accelerator::Cpu).unwrap_err();
         assert!(matches!(&err, Error::InvalidConfig { reason } if reason.contains("fp32.onnx (fp32)")), "{err}");
+    }
+
+    #[test]
+    fn measurements_on_this_device_class_beat_the_table() {
+        let class = device_class(&Accelerator::Cpu);
+        let (_dir, b) = bundle(&format!(
+            r#"{{"precision": "fp32", "file": "fp32.onnx", "accurate": true, "measured": {{"{class}": {{"mean_ms": 4.0}}}}}},
+               {{"precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": false,
+                 "measured": {{"{class}": {{"mean_ms": 1.0}}}}}},
+               {{"precision": "int8-mixed", "file": "int8-mixed.onnx", "accurate": true, "kept_fp32": ["/head/Concat"],
+                 "measured": {{"{class}": {{"mean_ms": 2.5}}, "android-aarch64-nnapi": {{"mean_ms": 9.0}}}}}}"#
+        ));
+        let choice = b.choose(Precision::Auto, &Accelerator::Cpu).unwrap().1;
+        assert_eq!((choice.precision, choice.file.as_str()), (Precision::Int8, "int8-mixed.onnx"));
+        assert!(choice.reason.contains(&class) && choice.reason.contains("fp32 1.60x"), "{}", choice.reason);
+        // Explicit INT8 takes the accurate mixed variant before the inaccurate all-INT8 one.
+        assert_eq!(b.choose(Precision::Int8, &Accelerator::Cpu).unwrap().1.file, "int8-mixed.onnx");
+        // Measured elsewhere only: the table decides (NNAPI: INT8 QDQ failed, so the mixed one, by guidance).
+        let nnapi = Accelerator::Nnapi { fp16: false, nchw: false, cpu_disabled: false, cpu_only: false };
+        let choice = b.choose(Precision::Auto, &nnapi).unwrap().1;
+        assert_eq!(choice.file, "int8-mixed.onnx");
+        assert!(choice.reason.contains("no accurate one"), "{}", choice.reason);
     }
 
     #[test]

@@ -87,8 +87,9 @@ pub struct EngineConfig {
     /// Refuse rather than fall back: an unavailable accelerator is an error, and no node may fall back to the CPU
     /// (ONNX Runtime's `session.disable_cpu_ep_fallback`) when another accelerator is active.
     pub strict: bool,
-    /// Which variant of a model bundle to load ([`crate::Engine::from_bundle`]). A single model file is what it is:
-    /// anything but `Auto` is refused there.
+    /// Which variant of a model bundle ([`crate::Engine::from_bundle`]) or decoder of an LLM directory to load. A
+    /// single model file is what it is: anything but `Auto` is refused there. `Int8`/`Fp16` include the mixed variants
+    /// (their most sensitive nodes kept at FP32); `Int4` the per-layer mixed decoder first.
     pub precision: Precision,
     /// Compile once: where optimized models are kept between launches (an app's cache directory). `None` optimizes
     /// at every launch. CoreML's compiled models go to a `coreml` folder inside unless CoreML has its own.
@@ -126,8 +127,8 @@ pub const MAX_CONCURRENCY: i32 = 16;
 /// Which numeric precision of a model to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Precision {
-    /// The engine chooses per accelerator and device (see [`crate::bundle`]), among the variants whose accuracy the
-    /// bundle vouches for.
+    /// The engine chooses among the variants whose accuracy the bundle vouches for: the fastest measured on this
+    /// device class ([`crate::device_class`]), else by the accelerator's guidance (see [`crate::bundle`]).
     #[default]
     Auto,
     Fp32,

@@ -4,10 +4,15 @@ Driven by `cargo xtask models prepare`, in the xtask-managed venv (onnx, numpy, 
     python prepare_variants.py --model M.onnx --recipe R.json --out DIR [--task yolo|probability-map|...]
 
 Writes DIR/fp16.onnx (float16 throughout, inputs and outputs too), DIR/int8-dynamic.onnx (per-tensor dynamic INT8 weights),
-DIR/int8-qdq.onnx (static QDQ INT8, calibrated on the recipe input and seeded perturbations of it),
-DIR/fp32.ort (ORT format, for the mobile runtime), DIR/variants.json (every variant with its accuracy) and
+DIR/int8-qdq.onnx (static QDQ INT8), DIR/int8-mixed.onnx and DIR/fp16-mixed.onnx (the most sensitive nodes kept at
+FP32, searched per layer: mixed_precision.py; made when the all-INT8 or all-FP16 variant fails), DIR/fp32.ort (ORT
+format, for the mobile runtime), DIR/variants.json (every variant with its accuracy and host latency) and
 DIR/bundle.json (the model bundle the engine loads: core/src/bundle.rs). A variant the tools cannot make is recorded
 with its error instead of stopping the others.
+
+Quantization is calibrated on the calibration set and every verdict is taken on the separate validation set
+(held_out.json from `models prepare`: real images, sentences, speech); a variant passes when every validation
+input passes the task's measure.
 
 FP16 keeps no float32 I/O: Cast nodes at the graph's edges are extra partitions for CoreML and NNAPI, and callers
 holding float32 are converted by the engine (in bulk) instead.
@@ -16,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -27,9 +33,9 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
+import held_out
+import mixed_precision
 from recipe_inputs import recipe_input  # one definition of the recipe, shared with the python-ort peer
-
-CALIBRATION_SAMPLES = 8
 
 
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -37,7 +43,10 @@ NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 def run(path, feeds):
     """Outputs as float32/float64 whatever the variant's I/O types (an FP16 model takes and gives float16)."""
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return run_session(ort.InferenceSession(path, providers=["CPUExecutionProvider"]), feeds)
+
+
+def run_session(session, feeds):
     declared = {i.name: NUMPY_TYPES.get(i.type) for i in session.get_inputs()}
     typed = {name: value.astype(declared[name]) if declared.get(name) and np.issubdtype(value.dtype, np.floating)
              else value for name, value in feeds.items()}
@@ -69,7 +78,8 @@ def sha256(path):
 def write_bundle(out_dir, model_id, variants, task):
     """bundle.json: the .onnx variants by precision, with size, sha256 and the accuracy verdict."""
     kinds = {"fp32": ("fp32", None), "fp16": ("fp16", None), "int8-dynamic": ("int8", "dynamic"),
-             "int8-qdq": ("int8", "qdq")}
+             "int8-qdq": ("int8", "qdq"), "int8-mixed": ("int8-mixed", "qdq"), "fp16-mixed": ("fp16-mixed", None)}
+    host = f"{sys.platform}-{platform.machine()}-cpu"
     entries = []
     for name, (precision, quantization) in kinds.items():
         v = variants.get(name)
@@ -79,7 +89,11 @@ def write_bundle(out_dir, model_id, variants, task):
         entries.append({"precision": precision, **({"quantization": quantization} if quantization else {}),
                         "file": v["file"], "size_bytes": os.path.getsize(path), "sha256": sha256(path),
                         "accurate": accurate(v, task),
-                        "accuracy": {k: v[k] for k in v if k not in ("file", "size_bytes", "seconds")}})
+                        **({"kept_fp32": v["kept_fp32"]} if "kept_fp32" in v else {}),
+                        # python onnxruntime on this host: the same ONNX Runtime and kernels the engine runs
+                        "measured": {host: {"mean_ms": v["latency_ms"], "source": "models prepare"}},
+                        "accuracy": {k: v[k] for k in v if k not in ("file", "size_bytes", "seconds", "kept_fp32",
+                                                                     "tried", "latency_ms", "block_gains", "per_channel")}})
     with open(os.path.join(out_dir, "bundle.json"), "w") as f:
         json.dump({"format": 1, "model": model_id, "onnxruntime": ort.__version__, "variants": entries}, f,
                   indent=1, allow_nan=False)
@@ -140,40 +154,83 @@ def accuracy(reference, outputs, task="generic"):
     }
 
 
-class RecipeReader(CalibrationDataReader):
-    """The recipe input and seeded multiplicative perturbations of its float inputs."""
+def worst(per_input):
+    """The validation set's verdict is its worst input's: minima of similarities, maxima of errors, all of flags."""
+    merged = {}
+    for key in per_input[0]:
+        values = [a.get(key) for a in per_input]
+        if any(v is None for v in values):
+            merged[key] = None
+        elif isinstance(values[0], bool):
+            merged[key] = all(values) if key != "non_finite_outputs" else any(values)
+        else:
+            merged[key] = (max if key == "max_abs_error" else min)(values)
+    merged["validation_inputs"] = len(per_input)
+    return merged
 
-    def __init__(self, feeds):
-        rng = np.random.default_rng(0)
-        self.samples = []
-        for i in range(CALIBRATION_SAMPLES):
-            sample = {}
-            for name, value in feeds.items():
-                if np.issubdtype(value.dtype, np.floating) and i > 0:
-                    value = (value * (1 + 0.1 * rng.standard_normal(value.shape))).astype(value.dtype)
-                sample[name] = value
-            self.samples.append(sample)
+
+class RecipeReader(CalibrationDataReader):
+    """The calibration set, once."""
+
+    def __init__(self, samples):
+        self.samples = list(samples)
 
     def get_next(self):
         return self.samples.pop() if self.samples else None
 
 
-def make(name, build, out_dir, fp32_outputs, feeds, task):
+class Validation:
+    """FP32's outputs on a set of inputs, and the verdict (or a continuous score) of a variant against them."""
+
+    def __init__(self, fp32, samples, task):
+        self.samples, self.task = samples, task
+        self.reference = [run(fp32, feeds) for feeds in samples]
+
+    def per_input(self, path):
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return [accuracy(ref, run_session(session, feeds), self.task)
+                for ref, feeds in zip(self.reference, self.samples)]
+
+    def measure(self, path):
+        return worst(self.per_input(path))
+
+    def score(self, path):
+        """Higher is closer to FP32: the task's own measure, averaged over the inputs (for the search)."""
+        def one(a):
+            if a.get("non_finite_outputs"):
+                return -1.0
+            if self.task == "yolo":
+                return a["top_box_iou"] if a["top_box_same_class"] else 0.0
+            if self.task == "probability-map":
+                return a["map_iou"]
+            return a["cosine_similarity"] if a["cosine_similarity"] is not None else -1.0
+        return float(np.mean([one(a) for a in self.per_input(path)]))
+
+    def verdict(self, path):
+        measured = self.measure(path)
+        return accurate(measured, self.task), measured
+
+
+def make(name, build, out_dir, validation, feeds):
     path = os.path.join(out_dir, name)
     started = time.perf_counter()
     try:
-        build(path)
-        outputs = run(path, feeds)
+        extra = build(path) or {}
+        if "error" in extra:
+            return {"file": name, **extra}
+        measured = validation.measure(path)
     except Exception as e:  # the tools reject some graphs (e.g. control flow); say so and go on
         return {"file": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
     return {"file": name, "size_bytes": os.path.getsize(path), "seconds": round(time.perf_counter() - started, 2),
-            **accuracy(fp32_outputs, outputs, task)}
+            "latency_ms": extra.get("latency_ms") or mixed_precision.latency_ms(path, feeds, run_session),
+            **measured, **{k: v for k, v in extra.items() if k not in ("latency_ms", "accuracy")}}
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
     p.add_argument("--recipe", required=True)
+    p.add_argument("--held-out", default="", help="held_out.json: calibration and validation sets")
     p.add_argument("--out", required=True)
     p.add_argument("--task", default="generic")
     p.add_argument("--id", default="", help="the model's id, recorded in bundle.json")
@@ -182,30 +239,43 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     with open(args.recipe) as f:
         feeds = {spec["name"]: recipe_input(spec, os.path.dirname(args.recipe)) for spec in json.load(f)}
+    calibration, validation_set, source = held_out.load(args.held_out, feeds)
 
     fp32 = os.path.join(args.out, "fp32.onnx")
     shutil.copyfile(args.model, fp32)
-    reference = run(fp32, feeds)
-    variants = {"fp32": {"file": "fp32.onnx", "size_bytes": os.path.getsize(fp32), **accuracy(reference, reference, args.task)}}
+    validation = Validation(fp32, validation_set, args.task)
+    calibrated = Validation(fp32, calibration, args.task)
+    variants = {"fp32": {"file": "fp32.onnx", "size_bytes": os.path.getsize(fp32),
+                         "latency_ms": mixed_precision.latency_ms(fp32, feeds, run_session),
+                         **validation.measure(fp32)}}
 
     variants["fp16"] = make("fp16.onnx", lambda path: onnx.save(
-        convert_float_to_float16(onnx.load(fp32), keep_io_types=False), path), args.out, reference, feeds, args.task)
+        convert_float_to_float16(onnx.load(fp32), keep_io_types=False), path), args.out, validation, feeds)
     # Per-tensor: per-channel dynamic INT8 was seen to break transformer outputs (shared/models.md).
     variants["int8-dynamic"] = make("int8-dynamic.onnx", lambda path: quantize_dynamic(
-        fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds, args.task)
+        fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, validation, feeds)
     variants["int8-qdq"] = make("int8-qdq.onnx", lambda path: quantize_static(
-        fp32, path, RecipeReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8, per_channel=False), args.out, reference, feeds, args.task)
+        fp32, path, RecipeReader(calibration), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8, per_channel=False), args.out, validation, feeds)
+    # Per layer, where the whole-graph variant failed: the fastest configuration that passes.
+    for kind, plain in (("int8", "int8-qdq"), ("fp16", "fp16")):
+        if "error" not in variants[plain] and not accurate(variants[plain], args.task):
+            variants[f"{kind}-mixed"] = make(f"{kind}-mixed.onnx", lambda path, kind=kind: mixed_precision.search(
+                kind, fp32, calibration, calibrated.score, validation.verdict, feeds, run_session, path), args.out, validation, feeds)
 
     def to_ort(path):
         subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", fp32],
                        check=True, capture_output=True)
         if not os.path.exists(path):
             raise RuntimeError("the converter wrote no .ort file")
-    variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, reference, feeds, args.task)
+    variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, validation, feeds)
+    for v in variants.values():
+        v["accurate"] = accurate(v, args.task)
 
     with open(os.path.join(args.out, "variants.json"), "w") as f:
-        json.dump({"onnxruntime": ort.__version__, "stamp": args.stamp, "variants": variants}, f, indent=1, allow_nan=False)
+        json.dump({"onnxruntime": ort.__version__, "stamp": args.stamp, "inputs": source,
+                   "calibration_inputs": len(calibration), "validation_inputs": len(validation_set),
+                   "variants": variants}, f, indent=1, allow_nan=False)
     write_bundle(args.out, args.id, variants, args.task)
 
 

@@ -96,6 +96,42 @@ pub fn npm(name: &str, version: &str, file: &str, sha256: &str) -> Result<PathBu
     Ok(dest)
 }
 
+/// Downloads the Debian package `name=version` with apt-get (the registry's ordinary client) unless cached, verifies
+/// its sha256 and unpacks it; returns the directory it was unpacked into.
+pub fn debian(name: &str, version: &str, sha256: &str) -> Result<PathBuf> {
+    let dest_dir = dir().join("debian");
+    let unpacked = dest_dir.join(format!("{name}_{version}"));
+    let stamp = unpacked.join(".sha256");
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == sha256) {
+        return Ok(unpacked);
+    }
+    fs::create_dir_all(&dest_dir)?;
+    let spinner = spinner(format!("downloading {name}={version} from Debian"));
+    let result = cmd::capture(
+        Command::new("apt-get").current_dir(&dest_dir).args(["download", "-q"]).arg(format!("{name}={version}")),
+    );
+    spinner.finish_and_clear();
+    result.with_context(|| format!("apt-get could not download {name}={version}"))?;
+    let deb = fs::read_dir(&dest_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with(&format!("{name}_")) && f.ends_with(".deb"))
+        })
+        .with_context(|| format!("apt-get did not produce {name}_*.deb"))?;
+    let got = sha256_file(&deb)?;
+    if got != sha256 {
+        fs::remove_file(&deb).ok();
+        bail!("{} has sha256 {got}, expected {sha256}: refusing to use it", deb.display());
+    }
+    let _ = fs::remove_dir_all(&unpacked);
+    cmd::capture(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    fs::remove_file(&deb).ok();
+    fs::write(&stamp, sha256)?;
+    Ok(unpacked)
+}
+
 /// Extracts `member` of the archive (a zip/wheel, or a .tgz) to `dest` (atomically), checking `sha256` when given.
 pub fn extract(archive: &Path, member: &str, dest: &Path, sha256: Option<&str>) -> Result<()> {
     let bytes = if archive.extension().is_some_and(|e| e == "tgz") {

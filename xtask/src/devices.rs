@@ -57,6 +57,18 @@ impl Device {
         }
     }
 
+    /// The class `Precision::Auto` looks measurements up under (`core::device_class`) for runs on the CPU; none
+    /// for an emulator, whose timings say nothing about a device.
+    pub fn device_class(&self) -> Option<String> {
+        let os = match self {
+            Device::Host => std::env::consts::OS,
+            Device::Android { .. } => "android",
+            Device::IosSim { .. } => "ios",
+            Device::QemuArm64 => return None,
+        };
+        Some(format!("{os}-{}-cpu", self.arch()))
+    }
+
     pub fn emulated(&self) -> bool {
         matches!(self, Device::QemuArm64)
     }

@@ -135,8 +135,8 @@ fn markdown(results: &[BenchResult]) -> String {
     md += "Latency in ms (steady state after warmup). Accuracy is against the FP32 model on the same input (worst output). \
            `ours/peer` is our median over the peer's, same model, library version, threads and input, interleaved; the \
            range is per round.\n\n";
-    md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | cosine | max abs err | top-1 | task measure | nodes (partitions) | ours/python-ort | ours/ort-java | ours/kotlin | ours/swift |\n";
-    md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|\n";
+    md += "| device | model | precision | size MB | threads | session ms | first ms | p50 | p90 | p99 | mean ± std | peak RSS MB | accurate | cosine | max abs err | top-1 | task measure | nodes (partitions) | ours/python-ort | ours/ort-java | ours/kotlin | ours/swift |\n";
+    md += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|\n";
     for r in results {
         if let Some(error) = &r.error {
             md += &format!(
@@ -151,7 +151,7 @@ fn markdown(results: &[BenchResult]) -> String {
         let m = &r.measured.metrics;
         let a = r.accuracy_vs_fp32.clone().unwrap_or_default();
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ± {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ± {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.device.kind,
             r.model.id,
             r.model.precision,
@@ -165,6 +165,7 @@ fn markdown(results: &[BenchResult]) -> String {
             num(m.mean_ms, 3),
             num(m.std_ms, 3),
             num(m.peak_rss_mb, 0),
+            a.verdict(),
             num(a.cosine_similarity, 5),
             num(a.max_abs_error, 4),
             num(a.top1_agreement, 3),
@@ -246,27 +247,33 @@ where
     Ok(())
 }
 
-/// Latency against accuracy: one colour per model, one point per precision.
+/// Latency against accuracy: one colour per model, one point per precision (hollow where the variant failed its
+/// check), labelled with the precision (`int8-mixed`, ...).
 fn draw_precision<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &[BenchResult]) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     area.fill(&WHITE).map_err(plot_err)?;
-    let points: Vec<(String, String, f32, f32)> = results
+    let points: Vec<(String, String, f32, f32, bool)> = results
         .iter()
         .filter_map(|r| {
+            let accuracy = r.accuracy_vs_fp32.as_ref()?;
             Some((
                 r.model.id.clone(),
                 r.model.precision.clone(),
                 r.measured.metrics.p50_ms? as f32,
-                r.accuracy_vs_fp32.as_ref()?.cosine_similarity? as f32,
+                accuracy.cosine_similarity? as f32,
+                accuracy.accurate != Some(false),
             ))
         })
         .collect();
     let (lo, hi) = latency_range(results);
     let min_cos = points.iter().map(|p| p.3).fold(1.0f32, f32::min).min(0.99);
     let mut chart = ChartBuilder::on(area)
-        .caption("Precision: latency (p50, log) vs accuracy (cosine to FP32)", ("sans-serif", 20))
+        .caption(
+            "Precision: latency (p50, log) vs accuracy (cosine to FP32; hollow = failed its check)",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -276,9 +283,10 @@ where
     let models = distinct(points.iter().map(|p| p.0.clone()));
     for (i, model) in models.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let mine: Vec<&(String, String, f32, f32)> = points.iter().filter(|p| &p.0 == model).collect();
+        let mine: Vec<&(String, String, f32, f32, bool)> = points.iter().filter(|p| &p.0 == model).collect();
+        let style = |accurate: bool| if accurate { color.filled() } else { color.stroke_width(2) };
         chart
-            .draw_series(mine.iter().map(|p| Circle::new((p.2, p.3), 5, color.filled())))
+            .draw_series(mine.iter().map(|p| Circle::new((p.2, p.3), 5, style(p.4))))
             .map_err(plot_err)?
             .label(model.clone())
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));

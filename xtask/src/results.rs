@@ -177,6 +177,9 @@ pub struct ModelInfo {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
 pub struct Accuracy {
+    /// The bundle's verdict: the variant passed its task's measure on every validation input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accurate: Option<bool>,
     pub cosine_similarity: Option<f64>,
     pub max_abs_error: Option<f64>,
     pub top1_agreement: Option<f64>,
@@ -190,6 +193,15 @@ pub struct Accuracy {
 }
 
 impl Accuracy {
+    /// The bundle's verdict for tables: "yes", "no", or "-" where there is none.
+    pub fn verdict(&self) -> &'static str {
+        match self.accurate {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        }
+    }
+
     /// The task's own measure, for tables: "  box IoU 0.98 (same class)", "  map IoU 0.91", or nothing.
     pub fn task_measure(&self) -> String {
         if let Some(iou) = self.top_box_iou {
@@ -207,6 +219,10 @@ pub struct Variant {
     pub file: Option<String>,
     pub size_bytes: Option<f64>,
     pub error: Option<String>,
+    /// Mean latency on the host where `models prepare` ran (python onnxruntime, 2 threads).
+    pub latency_ms: Option<f64>,
+    /// Mixed variants: the nodes kept at FP32.
+    pub kept_fp32: Option<Vec<String>>,
     #[serde(flatten)]
     pub accuracy: Accuracy,
 }

@@ -55,6 +55,7 @@ pub(super) struct LlmInner {
     pub(super) past_names: Vec<String>,
     pub(super) present_names: Vec<String>,
     pub(super) file: String,
+    pub(super) choice: crate::bundle::PrecisionChoice,
     /// Compute every position's logits in a prefill even where the decoder can skip them (benchmarks compare both).
     pub(super) all_logits: std::sync::atomic::AtomicBool,
     /// The most prompt positions one prefill run takes ([`PREFILL_CHUNK`] unless set).
@@ -78,21 +79,6 @@ impl std::fmt::Debug for Llm {
     }
 }
 
-/// The decoder file for a precision: `Auto` is 4-bit where made (the fastest here, and exact against
-/// recomputation), else FP32.
-fn decoder_file(dir: &Path, precision: Precision) -> Result<String> {
-    let candidates: &[&str] = match precision {
-        Precision::Auto => &["int4.onnx", "fp32.onnx"],
-        Precision::Fp32 => &["fp32.onnx"],
-        Precision::Fp16 => &["fp16.onnx"],
-        Precision::Int8 => &["int8.onnx"],
-        Precision::Int4 => &["int4.onnx"],
-    };
-    candidates.iter().find(|f| dir.join(f).is_file()).map(|f| (*f).to_owned()).ok_or_else(|| Error::InvalidConfig {
-        reason: format!("{} has no {precision:?} decoder (looked for {candidates:?})", dir.display()),
-    })
-}
-
 impl Llm {
     pub fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Llm> {
         let dir = dir.as_ref();
@@ -104,7 +90,9 @@ impl Llm {
             let config_text = read("decoder.json")?;
             let decoder: DecoderConfig = serde_json::from_str(&config_text)
                 .map_err(|e| Error::invalid_model(format!("{}: decoder.json: {e}", dir.display())))?;
-            let file = decoder_file(dir, config.precision)?;
+            let choice =
+                super::variants::choose(dir, config.precision, &crate::accelerator::leading_accelerator(&config))?;
+            let file = choice.file.clone();
             let session_config = EngineConfig { precision: Precision::Auto, shape_buckets: Vec::new(), ..config };
             let session = open_session(Source::File(&dir.join(&file)), &session_config, None, None, None)?.session;
             let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
@@ -152,6 +140,7 @@ impl Llm {
                     past_names,
                     present_names,
                     file,
+                    choice,
                     all_logits: std::sync::atomic::AtomicBool::new(false),
                     prefill_chunk: std::sync::atomic::AtomicUsize::new(PREFILL_CHUNK),
                 }),
@@ -162,6 +151,11 @@ impl Llm {
     /// The decoder file running (e.g. `int4.onnx`).
     pub fn file(&self) -> &str {
         &self.inner.file
+    }
+
+    /// Which decoder runs and why (`Auto` only picks one that passed its quality check against FP32).
+    pub fn precision(&self) -> &crate::bundle::PrecisionChoice {
+        &self.inner.choice
     }
 
     /// Whether a prefill computes the logits of every prompt position (`true`) or, where the decoder allows it (those

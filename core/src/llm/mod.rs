@@ -15,6 +15,7 @@ mod decoder;
 mod generation;
 mod kv_cache;
 mod sampling;
+mod variants;
 
 pub use chat::{Chat, ChatMessage, HistoryPolicy};
 pub use decoder::Llm;

@@ -243,6 +243,12 @@ public enum Runtime {
         return try initRuntime(libraryPath: libraryPath)
     }
 
+    /// The device class measurements are recorded under when `accelerator` leads (e.g. `ios-aarch64-coreml`):
+    /// `.auto` runs the fastest bundle variant measured on it among those that passed their accuracy check.
+    public static func deviceClass(for accelerator: Accelerator = .cpu) -> String {
+        OpenAutoGLM.deviceClass(accelerator: accelerator)
+    }
+
     /// What the SDK and ONNX Runtime log (os_log on Apple platforms) from now on; default `.warn`. ONNX Runtime's
     /// report of a failed inference, which the caller receives as an `EngineError`, is logged at `.debug`.
     public static var logLevel: LogLevel {

@@ -13,13 +13,18 @@ import Foundation
 /// in short chunks while others stream.
 public final class Llm: Sendable {
     private let native: NativeLlm
-    /// The decoder file running, e.g. `int4.onnx` (what `.auto` picks where it exists).
+    /// The decoder file running, e.g. `int4-mixed.onnx`.
     public let file: String
+    /// Which decoder runs and why. `.auto` picks, among the decoders that passed their quality check against FP32
+    /// (perplexity, greedy agreement, a multi-turn chat without loops), the fastest measured on this device class,
+    /// else the smallest; never one that failed.
+    public let precision: PrecisionChoice
 
     public init(directory: String, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
         native = try NativeLlm.open(dir: directory, config: config)
         file = try native.file()
+        precision = try native.precision()
     }
 
     /// Frees the model now (a generation already running finishes first). Later calls, on this LLM and on its

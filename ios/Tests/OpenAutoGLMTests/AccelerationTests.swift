@@ -113,4 +113,29 @@ final class AccelerationTests: XCTestCase {
         let none = engineError { _ = try Engine(bundle: self.temp.appendingPathComponent("none").path) }
         guard case .ModelNotFound? = none else { return XCTFail("expected ModelNotFound, got \(String(describing: none))") }
     }
+
+    func testAutoFollowsMeasurementsAndNeverPicksAFailedVariant() throws {
+        for file in ["fp32.onnx", "int8-qdq.onnx", "int8-mixed.onnx"] {
+            try FileManager.default.copyItem(atPath: Fixtures.model("identity_f32"), toPath: temp.appendingPathComponent(file).path)
+        }
+        let here = Runtime.deviceClass(for: .cpu)
+        func manifest(fp32Ms: Double) -> String {
+            func measured(_ ms: Double) -> String { "{\"\(here)\": {\"mean_ms\": \(ms)}}" }
+            return """
+            {"format": 1, "variants": [
+              {"precision": "fp32", "file": "fp32.onnx", "accurate": true, "measured": \(measured(fp32Ms))},
+              {"precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": false, "measured": \(measured(1))},
+              {"precision": "int8-mixed", "file": "int8-mixed.onnx", "accurate": true, "measured": \(measured(2))}]}
+            """
+        }
+        let path = temp.appendingPathComponent("bundle.json")
+        try manifest(fp32Ms: 4).write(to: path, atomically: true, encoding: .utf8)
+        let choice = try XCTUnwrap(try Engine(bundle: temp.path).precision)
+        XCTAssertEqual(choice.file, "int8-mixed.onnx", choice.reason)
+        XCTAssertEqual(choice.precision, .int8)
+        XCTAssertTrue(choice.reason.contains(here) && choice.reason.contains("fp32 2.00x"), choice.reason)
+        // FP32 measured fastest wins; the failed variant stays out though it is faster still.
+        try manifest(fp32Ms: 1.5).write(to: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try Engine(bundle: temp.path).precision?.file, "fp32.onnx")
+    }
 }

@@ -10,6 +10,38 @@ final class LlmTests: XCTestCase {
         return try Llm(directory: Fixtures.env("OPENAUTOGLM_LLMS") + "/smollm2-tiny", config: config)
     }
 
+    /// A copy of the tiny decoder under three names, with `llm.json` verdicts as `models prepare` writes them.
+    private func decoders(int4MixedPassed: Bool) throws -> URL {
+        let tiny = URL(fileURLWithPath: Fixtures.env("OPENAUTOGLM_LLMS") + "/smollm2-tiny")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("openautoglm-llm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for name in ["tokenizer.json", "decoder.json", "chat_template.jinja", "fp32.onnx.data"] {
+            try FileManager.default.copyItem(at: tiny.appendingPathComponent(name), to: dir.appendingPathComponent(name))
+        }
+        for name in ["fp32.onnx", "int4.onnx", "int4-mixed.onnx"] {
+            try FileManager.default.copyItem(at: tiny.appendingPathComponent("fp32.onnx"), to: dir.appendingPathComponent(name))
+        }
+        try """
+        {"precisions": {"fp32": {"file": "fp32.onnx", "quality": {"passed": true}},
+          "int4": {"file": "int4.onnx", "quality": {"passed": false}},
+          "int4-mixed": {"file": "int4-mixed.onnx", "quality": {"passed": \(int4MixedPassed)}}}}
+        """.write(to: dir.appendingPathComponent("llm.json"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    func testAutoNeverPicksADecoderThatFailedItsQualityCheck() throws {
+        let passed = try decoders(int4MixedPassed: true)
+        defer { try? FileManager.default.removeItem(at: passed) }
+        XCTAssertEqual(try Llm(directory: passed.path).precision.file, "int4-mixed.onnx")
+        let failed = try decoders(int4MixedPassed: false)
+        defer { try? FileManager.default.removeItem(at: failed) }
+        XCTAssertEqual(try Llm(directory: failed.path).precision.file, "fp32.onnx")
+        var config = EngineConfig.default
+        config.precision = .int4
+        let asked = try Llm(directory: failed.path, config: config)
+        XCTAssertTrue(asked.precision.reason.contains("did not pass"), asked.precision.reason)
+    }
+
     /// Collects what `onFinish` reports.
     private final class Finish: @unchecked Sendable {
         var metrics: GenerationMetrics?

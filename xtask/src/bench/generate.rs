@@ -36,6 +36,8 @@ pub(super) struct GenerateArgs {
     pub question: String,
     pub device: Device,
     pub json: Option<PathBuf>,
+    /// Write our tokens/s per precision into llm.json under the device's class.
+    pub record: bool,
 }
 
 impl GenerateArgs {
@@ -61,6 +63,7 @@ impl GenerateArgs {
             question: question(args.context_sentences),
             device: args.device.clone(),
             json: args.json.clone(),
+            record: args.record,
         }
     }
 }
@@ -177,6 +180,17 @@ pub(super) fn run(args: GenerateArgs) -> Result<()> {
         .map(|(precision, (by_runner, loaded))| summarize(precision, &runners, by_runner, loaded))
         .collect();
     print(&args, &rows);
+    if args.record {
+        let class = args.device.device_class().context("--record: this device has no class to record under")?;
+        for row in &rows {
+            let ours = row.runners.iter().find(|r| r.runner == "rust").and_then(|r| r.tokens_per_second);
+            if let Some(tps) = ours
+                && llm::record_tokens_per_s(&args.model, &row.precision, &class, tps)?
+            {
+                println!("recorded {} {}: {tps:.1} tokens/s on {class}", args.model, row.precision);
+            }
+        }
+    }
     let result = GenerationFile {
         schema: SCHEMA_VERSION,
         suite: "generate".into(),
@@ -305,6 +319,7 @@ pub(super) fn device_smoke(device: Device, model: &str) -> Result<()> {
         question: QUESTION.into(),
         device,
         json: Some(std::env::temp_dir().join(format!("openautoglm-generate-smoke-{}.json", std::process::id()))),
+        record: false,
     })
 }
 

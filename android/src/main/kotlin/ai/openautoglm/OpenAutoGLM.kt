@@ -18,6 +18,16 @@ object OpenAutoGLM {
     }
 
     /**
+     * The device class measurements are recorded under when [accelerator] leads (e.g. `android-aarch64-nnapi`):
+     * `Precision.AUTO` runs the fastest bundle variant measured on it among those that passed their accuracy check.
+     */
+    @JvmStatic @JvmOverloads
+    fun deviceClass(accelerator: Accelerator = Accelerator.Cpu): String {
+        checkNativeLibrary()
+        return ai.openautoglm.deviceClass(accelerator)
+    }
+
+    /**
      * What the SDK and ONNX Runtime log to logcat from now on (default [LogLevel.WARN]). ONNX Runtime's report of a
      * failed inference, which the caller receives as an [EngineException], is logged at [LogLevel.DEBUG].
      */

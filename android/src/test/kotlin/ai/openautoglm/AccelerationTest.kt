@@ -97,8 +97,33 @@ class AccelerationTest {
         assertEquals("fp16.onnx", fp16Choice.file)
         assertEquals(fp32.size, fp16.size)
         val (int8Choice, _) = run(Precision.INT8)
-        assertEquals("int8-dynamic.onnx", int8Choice.file, "the static INT8 variant failed its accuracy check")
-        assertNotEquals("int8-qdq.onnx", run(Precision.AUTO).first.file)
+        assertEquals("int8-mixed.onnx", int8Choice.file, "the whole-graph INT8 variant failed its accuracy check")
+        val auto = run(Precision.AUTO).first
+        assertNotEquals("int8-qdq.onnx", auto.file)
+        assertTrue(OpenAutoGLM.deviceClass() in auto.reason, auto.reason)
+    }
+
+    @Test fun autoFollowsMeasurementsAndNeverPicksAFailedVariant() {
+        for (file in listOf("fp32.onnx", "int8-qdq.onnx", "int8-mixed.onnx")) {
+            Files.copy(File(Fixtures.model("identity_f32")).toPath(), File(temp, file).toPath())
+        }
+        val here = OpenAutoGLM.deviceClass(Accelerator.Cpu)
+        fun measured(ms: Double) = """{"$here": {"mean_ms": $ms}}"""
+        File(temp, "bundle.json").writeText(
+            """{"format": 1, "variants": [
+              {"precision": "fp32", "file": "fp32.onnx", "accurate": true, "measured": ${measured(4.0)}},
+              {"precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": false, "measured": ${measured(1.0)}},
+              {"precision": "int8-mixed", "file": "int8-mixed.onnx", "accurate": true, "measured": ${measured(2.0)}}]}"""
+        )
+        Engine.fromBundle(temp).use { engine ->
+            val choice = engine.precision!!
+            assertEquals("int8-mixed.onnx", choice.file, choice.reason)
+            assertEquals(Precision.INT8, choice.precision)
+            assertTrue(here in choice.reason && "fp32 2.00x" in choice.reason, choice.reason)
+        }
+        // Make FP32 the fastest measured: it wins; the failed variant stays out even though it is faster still.
+        File(temp, "bundle.json").writeText(File(temp, "bundle.json").readText().replace("4.0", "1.5"))
+        Engine.fromBundle(temp).use { assertEquals("fp32.onnx", it.precision!!.file) }
     }
 
     @Test fun bundleErrorsAreTyped() {

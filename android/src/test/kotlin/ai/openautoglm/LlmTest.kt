@@ -151,9 +151,40 @@ class LlmTest {
         }
     }
 
+    /** A copy of the tiny decoder under three names, with `llm.json` verdicts as `models prepare` writes them. */
+    private fun decoders(int4MixedPassed: Boolean): java.io.File {
+        val tiny = java.io.File(Fixtures.llm("smollm2-tiny"))
+        val dir = kotlin.io.path.createTempDirectory("openautoglm-llm").toFile()
+        for (name in listOf("tokenizer.json", "decoder.json", "chat_template.jinja", "fp32.onnx.data")) {
+            java.io.File(tiny, name).copyTo(java.io.File(dir, name))
+        }
+        for (name in listOf("fp32.onnx", "int4.onnx", "int4-mixed.onnx")) java.io.File(tiny, "fp32.onnx").copyTo(java.io.File(dir, name))
+        java.io.File(dir, "llm.json").writeText(
+            """{"precisions": {"fp32": {"file": "fp32.onnx", "quality": {"passed": true}},
+                "int4": {"file": "int4.onnx", "quality": {"passed": false}},
+                "int4-mixed": {"file": "int4-mixed.onnx", "quality": {"passed": $int4MixedPassed}}}}"""
+        )
+        return dir
+    }
+
+    @Test fun autoNeverPicksADecoderThatFailedItsQualityCheck() {
+        val passed = decoders(int4MixedPassed = true)
+        Llm.open(passed.path).use { assertEquals("int4-mixed.onnx", it.precision.file, it.precision.reason) }
+        val failed = decoders(int4MixedPassed = false)
+        Llm.open(failed.path).use { assertEquals("fp32.onnx", it.precision.file, it.precision.reason) }
+        // Asked for by name, a failed decoder runs, and says so.
+        Llm.open(failed.path, DefaultEngineConfig.copy(precision = Precision.INT4)).use {
+            assertTrue("did not pass" in it.precision.reason, it.precision.reason)
+        }
+        passed.deleteRecursively()
+        failed.deleteRecursively()
+    }
+
     @Test fun smolLm2AnswersTheCapitalOfFrance() = runBlocking<Unit> {
         Llm.open(Fixtures.llm("smollm2")).use { llm ->
-            assertEquals("int4.onnx", llm.file)
+            assertEquals("int4-mixed.onnx", llm.file, llm.precision.reason)
+            assertEquals(Precision.INT4, llm.precision.precision)
+            assertTrue(llm.precision.reason.startsWith("auto"), llm.precision.reason)
             val answer = llm.chat(listOf(ChatMessage("user", "What is the capital of France?")), GenerateOptions(maxTokens = 24))
                 .toList().joinToString("")
             assertTrue("Paris" in answer, answer)

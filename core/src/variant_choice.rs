@@ -1,0 +1,124 @@
+//! How `Precision::Auto` chooses among a model's variants, for engines (bundles) and LLMs alike: measurements on
+//! this device class first, guidance second, and never a variant that failed its quality check.
+//!
+//! A variant's measurements are keyed by [`device_class`] (`linux-x86_64-cpu`, `android-aarch64-nnapi`, ...), written
+//! by `cargo xtask bench --record` where the variant ran. Where no passing variant was measured on this class, the
+//! caller's order of preference (ONNX Runtime's guidance per accelerator) decides.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::Accelerator;
+
+/// A measurement of one variant on one device class: lower is better.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+pub(crate) struct Measured {
+    /// Mean latency per run (engines).
+    #[serde(default)]
+    pub mean_ms: Option<f64>,
+    /// Generated tokens per second (LLMs).
+    #[serde(default)]
+    pub tokens_per_s: Option<f64>,
+}
+
+impl Measured {
+    /// Time per unit of work, comparable between variants of one model.
+    fn cost_ms(&self) -> Option<f64> {
+        let cost = self.mean_ms.or(self.tokens_per_s.filter(|t| *t > 0.0).map(|t| 1000.0 / t))?;
+        (cost.is_finite() && cost > 0.0).then_some(cost)
+    }
+}
+
+pub(crate) type Measurements = BTreeMap<String, Measured>;
+
+/// The class of device a measurement holds for: OS, CPU architecture and the accelerator leading the model.
+pub fn device_class(leading: &Accelerator) -> String {
+    let accelerator = match leading {
+        Accelerator::Cpu => "cpu",
+        Accelerator::Xnnpack { .. } => "xnnpack",
+        Accelerator::Nnapi { .. } => "nnapi",
+        Accelerator::CoreMl { .. } => "coreml",
+    };
+    format!("{}-{}-{accelerator}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// One variant as the choice sees it.
+pub(crate) struct Candidate<'a> {
+    pub name: &'a str,
+    pub passed: bool,
+    pub measured: Option<&'a Measurements>,
+}
+
+/// The fastest passing candidate measured on `class`, with the reason to report; `None` when no passing candidate
+/// was measured there (the caller then follows its guidance).
+pub(crate) fn fastest_measured(candidates: &[Candidate<'_>], class: &str) -> Option<(usize, String)> {
+    let mut measured: Vec<(usize, f64)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.passed)
+        .filter_map(|(i, c)| Some((i, c.measured?.get(class)?.cost_ms()?)))
+        .collect();
+    measured.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let &(best, cost) = measured.first()?;
+    let others: Vec<String> =
+        measured[1..].iter().map(|&(i, c)| format!("{} {:.2}x", candidates[i].name, c / cost)).collect();
+    let reason = if others.is_empty() {
+        format!("auto: the only variant that passed its check and was measured on {class}")
+    } else {
+        format!("auto: the fastest variant that passed its check, measured on {class} (others: {})", others.join(", "))
+    };
+    Some((best, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(class: &str, ms: f64) -> Measurements {
+        BTreeMap::from([(class.to_owned(), Measured { mean_ms: Some(ms), tokens_per_s: None })])
+    }
+
+    #[test]
+    fn the_fastest_passing_measurement_wins_and_failures_never_do() {
+        let (slow, fast, failed) = (measured("c", 4.0), measured("c", 2.0), measured("c", 1.0));
+        let candidates = [
+            Candidate { name: "fp32", passed: true, measured: Some(&slow) },
+            Candidate { name: "int8-mixed", passed: true, measured: Some(&fast) },
+            Candidate { name: "int8-qdq", passed: false, measured: Some(&failed) },
+        ];
+        let (index, reason) = fastest_measured(&candidates, "c").unwrap();
+        assert_eq!(candidates[index].name, "int8-mixed");
+        assert!(reason.contains("fp32 2.00x"), "{reason}");
+        assert!(!reason.contains("int8-qdq"), "{reason}");
+    }
+
+    #[test]
+    fn other_device_classes_and_unmeasured_variants_leave_it_to_guidance() {
+        let elsewhere = measured("android-aarch64-nnapi", 1.0);
+        let candidates = [
+            Candidate { name: "fp32", passed: true, measured: None },
+            Candidate { name: "int8", passed: true, measured: Some(&elsewhere) },
+        ];
+        assert!(fastest_measured(&candidates, "linux-x86_64-cpu").is_none());
+    }
+
+    #[test]
+    fn tokens_per_second_are_costs_too() {
+        let a = BTreeMap::from([("c".to_owned(), Measured { mean_ms: None, tokens_per_s: Some(100.0) })]);
+        let b = BTreeMap::from([("c".to_owned(), Measured { mean_ms: None, tokens_per_s: Some(30.0) })]);
+        let nonsense = BTreeMap::from([("c".to_owned(), Measured { mean_ms: Some(f64::NAN), tokens_per_s: None })]);
+        let candidates = [
+            Candidate { name: "fp32", passed: true, measured: Some(&b) },
+            Candidate { name: "int4-mixed", passed: true, measured: Some(&a) },
+            Candidate { name: "broken", passed: true, measured: Some(&nonsense) },
+        ];
+        assert_eq!(fastest_measured(&candidates, "c").unwrap().0, 1);
+    }
+
+    #[test]
+    fn device_class_names_os_arch_and_accelerator() {
+        let class = device_class(&Accelerator::Cpu);
+        assert!(class.ends_with("-cpu") && class.starts_with(std::env::consts::OS), "{class}");
+    }
+}
