@@ -141,7 +141,8 @@ pub fn record_latency(id: &str, precision: &str, class: &str, mean_ms: f64) -> R
     let path = variants_dir(id).join("bundle.json");
     let Ok(text) = fs::read_to_string(&path) else { return Ok(false) };
     let mut bundle: Value = serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))?;
-    let file = format!("{precision}.onnx");
+    // A FP32 model benchmarked as itself (`native`) is the bundle's FP32 variant.
+    let file = format!("{}.onnx", if precision == "native" { "fp32" } else { precision });
     let Some(variant) =
         bundle["variants"].as_array_mut().and_then(|v| v.iter_mut().find(|v| v["file"] == file.as_str()))
     else {
