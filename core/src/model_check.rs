@@ -335,7 +335,9 @@ fn type_proto(bytes: &[u8], depth: usize) -> Found {
     Ok(())
 }
 
-/// TensorShapeProto: 1 dim (Dimension: 1 dim_value). Fixed dims must be non-negative and multiply within i64.
+/// TensorShapeProto: 1 dim (Dimension: 1 dim_value). Fixed dims must multiply within i64. A negative dim_value
+/// declares an unknown size, as ONNX Runtime reads it (paddle2onnx writes -1 for a dynamic batch: PP-OCR's models);
+/// a tensor's own dims (`tensor`) must be non-negative.
 fn shape_proto(bytes: &[u8], depth: usize) -> Found {
     let depth = deeper(depth)?;
     let mut dims = Vec::new();
@@ -343,7 +345,9 @@ fn shape_proto(bytes: &[u8], depth: usize) -> Found {
         if let (1, Value::Bytes(dim)) = field? {
             deeper(depth)?;
             for inner in Fields::new(dim) {
-                if let (1, Value::Varint(v)) = inner? {
+                if let (1, Value::Varint(v)) = inner?
+                    && (v as i64) >= 0
+                {
                     dims.push(v as i64);
                 }
             }
@@ -474,6 +478,18 @@ mod tests {
         }
         let err = check(&model_with(&graph), None).unwrap_err().to_string();
         assert!(err.contains("nested"), "{err}");
+    }
+
+    #[test]
+    fn negative_declared_dims_are_unknown_sizes_but_negative_tensor_dims_are_refused() {
+        // graph.input (11): ValueInfoProto { 1 name, 2 type { 1 tensor_type { 2 shape { 1 dim { 1 dim_value } } } } }
+        let dim = |v: i64| bytes_field(1, &int_field(1, v as u64));
+        let shape = bytes_field(2, &[dim(-1), dim(3), dim(48), dim(192)].concat());
+        let input = [bytes_field(1, b"x"), bytes_field(2, &bytes_field(1, &shape))].concat();
+        assert!(check(&model_with(&bytes_field(11, &input)), None).is_ok());
+        let tensor = [int_field(1, -1i64 as u64), int_field(1, 4), bytes_field(8, b"w")].concat();
+        let err = check(&model_with(&bytes_field(5, &tensor)), None).unwrap_err().to_string();
+        assert!(err.contains("negative dimension"), "{err}");
     }
 
     fn pool(op: &str, kernel: i64, stride: i64, pad: i64, auto_pad: Option<&str>) -> Vec<u8> {

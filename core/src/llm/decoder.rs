@@ -81,7 +81,16 @@ impl std::fmt::Debug for Llm {
 
 impl Llm {
     pub fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Llm> {
-        let dir = dir.as_ref();
+        Llm::open_with(dir.as_ref(), config, None)
+    }
+
+    /// Loads one decoder of `dir` by its variant name (`int4-mixed` for `int4-mixed.onnx`), whatever its quality
+    /// verdict (its [`Llm::precision`] says so): for benchmarks comparing variants of one precision.
+    pub fn open_variant(dir: impl AsRef<Path>, variant: &str, config: EngineConfig) -> Result<Llm> {
+        Llm::open_with(dir.as_ref(), config, Some(variant))
+    }
+
+    fn open_with(dir: &Path, config: EngineConfig, variant: Option<&str>) -> Result<Llm> {
         catch_panic(|| {
             let read = |name: &str| {
                 std::fs::read_to_string(dir.join(name))
@@ -90,8 +99,12 @@ impl Llm {
             let config_text = read("decoder.json")?;
             let decoder: DecoderConfig = serde_json::from_str(&config_text)
                 .map_err(|e| Error::invalid_model(format!("{}: decoder.json: {e}", dir.display())))?;
-            let choice =
-                super::variants::choose(dir, config.precision, &crate::accelerator::leading_accelerator(&config))?;
+            let choice = match variant {
+                Some(name) => super::variants::named(dir, name)?,
+                None => {
+                    super::variants::choose(dir, config.precision, &crate::accelerator::leading_accelerator(&config))?
+                }
+            };
             let file = choice.file.clone();
             let session_config = EngineConfig { precision: Precision::Auto, shape_buckets: Vec::new(), ..config };
             let session = open_session(Source::File(&dir.join(&file)), &session_config, None, None, None)?.session;

@@ -50,12 +50,7 @@ fn precision_of(file: &str) -> Precision {
 
 /// The decoder file to run in `dir` for `precision`, and why.
 pub(super) fn choose(dir: &Path, precision: Precision, leading: &Accelerator) -> Result<PrecisionChoice> {
-    let index_path = dir.join("llm.json");
-    let index: Index = match std::fs::read_to_string(&index_path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| Error::invalid_model(format!("`{}` is not an LLM index: {e}", index_path.display())))?,
-        Err(_) => Index::default(),
-    };
+    let index = read_index(dir)?;
     let exists = |file: &str| dir.join(file).is_file();
     let entry = |file: &str| index.precisions.values().find(|e| e.file == file);
     let passed =
@@ -98,6 +93,40 @@ pub(super) fn choose(dir: &Path, precision: Precision, leading: &Accelerator) ->
         "requested; note: this decoder did not pass its quality check against FP32".to_owned()
     };
     Ok(choice(file, reason))
+}
+
+/// The decoder `<name>.onnx` of `dir`, asked for by name.
+pub(super) fn named(dir: &Path, name: &str) -> Result<PrecisionChoice> {
+    let file = format!("{name}.onnx");
+    if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+        return Err(Error::InvalidConfig {
+            reason: format!("`{}` is not a decoder variant name", name.escape_debug()),
+        });
+    }
+    if !dir.join(&file).is_file() {
+        return Err(Error::ModelNotFound { path: dir.join(&file).display().to_string() });
+    }
+    let passed = read_index(dir)?
+        .precisions
+        .values()
+        .find(|e| e.file == file)
+        .and_then(|e| e.quality.as_ref())
+        .is_some_and(|q| q.passed);
+    let reason = if passed || name == "fp32" {
+        "requested by name".to_owned()
+    } else {
+        "requested by name; note: this decoder did not pass its quality check against FP32".to_owned()
+    };
+    Ok(PrecisionChoice { precision: precision_of(&file), file, reason })
+}
+
+fn read_index(dir: &Path) -> Result<Index> {
+    let index_path = dir.join("llm.json");
+    match std::fs::read_to_string(&index_path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| Error::invalid_model(format!("`{}` is not an LLM index: {e}", index_path.display()))),
+        Err(_) => Ok(Index::default()),
+    }
 }
 
 fn missing(dir: &Path, precision: Precision, files: &[&str]) -> Error {
@@ -159,6 +188,16 @@ mod tests {
         let auto = choose(&dir, Precision::Auto, &Accelerator::Cpu).unwrap();
         assert_eq!(auto.file, "int8.onnx", "{}", auto.reason);
         assert!(auto.reason.contains(&class), "{}", auto.reason);
+    }
+
+    #[test]
+    fn a_variant_by_name_runs_whatever_its_verdict_and_says_so() {
+        let dir = dir_with(r#"{"precisions": {"int4": {"file": "int4.onnx", "quality": {"passed": false}}}}"#, FILES);
+        let int4 = named(&dir, "int4").unwrap();
+        assert_eq!((int4.file.as_str(), int4.precision), ("int4.onnx", Precision::Int4));
+        assert!(int4.reason.contains("did not pass"), "{}", int4.reason);
+        assert!(matches!(named(&dir, "../fp32"), Err(Error::InvalidConfig { .. })));
+        assert!(matches!(named(&dir, "fp16"), Err(Error::ModelNotFound { .. })));
     }
 
     #[test]

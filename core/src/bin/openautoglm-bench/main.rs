@@ -315,10 +315,9 @@ fn outputs_json(outputs: &[openautoglm::Tensor]) -> Value {
 
 /// `--generate`: time to first token, tokens/s and per-token percentiles, per run.
 fn run_generate() -> Result<Value, String> {
-    use openautoglm::Precision;
     use openautoglm::llm::{ChatMessage, GenerateOptions, Llm};
     let mut args = std::env::args().skip(1).filter(|a| a != "--generate");
-    let (mut dir, mut precision, mut question, mut ort) = (None, Precision::Auto, String::new(), None);
+    let (mut dir, mut variant, mut question, mut ort) = (None, None::<String>, String::new(), None);
     let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128i32, 3usize, 0i32, None, None);
     let (mut optimize, mut full_prefill) = (OptimizeLevel::O3, false);
     while let Some(flag) = args.next() {
@@ -327,16 +326,11 @@ fn run_generate() -> Result<Value, String> {
             "--llm" => dir = Some(PathBuf::from(value()?)),
             // The whole prompt in one run with every position's logits, as prefill ran before (the baseline).
             "--full-prefill" => full_prefill = true,
-            "--precision" => {
-                precision = match value()?.as_str() {
-                    "fp32" => Precision::Fp32,
-                    "fp16" => Precision::Fp16,
-                    "int8" => Precision::Int8,
-                    "int4" => Precision::Int4,
-                    "auto" => Precision::Auto,
-                    other => return Err(format!("--precision: unknown {other}")),
-                }
-            }
+            // `auto`, or the decoder to run by its variant name (`int4` is that file, not whatever passed).
+            "--precision" => match value()?.as_str() {
+                "auto" => variant = None,
+                name => variant = Some(name.to_owned()),
+            },
             "--question" => question = value()?,
             "--tokens" => tokens = value()?.parse().map_err(|e| format!("--tokens: {e}"))?,
             "--runs" => runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
@@ -351,10 +345,13 @@ fn run_generate() -> Result<Value, String> {
     let (dir, out) = (dir.ok_or("--llm is required")?, out.ok_or("--out is required")?);
     Runtime::init(ort.as_deref()).map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let mut config =
-        EngineConfig::default().with_threads(threads).with_precision(precision).with_optimize_level(optimize);
+    let mut config = EngineConfig::default().with_threads(threads).with_optimize_level(optimize);
     config.spinning = spinning;
-    let llm = Llm::open(&dir, config).map_err(|e| e.to_string())?;
+    let llm = match &variant {
+        Some(name) => Llm::open_variant(&dir, name, config),
+        None => Llm::open(&dir, config),
+    }
+    .map_err(|e| e.to_string())?;
     if full_prefill {
         llm.set_all_logits(true);
         llm.set_prefill_chunk(usize::MAX);
