@@ -330,25 +330,26 @@ pub fn init_runtime(library_path: Option<String>) -> Result<RuntimeInfo, NativeE
 /// A loaded model (the idiomatic `Engine` classes wrap this).
 #[derive(uniffi::Object)]
 pub struct NativeEngine {
-    engine: core::Engine,
+    // Shared with the cascades made from it.
+    pub(crate) engine: Arc<core::Engine>,
 }
 
 #[uniffi::export]
 impl NativeEngine {
     #[uniffi::constructor]
     pub fn from_file(path: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
-        Ok(Arc::new(NativeEngine { engine: core::Engine::from_file(path, config)? }))
+        Ok(Arc::new(NativeEngine { engine: Arc::new(core::Engine::from_file(path, config)?) }))
     }
 
     /// Loads the variant of a model bundle directory that `config.precision` selects.
     #[uniffi::constructor]
     pub fn from_bundle(dir: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
-        Ok(Arc::new(NativeEngine { engine: core::Engine::from_bundle(dir, config)? }))
+        Ok(Arc::new(NativeEngine { engine: Arc::new(core::Engine::from_bundle(dir, config)?) }))
     }
 
     #[uniffi::constructor]
     pub fn from_bytes(model: &[u8], config: EngineConfig) -> Result<Arc<Self>, NativeError> {
-        Ok(Arc::new(NativeEngine { engine: core::Engine::from_bytes(model, config)? }))
+        Ok(Arc::new(NativeEngine { engine: Arc::new(core::Engine::from_bytes(model, config)?) }))
     }
 
     /// Loads the model stored `length` bytes from `offset` in the open file `fd` (an APK asset's
@@ -360,7 +361,7 @@ impl NativeEngine {
                 reason: format!("the model region's offset ({offset}) and length ({length}) must be 0 or more"),
             });
         };
-        Ok(Arc::new(NativeEngine { engine: core::Engine::from_fd(fd, offset, length, config)? }))
+        Ok(Arc::new(NativeEngine { engine: Arc::new(core::Engine::from_fd(fd, offset, length, config)?) }))
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -370,7 +371,7 @@ impl NativeEngine {
     /// The engine's address for the Kotlin JNI path (`FastPath`), valid while this object lives: Kotlin passes the
     /// object along with the address, which keeps it alive for the call.
     pub fn fast_handle(&self) -> i64 {
-        &self.engine as *const core::Engine as i64
+        Arc::as_ptr(&self.engine) as i64
     }
 
     /// Which accelerators are in use, and why any others asked for were skipped.
@@ -482,6 +483,7 @@ fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, co
         .collect::<Result<Vec<_>, NativeError>>()
 }
 
+mod cascade;
 mod codes;
 #[cfg(not(target_vendor = "apple"))]
 mod jni_fast;

@@ -12,6 +12,7 @@
 mod accelerator;
 mod alloc;
 pub mod bundle;
+pub mod cascade;
 mod compile_cache;
 mod config;
 mod engine;

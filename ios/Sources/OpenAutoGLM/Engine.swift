@@ -160,7 +160,7 @@ public final class Engine: Sendable {
     }
 
     /// Runs `work` on the native queue with a cancel token that cancelling the calling task cancels.
-    private func cancellable(_ work: @escaping @Sendable (CancelToken) throws -> Outputs) async throws -> Outputs {
+    func cancellable<T: Sendable>(_ work: @escaping @Sendable (CancelToken) throws -> T) async throws -> T {
         try Task.checkCancellation()
         let token = CancelToken()
         return try await withTaskCancellationHandler {
@@ -208,7 +208,7 @@ public final class Engine: Sendable {
     }
 
     /// The inputs as specs over one buffer.
-    private static func pack(_ inputs: [String: Tensor]) -> ([InputSpec], Data) {
+    static func pack(_ inputs: [String: Tensor]) -> ([InputSpec], Data) {
         var specs: [InputSpec] = []
         specs.reserveCapacity(inputs.count)
         if inputs.count == 1, let (name, tensor) = inputs.first {

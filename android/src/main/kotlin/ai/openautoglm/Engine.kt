@@ -33,7 +33,7 @@ val DefaultEngineConfig = EngineConfig(
  * ```
  * Every failure is an [EngineException] subclass (ModelNotFound, InvalidModel, InvalidInput, EngineClosed, ...).
  */
-class Engine private constructor(private val native: NativeEngine) : AutoCloseable {
+class Engine private constructor(internal val native: NativeEngine) : AutoCloseable {
     /** Inputs, outputs and metadata of the model. */
     val info: ModelInfo = native.info()
 
@@ -201,7 +201,7 @@ class Engine private constructor(private val native: NativeEngine) : AutoCloseab
     }
 
     /** The inputs as specs over one buffer: the single input's own direct buffer, or all of them packed. */
-    private fun packed(inputs: Map<String, Tensor>): Pair<List<InputSpec>, ByteBuffer> {
+    internal fun packed(inputs: Map<String, Tensor>): Pair<List<InputSpec>, ByteBuffer> {
         val specs = ArrayList<InputSpec>(inputs.size)
         var offset = 0L
         for ((name, tensor) in inputs) {

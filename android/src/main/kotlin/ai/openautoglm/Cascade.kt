@@ -1,0 +1,78 @@
+package ai.openautoglm
+
+import kotlin.time.Duration
+import kotlinx.coroutines.CoroutineDispatcher
+import kotlinx.coroutines.Dispatchers
+
+/** What decides whether an input goes on from the fast engine to the main one. */
+sealed interface Gate {
+    /**
+     * Escalate when the [confidence] read from [output] (scores along its last axis; softmax first with [logits])
+     * is below [threshold].
+     */
+    data class Builtin(
+        val confidence: Confidence,
+        val output: String,
+        val threshold: Float,
+        val logits: Boolean = false,
+    ) : Gate
+
+    /** The app's own rule over the fast engine's outputs: `true` escalates. An exception in it fails that run. */
+    class Custom(val escalate: (Map<String, Tensor>) -> Boolean) : Gate
+}
+
+/** A result, the path that produced it, and what a built-in gate read (null with a custom gate). */
+data class CascadeResult(val outputs: Map<String, Tensor>, val path: CascadePath, val confidence: Float?)
+
+/**
+ * An adaptive pipeline: [fast] answers first and [gate] decides whether [main] must answer instead. Both engines run
+ * with the request's priority, deadline and cancellation; they stay the app's (closing the cascade does not close
+ * them). [counters] counts inputs, escalations and the time on each path.
+ * ```
+ * val cascade = Cascade(tiny, small, Gate.Builtin(Confidence.SEQUENCE_MEAN_MAX, "softmax", 0.9f))
+ * val line = cascade.infer(mapOf("x" to image))   // line.path: FAST or MAIN
+ * ```
+ */
+class Cascade(fast: Engine, main: Engine, gate: Gate) : AutoCloseable {
+    private val native: NativeCascade = native {
+        when (gate) {
+            is Gate.Builtin -> NativeCascade.builtin(fast.native, main.native, gate.confidence, gate.output, gate.threshold, gate.logits)
+            is Gate.Custom -> NativeCascade.custom(fast.native, main.native, object : CascadeGate {
+                override fun escalate(outputs: List<NativeTensor>): Boolean =
+                    gate.escalate(outputs.associate { it.name to Tensor.fromNative(it) })
+            })
+        }
+    }
+    private val packer = fast
+
+    /** Runs on the calling thread; prefer [infer] from coroutines. Options as [Engine.inferBlocking]. */
+    @Throws(EngineException::class)
+    @JvmOverloads
+    fun inferBlocking(
+        inputs: Map<String, Tensor>,
+        priority: Priority = Priority.NORMAL,
+        deadline: Duration? = null,
+        cancel: CancelToken? = null,
+    ): CascadeResult {
+        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
+        val (specs, data) = packer.packed(inputs)
+        val out = native { native.run(specs, data, priority, timeoutUs, cancel) }
+        val outputs = LinkedHashMap<String, Tensor>(out.outputs.size)
+        for (o in out.outputs) outputs[o.name] = Tensor.fromNative(o)
+        return CascadeResult(outputs, out.path, out.confidence)
+    }
+
+    /** [inferBlocking] off the caller's thread; cancelling the coroutine stops the run. */
+    @Throws(EngineException::class)
+    suspend fun infer(
+        inputs: Map<String, Tensor>,
+        priority: Priority = Priority.NORMAL,
+        deadline: Duration? = null,
+        dispatcher: CoroutineDispatcher = Dispatchers.Default,
+    ): CascadeResult = Engine.cancellable(dispatcher) { token -> inferBlocking(inputs, priority, deadline, token) }
+
+    /** Inputs, escalations and milliseconds on each path since the cascade was made. */
+    val counters: CascadeCounters get() = native.counters()
+
+    override fun close() = native.close()
+}

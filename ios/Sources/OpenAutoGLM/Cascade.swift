@@ -1,0 +1,72 @@
+import Foundation
+
+/// What decides whether an input goes on from the fast engine to the main one.
+public enum Gate: Sendable {
+    /// Escalate when the confidence read from `output` (scores along its last axis; softmax first with `logits`) is
+    /// below `threshold`.
+    case builtin(Confidence, output: String, threshold: Float, logits: Bool = false)
+    /// The app's own rule over the fast engine's outputs: `true` escalates.
+    case custom(@Sendable (Outputs) -> Bool)
+}
+
+/// A result, the path that produced it, and what a built-in gate read (nil with a custom gate).
+public struct CascadeResult: Sendable {
+    public let outputs: Outputs
+    public let path: CascadePath
+    public let confidence: Float?
+}
+
+/// An adaptive pipeline: `fast` answers first and the gate decides whether `main` must answer instead. Both engines
+/// run with the request's priority, deadline and cancellation, and stay the app's.
+///
+/// ```swift
+/// let cascade = try Cascade(fast: tiny, main: small, gate: .builtin(.sequenceMeanMax, output: "softmax", threshold: 0.9))
+/// let line = try await cascade.infer(["x": image])   // line.path: .fast or .main
+/// ```
+public final class Cascade: @unchecked Sendable {
+    private let native: NativeCascade
+
+    public init(fast: Engine, main: Engine, gate: Gate) throws {
+        switch gate {
+        case let .builtin(confidence, output, threshold, logits):
+            native = try NativeCascade.builtin(fast: fast.native, main: main.native, confidence: confidence,
+                                               output: output, threshold: threshold, logits: logits)
+        case let .custom(escalate):
+            native = try NativeCascade.custom(fast: fast.native, main: main.native, gate: ClosureGate(escalate))
+        }
+    }
+
+    /// Runs on the calling thread; prefer `infer` from async code.
+    public func inferSync(_ inputs: [String: Tensor], priority: Priority = .normal,
+                          cancel: CancelToken? = nil) throws -> CascadeResult {
+        try run(inputs, priority: priority, timeoutMicros: nil, cancel: cancel)
+    }
+
+    /// Runs on the SDK's native queue; cancelling the task stops the run with `EngineError.Cancelled`.
+    public func infer(_ inputs: [String: Tensor], priority: Priority = .normal) async throws -> CascadeResult {
+        try Task.checkCancellation()
+        let token = CancelToken()
+        return try await withTaskCancellationHandler {
+            try await NativeWork.run { [self] in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
+        } onCancel: {
+            token.cancel()
+        }
+    }
+
+    /// Inputs, escalations and milliseconds on each path since the cascade was made.
+    public var counters: CascadeCounters { native.counters() }
+
+    private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: Int64?,
+                     cancel: CancelToken?) throws -> CascadeResult {
+        let (specs, data) = Engine.pack(inputs)
+        let out = try native.run(inputs: specs, data: data, priority: priority, timeoutUs: timeoutMicros, cancel: cancel)
+        return CascadeResult(outputs: Outputs(out.outputs), path: out.path, confidence: out.confidence)
+    }
+}
+
+/// A Swift closure as the native gate.
+private final class ClosureGate: CascadeGate, @unchecked Sendable {
+    private let escalate: @Sendable (Outputs) -> Bool
+    init(_ escalate: @escaping @Sendable (Outputs) -> Bool) { self.escalate = escalate }
+    func escalate(outputs: [NativeTensor]) -> Bool { escalate(Outputs(outputs)) }
+}
