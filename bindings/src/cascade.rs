@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use openautoglm as core;
 use openautoglm::cascade::{Cascade, CascadePath, Confidence, Gate};
 
-use crate::{InputSpec, NativeEngine, NativeError, NativeTensor, Priority, views};
+use crate::{InputSpec, NativeEngine, NativeError, NativeTensor, Priority, run_options, views};
 
 #[uniffi::remote(Enum)]
 pub enum Confidence {
@@ -86,14 +85,7 @@ impl NativeCascade {
         timeout_us: Option<i64>,
         cancel: Option<Arc<crate::CancelToken>>,
     ) -> Result<CascadeOutput, NativeError> {
-        let options = core::RunOptions {
-            priority,
-            deadline: timeout_us.and_then(|us| {
-                std::time::Instant::now().checked_add(std::time::Duration::from_micros(us.max(0) as u64))
-            }),
-            cancel: cancel.map(|c| c.token.clone()),
-        };
-        let result = self.cascade.run_with(&views(&inputs, data)?, &options)?;
+        let result = self.cascade.run_with(&views(&inputs, data)?, &run_options(priority, timeout_us, cancel))?;
         Ok(CascadeOutput { outputs: result.outputs, path: result.path, confidence: result.confidence })
     }
 

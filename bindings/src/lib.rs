@@ -414,16 +414,7 @@ impl NativeEngine {
         timeout_us: Option<i64>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<Vec<NativeTensor>, NativeError> {
-        let options = core::RunOptions {
-            priority,
-            // A timeout past what the clock can hold is no deadline at all; zero or less has passed already.
-            deadline: timeout_us.and_then(|us| {
-                std::time::Instant::now().checked_add(std::time::Duration::from_micros(us.max(0) as u64))
-            }),
-            cancel: cancel.map(|c| c.token.clone()),
-        };
-        let views = views(&inputs, data)?;
-        self.engine.run_with(&views, &options)
+        self.engine.run_with(&views(&inputs, data)?, &run_options(priority, timeout_us, cancel))
     }
 
     /// Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
@@ -461,6 +452,17 @@ fn warmup_runs(runs: i32) -> Result<u32, NativeError> {
 }
 
 /// The inputs packed in `data`, as views of their byte ranges (checked against the buffer).
+/// A request's options as the uniffi calls carry them (engines and cascades alike).
+fn run_options(priority: Priority, timeout_us: Option<i64>, cancel: Option<Arc<CancelToken>>) -> core::RunOptions {
+    core::RunOptions {
+        priority,
+        // A timeout past what the clock can hold is no deadline at all; zero or less has passed already.
+        deadline: timeout_us
+            .and_then(|us| std::time::Instant::now().checked_add(std::time::Duration::from_micros(us.max(0) as u64))),
+        cancel: cancel.map(|c| c.token.clone()),
+    }
+}
+
 fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, core::TensorRef<'a>)>, NativeError> {
     inputs
         .iter()

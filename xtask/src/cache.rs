@@ -107,9 +107,14 @@ pub fn debian(name: &str, version: &str, sha256: &str) -> Result<PathBuf> {
     }
     fs::create_dir_all(&dest_dir)?;
     let spinner = spinner(format!("downloading {name}={version} from Debian"));
-    let result = cmd::capture(
-        Command::new("apt-get").current_dir(&dest_dir).args(["download", "-q"]).arg(format!("{name}={version}")),
-    );
+    let download = || {
+        cmd::capture(
+            Command::new("apt-get").current_dir(&dest_dir).args(["download", "-q"]).arg(format!("{name}={version}")),
+        )
+    };
+    // A fresh machine may have no package lists yet: fetch them once and try again.
+    let result =
+        download().or_else(|_| cmd::capture(Command::new("apt-get").args(["update", "-q"])).and_then(|_| download()));
     spinner.finish_and_clear();
     result.with_context(|| format!("apt-get could not download {name}={version}"))?;
     let deb = fs::read_dir(&dest_dir)?

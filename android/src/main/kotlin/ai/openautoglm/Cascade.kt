@@ -54,12 +54,9 @@ class Cascade(fast: Engine, main: Engine, gate: Gate) : AutoCloseable {
         deadline: Duration? = null,
         cancel: CancelToken? = null,
     ): CascadeResult {
-        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
         val (specs, data) = packer.packed(inputs)
-        val out = native { native.run(specs, data, priority, timeoutUs, cancel) }
-        val outputs = LinkedHashMap<String, Tensor>(out.outputs.size)
-        for (o in out.outputs) outputs[o.name] = Tensor.fromNative(o)
-        return CascadeResult(outputs, out.path, out.confidence)
+        val out = native { native.run(specs, data, priority, Engine.timeoutMicros(deadline), cancel) }
+        return CascadeResult(Engine.outputsOf(out.outputs), out.path, out.confidence)
     }
 
     /** [inferBlocking] off the caller's thread; cancelling the coroutine stops the run. */

@@ -73,13 +73,10 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
         deadline: Duration? = null,
         cancel: CancelToken? = null,
     ): Map<String, Tensor> {
-        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
+        val timeoutUs = timeoutMicros(deadline)
         if (useJni) fast(inputs, null, priority, timeoutUs, cancel)?.let { return it }
         val (specs, data) = packed(inputs)
-        val outputs = native { native.run(specs, data, priority, timeoutUs, cancel) }
-        val result = LinkedHashMap<String, Tensor>(outputs.size)
-        for (output in outputs) result[output.name] = Tensor.fromNative(output)
-        return result
+        return outputsOf(native { native.run(specs, data, priority, timeoutUs, cancel) })
     }
 
     /**
@@ -101,7 +98,7 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
         deadline: Duration? = null,
         cancel: CancelToken? = null,
     ): Map<String, Tensor> {
-        val timeoutUs = deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
+        val timeoutUs = timeoutMicros(deadline)
         val into = arrayOfNulls<ByteBuffer>(outputIndex.size)
         for ((name, buffer) in outputs) {
             val k = outputIndex[name] ?: throw EngineException.InvalidInput(name, "the model has no such output (outputs: ${outputIndex.keys})")
@@ -223,6 +220,17 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
     }
 
     companion object {
+        /** A deadline from now as the native calls take it: microseconds, 0 when it has passed already. */
+        internal fun timeoutMicros(deadline: Duration?): Long? =
+            deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }
+
+        /** Native outputs by name, in model order. */
+        internal fun outputsOf(outputs: List<NativeTensor>): Map<String, Tensor> {
+            val result = LinkedHashMap<String, Tensor>(outputs.size)
+            for (output in outputs) result[output.name] = Tensor.fromNative(output)
+            return result
+        }
+
         /**
          * Runs [block] on [dispatcher] with a cancel token that the calling coroutine's cancellation cancels, so a
          * blocking native call stops rather than running to its end.
