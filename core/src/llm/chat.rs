@@ -139,6 +139,6 @@ impl Chat {
             kept.drain(system..system + exchange.min(droppable));
         };
         let exchange = PendingExchange { history: self.history.clone(), _answering: answering, kept, user };
-        Generation::start(self.llm.inner.clone(), tokens, options, started, Some(exchange))
+        Generation::start(self.llm.inner.clone(), tokens, options, started, Some(exchange), self.llm.draft.clone())
     }
 }

@@ -71,11 +71,16 @@ pub(super) const PREFILL_CHUNK: usize = 256;
 #[derive(Clone)]
 pub struct Llm {
     pub(super) inner: Arc<LlmInner>,
+    /// The model that drafts for speculative decoding ([`Llm::with_draft`]).
+    pub(super) draft: Option<Arc<LlmInner>>,
 }
 
 impl std::fmt::Debug for Llm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Llm").field("file", &self.inner.file).finish()
+        f.debug_struct("Llm")
+            .field("file", &self.inner.file)
+            .field("draft", &self.draft.as_ref().map(|d| d.file.as_str()))
+            .finish()
     }
 }
 
@@ -157,8 +162,35 @@ impl Llm {
                     all_logits: std::sync::atomic::AtomicBool::new(false),
                     prefill_chunk: std::sync::atomic::AtomicUsize::new(PREFILL_CHUNK),
                 }),
+                draft: None,
             })
         })
+    }
+
+    /// This LLM with `draft` proposing tokens for speculative decoding (requests that set
+    /// [`GenerateOptions::max_draft_tokens`]): a cheaper model, such as a 4-bit variant of this one, with the same
+    /// tokenizer. The output stays this model's own. Refused when the tokenizers differ.
+    pub fn with_draft(&self, draft: &Llm) -> Result<Llm> {
+        let (ours, theirs) = (&self.inner.tokenizer, &draft.inner.tokenizer);
+        let probe = "Speculative decoding: 12 drafts, 3 kept.\n";
+        let same = ours.get_vocab_size(true) == theirs.get_vocab_size(true)
+            && self.inner.config.vocab == draft.inner.config.vocab
+            && ours.encode(probe, false).ok().map(|e| e.get_ids().to_vec())
+                == theirs.encode(probe, false).ok().map(|e| e.get_ids().to_vec());
+        if !same {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "{} cannot draft for {}: their tokenizers differ (a draft model must share the vocabulary)",
+                    draft.inner.file, self.inner.file
+                ),
+            });
+        }
+        Ok(Llm { inner: self.inner.clone(), draft: Some(draft.inner.clone()) })
+    }
+
+    /// The draft model's file, if one is attached.
+    pub fn draft_file(&self) -> Option<&str> {
+        self.draft.as_ref().map(|d| d.file.as_str())
     }
 
     /// The decoder file running (e.g. `int4.onnx`).
@@ -234,7 +266,7 @@ impl Llm {
     /// Continues `prompt` (no template applied).
     pub fn generate(&self, prompt: &str, options: GenerateOptions) -> Result<Generation> {
         let started = Instant::now();
-        catch_panic(|| Generation::start(self.inner.clone(), self.encode(prompt)?, options, started, None))
+        catch_panic(|| Generation::start(self.inner.clone(), self.encode(prompt)?, options, started, None, self.draft.clone()))
     }
 
     /// Answers the chat: the template applied to `messages`, with the assistant's turn open.
@@ -242,7 +274,7 @@ impl Llm {
         let started = Instant::now();
         catch_panic(|| {
             let tokens = self.encode(&self.chat_prompt(messages)?)?;
-            Generation::start(self.inner.clone(), tokens, options, started, None)
+            Generation::start(self.inner.clone(), tokens, options, started, None, self.draft.clone())
         })
     }
 }

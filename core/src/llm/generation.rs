@@ -1,23 +1,17 @@
 //! One generation: prefill, then a token at a time (sampling, stop tokens and strings, cancellation), with its
 //! text streamed as an iterator of pieces and its metrics.
 
-use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use half::f16;
-use ort::AsPointer;
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::SessionInputValue;
-use ort::value::{DynValue, Tensor as OrtTensor};
-
 use super::chat::PendingExchange;
 use super::decoder::LlmInner;
-use super::kv_cache::{SharedKvCache, kv_tensor, last_logits_only, new_tensor, shared_kv_cache};
 use super::sampling::{GenerateOptions, Sampler};
-use crate::error::{Error, OrtResultExt, Result, catch_panic};
-use crate::schedule::lane::Request;
+use super::speculative::{Speculator, judge};
+use super::state::{DecoderState, Rows, Turn};
+use crate::error::{Error, Result, catch_panic};
 use crate::schedule::{CancelToken, Priority, PriorityHandle};
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -61,6 +55,23 @@ pub struct GenerationMetrics {
     pub request_rss_rise_mb: f64,
     /// The process's peak resident memory so far, whatever raised it (Linux and Android; 0 where unknown).
     pub process_peak_rss_mb: f64,
+    /// Speculative decoding: tokens drafted and checked by the model, and those it kept (0 when off).
+    pub draft_tokens: i32,
+    pub accepted_draft_tokens: i32,
+    /// Passes of the model after the prompt's: with speculation, fewer than the tokens they produced.
+    pub decode_passes: i32,
+}
+
+impl GenerationMetrics {
+    /// The share of drafted tokens the model kept (0 when nothing was drafted).
+    pub fn acceptance_rate(&self) -> f64 {
+        if self.draft_tokens > 0 { self.accepted_draft_tokens as f64 / self.draft_tokens as f64 } else { 0.0 }
+    }
+
+    /// Tokens after the first per pass of the model: 1 without speculation.
+    pub fn tokens_per_pass(&self) -> f64 {
+        if self.decode_passes > 0 { (self.generated_tokens - 1).max(0) as f64 / self.decode_passes as f64 } else { 0.0 }
+    }
 }
 
 /// Stops a generation from another thread; it ends before its next model step (a long prompt's prefill: before
@@ -81,25 +92,6 @@ impl Drop for ActiveGeneration {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// The last position's logits (f32 or f16) copied into `out`, a buffer reused across steps.
-fn last_logits(logits: &DynValue, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
-    out.clear();
-    match logits.try_extract_tensor::<f32>() {
-        Ok((_, data)) => out.extend_from_slice(&data[data.len() - vocab..]),
-        Err(_) => {
-            let (_, data) = logits.try_extract_tensor::<f16>().or_inference("logits")?;
-            out.extend(data[data.len() - vocab..].iter().map(|h| h.to_f32()));
-        }
-    }
-    Ok(())
-}
-
-/// The next token, when one is wanted (`pick`; else 0 and the sampler untouched, so seeded sampling does not depend
-/// on how the prompt was chunked).
-fn choose_if(pick: bool, sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[u32]) -> u32 {
-    if pick { choose(sampler, logits, history, banned) } else { 0 }
 }
 
 /// The next token from the last position's logits (modified in place), with `banned` tokens excluded.
@@ -124,9 +116,14 @@ pub struct Generation {
     prompt_len: usize,
     /// Model steps run so far (the first is the prefill).
     steps: usize,
-    /// The KV cache between steps: the last `present` outputs, or a shared-buffer decoder's buffers.
-    past: Option<Vec<DynValue>>,
-    shared: Option<SharedKvCache>,
+    /// The KV cache between steps; `None` once ended (its memory goes back then).
+    state: Option<DecoderState>,
+    /// Speculative decoding, when asked for.
+    speculator: Option<Speculator>,
+    /// Tokens one speculative pass produced beyond the first, each with its share of the pass's time (ms).
+    pending: VecDeque<(u32, f64)>,
+    /// The first token's share of the last speculative pass's time.
+    share_ms: Option<f64>,
     /// The generated text so far, and how much of it was handed out.
     text: String,
     emitted: usize,
@@ -147,8 +144,6 @@ pub struct Generation {
     prompt_ms: f64,
     first_token_ms: Option<f64>,
     step_ms: Vec<f64>,
-    /// The last position's logits, one buffer reused across steps.
-    logits: Vec<f32>,
 }
 
 impl Generation {
@@ -158,6 +153,7 @@ impl Generation {
         options: GenerateOptions,
         started: Instant,
         exchange: Option<PendingExchange>,
+        draft: Option<Arc<LlmInner>>,
     ) -> Result<Generation> {
         options.validate().map_err(|reason| Error::InvalidConfig { reason })?;
         if tokens.is_empty() {
@@ -172,10 +168,16 @@ impl Generation {
         }
         // The KV cache is made with the request, as genai makes its generator's state before the prompt runs: the
         // time to first token is the model's, and a cache that cannot be had fails here.
-        let shared = if llm.config.past_present_share_buffer {
-            let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(max);
-            let session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
-            Some(shared_kv_cache(&llm, &session, capacity)?)
+        let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(max);
+        let state = DecoderState::new(llm.clone(), capacity)?;
+        let speculator = if options.max_draft_tokens > 0 {
+            if !state.can_roll_back() {
+                return Err(Error::InvalidConfig {
+                    reason: "speculative decoding needs a decoder with a shared KV buffer (as `models prepare` makes)"
+                        .into(),
+                });
+            }
+            Some(Speculator::new(draft, &options, capacity)?)
         } else {
             None
         };
@@ -189,8 +191,10 @@ impl Generation {
             options,
             llm,
             steps: 0,
-            past: None,
-            shared,
+            state: Some(state),
+            speculator,
+            pending: VecDeque::new(),
+            share_ms: None,
             text: String::new(),
             emitted: 0,
             stream_ids: Vec::new(),
@@ -206,7 +210,6 @@ impl Generation {
             prompt_ms,
             first_token_ms: None,
             step_ms: Vec::new(),
-            logits: Vec::new(),
         })
     }
 
@@ -259,13 +262,20 @@ impl Generation {
             total_ms: self.prompt_ms + self.started.elapsed().as_secs_f64() * 1e3,
             request_rss_rise_mb: self.rss.map_or(0.0, |(start, max)| max.saturating_sub(start) as f64 / MB),
             process_peak_rss_mb: crate::metrics::memory().map_or(0.0, |m| m.peak_rss as f64 / MB),
+            draft_tokens: self.speculator.as_ref().map_or(0, |s| s.proposed as i32),
+            accepted_draft_tokens: self.speculator.as_ref().map_or(0, |s| s.accepted as i32),
+            decode_passes: self.steps.saturating_sub(1) as i32,
         }
     }
 
     fn end(&mut self, reason: FinishReason) -> Option<String> {
         self.finish = Some(reason);
         self._active = None;
-        (self.past, self.shared) = (None, None); // the KV cache's memory goes back now, not when this is dropped
+        self.pending.clear();
+        self.state = None; // the KV cache's memory goes back now, not when this is dropped
+        if let Some(speculator) = self.speculator.as_mut() {
+            speculator.release();
+        }
         // A character cut in half by the end (max_tokens, a full context, a cancel) is kept as U+FFFD, as decoding
         // the tokens gives it: the pieces, text() and tokens() tell one answer. (A stop string cut the text on
         // purpose.)
@@ -285,13 +295,35 @@ impl Generation {
         (!rest.is_empty()).then_some(rest)
     }
 
+    /// The stop tokens while fewer than `min_tokens` are out (they cannot be chosen then), with `ahead` tokens
+    /// about to come before the one being chosen.
+    fn banned(&self, ahead: usize) -> &[u32] {
+        if self.tokens.len() + ahead - self.prompt_len < self.options.min_tokens.max(0) as usize {
+            &self.llm.stop_tokens
+        } else {
+            &[]
+        }
+    }
+
     /// One model step: the prompt on the first call, in chunks of at most `prefill_chunk` positions (so a long
     /// prompt's activations stay bounded: attention and MLP buffers grow with the chunk, not the prompt), then the
-    /// last token. Returns the next token. While other generations share the LLM, chunks shrink to
+    /// last token, or with speculation the last token and the drafted ones. Returns the next token (and queues
+    /// any further ones a speculative pass kept). While other generations share the LLM, chunks shrink to
     /// [`CONTENDED_PREFILL_CHUNK`] so their tokens keep flowing between them; a cancel lands between chunks.
     fn step(&mut self) -> Result<u32> {
         if self.steps > 0 {
-            return self.run(self.tokens.len() - 1, 1, true);
+            let room = self.options.max_tokens.max(0) as usize - (self.tokens.len() - self.prompt_len);
+            let room = room.min(self.llm.config.max_positions - self.tokens.len());
+            let k = self.speculator.as_ref().map_or(0, |s| s.next_k(self.tokens.len() - self.prompt_len, room));
+            if k > 0 {
+                return self.speculative_step(k);
+            }
+            let started = Instant::now();
+            let token = self.run(self.tokens.len(), true)?;
+            if let Some(speculator) = self.speculator.as_mut() {
+                speculator.plain_step(started.elapsed().as_secs_f64() * 1e3);
+            }
+            return Ok(token);
         }
         let prompt = self.tokens.len();
         let mut start = 0;
@@ -301,9 +333,9 @@ impl Generation {
                 chunk = chunk.min(CONTENDED_PREFILL_CHUNK);
             }
             if prompt - start <= chunk {
-                return self.run(start, prompt - start, true);
+                return self.run(prompt, true);
             }
-            self.run(start, chunk, false)?;
+            self.run(start + chunk, false)?;
             start += chunk;
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -311,108 +343,87 @@ impl Generation {
         }
     }
 
-    /// Runs positions `start..start + n` through the decoder, appending them to the KV cache; with `pick`, chooses
-    /// the next token from the last position's logits (else returns 0: an earlier chunk of the prompt).
-    fn run(&mut self, start: usize, n: usize, pick: bool) -> Result<u32> {
-        let llm = self.llm.clone();
-        let total = start + n;
-        let ids: Vec<i64> = self.tokens[start..total].iter().map(|&t| t as i64).collect();
-        let input_ids = OrtTensor::from_array(([1usize, n], ids)).or_inference("input_ids")?;
-        let mask = OrtTensor::from_array(([1usize, total], vec![1i64; total])).or_inference("attention_mask")?;
-        let positions = if llm.position_ids {
-            let positions: Vec<i64> = (start as i64..total as i64).collect();
-            Some(OrtTensor::from_array(([1usize, n], positions)).or_inference("position_ids")?)
-        } else {
-            None
-        };
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-            vec![("input_ids".into(), input_ids.into()), ("attention_mask".into(), mask.into())];
-        if let Some(positions) = positions {
-            inputs.push(("position_ids".into(), positions.into()));
-        }
-        let last_only = if self.shared.is_none() { last_logits_only(&llm)? } else { None }; // bound once if shared
-        if let (Some(value), Some(name)) = (last_only, llm.config.last_logits_input.as_deref()) {
-            inputs.push((name.into(), value.into()));
-        }
-        // Until `min_tokens` are out, the stop tokens cannot be chosen.
-        let banned: &[u32] = if self.tokens.len() - self.prompt_len < self.options.min_tokens.max(0) as usize {
-            &llm.stop_tokens
-        } else {
-            &[]
-        };
-        let vocab = llm.config.vocab;
-        // The step's turn on the decoder, among the other generations (and the other work in the lane).
-        let _turn = llm.pool.acquire(Request {
-            priority: self.priority.get(),
-            deadline: None,
-            cancel: Some(&self.cancel),
-            active: None,
-            seq: None,
-        })?;
-        let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
-        let token = if let Some(shared) = self.shared.as_mut() {
-            let binding = &mut shared.binding;
-            for (name, value) in &inputs {
-                binding.bind_input(name.as_ref(), &**value).or_inference("binding")?;
-            }
-            if n > 1 {
-                // The prompt's logits (rows x vocab, megabytes) come from ONNX Runtime's arena, whose pages are warm
-                // after the first request; a buffer of our own would be faulted in afresh at every prompt.
-                let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::CPUOutput)
-                    .or_inference("logits")?;
-                binding.bind_output_to_device("logits", &cpu).or_inference("logits")?;
-                let outputs = session.run_binding(binding).or_inference("decoder step")?;
-                let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
-                last_logits(logits, vocab, &mut self.logits)?;
-                choose_if(pick, &mut self.sampler, &mut self.logits, &self.tokens, banned)
-            } else {
-                if shared.logits.is_none() {
-                    let mut logits = new_tensor(vec![1, 1, vocab], llm.logits_f16).or_inference("logits")?;
-                    binding.bind_output("logits", &mut logits).or_inference("logits")?;
-                    shared.logits = Some(logits);
-                }
-                // ort's run_binding would wrap all 61 bound outputs in new values at every step; every output here
-                // is already ours, so the C call alone does.
-                // SAFETY: the session and binding are live, the binding holds its values, and `session` is locked.
-                unsafe {
-                    ort::Error::result_from_status((ort::api().RunWithBinding)(
-                        session.ptr().cast_mut(),
-                        std::ptr::null(),
-                        binding.ptr(),
-                    ))
-                }
-                .or_inference("decoder step")?;
-                let logits = shared.logits.as_mut().expect("bound above");
-                // The one-row logits buffer is ours: sample in place, without a copy (unless it holds f16).
-                match logits.try_extract_tensor_mut::<f32>() {
-                    Ok((_, data)) => choose_if(pick, &mut self.sampler, data, &self.tokens, banned),
-                    Err(_) => {
-                        last_logits(logits, vocab, &mut self.logits)?;
-                        choose_if(pick, &mut self.sampler, &mut self.logits, &self.tokens, banned)
-                    }
-                }
-            }
-        } else {
-            let past = match self.past.take() {
-                Some(past) => past,
-                None => (0..llm.past_names.len()).map(|_| kv_tensor(&llm, 0)).collect::<Result<Vec<_>>>()?,
-            };
-            inputs.extend(llm.past_names.iter().zip(past).map(|(name, value)| (name.as_str().into(), value.into())));
-            let mut outputs = session.run(inputs).or_inference("decoder step")?;
-            let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
-            last_logits(logits, vocab, &mut self.logits)?;
-            let past = llm
-                .present_names
-                .iter()
-                .map(|name| {
-                    outputs.remove(name).ok_or_else(|| Error::internal(format!("the decoder gave no `{name}`")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            self.past = Some(past);
-            choose_if(pick, &mut self.sampler, &mut self.logits, &self.tokens, banned)
-        };
+    /// Runs the positions up to `upto` that the KV cache does not hold yet through the decoder; with `pick`,
+    /// chooses the next token from the last position's logits (else returns 0: an earlier chunk of the prompt, and
+    /// the sampler untouched, so seeded sampling does not depend on how the prompt was chunked).
+    fn run(&mut self, upto: usize, pick: bool) -> Result<u32> {
+        let banned = self.banned(0).to_vec();
+        let turn = Turn { priority: self.priority.get(), cancel: &self.cancel };
+        let state = self.state.as_mut().ok_or_else(|| Error::internal("a step after the end"))?;
+        let logits = state.pass(&self.tokens, upto, Rows::Last, &turn)?;
+        let token = if pick { choose(&mut self.sampler, logits, &self.tokens, &banned) } else { 0 };
         self.steps += 1;
         Ok(token)
+    }
+
+    /// A speculative step: `k` drafted tokens checked in one pass of the model, which keeps the longest run it
+    /// agrees with and adds one of its own (the replacement of the first it rejects, or the next after them all).
+    fn speculative_step(&mut self, k: usize) -> Result<u32> {
+        let started = Instant::now();
+        let turn = Turn { priority: self.priority.get(), cancel: &self.cancel };
+        let speculator = self.speculator.as_mut().expect("speculating");
+        let drafts = speculator.draft(&self.tokens, k, &turn)?;
+        if drafts.is_empty() {
+            // Nothing to propose (prompt lookup found no match): a plain step.
+            let token = self.run(self.tokens.len(), true)?;
+            if let Some(speculator) = self.speculator.as_mut() {
+                speculator.plain_step(started.elapsed().as_secs_f64() * 1e3);
+            }
+            return Ok(token);
+        }
+        let k = drafts.len();
+        let len = self.tokens.len();
+        let mut sequence = self.tokens.clone();
+        sequence.extend(drafts.iter().map(|d| d.token));
+        let bans: Vec<Vec<u32>> = (0..=k).map(|i| self.banned(i).to_vec()).collect();
+        let state = self.state.as_mut().ok_or_else(|| Error::internal("a step after the end"))?;
+        let vocab = self.llm.config.vocab;
+        let logits = state.pass(&sequence, len + k, Rows::All, &turn)?;
+        let mut out = Vec::with_capacity(k + 1);
+        for (i, row) in logits.chunks_exact_mut(vocab).enumerate().take(k + 1) {
+            let history = &sequence[..len + i];
+            if i == k {
+                out.push(choose(&mut self.sampler, row, history, &bans[i])); // every draft kept: one more
+                break;
+            }
+            for &token in &bans[i] {
+                if let Some(l) = row.get_mut(token as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            let draft = &drafts[i];
+            let replacement = if self.sampler.distribution(row, history) {
+                let best = super::sampling::argmax(row);
+                (best != draft.token).then_some(best)
+            } else {
+                let p = self.sampler.probabilities();
+                let u = self.sampler.uniform();
+                judge(draft, &p, u).map(|residual| self.sampler.draw_from(&residual))
+            };
+            match replacement {
+                None => out.push(draft.token),
+                Some(token) => {
+                    out.push(token);
+                    break;
+                }
+            }
+            if self.llm.stop_tokens.contains(&draft.token) {
+                break; // the answer ends here; nothing after it counts
+            }
+        }
+        let accepted = (out.len() - 1).min(k);
+        // The cache holds the last token and the kept drafts; the rest is written over by the next pass.
+        state.truncate(len + accepted)?;
+        self.steps += 1;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let generated = self.tokens.len() - self.prompt_len;
+        let speculator = self.speculator.as_mut().expect("speculating");
+        speculator.verified(k, accepted, len + accepted, ms, generated)?;
+        let share = ms / out.len() as f64;
+        let first = out[0];
+        self.pending.extend(out[1..].iter().map(|&t| (t, share)));
+        self.share_ms = Some(share);
+        Ok(first)
     }
 
     /// The next piece of text, or `None` when the generation has ended.
@@ -431,15 +442,21 @@ impl Generation {
             if self.tokens.len() >= self.llm.config.max_positions {
                 return Ok(self.end(FinishReason::ContextFull));
             }
-            let step_started = Instant::now();
-            let token = match self.step() {
-                Err(Error::Cancelled) => return Ok(self.end(FinishReason::Cancelled)),
-                token => token?,
+            let (token, elapsed) = match self.pending.pop_front() {
+                Some(kept) => kept, // a speculative pass's: its time is counted already, shared among its tokens
+                None => {
+                    let step_started = Instant::now();
+                    self.share_ms = None;
+                    let token = match self.step() {
+                        Err(Error::Cancelled) => return Ok(self.end(FinishReason::Cancelled)),
+                        token => token?,
+                    };
+                    if let (Some((_, max)), Some(now)) = (self.rss.as_mut(), crate::metrics::memory()) {
+                        *max = (*max).max(now.rss);
+                    }
+                    (token, self.share_ms.take().unwrap_or_else(|| step_started.elapsed().as_secs_f64() * 1e3))
+                }
             };
-            let elapsed = step_started.elapsed().as_secs_f64() * 1e3;
-            if let (Some((_, max)), Some(now)) = (self.rss.as_mut(), crate::metrics::memory()) {
-                *max = (*max).max(now.rss);
-            }
             if self.first_token_ms.is_none() {
                 self.first_token_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
             } else {
@@ -506,7 +523,7 @@ impl Iterator for Generation {
                 self.exchange = None; // a failed answer does not join the chat's history
                 self.finish = Some(FinishReason::Stop);
                 self._active = None;
-                (self.past, self.shared) = (None, None);
+                self.state = None;
                 Some(Err(e))
             }
         }

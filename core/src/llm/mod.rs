@@ -15,6 +15,8 @@ mod decoder;
 mod generation;
 mod kv_cache;
 mod sampling;
+mod speculative;
+mod state;
 mod variants;
 
 pub use chat::{Chat, ChatMessage, HistoryPolicy};

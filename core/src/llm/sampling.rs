@@ -4,6 +4,9 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+/// The most tokens one speculative pass drafts: beyond it a pass costs more than the tokens it could keep.
+pub const MAX_DRAFT_TOKENS: i32 = 16;
+
 /// How to generate: sampling, limits and stops. `Default` is greedy decoding of up to 256 tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
@@ -24,6 +27,11 @@ pub struct GenerateOptions {
     pub seed: Option<i64>,
     /// Stop when the text ends with any of these (they are not part of the output).
     pub stop: Vec<String>,
+    /// Speculative decoding: up to this many tokens drafted ahead and checked in one pass of the model (by the
+    /// draft model attached with [`super::Llm::with_draft`], else by prompt lookup); 0 is off. The output is the
+    /// model's own either way: greedy token for token, sampled in distribution. The number drafted adapts to how
+    /// many are kept, and speculation pauses itself when it costs more than it saves.
+    pub max_draft_tokens: i32,
 }
 
 impl Default for GenerateOptions {
@@ -37,6 +45,7 @@ impl Default for GenerateOptions {
             repetition_penalty: 1.0,
             seed: None,
             stop: Vec::new(),
+            max_draft_tokens: 0,
         }
     }
 }
@@ -61,6 +70,9 @@ impl GenerateOptions {
         }
         if self.min_tokens > self.max_tokens {
             return Err(format!("min_tokens ({}) is above max_tokens ({})", self.min_tokens, self.max_tokens));
+        }
+        if !(0..=MAX_DRAFT_TOKENS).contains(&self.max_draft_tokens) {
+            return Err(format!("max_draft_tokens must be 0 to {MAX_DRAFT_TOKENS}, got {}", self.max_draft_tokens));
         }
         if self.stop.iter().any(String::is_empty) {
             return Err("stop strings must not be empty".into());
@@ -87,6 +99,21 @@ impl Sampler {
 
     /// The next token for `logits` (modified in place by the penalty), given the tokens so far.
     pub(crate) fn next(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        if self.distribution(logits, history) {
+            return argmax(logits);
+        }
+        self.draw()
+    }
+
+    /// Whether decoding is greedy (the distribution is all on the largest logit).
+    pub(crate) fn greedy(&self) -> bool {
+        self.options.temperature == 0.0
+    }
+
+    /// Applies the penalty to `logits` in place and, unless greedy (then returns true: the choice is the argmax),
+    /// leaves the distribution that temperature, top-k and top-p make of them in [`Sampler::candidates`], most likely
+    /// first, as unnormalized weights.
+    pub(crate) fn distribution(&mut self, logits: &mut [f32], history: &[u32]) -> bool {
         let penalty = self.options.repetition_penalty;
         if penalty != 1.0 {
             for &token in history {
@@ -95,8 +122,8 @@ impl Sampler {
                 }
             }
         }
-        if self.options.temperature == 0.0 {
-            return argmax(logits);
+        if self.greedy() {
+            return true;
         }
         let inv_t = 1.0 / self.options.temperature;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -120,15 +147,42 @@ impl Sampler {
                 self.candidates.truncate(cut + 1);
             }
         }
+        if self.candidates.is_empty() {
+            self.candidates.push((argmax(logits), 1.0));
+        }
+        false
+    }
+
+    /// The distribution [`Sampler::distribution`] left, normalized: (token, probability), most likely first.
+    pub(crate) fn probabilities(&self) -> Vec<(u32, f32)> {
         let total: f32 = self.candidates.iter().map(|c| c.1).sum();
+        self.candidates.iter().map(|&(t, w)| (t, w / total)).collect()
+    }
+
+    /// A token drawn from the distribution [`Sampler::distribution`] left.
+    pub(crate) fn draw(&mut self) -> u32 {
+        let candidates = std::mem::take(&mut self.candidates);
+        let token = self.draw_from(&candidates);
+        self.candidates = candidates;
+        token
+    }
+
+    /// A token drawn from `weights` (unnormalized; at least one positive).
+    pub(crate) fn draw_from(&mut self, weights: &[(u32, f32)]) -> u32 {
+        let total: f32 = weights.iter().map(|c| c.1).sum();
         let mut target = self.rng.random::<f32>() * total;
-        for &(token, p) in &self.candidates {
+        for &(token, p) in weights {
             target -= p;
             if target <= 0.0 {
                 return token;
             }
         }
-        self.candidates.last().map_or_else(|| argmax(logits), |c| c.0)
+        weights.iter().rev().find(|c| c.1 > 0.0).or(weights.last()).map_or(0, |c| c.0)
+    }
+
+    /// A uniform draw in [0, 1), from the same seeded generator.
+    pub(crate) fn uniform(&mut self) -> f32 {
+        self.rng.random::<f32>()
     }
 }
 
