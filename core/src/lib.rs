@@ -13,6 +13,7 @@ mod accelerator;
 mod alloc;
 pub mod bundle;
 pub mod cascade;
+pub mod ctc;
 mod compile_cache;
 mod config;
 mod engine;

@@ -14,6 +14,7 @@ mod bench;
 mod bindgen;
 mod build;
 mod cache;
+mod cascade;
 mod cmd;
 mod devices;
 mod doctor;
@@ -59,6 +60,12 @@ enum Command {
     Setup,
     /// Generate the Kotlin and Swift bindings from an unstripped host build of the FFI library.
     Bindgen,
+    /// Cascades (a fast model first, the main model when unsure): `cascade calibrate` chooses the gate threshold
+    /// on labelled inputs and writes the manifest the cascade loads.
+    Cascade {
+        #[command(subcommand)]
+        action: cascade::Action,
+    },
     /// Fetch and verify the real models of benchmarks/models.json.
     Models {
         #[command(subcommand)]
@@ -92,6 +99,7 @@ enum Platform {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Bench(args) => bench::run(args),
+        Command::Cascade { action } => cascade::run(action),
         Command::Test(args) => test::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Publish(args) => publish::run(args),

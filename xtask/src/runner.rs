@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{bindgen, cache, cmd};
 
@@ -35,4 +35,26 @@ pub fn build(target: Option<&str>, env: &[(String, String)]) -> Result<PathBuf> 
         None => bindgen::target_dir(),
     };
     Ok(dir.join("release/openautoglm-bench"))
+}
+
+/// Runs the benchmark runner (`command`), its `progress DONE TOTAL` lines drawn as a bar labelled `what`.
+pub fn run_with_progress(command: &mut Command, what: &str) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let bar = indicatif::ProgressBar::new(1).with_style(
+        indicatif::ProgressStyle::with_template(&format!("{what} [{{bar:40}}] {{pos}}/{{len}} {{elapsed}}"))
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn().context("cannot run the benchmark runner")?;
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        if let Some((done, total)) = line?.strip_prefix("progress ").and_then(|p| p.split_once(' ')) {
+            bar.set_length(total.parse().unwrap_or(1));
+            bar.set_position(done.parse().unwrap_or(0));
+        }
+    }
+    bar.finish_and_clear();
+    if !child.wait()?.success() {
+        anyhow::bail!("the benchmark runner failed ({what})");
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@
 //! - `tables`: what is printed.
 
 mod device;
+mod adaptive;
 mod engine_suite;
 mod generate;
 mod host;
@@ -107,6 +108,8 @@ pub enum Suite {
     Engine,
     /// Many requests on one process: priorities, concurrency, cancellation, deadlines, LLM streams.
     Scheduling,
+    /// Adaptive pipelines: the OCR cascade against its main model, speculative decoding against its target.
+    Adaptive,
 }
 
 impl Suite {
@@ -115,6 +118,7 @@ impl Suite {
             Suite::Standard => "standard",
             Suite::Engine => "engine",
             Suite::Scheduling => "scheduling",
+            Suite::Adaptive => "adaptive",
         }
     }
 }
@@ -214,6 +218,9 @@ fn configs(args: &Args) -> Result<Vec<Config>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.suite == Some(Suite::Adaptive) {
+        return adaptive::run(&args);
+    }
     if args.suite == Some(Suite::Scheduling) {
         return scheduling::run(&args);
     }

@@ -9,11 +9,13 @@
 //! Prints `progress DONE TOTAL` lines on stdout while it runs.
 //!
 //! openautoglm-bench --scheduling ...  (see `scheduling`): many requests on one process.
+//! openautoglm-bench --cascade ...  (see `cascade`): a recognizer cascade over labelled text lines.
 //!
 //! openautoglm-bench --generate --llm DIR --precision int4 --question Q --tokens 128 --runs 3 --threads N --out R.json
 //!   times text generation: greedy, a fixed output length, the chat template applied to Q (the same protocol as
 //!   benchmarks/peers/genai_generate.py).
 
+mod cascade;
 mod llm_gaps;
 mod scheduling;
 
@@ -76,6 +78,10 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--optimize" => optimize = optimize_level(&value()?)?,
+            // Speculative decoding: a draft decoder of the same directory by variant name (else prompt lookup),
+            // and the most tokens drafted per pass (0: off).
+            "--draft" => draft = Some(value()?),
+            "--draft-tokens" => draft_tokens = value()?.parse().map_err(|e| format!("--draft-tokens: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -320,6 +326,7 @@ fn run_generate() -> Result<Value, String> {
     let (mut dir, mut variant, mut question, mut ort) = (None, None::<String>, String::new(), None);
     let (mut tokens, mut runs, mut threads, mut out, mut spinning) = (128i32, 3usize, 0i32, None, None);
     let (mut optimize, mut full_prefill) = (OptimizeLevel::O3, false);
+    let (mut draft, mut draft_tokens) = (None::<String>, 0i32);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -339,6 +346,10 @@ fn run_generate() -> Result<Value, String> {
             "--out" => out = Some(PathBuf::from(value()?)),
             "--spinning" => spinning = Some(value()? == "on"),
             "--optimize" => optimize = optimize_level(&value()?)?,
+            // Speculative decoding: a draft decoder of the same directory by variant name (else prompt lookup),
+            // and the most tokens drafted per pass (0: off).
+            "--draft" => draft = Some(value()?),
+            "--draft-tokens" => draft_tokens = value()?.parse().map_err(|e| format!("--draft-tokens: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -348,10 +359,17 @@ fn run_generate() -> Result<Value, String> {
     let mut config = EngineConfig::default().with_threads(threads).with_optimize_level(optimize);
     config.spinning = spinning;
     let llm = match &variant {
-        Some(name) => Llm::open_variant(&dir, name, config),
-        None => Llm::open(&dir, config),
+        Some(name) => Llm::open_variant(&dir, name, config.clone()),
+        None => Llm::open(&dir, config.clone()),
     }
     .map_err(|e| e.to_string())?;
+    let llm = match &draft {
+        Some(name) => {
+            let draft = Llm::open_variant(&dir, name, config).map_err(|e| e.to_string())?;
+            llm.with_draft(&draft).map_err(|e| e.to_string())?
+        }
+        None => llm,
+    };
     if full_prefill {
         llm.set_all_logits(true);
         llm.set_prefill_chunk(usize::MAX);
@@ -359,7 +377,12 @@ fn run_generate() -> Result<Value, String> {
     let load_ms = ms(t);
     let rss_after_load_mb = openautoglm::metrics::memory().map(|m| m.rss as f64 / (1024.0 * 1024.0));
     let messages = [ChatMessage::new("user", &question)];
-    let options = GenerateOptions { max_tokens: tokens, min_tokens: tokens, ..GenerateOptions::default() };
+    let options = GenerateOptions {
+        max_tokens: tokens,
+        min_tokens: tokens,
+        max_draft_tokens: draft_tokens,
+        ..GenerateOptions::default()
+    };
     let mut results = Vec::new();
     // One untimed request first, as onnxruntime-genai's model_benchmark does (its --warmup default).
     for run in 0..=runs {
@@ -376,6 +399,7 @@ fn run_generate() -> Result<Value, String> {
             "tokens": generation.tokens(),
             "time_to_first_token_ms": m.time_to_first_token_ms, "tokens_per_second": m.tokens_per_second,
             "token_p50_ms": m.token_p50_ms, "token_p95_ms": m.token_p95_ms, "peak_rss_mb": m.process_peak_rss_mb, "request_rss_rise_mb": m.request_rss_rise_mb,
+            "draft_tokens": m.draft_tokens, "accepted_draft_tokens": m.accepted_draft_tokens, "decode_passes": m.decode_passes,
         }));
         progress(run, runs);
     }
@@ -388,6 +412,13 @@ fn run_generate() -> Result<Value, String> {
 fn main() {
     if std::env::args().any(|a| a == "--scheduling") {
         if let Err(e) = scheduling::run() {
+            eprintln!("openautoglm-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--cascade") {
+        if let Err(e) = cascade::run() {
             eprintln!("openautoglm-bench: {e}");
             std::process::exit(1);
         }

@@ -19,13 +19,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+mod manifest;
+
+pub use manifest::{CascadeManifest, CascadeStage, CascadeTarget, GateSpec, ThresholdRow};
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::schedule::RunOptions;
 use crate::tensor::{ElementType, Tensor, TensorRef};
 
 /// How a built-in gate reads confidence from an output (scores along its last axis; higher is more confident).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Confidence {
     /// The top class's probability.
     TopProbability,
@@ -37,6 +42,9 @@ pub enum Confidence {
     /// steps that emit a character (not the blank, index 0, and not a repeat of the previous step); PaddleOCR's
     /// line confidence.
     SequenceMeanMax,
+    /// For sequences: the least sure emitting step's top probability (a line is as sure as its least sure
+    /// character); all steps' least when none emits. Separates wrong lines better where one character decides.
+    SequenceMinMax,
 }
 
 /// The app's own gate: `true` escalates.
@@ -274,6 +282,18 @@ pub fn read_confidence(kind: Confidence, tensor: &Tensor, logits: bool) -> Resul
                 previous = index;
             }
             if count > 0 { sum / count as f32 } else { all / rows.len() as f32 }
+        }
+        Confidence::SequenceMinMax => {
+            let (mut least, mut least_all, mut previous) = (f32::INFINITY, f32::INFINITY, usize::MAX);
+            for row in &rows {
+                let (index, p, _) = top(row);
+                least_all = least_all.min(p);
+                if index != 0 && index != previous {
+                    least = least.min(p);
+                }
+                previous = index;
+            }
+            if least.is_finite() { least } else { least_all }
         }
     };
     if !value.is_finite() {

@@ -1,0 +1,287 @@
+//! `cargo xtask bench --suite adaptive`: the adaptive pipelines on this machine.
+//! - The OCR cascade (tiny PP-OCRv6 recognizer first, the small one when unsure, threshold from
+//!   `cascade calibrate`) against the small one alone, on evaluation lines the threshold was not chosen on:
+//!   accuracy (exact match, spaces left out), character error rate, mean and p99 latency, escalation rate.
+//! - Speculative decoding of SmolLM2 against the FP32 target alone: for each drafter and k, rounds interleaved
+//!   with the plain target (same prompt, same length), tokens/s, acceptance, and whether every token equals the
+//!   target's own greedy token.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{Args, device_info, git_commit, result_path};
+use crate::cascade::{self, calibrate, lines, pair};
+use crate::devices::Device;
+use crate::models::llm;
+use crate::results::{self, DeviceInfo, SCHEMA_VERSION};
+use crate::{cache, runner};
+
+const PAIR: &str = "ocr-rec";
+const LLM: &str = "smollm2";
+const TARGET: &str = "fp32";
+/// The drafters tried: a draft decoder by variant name, or prompt lookup (`None`), each with its most tokens per
+/// pass.
+const DRAFTERS: [(Option<&str>, i32); 5] =
+    [(Some("int4-mixed"), 3), (Some("int4-mixed"), 6), (Some("int4"), 4), (None, 4), (None, 8)];
+/// An open question, and one grounded in text the prompt holds (where prompt lookup has something to find).
+const PROMPTS: [(&str, &str); 2] = [
+    ("open", "Write a short story about a lighthouse keeper who finds a message in a bottle."),
+    (
+        "grounded",
+        "Repeat this passage word for word, then say who it is about: Now the word of the LORD came unto Jonah the \
+         son of Amittai, saying, Arise, go to Nineveh, that great city, and cry against it; for their wickedness is \
+         come up before me. But Jonah rose up to flee unto Tarshish from the presence of the LORD.",
+    ),
+];
+
+#[derive(Serialize, Deserialize)]
+pub struct AdaptiveFile {
+    pub schema: u32,
+    pub suite: String,
+    pub device: DeviceInfo,
+    pub git_commit: Option<String>,
+    pub adaptive: AdaptiveMetrics,
+    pub cascade_table: Vec<openautoglm::cascade::ThresholdRow>,
+    pub spec_trials: Vec<SpecTrial>,
+}
+
+/// The figures the issue names, plus what explains them.
+#[derive(Serialize, Deserialize)]
+pub struct AdaptiveMetrics {
+    pub cascade_accuracy: f64,
+    pub main_accuracy: f64,
+    pub fast_share_accuracy: f64,
+    pub cascade_cer: f64,
+    pub main_cer: f64,
+    pub cascade_mean_latency_ratio: f64,
+    pub cascade_p99_ms: f64,
+    pub main_p99_ms: f64,
+    pub escalation_rate: f64,
+    pub evaluation_lines: usize,
+    pub threshold: f32,
+    /// The best speculative configuration whose tokens all equal the target's (named in `spec_config`).
+    pub spec_tokens_per_s_ratio: f64,
+    pub spec_greedy_equal: bool,
+    pub spec_acceptance: f64,
+    pub spec_config: String,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct SpecTrial {
+    pub prompt: String,
+    pub drafter: String,
+    pub k: i32,
+    pub target_tokens_per_s: f64,
+    pub spec_tokens_per_s: f64,
+    pub ratio: f64,
+    pub acceptance: f64,
+    pub tokens_per_pass: f64,
+    pub greedy_equal: bool,
+}
+
+#[derive(Deserialize)]
+struct CompareOutput {
+    threshold: f32,
+    lines: Vec<ComparedLine>,
+}
+
+#[derive(Deserialize)]
+struct ComparedLine {
+    main_text: String,
+    main_ms: f64,
+    cascade_text: String,
+    cascade_ms: f64,
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct GenerateOutput {
+    runs: Vec<GenerateRun>,
+}
+
+#[derive(Deserialize)]
+struct GenerateRun {
+    tokens: Vec<u32>,
+    tokens_per_second: f64,
+    generated_tokens: i64,
+    draft_tokens: i64,
+    accepted_draft_tokens: i64,
+    decode_passes: i64,
+}
+
+pub(super) fn run(args: &Args) -> Result<()> {
+    if args.device != Device::Host {
+        bail!("--suite adaptive runs on this machine; drop --device");
+    }
+    let binary = runner::build(None, &[])?;
+    let ort = cache::host_onnxruntime()?;
+    let rounds = args.rounds;
+    let (mut metrics, table) = measure_cascade(&binary, &ort, rounds)?;
+    let trials = measure_speculation(&binary, &ort, rounds)?;
+    let best = trials.iter().filter(|t| t.greedy_equal).max_by(|a, b| a.ratio.total_cmp(&b.ratio));
+    metrics.spec_greedy_equal = trials.iter().all(|t| t.greedy_equal);
+    if let Some(best) = best {
+        metrics.spec_tokens_per_s_ratio = best.ratio;
+        metrics.spec_acceptance = best.acceptance;
+        metrics.spec_config = format!("{} k={} on the {} prompt", best.drafter, best.k, best.prompt);
+    }
+    print_tables(&metrics, &trials);
+    let file = AdaptiveFile {
+        schema: SCHEMA_VERSION,
+        suite: "adaptive".into(),
+        device: device_info(&Device::Host),
+        git_commit: git_commit(),
+        adaptive: metrics,
+        cascade_table: table,
+        spec_trials: trials,
+    };
+    let path = args.json.clone().unwrap_or_else(|| result_path("adaptive-host"));
+    results::write(&path, &file)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn measure_cascade(binary: &Path, ort: &Path, rounds: usize) -> Result<(AdaptiveMetrics, Vec<openautoglm::cascade::ThresholdRow>)> {
+    let manifest_path = cascade::calibrated(PAIR)?;
+    let manifest = openautoglm::cascade::CascadeManifest::load(&manifest_path)?;
+    let pair = pair::pair(PAIR)?;
+    let lines_path = lines::labelled(&pair, lines::Set::Evaluation)?;
+    let truths = cascade::truths(&lines_path)?;
+    let out = pair::dir(&pair).join("compare-evaluation.json");
+    runner::run_with_progress(
+        Command::new(binary)
+            .args(["--cascade", "--compare", "--rounds", &rounds.to_string()])
+            .arg("--manifest")
+            .arg(&manifest_path)
+            .arg("--lines")
+            .arg(&lines_path)
+            .arg("--ort")
+            .arg(ort)
+            .arg("--out")
+            .arg(&out),
+        "cascade vs main alone, evaluation lines",
+    )?;
+    let compared: CompareOutput = results::read(&out)?;
+    let n = compared.lines.len().max(1) as f64;
+    let share = |f: &dyn Fn(&ComparedLine, &String) -> bool| {
+        compared.lines.iter().zip(&truths).filter(|(l, t)| f(l, t)).count() as f64 / n
+    };
+    let cer = |f: &dyn Fn(&ComparedLine) -> &str| {
+        compared.lines.iter().zip(&truths).map(|(l, t)| calibrate::character_error_rate(f(l), t)).sum::<f64>() / n
+    };
+    let main_ms: Vec<f64> = compared.lines.iter().map(|l| l.main_ms).collect();
+    let cascade_ms: Vec<f64> = compared.lines.iter().map(|l| l.cascade_ms).collect();
+    let fast: Vec<(&ComparedLine, &String)> = compared.lines.iter().zip(&truths).filter(|(l, _)| l.path == "fast").collect();
+    let metrics = AdaptiveMetrics {
+        cascade_accuracy: share(&|l, t| calibrate::same_text(&l.cascade_text, t)),
+        main_accuracy: share(&|l, t| calibrate::same_text(&l.main_text, t)),
+        fast_share_accuracy: fast.iter().filter(|(l, t)| calibrate::same_text(&l.cascade_text, t)).count() as f64
+            / fast.len().max(1) as f64,
+        cascade_cer: cer(&|l| &l.cascade_text),
+        main_cer: cer(&|l| &l.main_text),
+        cascade_mean_latency_ratio: cascade_ms.iter().sum::<f64>() / main_ms.iter().sum::<f64>().max(1e-9),
+        cascade_p99_ms: calibrate::percentile(&cascade_ms, 0.99),
+        main_p99_ms: calibrate::percentile(&main_ms, 0.99),
+        escalation_rate: share(&|l, _| l.path == "main"),
+        evaluation_lines: compared.lines.len(),
+        threshold: compared.threshold,
+        spec_tokens_per_s_ratio: 0.0,
+        spec_greedy_equal: false,
+        spec_acceptance: 0.0,
+        spec_config: String::new(),
+    };
+    Ok((metrics, manifest.table))
+}
+
+fn generate(binary: &Path, ort: &Path, dir: &Path, question: &str, drafter: Option<(Option<&str>, i32)>) -> Result<GenerateRun> {
+    let out = std::env::temp_dir().join(format!("openautoglm-adaptive-{}.json", std::process::id()));
+    let mut command = Command::new(binary);
+    command
+        .args(["--generate", "--precision", TARGET, "--tokens", "96", "--runs", "1", "--threads", "2"])
+        .arg("--llm")
+        .arg(dir)
+        .args(["--question", question])
+        .arg("--ort")
+        .arg(ort)
+        .arg("--out")
+        .arg(&out);
+    if let Some((draft, k)) = drafter {
+        command.args(["--draft-tokens", &k.to_string()]);
+        if let Some(draft) = draft {
+            command.args(["--draft", draft]);
+        }
+    }
+    crate::cmd::capture(&mut command)?;
+    let output: GenerateOutput = results::read(&out)?;
+    let _ = std::fs::remove_file(&out);
+    output.runs.into_iter().next().ok_or_else(|| anyhow::anyhow!("the runner timed no generation"))
+}
+
+fn measure_speculation(binary: &Path, ort: &Path, rounds: usize) -> Result<Vec<SpecTrial>> {
+    let dir = llm::prepare(LLM)?;
+    let total = PROMPTS.len() * DRAFTERS.len() * rounds;
+    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template("speculative vs target alone [{bar:40}] {pos}/{len} {elapsed}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let mut trials = Vec::new();
+    for (prompt_name, question) in PROMPTS {
+        for (draft, k) in DRAFTERS {
+            let (mut plain, mut spec, mut equal) = (Vec::new(), Vec::new(), true);
+            let (mut proposed, mut accepted, mut generated, mut passes) = (0i64, 0i64, 0i64, 0i64);
+            for _ in 0..rounds {
+                // Interleaved: the target alone, then with the drafter, so drift hits both alike.
+                let alone = generate(binary, ort, &dir, question, None)?;
+                let with = generate(binary, ort, &dir, question, Some((draft, k)))?;
+                equal &= alone.tokens == with.tokens;
+                plain.push(alone.tokens_per_second);
+                spec.push(with.tokens_per_second);
+                proposed += with.draft_tokens;
+                accepted += with.accepted_draft_tokens;
+                generated += with.generated_tokens - 1;
+                passes += with.decode_passes;
+                bar.inc(1);
+            }
+            let median = |v: &[f64]| calibrate::percentile(v, 0.5);
+            trials.push(SpecTrial {
+                prompt: prompt_name.into(),
+                drafter: draft.map_or("prompt lookup".into(), |d| format!("SmolLM2 {d}")),
+                k,
+                target_tokens_per_s: median(&plain),
+                spec_tokens_per_s: median(&spec),
+                ratio: median(&spec) / median(&plain).max(1e-9),
+                acceptance: if proposed > 0 { accepted as f64 / proposed as f64 } else { 0.0 },
+                tokens_per_pass: if passes > 0 { generated as f64 / passes as f64 } else { 0.0 },
+                greedy_equal: equal,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    Ok(trials)
+}
+
+fn print_tables(m: &AdaptiveMetrics, trials: &[SpecTrial]) {
+    println!("OCR cascade ({} evaluation lines, threshold {:.4}):", m.evaluation_lines, m.threshold);
+    println!("| | accuracy | CER | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    println!("| small recognizer alone | {:.3} | {:.4} | {:.2} |", m.main_accuracy, m.main_cer, m.main_p99_ms);
+    println!("| cascade | {:.3} | {:.4} | {:.2} |", m.cascade_accuracy, m.cascade_cer, m.cascade_p99_ms);
+    println!(
+        "cascade mean latency {:.2}x the small one's; {:.1}% escalated",
+        m.cascade_mean_latency_ratio,
+        m.escalation_rate * 100.0
+    );
+    println!("\nSpeculative decoding, SmolLM2 {TARGET} target, greedy, 96 tokens:");
+    println!("| prompt | drafter | k | target tok/s | speculative tok/s | ratio | acceptance | tokens/pass | equal |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for t in trials {
+        println!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2}x | {:.2} | {:.2} | {} |",
+            t.prompt, t.drafter, t.k, t.target_tokens_per_s, t.spec_tokens_per_s, t.ratio, t.acceptance, t.tokens_per_pass, t.greedy_equal
+        );
+    }
+}
