@@ -78,10 +78,6 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--optimize" => optimize = optimize_level(&value()?)?,
-            // Speculative decoding: a draft decoder of the same directory by variant name (else prompt lookup),
-            // and the most tokens drafted per pass (0: off).
-            "--draft" => draft = Some(value()?),
-            "--draft-tokens" => draft_tokens = value()?.parse().map_err(|e| format!("--draft-tokens: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -346,6 +342,10 @@ fn run_generate() -> Result<Value, String> {
             "--out" => out = Some(PathBuf::from(value()?)),
             "--spinning" => spinning = Some(value()? == "on"),
             "--optimize" => optimize = optimize_level(&value()?)?,
+            // Speculative decoding: a draft decoder of the same directory by variant name (else prompt lookup),
+            // and the most tokens drafted per pass (0: off).
+            "--draft" => draft = Some(value()?),
+            "--draft-tokens" => draft_tokens = value()?.parse().map_err(|e| format!("--draft-tokens: {e}"))?,
             // Speculative decoding: a draft decoder of the same directory by variant name (else prompt lookup),
             // and the most tokens drafted per pass (0: off).
             "--draft" => draft = Some(value()?),
