@@ -13,6 +13,7 @@ pub enum Confidence {
     Margin,
     Entropy,
     SequenceMeanMax,
+    SequenceMinMax,
 }
 
 #[uniffi::remote(Enum)]
@@ -62,6 +63,13 @@ impl NativeCascade {
     ) -> Result<Arc<Self>, NativeError> {
         let gate = Gate::Builtin { confidence, output, threshold, logits };
         Ok(Arc::new(NativeCascade { cascade: Cascade::new(fast.engine.clone(), main.engine.clone(), gate)? }))
+    }
+
+    /// The cascade a calibrated manifest describes (`cascade.json`, written by `cargo xtask cascade calibrate`):
+    /// both models, loaded with `config`, and the gate at the threshold chosen on labelled inputs.
+    #[uniffi::constructor]
+    pub fn from_manifest(path: String, config: openautoglm::EngineConfig) -> Result<Arc<Self>, NativeError> {
+        Ok(Arc::new(NativeCascade { cascade: Cascade::from_manifest(path, config)? }))
     }
 
     /// The app's own gate.

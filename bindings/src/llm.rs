@@ -27,6 +27,8 @@ pub struct GenerateOptions {
     pub seed: Option<i64>,
     #[uniffi(default = [])]
     pub stop: Vec<String>,
+    #[uniffi(default = 0)]
+    pub max_draft_tokens: i32,
 }
 
 #[uniffi::remote(Record)]
@@ -55,6 +57,9 @@ pub struct GenerationMetrics {
     pub total_ms: f64,
     pub request_rss_rise_mb: f64,
     pub process_peak_rss_mb: f64,
+    pub draft_tokens: i32,
+    pub accepted_draft_tokens: i32,
+    pub decode_passes: i32,
 }
 
 #[uniffi::remote(Enum)]
@@ -96,6 +101,18 @@ impl NativeLlm {
     /// among those that passed their quality check against FP32.
     pub fn precision(&self) -> Result<PrecisionChoice, NativeError> {
         Ok(self.live()?.precision().clone())
+    }
+
+    /// This LLM with `draft` (a cheaper decoder with the same tokenizer, such as a 4-bit variant) proposing tokens
+    /// for speculative decoding, used by requests that set `max_draft_tokens`; without one, prompt lookup drafts.
+    pub fn with_draft(&self, draft: Arc<NativeLlm>) -> Result<Arc<NativeLlm>, NativeError> {
+        let llm = self.live()?.with_draft(&draft.live()?)?;
+        Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))
+    }
+
+    /// The draft decoder's file, when one is attached.
+    pub fn draft_file(&self) -> Result<Option<String>, NativeError> {
+        Ok(self.live()?.draft_file().map(str::to_owned))
     }
 
     /// The text of `tokens`, as a generation's `text` holds it.

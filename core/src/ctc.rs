@@ -28,8 +28,8 @@ impl CtcDecoder {
     /// From a dictionary file: one character per line (PaddleOCR's `*_dict.txt`), or a JSON array of strings.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<CtcDecoder> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
         let characters = if text.trim_start().starts_with('[') {
             serde_json::from_str::<Vec<String>>(&text)
                 .map_err(|e| Error::invalid_model(format!("{}: not a JSON list of characters: {e}", path.display())))?

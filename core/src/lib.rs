@@ -13,9 +13,9 @@ mod accelerator;
 mod alloc;
 pub mod bundle;
 pub mod cascade;
-pub mod ctc;
 mod compile_cache;
 mod config;
+pub mod ctc;
 mod engine;
 mod error;
 #[cfg(feature = "fuzzing")]

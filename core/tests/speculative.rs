@@ -53,8 +53,7 @@ fn prompt_lookup_gives_the_greedy_tokens_for_every_k() {
 fn seeded_sampling_with_a_draft_is_reproducible() {
     let target = tiny();
     let drafted = target.with_draft(&tiny()).unwrap();
-    let options =
-        GenerateOptions { temperature: 0.8, top_k: 40, seed: Some(11), max_draft_tokens: 3, ..greedy(24) };
+    let options = GenerateOptions { temperature: 0.8, top_k: 40, seed: Some(11), max_draft_tokens: 3, ..greedy(24) };
     let (a, _) = run(&drafted, "The sea is", options.clone());
     let (b, metrics) = run(&drafted, "The sea is", options);
     assert_eq!(a, b);
@@ -84,9 +83,8 @@ fn smollm2_int4_drafting_for_fp32_gives_fp32s_answer() {
     let fp32 = Llm::open(common::llm("smollm2"), config.clone()).unwrap();
     let draft = Llm::open_variant(common::llm("smollm2"), "int4-mixed", config).unwrap();
     let drafted = fp32.with_draft(&draft).unwrap();
-    let prompt = fp32
-        .chat_prompt(&[openautoglm::llm::ChatMessage::new("user", "Name three rivers in Europe.")])
-        .unwrap();
+    let prompt =
+        fp32.chat_prompt(&[openautoglm::llm::ChatMessage::new("user", "Name three rivers in Europe.")]).unwrap();
     let (plain, _) = run(&fp32, &prompt, greedy(32));
     let (tokens, metrics) = run(&drafted, &prompt, GenerateOptions { max_draft_tokens: 4, ..greedy(32) });
     assert_eq!(tokens, plain);

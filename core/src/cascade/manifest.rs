@@ -72,7 +72,8 @@ pub struct CascadeManifest {
 impl CascadeManifest {
     pub fn load(path: impl AsRef<Path>) -> Result<CascadeManifest> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|_| Error::ModelNotFound { path: path.display().to_string() })?;
         serde_json::from_str(&text).map_err(|e| Error::invalid_model(format!("{}: {e}", path.display())))
     }
 

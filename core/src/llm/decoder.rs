@@ -266,7 +266,9 @@ impl Llm {
     /// Continues `prompt` (no template applied).
     pub fn generate(&self, prompt: &str, options: GenerateOptions) -> Result<Generation> {
         let started = Instant::now();
-        catch_panic(|| Generation::start(self.inner.clone(), self.encode(prompt)?, options, started, None, self.draft.clone()))
+        catch_panic(|| {
+            Generation::start(self.inner.clone(), self.encode(prompt)?, options, started, None, self.draft.clone())
+        })
     }
 
     /// Answers the chat: the template applied to `messages`, with the assistant's turn open.

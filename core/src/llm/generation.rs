@@ -333,7 +333,12 @@ impl Generation {
                 chunk = chunk.min(CONTENDED_PREFILL_CHUNK);
             }
             if prompt - start <= chunk {
-                return self.run(prompt, true);
+                let token = self.run(prompt, true)?;
+                if let Some(speculator) = self.speculator.as_mut() {
+                    let turn = Turn { priority: self.priority.get(), cancel: &self.cancel };
+                    speculator.prefill(&self.tokens, &turn)?;
+                }
+                return Ok(token);
             }
             self.run(start + chunk, false)?;
             start += chunk;
@@ -378,7 +383,9 @@ impl Generation {
         let bans: Vec<Vec<u32>> = (0..=k).map(|i| self.banned(i).to_vec()).collect();
         let state = self.state.as_mut().ok_or_else(|| Error::internal("a step after the end"))?;
         let vocab = self.llm.config.vocab;
+        let drafted_at = Instant::now();
         let logits = state.pass(&sequence, len + k, Rows::All, &turn)?;
+        let verify_ms = drafted_at.elapsed().as_secs_f64() * 1e3;
         let mut out = Vec::with_capacity(k + 1);
         for (i, row) in logits.chunks_exact_mut(vocab).enumerate().take(k + 1) {
             let history = &sequence[..len + i];
@@ -416,6 +423,10 @@ impl Generation {
         state.truncate(len + accepted)?;
         self.steps += 1;
         let ms = started.elapsed().as_secs_f64() * 1e3;
+        log::trace!(
+            "speculative pass: {accepted} of {k} kept; drafting {:.1} ms, checking {verify_ms:.1} ms",
+            ms - verify_ms
+        );
         let generated = self.tokens.len() - self.prompt_len;
         let speculator = self.speculator.as_mut().expect("speculating");
         speculator.verified(k, accepted, len + accepted, ms, generated)?;

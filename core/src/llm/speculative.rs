@@ -22,9 +22,10 @@ const LOOKUP_NGRAM: usize = 3;
 /// tokens are generated plainly before it is tried again.
 const PLAIN_PROBE_STEPS: usize = 2;
 const OFF_TOKENS: usize = 32;
-/// Speculative passes measured before it is judged against plain steps.
-const JUDGE_AFTER_PASSES: usize = 4;
-/// Weight of the newest measurement in the running averages.
+/// Speculative passes measured before it is judged against plain steps: enough that one unlucky pass (every draft
+/// rejected) does not decide.
+const JUDGE_AFTER_PASSES: usize = 8;
+/// Weight of the newest plain step in their running average.
 const EMA: f64 = 0.3;
 
 /// A drafted token and the draft's distribution it came from (none: a certain guess, prompt lookup's or greedy's).
@@ -57,7 +58,9 @@ pub(super) struct Speculator {
     pub(super) proposed: usize,
     pub(super) accepted: usize,
     plain: Cost,
-    speculative: Cost,
+    /// Time and tokens of the speculative passes since the last judgement.
+    window_ms: f64,
+    window_tokens: usize,
     plain_steps: usize,
     passes_since_judged: usize,
     /// Generated-token count before which speculation stays off.
@@ -65,11 +68,7 @@ pub(super) struct Speculator {
 }
 
 impl Speculator {
-    pub(super) fn new(
-        draft: Option<Arc<LlmInner>>,
-        options: &GenerateOptions,
-        capacity: usize,
-    ) -> Result<Speculator> {
+    pub(super) fn new(draft: Option<Arc<LlmInner>>, options: &GenerateOptions, capacity: usize) -> Result<Speculator> {
         let drafter = match draft {
             Some(llm) => {
                 // The draft draws from its own generator: the target's draws stay those of its acceptance rule.
@@ -89,7 +88,8 @@ impl Speculator {
             proposed: 0,
             accepted: 0,
             plain: Cost::default(),
-            speculative: Cost::default(),
+            window_ms: 0.0,
+            window_tokens: 0,
             plain_steps: 0,
             passes_since_judged: 0,
             off_until: 0,
@@ -108,10 +108,12 @@ impl Speculator {
     /// Proposes up to `k` tokens to follow `tokens` (fewer, or none, when the drafter has no guess).
     pub(super) fn draft(&mut self, tokens: &[u32], k: usize, turn: &Turn<'_>) -> Result<Vec<Draft>> {
         match &mut self.drafter {
-            Drafter::PromptLookup => Ok(prompt_lookup(tokens, k).into_iter().map(|token| Draft { token, q: None }).collect()),
+            Drafter::PromptLookup => {
+                Ok(prompt_lookup(tokens, k).into_iter().map(|token| Draft { token, q: None }).collect())
+            }
             Drafter::Model { state, sampler } => {
                 let mut seq = tokens.to_vec();
-                // Catch the draft's cache up with the sequence (its prompt in chunks, as a prefill).
+                // Catch the draft's cache up with the sequence (a long stretch in chunks, as a prefill).
                 while seq.len() - state.len() > PREFILL_CHUNK {
                     let upto = state.len() + PREFILL_CHUNK;
                     state.pass(&seq, upto, Rows::Last, turn)?;
@@ -135,25 +137,47 @@ impl Speculator {
 
     /// After the target kept `accepted` of `k` drafts: the draft's cache forgets what the sequence no longer holds
     /// (`valid` positions are still the sequence's), k adapts, and the pass's cost per token is weighed.
-    pub(super) fn verified(&mut self, k: usize, accepted: usize, valid: usize, ms: f64, generated: usize) -> Result<()> {
+    pub(super) fn verified(
+        &mut self,
+        k: usize,
+        accepted: usize,
+        valid: usize,
+        ms: f64,
+        generated: usize,
+    ) -> Result<()> {
         if let Drafter::Model { state, .. } = &mut self.drafter {
             state.truncate(valid)?;
         }
         self.proposed += k;
         self.accepted += accepted;
         self.k = if accepted == k { (k + 1).min(self.max_k) } else { k.saturating_sub(1).max(1) };
-        self.speculative.add(ms / (accepted + 1) as f64);
+        self.window_ms += ms;
+        self.window_tokens += accepted + 1;
         self.passes_since_judged += 1;
         if self.passes_since_judged >= JUDGE_AFTER_PASSES {
-            if let (Some(spec), Some(plain)) = (self.speculative.0, self.plain.0)
-                && spec > plain
+            let speculative = self.window_ms / self.window_tokens.max(1) as f64;
+            if let Some(plain) = self.plain.0
+                && speculative > plain
             {
-                log::debug!("speculation off for {OFF_TOKENS} tokens: {spec:.1} ms/token against {plain:.1} plain");
+                log::debug!(
+                    "speculation off for {OFF_TOKENS} tokens: {speculative:.1} ms/token against {plain:.1} plain"
+                );
                 self.off_until = generated + OFF_TOKENS;
-                self.speculative = Cost::default();
                 self.k = self.k.min(2);
             }
-            self.passes_since_judged = 0;
+            (self.window_ms, self.window_tokens, self.passes_since_judged) = (0.0, 0, 0);
+        }
+        Ok(())
+    }
+
+    /// Runs the prompt through the draft model too (with the model's prefill, so it counts towards the time to
+    /// the first token, not against speculation).
+    pub(super) fn prefill(&mut self, tokens: &[u32], turn: &Turn<'_>) -> Result<()> {
+        if let Drafter::Model { state, .. } = &mut self.drafter {
+            while state.len() < tokens.len() {
+                let upto = (state.len() + PREFILL_CHUNK).min(tokens.len());
+                state.pass(tokens, upto, Rows::Last, turn)?;
+            }
         }
         Ok(())
     }

@@ -103,7 +103,9 @@ impl DecoderState {
         let all_rows = rows == Rows::All && n > 1;
         let last_only = if all_rows {
             match llm.config.last_logits_input {
-                Some(_) => Some(OrtTensor::from_array(([1usize], vec![0i64])).or_inference("logits_last_only")?.into_dyn()),
+                Some(_) => {
+                    Some(OrtTensor::from_array(([1usize], vec![0i64])).or_inference("logits_last_only")?.into_dyn())
+                }
                 None => None,
             }
         } else if self.shared.is_none() {

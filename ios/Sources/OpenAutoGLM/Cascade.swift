@@ -26,6 +26,12 @@ public struct CascadeResult: Sendable {
 public final class Cascade: @unchecked Sendable {
     private let native: NativeCascade
 
+    /// The cascade a calibrated manifest describes (`cascade.json` from `cargo xtask cascade calibrate`): both
+    /// models, loaded with `config`, and the gate at the threshold chosen on labelled inputs.
+    public init(manifest path: String, config: EngineConfig = .default) throws {
+        native = try NativeCascade.fromManifest(path: path, config: config)
+    }
+
     public init(fast: Engine, main: Engine, gate: Gate) throws {
         switch gate {
         case let .builtin(confidence, output, threshold, logits):

@@ -20,11 +20,26 @@ public final class Llm: Sendable {
     /// else the smallest; never one that failed.
     public let precision: PrecisionChoice
 
+    /// The draft decoder's file when one is attached (`withDraft`), else nil (prompt lookup drafts).
+    public let draftFile: String?
+
     public init(directory: String, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
-        native = try NativeLlm.open(dir: directory, config: config)
+        try self.init(native: NativeLlm.open(dir: directory, config: config))
+    }
+
+    private init(native: NativeLlm) throws {
+        self.native = native
         file = try native.file()
         precision = try native.precision()
+        draftFile = try native.draftFile()
+    }
+
+    /// This LLM with `draft` (a cheaper decoder with the same tokenizer, e.g. a 4-bit variant) proposing tokens for
+    /// speculative decoding, in requests that set `GenerateOptions(maxDraftTokens: k)`. The answer stays this
+    /// model's own: greedy token for token, sampled in distribution. Without a draft, prompt lookup drafts.
+    public func withDraft(_ draft: Llm) throws -> Llm {
+        try Llm(native: native.withDraft(draft: draft.native))
     }
 
     /// Frees the model now (a generation already running finishes first). Later calls, on this LLM and on its

@@ -144,7 +144,11 @@ pub(super) fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn measure_cascade(binary: &Path, ort: &Path, rounds: usize) -> Result<(AdaptiveMetrics, Vec<openautoglm::cascade::ThresholdRow>)> {
+fn measure_cascade(
+    binary: &Path,
+    ort: &Path,
+    rounds: usize,
+) -> Result<(AdaptiveMetrics, Vec<openautoglm::cascade::ThresholdRow>)> {
     let manifest_path = cascade::calibrated(PAIR)?;
     let manifest = openautoglm::cascade::CascadeManifest::load(&manifest_path)?;
     let pair = pair::pair(PAIR)?;
@@ -174,7 +178,8 @@ fn measure_cascade(binary: &Path, ort: &Path, rounds: usize) -> Result<(Adaptive
     };
     let main_ms: Vec<f64> = compared.lines.iter().map(|l| l.main_ms).collect();
     let cascade_ms: Vec<f64> = compared.lines.iter().map(|l| l.cascade_ms).collect();
-    let fast: Vec<(&ComparedLine, &String)> = compared.lines.iter().zip(&truths).filter(|(l, _)| l.path == "fast").collect();
+    let fast: Vec<(&ComparedLine, &String)> =
+        compared.lines.iter().zip(&truths).filter(|(l, _)| l.path == "fast").collect();
     let metrics = AdaptiveMetrics {
         cascade_accuracy: share(&|l, t| calibrate::same_text(&l.cascade_text, t)),
         main_accuracy: share(&|l, t| calibrate::same_text(&l.main_text, t)),
@@ -196,7 +201,13 @@ fn measure_cascade(binary: &Path, ort: &Path, rounds: usize) -> Result<(Adaptive
     Ok((metrics, manifest.table))
 }
 
-fn generate(binary: &Path, ort: &Path, dir: &Path, question: &str, drafter: Option<(Option<&str>, i32)>) -> Result<GenerateRun> {
+fn generate(
+    binary: &Path,
+    ort: &Path,
+    dir: &Path,
+    question: &str,
+    drafter: Option<(Option<&str>, i32)>,
+) -> Result<GenerateRun> {
     let out = std::env::temp_dir().join(format!("openautoglm-adaptive-{}.json", std::process::id()));
     let mut command = Command::new(binary);
     command
@@ -281,7 +292,15 @@ fn print_tables(m: &AdaptiveMetrics, trials: &[SpecTrial]) {
     for t in trials {
         println!(
             "| {} | {} | {} | {:.1} | {:.1} | {:.2}x | {:.2} | {:.2} | {} |",
-            t.prompt, t.drafter, t.k, t.target_tokens_per_s, t.spec_tokens_per_s, t.ratio, t.acceptance, t.tokens_per_pass, t.greedy_equal
+            t.prompt,
+            t.drafter,
+            t.k,
+            t.target_tokens_per_s,
+            t.spec_tokens_per_s,
+            t.ratio,
+            t.acceptance,
+            t.tokens_per_pass,
+            t.greedy_equal
         );
     }
 }

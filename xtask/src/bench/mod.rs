@@ -12,8 +12,8 @@
 //! - `scheduling`: `--suite scheduling`, many requests on one process;
 //! - `tables`: what is printed.
 
-mod device;
 mod adaptive;
+mod device;
 mod engine_suite;
 mod generate;
 mod host;

@@ -75,9 +75,13 @@ pub fn row(lines: &[Profiled], truths: &[String], threshold: f32) -> ThresholdRo
 
 /// Every threshold worth trying (each line's confidence, nudged up so that line escalates, and 0: never), its row,
 /// and the fastest that meets `target`.
-pub fn choose(lines: &[Profiled], truths: &[String], target: CascadeTarget) -> Result<(ThresholdRow, Vec<ThresholdRow>)> {
-    let main_accuracy = lines.iter().zip(truths).filter(|(l, t)| same_text(&l.main_text, t)).count() as f64
-        / lines.len().max(1) as f64;
+pub fn choose(
+    lines: &[Profiled],
+    truths: &[String],
+    target: CascadeTarget,
+) -> Result<(ThresholdRow, Vec<ThresholdRow>)> {
+    let main_accuracy =
+        lines.iter().zip(truths).filter(|(l, t)| same_text(&l.main_text, t)).count() as f64 / lines.len().max(1) as f64;
     let mut thresholds: Vec<f32> = lines.iter().map(|l| next_up(l.confidence)).collect();
     thresholds.push(0.0);
     thresholds.sort_by(f32::total_cmp);

@@ -66,8 +66,8 @@ pub fn labelled(pair: &Pair, set: Set) -> Result<PathBuf> {
         let text = if rng.random::<f32>() < 0.15 { number_line(&mut rng) } else { prose_line(&words, &mut rng) };
         let font = &fonts[rng.random_range(0..fonts.len())];
         let line = render(font, &text, &mut rng);
-        let width = ((line.width() as f32 * recipe.height as f32 / line.height() as f32).round() as u32)
-            .clamp(8, recipe.width);
+        let width =
+            ((line.width() as f32 * recipe.height as f32 / line.height() as f32).round() as u32).clamp(8, recipe.width);
         let resized = imageops::resize(&line, width, recipe.height, imageops::FilterType::Triangle);
         bytes.extend_from_slice(resized.as_raw());
         widths.push(width);

@@ -92,7 +92,13 @@ fn calibrate(pair_id: &str, target: CascadeTarget, rounds: usize) -> Result<Path
     let (chosen, rows) = calibrate::choose(&profile.lines, &truths, target)?;
     let main = calibrate::row(&profile.lines, &truths, f32::INFINITY);
     let table = calibrate::thinned(&rows, &chosen);
-    println!("{}: {} calibration lines; main model alone: accuracy {:.3}, mean {:.2} ms", pair.title, truths.len(), main.accuracy, main.mean_ms - profile.lines.iter().map(|l| l.fast_ms).sum::<f64>() / truths.len().max(1) as f64);
+    println!(
+        "{}: {} calibration lines; main model alone: accuracy {:.3}, mean {:.2} ms",
+        pair.title,
+        truths.len(),
+        main.accuracy,
+        main.mean_ms - profile.lines.iter().map(|l| l.fast_ms).sum::<f64>() / truths.len().max(1) as f64
+    );
     println!("| threshold | escalated | accuracy | mean ms | p99 ms |");
     println!("|---:|---:|---:|---:|---:|");
     for r in &table {

@@ -94,7 +94,8 @@ pub fn files(pair: &Pair) -> Result<Files> {
         let bytes = fs::read(&whole)?;
         for (name, cut) in wanted {
             let (from, to) = (cut.offset as usize, (cut.offset + cut.len) as usize);
-            let piece = bytes.get(from..to).with_context(|| format!("{}: {} is shorter than the cut", pair.id, pair.path))?;
+            let piece =
+                bytes.get(from..to).with_context(|| format!("{}: {} is shorter than the cut", pair.id, pair.path))?;
             let got = cache::sha256_bytes(piece);
             if got != cut.sha256 {
                 bail!("{}: bytes {from}..{to} of {} have sha256 {got}, expected {}", pair.id, pair.path, cut.sha256);

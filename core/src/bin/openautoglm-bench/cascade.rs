@@ -62,7 +62,8 @@ pub fn run() -> Result<(), String> {
             "--profile" => profile = true,
             "--gate" => {
                 let name = value()?.to_string_lossy().into_owned();
-                gate = serde_json::from_value(Value::String(name.clone())).map_err(|_| format!("--gate {name}: unknown"))?
+                gate = serde_json::from_value(Value::String(name.clone()))
+                    .map_err(|_| format!("--gate {name}: unknown"))?
             }
             "--compare" => profile = false,
             "--fast" => fast = Some(value()?),
@@ -92,7 +93,8 @@ pub fn run() -> Result<(), String> {
     } else {
         compare(&manifest.ok_or("--manifest is required")?, config, &tensors, &shape, rounds)?
     };
-    std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json")).map_err(|e| format!("{}: {e}", out.display()))
+    std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json"))
+        .map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// One run of `engine` on a line: its decoded text and confidence, and the time.
@@ -148,7 +150,13 @@ fn profile_lines(
     Ok(json!({ "lines": records }))
 }
 
-fn compare(manifest_path: &Path, config: EngineConfig, tensors: &[Vec<f32>], shape: &[i64], rounds: usize) -> Result<Value, String> {
+fn compare(
+    manifest_path: &Path,
+    config: EngineConfig,
+    tensors: &[Vec<f32>],
+    shape: &[i64],
+    rounds: usize,
+) -> Result<Value, String> {
     let manifest = CascadeManifest::load(manifest_path).map_err(|e| e.to_string())?;
     let labels = |file: &Option<String>| -> Result<CtcDecoder, String> {
         let file = file.as_deref().ok_or("the manifest names no labels")?;

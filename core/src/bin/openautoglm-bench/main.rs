@@ -346,10 +346,6 @@ fn run_generate() -> Result<Value, String> {
             // and the most tokens drafted per pass (0: off).
             "--draft" => draft = Some(value()?),
             "--draft-tokens" => draft_tokens = value()?.parse().map_err(|e| format!("--draft-tokens: {e}"))?,
-            // Speculative decoding: a draft decoder of the same directory by variant name (else prompt lookup),
-            // and the most tokens drafted per pass (0: off).
-            "--draft" => draft = Some(value()?),
-            "--draft-tokens" => draft_tokens = value()?.parse().map_err(|e| format!("--draft-tokens: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }

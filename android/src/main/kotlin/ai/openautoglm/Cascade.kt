@@ -33,8 +33,8 @@ data class CascadeResult(val outputs: Map<String, Tensor>, val path: CascadePath
  * val line = cascade.infer(mapOf("x" to image))   // line.path: FAST or MAIN
  * ```
  */
-class Cascade(fast: Engine, main: Engine, gate: Gate) : AutoCloseable {
-    private val native: NativeCascade = native {
+class Cascade private constructor(private val native: NativeCascade) : AutoCloseable {
+    constructor(fast: Engine, main: Engine, gate: Gate) : this(native {
         when (gate) {
             is Gate.Builtin -> NativeCascade.builtin(fast.native, main.native, gate.confidence, gate.output, gate.threshold, gate.logits)
             is Gate.Custom -> NativeCascade.custom(fast.native, main.native, object : CascadeGate {
@@ -42,8 +42,7 @@ class Cascade(fast: Engine, main: Engine, gate: Gate) : AutoCloseable {
                     gate.escalate(outputs.associate { it.name to Tensor.fromNative(it) })
             })
         }
-    }
-    private val packer = fast
+    })
 
     /** Runs on the calling thread; prefer [infer] from coroutines. Options as [Engine.inferBlocking]. */
     @Throws(EngineException::class)
@@ -54,7 +53,7 @@ class Cascade(fast: Engine, main: Engine, gate: Gate) : AutoCloseable {
         deadline: Duration? = null,
         cancel: CancelToken? = null,
     ): CascadeResult {
-        val (specs, data) = packer.packed(inputs)
+        val (specs, data) = Engine.packed(inputs)
         val out = native { native.run(specs, data, priority, Engine.timeoutMicros(deadline), cancel) }
         return CascadeResult(Engine.outputsOf(out.outputs), out.path, out.confidence)
     }
@@ -72,4 +71,17 @@ class Cascade(fast: Engine, main: Engine, gate: Gate) : AutoCloseable {
     val counters: CascadeCounters get() = native.counters()
 
     override fun close() = native.close()
+
+    companion object {
+        /**
+         * The cascade a calibrated manifest describes (`cascade.json` from `cargo xtask cascade calibrate`): both
+         * models, loaded with [config], and the gate at the threshold chosen on labelled inputs for the target
+         * (accuracy within a margin of the main model's, or an escalation budget) at the lowest mean latency.
+         */
+        @JvmStatic @JvmOverloads @Throws(EngineException::class)
+        fun fromManifest(path: String, config: EngineConfig = DefaultEngineConfig): Cascade {
+            OpenAutoGLM.checkNativeLibrary()
+            return Cascade(native { NativeCascade.fromManifest(path, config) })
+        }
+    }
 }

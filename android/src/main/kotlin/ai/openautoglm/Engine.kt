@@ -198,28 +198,28 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
     }
 
     /** The inputs as specs over one buffer: the single input's own direct buffer, or all of them packed. */
-    internal fun packed(inputs: Map<String, Tensor>): Pair<List<InputSpec>, ByteBuffer> {
-        val specs = ArrayList<InputSpec>(inputs.size)
-        var offset = 0L
-        for ((name, tensor) in inputs) {
-            tensor.refusal?.let { throw EngineException.InvalidInput(name, it) }
-            specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset, tensor.byteSize.toLong())
-            offset += tensor.byteSize
-        }
-        val single = inputs.values.singleOrNull()?.buffer
-        return specs to (if (single != null && single.isDirect) single else pack(inputs.values, offset))
-    }
-
-    private fun pack(tensors: Collection<Tensor>, total: Long): ByteBuffer {
-        if (total > Int.MAX_VALUE) throw IllegalArgumentException("inputs total $total bytes, more than one call can carry")
-        val buffer = scratch.get().let { if (it.capacity() >= total) it else ByteBuffer.allocateDirect(total.toInt()).also(scratch::set) }
-        buffer.clear()
-        for (tensor in tensors) buffer.put(tensor.buffer.duplicate().rewind() as ByteBuffer)
-        buffer.flip()
-        return buffer
-    }
-
     companion object {
+        internal fun packed(inputs: Map<String, Tensor>): Pair<List<InputSpec>, ByteBuffer> {
+            val specs = ArrayList<InputSpec>(inputs.size)
+            var offset = 0L
+            for ((name, tensor) in inputs) {
+                tensor.refusal?.let { throw EngineException.InvalidInput(name, it) }
+                specs += InputSpec(name, tensor.elementType, tensor.shape.asList(), offset, tensor.byteSize.toLong())
+                offset += tensor.byteSize
+            }
+            val single = inputs.values.singleOrNull()?.buffer
+            return specs to (if (single != null && single.isDirect) single else pack(inputs.values, offset))
+        }
+
+        private fun pack(tensors: Collection<Tensor>, total: Long): ByteBuffer {
+            if (total > Int.MAX_VALUE) throw IllegalArgumentException("inputs total $total bytes, more than one call can carry")
+            val buffer = scratch.get().let { if (it.capacity() >= total) it else ByteBuffer.allocateDirect(total.toInt()).also(scratch::set) }
+            buffer.clear()
+            for (tensor in tensors) buffer.put(tensor.buffer.duplicate().rewind() as ByteBuffer)
+            buffer.flip()
+            return buffer
+        }
+
         /** A deadline from now as the native calls take it: microseconds, 0 when it has passed already. */
         internal fun timeoutMicros(deadline: Duration?): Long? =
             deadline?.let { if (it.isPositive()) it.inWholeMicroseconds else 0L }

@@ -38,6 +38,18 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
      */
     val precision: PrecisionChoice = native { native.precision() }
 
+    /** The draft decoder's file when one is attached ([withDraft]), else null (prompt lookup drafts). */
+    val draftFile: String? = native { native.draftFile() }
+
+    /**
+     * This LLM with [draft] (a cheaper decoder with the same tokenizer, e.g. a 4-bit variant) proposing tokens for
+     * speculative decoding, in requests that set `GenerateOptions(maxDraftTokens = k)`. The answer stays this
+     * model's own: greedy token for token, sampled in distribution. Without a draft, prompt lookup drafts. Close
+     * the returned LLM like any other; [draft] stays open while it is used.
+     */
+    @Throws(EngineException::class)
+    fun withDraft(draft: Llm): Llm = Llm(native { native.withDraft(draft.native) })
+
     /**
      * Continues [prompt] as is (no chat template). [onFinish] gets the request's metrics (time to first token,
      * tokens/s, per-token percentiles, the request's RSS rise and the process's peak) and why it ended, also when

@@ -1,0 +1,76 @@
+import Foundation
+import XCTest
+@testable import OpenAutoGLM
+
+/// Speculative generation and calibrated cascades from Swift.
+final class AdaptiveTests: XCTestCase {
+    private func tiny() throws -> Llm {
+        var config = EngineConfig.default
+        config.intraOpThreads = 1
+        return try Llm(directory: Fixtures.env("OPENAUTOGLM_LLMS") + "/smollm2-tiny", config: config)
+    }
+
+    private func run(_ llm: Llm, _ prompt: String, _ options: GenerateOptions) async throws -> (String, GenerationMetrics) {
+        let box = MetricsBox()
+        var text = ""
+        for try await piece in llm.generate(prompt, options: options, onFinish: { m, _ in box.set(m) }) { text += piece }
+        return (text, box.get()!)
+    }
+
+    func testADraftModelKeepsTheModelsOwnGreedyAnswer() async throws {
+        let target = try tiny()
+        let drafted = try target.withDraft(try tiny())
+        XCTAssertEqual(drafted.draftFile, "fp32.onnx")
+        XCTAssertNil(target.draftFile)
+        let (plain, plainMetrics) = try await run(target, "Once upon a time", GenerateOptions(maxTokens: 24, minTokens: 24))
+        let (spec, metrics) = try await run(drafted, "Once upon a time", GenerateOptions(maxTokens: 24, minTokens: 24, maxDraftTokens: 4))
+        XCTAssertEqual(plain, spec)
+        XCTAssertGreaterThan(metrics.draftTokens, 0)
+        XCTAssertEqual(metrics.draftTokens, metrics.acceptedDraftTokens)
+        XCTAssertLessThan(metrics.decodePasses, plainMetrics.decodePasses)
+    }
+
+    func testPromptLookupNeedsNoDraftAndBadOptionsThrow() async throws {
+        let llm = try tiny()
+        let prompt = "one two three four one two three four one two"
+        let (plain, _) = try await run(llm, prompt, GenerateOptions(maxTokens: 32, minTokens: 32))
+        let (spec, metrics) = try await run(llm, prompt, GenerateOptions(maxTokens: 32, minTokens: 32, maxDraftTokens: 6))
+        XCTAssertEqual(plain, spec)
+        XCTAssertGreaterThan(metrics.draftTokens, 0)
+        do {
+            for try await _ in llm.generate("Hi", options: GenerateOptions(maxDraftTokens: 99)) {}
+            XCTFail("k = 99 was accepted")
+        } catch EngineError.InvalidConfig {}
+    }
+
+    func testAManifestMakesTheCascadeItDescribes() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cascade-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let identity = Fixtures.model("identity_f32")
+        let manifest = dir.appendingPathComponent("cascade.json")
+        try """
+        {"fast":{"model":"\(identity)"},"main":{"model":"\(identity)"},
+         "gate":{"confidence":"top_probability","output":"y","threshold":0.7},"table":[]}
+        """.write(to: manifest, atomically: true, encoding: .utf8)
+        let cascade = try Cascade(manifest: manifest.path)
+        let sure = try Tensor([0.9, 0.05, 0.05, 0.8, 0.1, 0.1] as [Float], shape: [2, 3])
+        let unsure = try Tensor([0.9, 0.05, 0.05, 0.4, 0.35, 0.25] as [Float], shape: [2, 3])
+        let first = try await cascade.infer(["x": sure])
+        XCTAssertEqual(first.path, .fast)
+        let second = try await cascade.infer(["x": unsure])
+        XCTAssertEqual(second.path, .main)
+        XCTAssertEqual(cascade.counters.escalations, 1)
+        XCTAssertThrowsError(try Cascade(manifest: dir.appendingPathComponent("missing.json").path)) { error in
+            guard case EngineError.ModelNotFound = error else { return XCTFail("\(error)") }
+        }
+    }
+}
+
+/// The metrics a generation's onFinish hands over, read after the stream ends.
+private final class MetricsBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var metrics: GenerationMetrics?
+    func set(_ m: GenerationMetrics) { lock.lock(); metrics = m; lock.unlock() }
+    func get() -> GenerationMetrics? { lock.lock(); defer { lock.unlock() }; return metrics }
+}
