@@ -23,7 +23,7 @@ public final class Llm: Sendable {
     /// The draft decoder's file when one is attached (`withDraft`), else nil (prompt lookup drafts).
     public let draftFile: String?
 
-    public init(directory: String, config: EngineConfig = .default) throws {
+    public convenience init(directory: String, config: EngineConfig = .default) throws {
         try Runtime.checkNativeLibrary()
         try self.init(native: NativeLlm.open(dir: directory, config: config))
     }

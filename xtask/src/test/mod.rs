@@ -14,7 +14,7 @@ mod swift;
 
 use crate::devices::Device;
 use crate::models::{self, llm};
-use crate::{bench, bindgen, cache, cmd, fuzz, size, targets};
+use crate::{bench, bindgen, cache, cascade, cmd, fuzz, size, targets};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -105,6 +105,11 @@ pub fn run(args: Args) -> Result<()> {
     for id in llm::TEST_LLMS {
         llm::prepare(id)?;
     }
+    // The OCR cascade pair and its labelled evaluation lines.
+    let pair = cascade::pair::pair("ocr-rec")?;
+    cascade::pair::files(&pair)?;
+    cascade::lines::labelled(&pair, cascade::lines::Set::Evaluation)?;
+    let cascades = cascade::pair::dir(&pair).parent().expect("in the cascade folder").to_path_buf();
     let models = models::models_dir();
     let bundles = models::bundles_dir();
     let llms = llm::dir("");
@@ -114,6 +119,7 @@ pub fn run(args: Args) -> Result<()> {
         ("OPENAUTOGLM_MODELS", models.as_path()),
         ("OPENAUTOGLM_BUNDLES", bundles.as_path()),
         ("OPENAUTOGLM_LLMS", llms.as_path()),
+        ("OPENAUTOGLM_CASCADES", cascades.as_path()),
         ("OPENAUTOGLM_TEST_DATA", data.as_path()),
     ];
 
