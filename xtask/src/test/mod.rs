@@ -203,7 +203,7 @@ fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
 }
 
 /// Environment shared by the Kotlin and Swift runs.
-pub type TestEnv<'a> = [(&'static str, &'a Path); 5];
+pub type TestEnv<'a> = [(&'static str, &'a Path); 6];
 
 #[cfg(test)]
 mod tests {
