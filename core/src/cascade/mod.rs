@@ -247,8 +247,15 @@ pub fn read_confidence(kind: Confidence, tensor: &Tensor, logits: bool) -> Resul
     if values.iter().any(|v| v.is_nan()) {
         return Err(Error::InferenceFailed { reason: format!("the gate's output `{}` is not a number", tensor.name) });
     }
-    let rows: Vec<Vec<f32>> =
-        values.chunks(classes).map(|row| if logits { softmax(row) } else { row.to_vec() }).collect();
+    // Probabilities are read in place; only logits need rows of their own (softmax).
+    let mut values = values;
+    if logits {
+        for row in values.chunks_mut(classes) {
+            let p = softmax(row);
+            row.copy_from_slice(&p);
+        }
+    }
+    let rows: Vec<&[f32]> = values.chunks(classes).collect();
     let top = |row: &[f32]| -> (usize, f32, f32) {
         let (mut best, mut first, mut second) = (0, f32::NEG_INFINITY, f32::NEG_INFINITY);
         for (i, &p) in row.iter().enumerate() {
