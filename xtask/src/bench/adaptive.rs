@@ -24,8 +24,14 @@ const LLM: &str = "smollm2";
 const TARGET: &str = "fp32";
 /// The drafters tried: a draft decoder by variant name, or prompt lookup (`None`), each with its most tokens per
 /// pass.
-const DRAFTERS: [(Option<&str>, i32); 5] =
-    [(Some("int4-mixed"), 3), (Some("int4-mixed"), 6), (Some("int4"), 4), (None, 4), (None, 8)];
+const DRAFTERS: [(Option<&str>, i32); 6] = [
+    (Some("int4-mixed"), 4),
+    (Some("int4-mixed"), 6),
+    (Some("int4-mixed"), 10),
+    (Some("int4"), 6),
+    (None, 4),
+    (None, 8),
+];
 /// An open question, and one grounded in text the prompt holds (where prompt lookup has something to find).
 const PROMPTS: [(&str, &str); 2] = [
     ("open", "Write a short story about a lighthouse keeper who finds a message in a bottle."),

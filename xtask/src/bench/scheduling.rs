@@ -4,8 +4,7 @@
 //! (`openautoglm-bench --scheduling`); this builds it, gives it real models and prints the table.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -53,22 +52,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
     if let Some(runs) = args.runs {
         command.args(["--requests", &runs.to_string()]);
     }
-    let bar = indicatif::ProgressBar::new(1).with_style(
-        indicatif::ProgressStyle::with_template("scheduling scenarios [{bar:40}] {pos}/{len} {elapsed}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
-    let mut child = command.stdout(Stdio::piped()).spawn().context("cannot run the benchmark runner")?;
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        if let Some((done, total)) = line?.strip_prefix("progress ").and_then(|p| p.split_once(' ')) {
-            bar.set_length(total.parse().unwrap_or(1));
-            bar.set_position(done.parse().unwrap_or(0));
-        }
-    }
-    bar.finish_and_clear();
-    if !child.wait()?.success() {
-        bail!("the scheduling runner failed");
-    }
+    runner::run_with_progress(&mut command, "scheduling scenarios")?;
     let output: SchedulingOutput = results::read(&out)?;
     let _ = fs::remove_dir_all(&work);
     print_table(&output.scheduling);
