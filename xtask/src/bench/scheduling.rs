@@ -6,7 +6,7 @@
 use std::fs;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::{Args, device_info, git_commit, result_path};
 use crate::devices::Device;
