@@ -487,6 +487,7 @@ fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, co
 
 mod cascade;
 mod codes;
+mod ctc;
 #[cfg(not(target_vendor = "apple"))]
 mod jni_fast;
 mod lean;

@@ -67,6 +67,28 @@ final class AdaptiveTests: XCTestCase {
     }
 }
 
+extension AdaptiveTests {
+    func testCtcOutputsDecodeWithTheirDictionary() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ctc-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let dictionary = dir.appendingPathComponent("dict.txt")
+        try "a\nb\n".write(to: dictionary, atomically: true, encoding: .utf8)
+        // classes: blank, a, b, space; steps: a a blank a b space b
+        let steps = [1, 1, 0, 1, 2, 3, 2]
+        var probabilities = [Float](repeating: 0, count: steps.count * 4)
+        for (t, c) in steps.enumerated() { probabilities[t * 4 + c] = 0.9 }
+        let decoder = try CtcDecoder(path: dictionary.path)
+        let line = try decoder.decode(Tensor(probabilities, shape: [1, steps.count, 4]))
+        XCTAssertEqual(line.text, "aab b")
+        XCTAssertEqual(line.confidence, 0.9, accuracy: 1e-6)
+        XCTAssertThrowsError(try decoder.decode(Tensor([Float](repeating: 0, count: 9), shape: [1, 1, 9]))) { error in
+            guard case EngineError.InvalidConfig = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try CtcDecoder(path: dir.appendingPathComponent("missing.txt").path))
+    }
+}
+
 /// The metrics a generation's onFinish hands over, read after the stream ends.
 private final class MetricsBox: @unchecked Sendable {
     private let lock = NSLock()

@@ -64,4 +64,20 @@ class AdaptiveTest {
         assertFailsWith<EngineException.ModelNotFound> { Cascade.fromManifest(File(dir, "missing.json").path) }
         dir.deleteRecursively()
     }
+
+    @Test fun ctcOutputsDecodeWithTheirDictionary() {
+        val dir = kotlin.io.path.createTempDirectory("ctc").toFile()
+        val dictionary = File(dir, "dict.txt").apply { writeText("a\nb\n") }
+        // classes: blank, a, b, space; steps: a a blank a b space b
+        val steps = intArrayOf(1, 1, 0, 1, 2, 3, 2)
+        val probabilities = FloatArray(steps.size * 4).also { p -> steps.forEachIndexed { t, c -> p[t * 4 + c] = 0.9f } }
+        CtcDecoder.fromFile(dictionary.path).use { decoder ->
+            val line = decoder.decode(Tensor.of(probabilities, 1, steps.size, 4))
+            assertEquals("aab b", line.text)
+            assertEquals(0.9f, line.confidence, 1e-6f)
+            assertFailsWith<EngineException.InvalidConfig> { decoder.decode(Tensor.of(FloatArray(9), 1, 1, 9)) }
+        }
+        assertFailsWith<EngineException.ModelNotFound> { CtcDecoder.fromFile(File(dir, "missing.txt").path) }
+        dir.deleteRecursively()
+    }
 }
