@@ -217,6 +217,17 @@ impl Tensor {
     }
 }
 
+/// An f32 tensor for unit tests.
+#[cfg(test)]
+pub(crate) fn f32_tensor(name: &str, shape: &[i64], values: &[f32]) -> Tensor {
+    Tensor {
+        name: name.into(),
+        element_type: ElementType::F32,
+        shape: shape.to_vec(),
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

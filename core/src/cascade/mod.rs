@@ -321,12 +321,7 @@ mod tests {
     use super::*;
 
     fn tensor(shape: &[i64], values: &[f32]) -> Tensor {
-        Tensor {
-            name: "p".into(),
-            element_type: ElementType::F32,
-            shape: shape.to_vec(),
-            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
+        crate::tensor::f32_tensor("p", shape, values)
     }
 
     #[test]

@@ -94,13 +94,18 @@ impl Drop for ActiveGeneration {
     }
 }
 
-/// The next token from the last position's logits (modified in place), with `banned` tokens excluded.
-fn choose(sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[u32]) -> u32 {
+/// Makes `banned` tokens impossible in `logits`.
+fn ban(logits: &mut [f32], banned: &[u32]) {
     for &token in banned {
         if let Some(l) = logits.get_mut(token as usize) {
             *l = f32::NEG_INFINITY;
         }
     }
+}
+
+/// The next token from the last position's logits (modified in place), with `banned` tokens excluded.
+fn choose(sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[u32]) -> u32 {
+    ban(logits, banned);
     sampler.next(logits, history)
 }
 
@@ -295,11 +300,12 @@ impl Generation {
         (!rest.is_empty()).then_some(rest)
     }
 
-    /// The stop tokens while fewer than `min_tokens` are out (they cannot be chosen then), with `ahead` tokens
-    /// about to come before the one being chosen.
-    fn banned(&self, ahead: usize) -> &[u32] {
+    /// The stop tokens of `llm` while fewer than `min_tokens` are out (they cannot be chosen then), with `ahead`
+    /// tokens about to come before the one being chosen. Takes the LLM apart from `self` so that the slice can be
+    /// held while the sampler and the decoder state are borrowed.
+    fn banned<'l>(&self, llm: &'l LlmInner, ahead: usize) -> &'l [u32] {
         if self.tokens.len() + ahead - self.prompt_len < self.options.min_tokens.max(0) as usize {
-            &self.llm.stop_tokens
+            &llm.stop_tokens
         } else {
             &[]
         }
@@ -315,15 +321,7 @@ impl Generation {
             let room = self.options.max_tokens.max(0) as usize - (self.tokens.len() - self.prompt_len);
             let room = room.min(self.llm.config.max_positions - self.tokens.len());
             let k = self.speculator.as_ref().map_or(0, |s| s.next_k(self.tokens.len() - self.prompt_len, room));
-            if k > 0 {
-                return self.speculative_step(k);
-            }
-            let started = Instant::now();
-            let token = self.run(self.tokens.len(), true)?;
-            if let Some(speculator) = self.speculator.as_mut() {
-                speculator.plain_step(started.elapsed().as_secs_f64() * 1e3);
-            }
-            return Ok(token);
+            return if k > 0 { self.speculative_step(k) } else { self.plain_step(Instant::now()) };
         }
         let prompt = self.tokens.len();
         let mut start = 0;
@@ -352,12 +350,23 @@ impl Generation {
     /// chooses the next token from the last position's logits (else returns 0: an earlier chunk of the prompt, and
     /// the sampler untouched, so seeded sampling does not depend on how the prompt was chunked).
     fn run(&mut self, upto: usize, pick: bool) -> Result<u32> {
-        let banned = self.banned(0).to_vec();
+        let llm = self.llm.clone();
+        let banned = self.banned(&llm, 0);
         let turn = Turn { priority: self.priority.get(), cancel: &self.cancel };
         let state = self.state.as_mut().ok_or_else(|| Error::internal("a step after the end"))?;
         let logits = state.pass(&self.tokens, upto, Rows::Last, &turn)?;
-        let token = if pick { choose(&mut self.sampler, logits, &self.tokens, &banned) } else { 0 };
+        let token = if pick { choose(&mut self.sampler, logits, &self.tokens, banned) } else { 0 };
         self.steps += 1;
+        Ok(token)
+    }
+
+    /// One token from one pass, timed from `started` for the speculator's comparison (speculation off, pausing, or
+    /// without a draft).
+    fn plain_step(&mut self, started: Instant) -> Result<u32> {
+        let token = self.run(self.tokens.len(), true)?;
+        if let Some(speculator) = self.speculator.as_mut() {
+            speculator.plain_step(started.elapsed().as_secs_f64() * 1e3);
+        }
         Ok(token)
     }
 
@@ -369,35 +378,27 @@ impl Generation {
         let speculator = self.speculator.as_mut().expect("speculating");
         let drafts = speculator.draft(&self.tokens, k, &turn)?;
         if drafts.is_empty() {
-            // Nothing to propose (prompt lookup found no match): a plain step.
-            let token = self.run(self.tokens.len(), true)?;
-            if let Some(speculator) = self.speculator.as_mut() {
-                speculator.plain_step(started.elapsed().as_secs_f64() * 1e3);
-            }
-            return Ok(token);
+            return self.plain_step(started); // nothing to propose (prompt lookup found no match)
         }
         let k = drafts.len();
         let len = self.tokens.len();
         let mut sequence = self.tokens.clone();
         sequence.extend(drafts.iter().map(|d| d.token));
-        let bans: Vec<Vec<u32>> = (0..=k).map(|i| self.banned(i).to_vec()).collect();
+        let llm = self.llm.clone();
+        let bans: Vec<&[u32]> = (0..=k).map(|i| self.banned(&llm, i)).collect();
         let state = self.state.as_mut().ok_or_else(|| Error::internal("a step after the end"))?;
         let vocab = self.llm.config.vocab;
         let drafted_at = Instant::now();
         let logits = state.pass(&sequence, len + k, Rows::All, &turn)?;
         let verify_ms = drafted_at.elapsed().as_secs_f64() * 1e3;
-        let mut out = Vec::with_capacity(k + 1);
+        let (mut out, mut accepted) = (Vec::with_capacity(k + 1), 0);
         for (i, row) in logits.chunks_exact_mut(vocab).enumerate().take(k + 1) {
             let history = &sequence[..len + i];
             if i == k {
-                out.push(choose(&mut self.sampler, row, history, &bans[i])); // every draft kept: one more
+                out.push(choose(&mut self.sampler, row, history, bans[i])); // every draft kept: one more
                 break;
             }
-            for &token in &bans[i] {
-                if let Some(l) = row.get_mut(token as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
+            ban(row, bans[i]);
             let draft = &drafts[i];
             let replacement = if self.sampler.distribution(row, history) {
                 let best = super::sampling::argmax(row);
@@ -408,17 +409,19 @@ impl Generation {
                 judge(draft, &p, u).map(|residual| self.sampler.draw_from(&residual))
             };
             match replacement {
-                None => out.push(draft.token),
+                None => {
+                    out.push(draft.token);
+                    accepted += 1;
+                }
                 Some(token) => {
                     out.push(token);
                     break;
                 }
             }
-            if self.llm.stop_tokens.contains(&draft.token) {
+            if llm.stop_tokens.contains(&draft.token) {
                 break; // the answer ends here; nothing after it counts
             }
         }
-        let accepted = (out.len() - 1).min(k);
         // The cache holds the last token and the kept drafts; the rest is written over by the next pass.
         state.truncate(len + accepted)?;
         self.steps += 1;

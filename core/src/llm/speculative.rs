@@ -123,12 +123,9 @@ impl Speculator {
                 if found.len() >= 2 {
                     return Ok(found.into_iter().map(|token| Draft { token, q: None }).collect());
                 }
+                // A long stretch the draft has not seen goes in chunks; the rest with its first draft's pass.
+                state.catch_up(tokens, PREFILL_CHUNK, turn)?;
                 let mut seq = tokens.to_vec();
-                // Catch the draft's cache up with the sequence (a long stretch in chunks, as a prefill).
-                while seq.len() - state.len() > PREFILL_CHUNK {
-                    let upto = state.len() + PREFILL_CHUNK;
-                    state.pass(&seq, upto, Rows::Last, turn)?;
-                }
                 let mut drafts = Vec::with_capacity(k);
                 for _ in 0..k {
                     let logits = state.pass(&seq, seq.len(), Rows::Last, turn)?;
@@ -190,13 +187,10 @@ impl Speculator {
     /// Runs the prompt through the draft model too (with the model's prefill, so it counts towards the time to
     /// the first token, not against speculation).
     pub(super) fn prefill(&mut self, tokens: &[u32], turn: &Turn<'_>) -> Result<()> {
-        if let Drafter::Model { state, .. } = &mut self.drafter {
-            while state.len() < tokens.len() {
-                let upto = (state.len() + PREFILL_CHUNK).min(tokens.len());
-                state.pass(tokens, upto, Rows::Last, turn)?;
-            }
+        match &mut self.drafter {
+            Drafter::Model { state, .. } => state.catch_up(tokens, 0, turn),
+            Drafter::PromptLookup => Ok(()),
         }
-        Ok(())
     }
 
     /// Frees the draft model's cache (the generation ended); the counts stay.

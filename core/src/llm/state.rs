@@ -11,7 +11,7 @@ use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::SessionInputValue;
 use ort::value::{DynValue, Tensor as OrtTensor};
 
-use super::decoder::LlmInner;
+use super::decoder::{LlmInner, PREFILL_CHUNK};
 use super::kv_cache::{SharedKvCache, kv_tensor, last_logits_only, new_tensor, shared_kv_cache};
 use crate::error::{Error, OrtResultExt, Result};
 use crate::schedule::lane::Request;
@@ -58,11 +58,6 @@ impl DecoderState {
         Ok(DecoderState { llm, past: None, shared, len: 0, logits: Vec::new() })
     }
 
-    /// Positions in the cache.
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Forgets the positions from `len` on (rejected draft tokens). A shared buffer's attention reads only as far
     /// as the mask says, and the next pass writes over them.
     pub(super) fn truncate(&mut self, len: usize) -> Result<()> {
@@ -76,6 +71,16 @@ impl DecoderState {
     /// Whether positions can be taken back (speculative decoding needs it).
     pub(super) fn can_roll_back(&self) -> bool {
         self.shared.is_some()
+    }
+
+    /// Runs `tokens` through the decoder in chunks of [`PREFILL_CHUNK`] positions until at most `leave` of them are
+    /// not in the cache (a draft model catching up with the sequence: its prompt, or the tokens since it paused).
+    pub(super) fn catch_up(&mut self, tokens: &[u32], leave: usize, turn: &Turn<'_>) -> Result<()> {
+        while tokens.len() - self.len > leave {
+            let upto = (self.len + PREFILL_CHUNK).min(tokens.len());
+            self.pass(tokens, upto, Rows::Last, turn)?;
+        }
+        Ok(())
     }
 
     /// Runs `tokens[self.len()..upto]` (whose earlier positions the cache holds) through the decoder and appends

@@ -97,13 +97,9 @@ pub fn run() -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", out.display()))
 }
 
-/// One run of `engine` on a line: its decoded text and confidence, and the time.
-fn recognize(engine: &Engine, labels: &CtcDecoder, input: &[f32], shape: &[i64]) -> Result<(String, f32, f64), String> {
-    recognize_with(engine, labels, Confidence::SequenceMeanMax, input, shape)
-}
-
-/// As [`recognize`], the confidence read as the gate `kind` reads it.
-fn recognize_with(
+/// One run of `engine` on a line: its decoded text, the confidence `kind` reads from the output, and the time (of
+/// the run alone).
+fn recognize(
     engine: &Engine,
     labels: &CtcDecoder,
     kind: Confidence,
@@ -131,11 +127,11 @@ fn profile_lines(
     for (done, input) in tensors.iter().enumerate() {
         let (mut fast_ms, mut main_ms, mut texts) = (Vec::new(), Vec::new(), None);
         // One untimed run of each first (caches), then the rounds, alternating so drift hits both alike.
-        recognize(fast, fast_labels, input, shape)?;
-        recognize(main, main_labels, input, shape)?;
+        recognize(fast, fast_labels, gate, input, shape)?;
+        recognize(main, main_labels, gate, input, shape)?;
         for _ in 0..rounds.max(1) {
-            let (ft, fc, fm) = recognize_with(fast, fast_labels, gate, input, shape)?;
-            let (mt, _, mm) = recognize(main, main_labels, input, shape)?;
+            let (ft, fc, fm) = recognize(fast, fast_labels, gate, input, shape)?;
+            let (mt, _, mm) = recognize(main, main_labels, gate, input, shape)?;
             fast_ms.push(fm);
             main_ms.push(mm);
             texts = Some((ft, fc, mt));
@@ -170,12 +166,12 @@ fn compare(
     let (mut main_ms, mut cascade_ms) = (vec![Vec::new(); n], vec![Vec::new(); n]);
     let (mut main_texts, mut cascade_texts, mut paths) = (vec![String::new(); n], vec![String::new(); n], vec![""; n]);
     for input in tensors {
-        recognize(&main, &main_labels, input, shape)?; // warm-up, untimed
+        recognize(&main, &main_labels, manifest.gate.confidence, input, shape)?; // warm-up, untimed
         cascade.run(&[("x", TensorRef::new(shape, input))]).map_err(|e| e.to_string())?;
     }
     for round in 0..rounds.max(1) {
         for (i, input) in tensors.iter().enumerate() {
-            let (text, _, ms) = recognize(&main, &main_labels, input, shape)?;
+            let (text, _, ms) = recognize(&main, &main_labels, manifest.gate.confidence, input, shape)?;
             main_ms[i].push(ms);
             main_texts[i] = text;
             // Timed as the main model alone is: the run (the gate included), not the decoding.
