@@ -308,7 +308,6 @@ pub fn log_level() -> LogLevel {
     core::logging::level()
 }
 
-/// The native library's version; the Kotlin and Swift layers refuse to run against a different one.
 /// The device class measurements are recorded under for `accelerator` leading (e.g. `linux-x86_64-cpu`): a bundle
 /// variant measured on it is preferred by `Precision::Auto` when it is the fastest that passed its check.
 #[uniffi::export]
@@ -316,6 +315,14 @@ pub fn device_class(accelerator: Accelerator) -> String {
     core::device_class(&accelerator)
 }
 
+/// The numerics class whose accuracy verdicts hold when `accelerator` leads (`linux-aarch64-cpu` on Android and iOS
+/// phones, `linux-x86_64-cpu` on x86-64): a bundle variant runs only where it passed its check on this class.
+#[uniffi::export]
+pub fn numerics_class(accelerator: Accelerator) -> String {
+    core::numerics_class(&accelerator)
+}
+
+/// The native library's version; the Kotlin and Swift layers refuse to run against a different one.
 #[uniffi::export]
 pub fn native_version() -> String {
     core::VERSION.to_owned()

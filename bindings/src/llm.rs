@@ -60,6 +60,7 @@ pub struct GenerationMetrics {
     pub draft_tokens: i32,
     pub accepted_draft_tokens: i32,
     pub decode_passes: i32,
+    pub prefill_passes: i32,
 }
 
 #[uniffi::remote(Enum)]

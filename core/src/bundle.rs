@@ -27,36 +27,110 @@
 //! The ARM and accelerator rows follow ONNX Runtime's mobile guidance and are unverified on phones until
 //! `cargo xtask bench --device android|ios-sim` has run there; the x86-64 row is what the host benchmark shows.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Accelerator, Precision};
 use crate::error::{Error, Result};
-use crate::variant_choice::{Candidate, Measurements, device_class, fastest_measured};
+use crate::variant_choice::{Candidate, Measurements, device_class, fastest_measured, numerics_class};
 
 pub(crate) const MANIFEST: &str = "bundle.json";
 
-#[derive(Debug, Deserialize)]
-struct Manifest {
-    format: u32,
+/// The class every verdict was taken on before verdicts were kept per class: the x86-64 host that made the bundle.
+pub const LEGACY_VERDICT_CLASS: &str = "linux-x86_64-cpu";
+
+/// `bundle.json`, as `cargo xtask models prepare` / `models verdicts` write it. Fields this SDK does not read are
+/// kept (`other`), so a tool that rewrites the file loses nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format: u32,
     #[serde(default)]
-    model: String,
-    variants: Vec<Variant>,
+    pub model: String,
+    pub variants: Vec<BundleVariant>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct Variant {
-    precision: String,
+/// One variant of a bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleVariant {
+    pub precision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// Bundles made before verdicts per class: the verdict on [`LEGACY_VERDICT_CLASS`]. The tools keep it equal to
+    /// that class's verdict, for older readers.
     #[serde(default)]
-    quantization: Option<String>,
-    file: String,
-    #[serde(default)]
-    size_bytes: Option<u64>,
-    #[serde(default)]
-    accurate: bool,
-    #[serde(default)]
-    measured: Option<Measurements>,
+    pub accurate: bool,
+    /// The accuracy verdict per numerics class ([`crate::numerics_class`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verdicts: BTreeMap<String, Verdict>,
+    /// Measured speed per device class ([`crate::device_class`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measurements>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A variant's outputs against FP32's on the model's test set, on one numerics class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub passed: bool,
+    /// The set it was taken on (`test`: nothing was tuned on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<u32>,
+    /// The worst input's score on the task's measure, and the mark it had to reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Whether a variant may run on a numerics class, and why not.
+#[derive(Debug, Clone, PartialEq)]
+enum Standing<'a> {
+    /// FP32 is the reference every verdict is taken against.
+    Reference,
+    Passed,
+    Failed(&'a Verdict),
+    /// Verdicts exist, but none on this class: those of other classes say nothing here.
+    Unjudged {
+        elsewhere: Vec<&'a str>,
+    },
+    /// A bundle from before verdicts per class whose variant failed on the class it was made on.
+    LegacyFailed,
+}
+
+impl BundleVariant {
+    fn standing(&self, class: &str) -> Standing<'_> {
+        if self.precision == "fp32" {
+            return Standing::Reference;
+        }
+        if self.verdicts.is_empty() {
+            return match (self.accurate, class == LEGACY_VERDICT_CLASS) {
+                (true, true) => Standing::Passed,
+                (true, false) => Standing::Unjudged { elsewhere: vec![LEGACY_VERDICT_CLASS] },
+                (false, _) => Standing::LegacyFailed,
+            };
+        }
+        match self.verdicts.get(class) {
+            Some(v) if v.passed => Standing::Passed,
+            Some(v) => Standing::Failed(v),
+            None => Standing::Unjudged { elsewhere: self.verdicts.keys().map(String::as_str).collect() },
+        }
+    }
+
+    fn passes_on(&self, class: &str) -> bool {
+        matches!(self.standing(class), Standing::Reference | Standing::Passed)
+    }
 }
 
 /// Which variant of a bundle an engine runs, and why.
@@ -81,7 +155,7 @@ enum Kind {
 }
 
 impl Kind {
-    fn matches(self, v: &Variant) -> bool {
+    fn matches(self, v: &BundleVariant) -> bool {
         match self {
             Kind::Fp32 => v.precision == "fp32",
             Kind::Fp16 => v.precision == "fp16",
@@ -96,7 +170,7 @@ impl Kind {
     const ALL: [Kind; 7] =
         [Kind::Fp32, Kind::Fp16, Kind::Int8Qdq, Kind::Int8Mixed, Kind::Int8Dynamic, Kind::Fp16Mixed, Kind::Int4];
 
-    fn of(v: &Variant) -> Option<Kind> {
+    fn of(v: &BundleVariant) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.matches(v))
     }
 
@@ -128,7 +202,7 @@ fn is_plain_file_name(name: &str) -> bool {
 
 pub(crate) struct Bundle {
     dir: PathBuf,
-    manifest: Manifest,
+    manifest: BundleManifest,
 }
 
 impl Bundle {
@@ -140,7 +214,7 @@ impl Bundle {
             return Err(not_found());
         }
         let text = std::fs::read_to_string(&path).map_err(|_| not_found())?;
-        let manifest: Manifest = serde_json::from_str(&text)
+        let manifest: BundleManifest = serde_json::from_str(&text)
             .map_err(|e| Error::invalid_model(format!("`{}` is not a model bundle manifest: {e}", path.display())))?;
         if manifest.format != 1 {
             return Err(Error::invalid_model(format!(
@@ -164,23 +238,32 @@ impl Bundle {
 
     /// The variant to run for `precision` when `leading` is the accelerator that will take the model.
     pub(crate) fn choose(&self, precision: Precision, leading: &Accelerator) -> Result<(PathBuf, PrecisionChoice)> {
+        self.choose_on(precision, leading, &numerics_class(leading))
+    }
+
+    /// [`Bundle::choose`] for an engine whose numbers are computed on numerics class `class`: only variants with a
+    /// passing verdict there (or FP32, the reference) are ever returned, for `Auto` and explicit precisions alike.
+    fn choose_on(
+        &self,
+        precision: Precision,
+        leading: &Accelerator,
+        class: &str,
+    ) -> Result<(PathBuf, PrecisionChoice)> {
         let variants = &self.manifest.variants;
-        let find = |kind: Kind, accurate_only: bool| {
-            variants.iter().find(|v| kind.matches(v) && (v.accurate || !accurate_only)).map(|v| (kind, v))
-        };
-        let class = device_class(leading);
+        let find = |kind: Kind| variants.iter().find(|v| kind.matches(v) && v.passes_on(class)).map(|v| (kind, v));
+        let timing_class = device_class(leading);
         let candidates: Vec<Candidate<'_>> = variants
             .iter()
-            .map(|v| Candidate { name: &v.precision, passed: v.accurate, measured: v.measured.as_ref() })
+            .map(|v| Candidate { name: &v.precision, passed: v.passes_on(class), measured: v.measured.as_ref() })
             .collect();
-        let measured = fastest_measured(&candidates, &class)
+        let measured = fastest_measured(&candidates, &timing_class)
             .and_then(|(i, reason)| Some((Kind::of(&variants[i])?, &variants[i], reason)));
         let (kind, variant, reason) = match precision {
             Precision::Auto if measured.is_some() => measured.expect("checked"),
             Precision::Auto => {
                 let order = auto_order(leading, std::env::consts::ARCH);
                 let first_choice = order[0];
-                match order.iter().find_map(|&k| find(k, true)) {
+                match order.iter().find_map(|&k| find(k)) {
                     Some((kind, v)) if kind == first_choice => (
                         kind,
                         v,
@@ -190,15 +273,21 @@ impl Bundle {
                         kind,
                         v,
                         format!(
-                            "auto: {:?} is preferred for {} but the bundle has no accurate one",
+                            "auto: {:?} is preferred for {} but the bundle has no variant that passed on {class}",
                             first_choice.precision(),
                             leading.provider_name()
                         ),
                     ),
                     None => {
-                        let (kind, v) = find(Kind::Fp32, false)
-                            .ok_or_else(|| self.missing("an accurate variant for Auto, or an FP32 one"))?;
-                        (kind, v, "auto: no accurate variant for this accelerator; FP32 as the safe fallback".into())
+                        let (kind, v) = find(Kind::Fp32)
+                            .ok_or_else(|| self.missing("an accurate variant for Auto, or an FP32 one", class))?;
+                        (
+                            kind,
+                            v,
+                            format!(
+                                "auto: no variant passed on {class} for this accelerator; FP32 as the safe fallback"
+                            ),
+                        )
                     }
                 }
             }
@@ -209,24 +298,13 @@ impl Bundle {
                     Precision::Int4 => &[Kind::Int4],
                     _ => &[Kind::Int8Qdq, Kind::Int8Mixed, Kind::Int8Dynamic],
                 };
-                let (kind, v) = kinds
-                    .iter()
-                    .find_map(|&k| find(k, true))
-                    .or_else(|| kinds.iter().find_map(|&k| find(k, false)))
-                    .ok_or_else(|| self.missing(&format!("{explicit:?} variant")))?;
-                let reason = if v.accurate {
-                    "requested".to_owned()
-                } else {
-                    log::warn!(
-                        "{}: the {} variant failed the bundle's accuracy check; running it as asked",
-                        self.name(),
-                        v.file
-                    );
-                    "requested; note: this variant failed the bundle's accuracy check against FP32".to_owned()
-                };
-                (kind, v, reason)
+                match kinds.iter().find_map(|&k| find(k)) {
+                    Some((kind, v)) => (kind, v, "requested".to_owned()),
+                    None => return Err(self.refused(explicit, kinds, class)),
+                }
             }
         };
+        self.warn_foreign(variant, class, &timing_class);
         let path = self.dir.join(&variant.file);
         let not_found = || Error::ModelNotFound { path: path.display().to_string() };
         // A symlink may point elsewhere: the file it resolves to must still be inside the bundle.
@@ -254,12 +332,79 @@ impl Bundle {
         if self.manifest.model.is_empty() { "model bundle" } else { &self.manifest.model }
     }
 
-    fn missing(&self, what: &str) -> Error {
+    /// An explicit precision with no variant that passed on `class`: a typed error that says why and what to ask.
+    fn refused(&self, precision: Precision, kinds: &[Kind], class: &str) -> Error {
+        let Some(v) = kinds.iter().find_map(|&k| self.manifest.variants.iter().find(|v| k.matches(v))) else {
+            return self.missing(&format!("{precision:?} variant"), class);
+        };
+        let why = match v.standing(class) {
+            Standing::Failed(verdict) => format!(
+                "failed its accuracy check against FP32 on {class}{}",
+                match (verdict.worst_score, verdict.threshold, verdict.inputs) {
+                    (Some(score), Some(mark), Some(n)) =>
+                        format!(" (worst score {score:.4} against {mark} on {n} inputs)"),
+                    (None, Some(mark), Some(n)) => format!(" (non-finite outputs, against {mark} on {n} inputs)"),
+                    _ => String::new(),
+                }
+            ),
+            Standing::Unjudged { elsewhere } => {
+                format!(
+                    "has no accuracy verdict for {class}, where this engine computes (judged on {})",
+                    elsewhere.join(", ")
+                )
+            }
+            _ => "failed the bundle's accuracy check against FP32".to_owned(),
+        };
+        Error::InvalidConfig {
+            reason: format!(
+                "{}: the {precision:?} variant `{}` {why}; ask for Precision::Auto (it picks the fastest variant that passed here) or FP32",
+                self.name(),
+                v.file
+            ),
+        }
+    }
+
+    /// Logs when what the bundle says about `chosen` was measured on another class than this engine's: its timings
+    /// (ignored by `Auto`), or the bundle's verdicts (which then leave only FP32 to trust).
+    fn warn_foreign(&self, chosen: &BundleVariant, class: &str, timing_class: &str) {
+        if let Some(measured) = chosen.measured.as_ref().filter(|m| !m.is_empty() && !m.contains_key(timing_class)) {
+            let elsewhere: Vec<&str> = measured.keys().map(String::as_str).collect();
+            log::warn!(
+                "{}: `{}` was timed on {}, not on {timing_class} where this engine runs: Auto ignores those timings",
+                self.name(),
+                chosen.file,
+                elsewhere.join(", ")
+            );
+        }
+        let mut foreign: Vec<&str> = self
+            .manifest
+            .variants
+            .iter()
+            .filter_map(|v| match v.standing(class) {
+                Standing::Unjudged { elsewhere } => Some(elsewhere),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        foreign.sort_unstable();
+        foreign.dedup();
+        if !foreign.is_empty() {
+            log::warn!(
+                "{}: some variants were judged on {} only, not on {class} where this engine computes: they are not used here",
+                self.name(),
+                foreign.join(", ")
+            );
+        }
+    }
+
+    fn missing(&self, what: &str, class: &str) -> Error {
         let has: Vec<String> = self
             .manifest
             .variants
             .iter()
-            .map(|v| format!("{} ({}{})", v.file, v.precision, if v.accurate { "" } else { ", inaccurate" }))
+            .map(|v| {
+                format!("{} ({}{})", v.file, v.precision, if v.passes_on(class) { "" } else { ", not accurate here" })
+            })
             .collect();
         Error::InvalidConfig { reason: format!("{} has no {what}; it has: {}", self.name(), has.join(", ")) }
     }
@@ -328,18 +473,79 @@ mod tests {
     }
 
     #[test]
-    fn auto_skips_inaccurate_variants() {
+    fn auto_skips_inaccurate_variants_and_asking_for_one_is_refused() {
         let (_dir, b) = bundle(
             r#"{"precision": "fp32", "file": "fp32.onnx", "accurate": true},
                {"precision": "fp16", "file": "fp16.onnx", "accurate": false}"#,
         );
         let choice = b.choose(Precision::Auto, &coreml()).unwrap().1;
         assert_eq!((choice.precision, choice.file.as_str()), (Precision::Fp32, "fp32.onnx"));
-        assert!(choice.reason.contains("no accurate one"), "{}", choice.reason);
-        // Asked for by name, it runs, with the verdict in the reason.
-        let choice = b.choose(Precision::Fp16, &Accelerator::Cpu).unwrap().1;
-        assert_eq!(choice.file, "fp16.onnx");
-        assert!(choice.reason.contains("failed the bundle's accuracy check"), "{}", choice.reason);
+        assert!(choice.reason.contains("no variant that passed"), "{}", choice.reason);
+        // Asked for by name, it is refused with the reason, never run.
+        let err = b.choose(Precision::Fp16, &Accelerator::Cpu).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig { reason } if reason.contains("fp16.onnx") && reason.contains("Auto")),
+            "{err}"
+        );
+    }
+
+    /// A bundle judged on both classes, as `cargo xtask models verdicts` writes it: FP16 passes on x86-64 (which
+    /// computes float16 ops in float32) and fails on ARM64 (which runs them natively).
+    const BY_CLASS: &str = r#"{"precision": "fp32", "file": "fp32.onnx", "accurate": true},
+        {"precision": "fp16", "file": "fp16.onnx", "accurate": true, "verdicts": {
+            "linux-x86_64-cpu": {"passed": true, "set": "test", "inputs": 24, "worst_score": 0.9991, "threshold": 0.99},
+            "linux-aarch64-cpu": {"passed": false, "set": "test", "inputs": 24, "worst_score": null, "threshold": 0.99}}},
+        {"precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": false, "verdicts": {
+            "linux-x86_64-cpu": {"passed": false, "inputs": 24, "worst_score": 0.61, "threshold": 0.99},
+            "linux-aarch64-cpu": {"passed": true, "inputs": 24, "worst_score": 0.995, "threshold": 0.99}}}"#;
+
+    #[test]
+    fn verdicts_hold_only_on_their_numerics_class() {
+        let (_dir, b) = bundle(BY_CLASS);
+        let arm = "linux-aarch64-cpu";
+        // ARM64: FP16 failed there, so neither Auto (CoreML prefers FP16) nor an explicit request gets it.
+        let auto = b.choose_on(Precision::Auto, &coreml(), arm).unwrap().1;
+        assert_eq!(auto.file, "fp32.onnx", "{}", auto.reason);
+        let err = b.choose_on(Precision::Fp16, &Accelerator::Cpu, arm).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig { reason }
+                if reason.contains("failed its accuracy check") && reason.contains(arm) && reason.contains("24 inputs")),
+            "{err}"
+        );
+        // ...while INT8 passed there and is what Auto prefers on an ARM CPU.
+        assert_eq!(b.choose_on(Precision::Int8, &Accelerator::Cpu, arm).unwrap().1.file, "int8-qdq.onnx");
+        // x86-64: the other way round.
+        let x86 = "linux-x86_64-cpu";
+        assert_eq!(b.choose_on(Precision::Auto, &coreml(), x86).unwrap().1.file, "fp16.onnx");
+        assert_eq!(b.choose_on(Precision::Fp16, &Accelerator::Cpu, x86).unwrap().1.file, "fp16.onnx");
+        assert!(b.choose_on(Precision::Int8, &Accelerator::Cpu, x86).is_err());
+        // A class nobody judged (32-bit ARM): only the FP32 reference.
+        let err = b.choose_on(Precision::Fp16, &Accelerator::Cpu, "linux-arm-cpu").unwrap_err();
+        assert!(err.to_string().contains("no accuracy verdict for linux-arm-cpu"), "{err}");
+        assert_eq!(b.choose_on(Precision::Auto, &coreml(), "linux-arm-cpu").unwrap().1.file, "fp32.onnx");
+    }
+
+    #[test]
+    fn bundles_from_before_verdicts_per_class_count_as_judged_on_x86_only() {
+        let (_dir, b) = bundle(ALL);
+        let arm = "linux-aarch64-cpu";
+        let nnapi = Accelerator::Nnapi { fp16: false, nchw: false, cpu_disabled: false, cpu_only: false };
+        assert_eq!(b.choose_on(Precision::Auto, &nnapi, arm).unwrap().1.file, "fp32.onnx");
+        let err = b.choose_on(Precision::Int8, &Accelerator::Cpu, arm).unwrap_err();
+        assert!(err.to_string().contains("judged on linux-x86_64-cpu"), "{err}");
+        assert_eq!(b.choose_on(Precision::Auto, &nnapi, LEGACY_VERDICT_CLASS).unwrap().1.file, "int8-qdq.onnx");
+    }
+
+    #[test]
+    fn the_manifest_round_trips_what_it_does_not_read() {
+        let text = r#"{"format": 1, "model": "m", "onnxruntime": "1.31.1", "variants": [{"precision": "fp16",
+            "file": "fp16.onnx", "accurate": true, "sha256": "ab", "accuracy": {"cosine_similarity": 0.999},
+            "verdicts": {"linux-x86_64-cpu": {"passed": true, "source": "models verdicts"}},
+            "measured": {"linux-x86_64-cpu": {"mean_ms": 2.5, "source": "models prepare"}}}]}"#;
+        let manifest: BundleManifest = serde_json::from_str(text).unwrap();
+        let again: serde_json::Value = serde_json::to_value(&manifest).unwrap();
+        let original: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(again, original);
     }
 
     #[test]
@@ -370,7 +576,7 @@ mod tests {
         let nnapi = Accelerator::Nnapi { fp16: false, nchw: false, cpu_disabled: false, cpu_only: false };
         let choice = b.choose(Precision::Auto, &nnapi).unwrap().1;
         assert_eq!(choice.file, "int8-mixed.onnx");
-        assert!(choice.reason.contains("no accurate one"), "{}", choice.reason);
+        assert!(choice.reason.contains("no variant that passed"), "{}", choice.reason);
     }
 
     #[test]

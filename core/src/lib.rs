@@ -52,7 +52,7 @@ pub use placement::{Placement, ProviderPlacement};
 pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
 pub use schedule::{CancelToken, Priority, PriorityHandle, RunOptions};
 pub use tensor::{Element, ElementType, Tensor, TensorRef, decode_strings, encode_strings};
-pub use variant_choice::device_class;
+pub use variant_choice::{Measured, Measurements, device_class, numerics_class};
 
 /// Version of this library, checked by the Kotlin and Swift layers against the version they were generated for.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

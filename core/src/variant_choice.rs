@@ -4,22 +4,29 @@
 //! A variant's measurements are keyed by [`device_class`] (`linux-x86_64-cpu`, `android-aarch64-nnapi`, ...), written
 //! by `cargo xtask bench --record` where the variant ran. Where no passing variant was measured on this class, the
 //! caller's order of preference (ONNX Runtime's guidance per accelerator) decides.
+//!
+//! A variant's accuracy verdicts are keyed by [`numerics_class`]: which kernels computed the numbers. ONNX Runtime's
+//! x86-64 CPU kernels compute many float16 ops in float32 while its ARM64 kernels run them natively, so a variant can
+//! pass on one and give garbage on the other: a verdict holds only for the class it was taken on.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Accelerator;
 
 /// A measurement of one variant on one device class: lower is better.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-pub(crate) struct Measured {
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Measured {
     /// Mean latency per run (engines).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean_ms: Option<f64>,
     /// Generated tokens per second (LLMs).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_s: Option<f64>,
+    /// What measured it (`cargo xtask bench --record`, `models prepare`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Measured {
@@ -30,7 +37,7 @@ impl Measured {
     }
 }
 
-pub(crate) type Measurements = BTreeMap<String, Measured>;
+pub type Measurements = BTreeMap<String, Measured>;
 
 /// The class of device a measurement holds for: OS, CPU architecture and the accelerator leading the model.
 pub fn device_class(leading: &Accelerator) -> String {
@@ -41,6 +48,16 @@ pub fn device_class(leading: &Accelerator) -> String {
         Accelerator::CoreMl { .. } => "coreml",
     };
     format!("{}-{}-{accelerator}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// The class of numerics whose accuracy verdicts hold for an engine led by `leading`: the CPU architecture whose
+/// ONNX Runtime kernels compute the model (`linux-x86_64-cpu`, `linux-aarch64-cpu`; Android and iOS CPUs are
+/// `linux-aarch64-cpu`: the same ONNX Runtime ARM64 kernels, whatever the OS). No accelerator has verdicts of its
+/// own yet, so NNAPI, CoreML and XNNPACK take their architecture's CPU verdict: the nearest measured numerics (ARM64
+/// computes float16 natively, as the GPU and NPU do), never a verdict from another architecture.
+pub fn numerics_class(leading: &Accelerator) -> String {
+    let _ = leading; // every accelerator takes its architecture's CPU verdict (see above)
+    format!("linux-{}-cpu", std::env::consts::ARCH)
 }
 
 /// One variant as the choice sees it.
@@ -76,7 +93,7 @@ mod tests {
     use super::*;
 
     fn measured(class: &str, ms: f64) -> Measurements {
-        BTreeMap::from([(class.to_owned(), Measured { mean_ms: Some(ms), tokens_per_s: None })])
+        BTreeMap::from([(class.to_owned(), Measured { mean_ms: Some(ms), ..Measured::default() })])
     }
 
     #[test]
@@ -105,9 +122,9 @@ mod tests {
 
     #[test]
     fn tokens_per_second_are_costs_too() {
-        let a = BTreeMap::from([("c".to_owned(), Measured { mean_ms: None, tokens_per_s: Some(100.0) })]);
-        let b = BTreeMap::from([("c".to_owned(), Measured { mean_ms: None, tokens_per_s: Some(30.0) })]);
-        let nonsense = BTreeMap::from([("c".to_owned(), Measured { mean_ms: Some(f64::NAN), tokens_per_s: None })]);
+        let a = BTreeMap::from([("c".to_owned(), Measured { tokens_per_s: Some(100.0), ..Measured::default() })]);
+        let b = BTreeMap::from([("c".to_owned(), Measured { tokens_per_s: Some(30.0), ..Measured::default() })]);
+        let nonsense = BTreeMap::from([("c".to_owned(), Measured { mean_ms: Some(f64::NAN), ..Measured::default() })]);
         let candidates = [
             Candidate { name: "fp32", passed: true, measured: Some(&b) },
             Candidate { name: "int4-mixed", passed: true, measured: Some(&a) },

@@ -332,8 +332,47 @@ fn auto_leaves_out_variants_that_failed_their_accuracy_check() {
     // CoreML is not in this ONNX Runtime, so the CPU leads; either way the inaccurate FP16 is never auto-picked.
     let engine = Engine::from_bundle(&bundle.0, coreml_then_cpu).unwrap();
     assert_eq!(engine.precision().unwrap().precision, Precision::Fp32);
-    let asked = Engine::from_bundle(&bundle.0, EngineConfig::default().with_precision(Precision::Fp16)).unwrap();
-    assert!(asked.precision().unwrap().reason.contains("failed the bundle's accuracy check"));
+    // Asked for by name, it is refused with a typed error that says why: never garbage outputs.
+    let err = Engine::from_bundle(&bundle.0, EngineConfig::default().with_precision(Precision::Fp16)).unwrap_err();
+    assert!(matches!(&err, Error::InvalidConfig { reason } if reason.contains("fp16.onnx")), "{err}");
+}
+
+/// A bundle whose FP16 verdict differs by numerics class: passing on `passes_on`, failing on every other class.
+fn bundle_judged_on(passes_on: &str, fails_on: &str) -> TempDir {
+    let dir = fixture_bundle(true);
+    let manifest = format!(
+        r#"{{"format": 1, "model": "identity", "variants": [
+            {{"precision": "fp32", "file": "fp32.onnx", "accurate": true}},
+            {{"precision": "fp16", "file": "fp16.onnx", "accurate": true, "verdicts": {{
+                "{passes_on}": {{"passed": true, "set": "test", "inputs": 24, "worst_score": 0.9995, "threshold": 0.99}},
+                "{fails_on}": {{"passed": false, "set": "test", "inputs": 24, "worst_score": 0.41, "threshold": 0.99}}}}}}]}}"#
+    );
+    std::fs::write(dir.0.join("bundle.json"), manifest).unwrap();
+    dir
+}
+
+#[test]
+fn a_verdict_holds_only_on_the_numerics_class_it_was_taken_on() {
+    common::init();
+    let here = openautoglm::numerics_class(&Accelerator::Cpu);
+    let elsewhere = if here.contains("aarch64") { "linux-x86_64-cpu" } else { "linux-aarch64-cpu" };
+    let fp16 = || EngineConfig::default().with_precision(Precision::Fp16);
+    // Failed here, passed elsewhere: refused here, whatever the other class says.
+    let failed_here = bundle_judged_on(elsewhere, &here);
+    let err = Engine::from_bundle(&failed_here.0, fp16()).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { reason } if reason.contains(&here) && reason.contains("0.4100")),
+        "{err}"
+    );
+    let auto = Engine::from_bundle(&failed_here.0, EngineConfig::default()).unwrap();
+    assert_eq!(auto.precision().unwrap().file, "fp32.onnx");
+    // Passed here, failed elsewhere: it runs here.
+    let passed_here = bundle_judged_on(&here, elsewhere);
+    let engine = Engine::from_bundle(&passed_here.0, fp16()).unwrap();
+    assert_eq!(
+        (engine.precision().unwrap().file.as_str(), engine.precision().unwrap().reason.as_str()),
+        ("fp16.onnx", "requested")
+    );
 }
 
 #[test]

@@ -225,4 +225,35 @@ fn cancelling_during_a_long_prefill_stops_between_chunks() {
     eprintln!("cancelled prefill returned after {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     assert_eq!(generation.finish_reason(), Some(FinishReason::Cancelled));
     assert!(generation.tokens().is_empty(), "stopped inside the prefill");
+    let metrics = generation.metrics();
+    let chunks = (metrics.prompt_tokens + 3) / 4;
+    assert!(
+        metrics.prefill_passes >= 1 && metrics.prefill_passes < chunks,
+        "stopped between chunks: {} of {chunks} ran",
+        metrics.prefill_passes
+    );
+}
+
+#[test]
+fn a_long_prompt_is_prefilled_in_chunks_of_the_set_size() {
+    let llm = tiny();
+    let prompt = "word ".repeat(100);
+    let whole = {
+        let mut generation = llm.generate(&prompt, greedy(2)).unwrap();
+        for piece in generation.by_ref() {
+            piece.unwrap();
+        }
+        generation.metrics()
+    };
+    assert_eq!(whole.prefill_passes, 1, "{} prompt tokens fit one default chunk", whole.prompt_tokens);
+    llm.set_prefill_chunk(16);
+    let mut generation = llm.generate(&prompt, greedy(2)).unwrap();
+    for piece in generation.by_ref() {
+        piece.unwrap();
+    }
+    let metrics = generation.metrics();
+    assert_eq!(metrics.prompt_tokens, whole.prompt_tokens);
+    assert_eq!(metrics.prefill_passes, (metrics.prompt_tokens + 15) / 16, "one pass per chunk of 16");
+    assert_eq!(generation.tokens().len(), 2);
+    assert!(metrics.prompt_tokens > 16 * 2, "the prompt spans several chunks ({} tokens)", metrics.prompt_tokens);
 }

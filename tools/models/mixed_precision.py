@@ -1,5 +1,6 @@
 """Per-layer precision: find the parts of a graph that break a variant's accuracy, keep them at FP32, and keep the
-fastest configuration that passes the model's task measure on the validation set. Used by prepare_variants.py.
+fastest configuration that passes the model's task measure on the selection set (the test set, which
+records the verdict, is never seen here). Used by prepare_variants.py.
 
 Sensitivity is measured where it matters, on the model's outputs: the graph (in topological order) is cut into
 BLOCKS contiguous blocks; each block in turn is kept at FP32 with everything else at the lower precision, and the
@@ -8,7 +9,7 @@ mask IoU for a text detector, cosine otherwise). Per-tensor statistics were trie
 concatenates box coordinates (0-320) with class scores (0-1) under one INT8 scale, which rounds every score to 0 or
 1.25 while each tensor's own error still looks small, and near-dead channels look worse than that.
 
-The search keeps the most sensitive blocks at FP32, one more at a time, until the variant passes on the validation
+The search keeps the most sensitive blocks at FP32, one more at a time, until the variant passes on the selection
 set; then halves each kept block while it still passes (fewer FP32 nodes, usually faster), measures the latency of
 every passing configuration on this host and keeps the fastest.
 INT8 is QDQ with per-channel weights calibrated on the calibration set; FP16 keeps float32 inputs and outputs.
@@ -138,7 +139,7 @@ def blocks_of(model, count):
     return [names[i:i + size] for i in range(0, len(names), size)]
 
 
-def search(kind, fp32, calibration, score, validation_pass, feeds, run, out_path):
+def search(kind, fp32, calibration, score, selection_pass, feeds, run, out_path):
     """The fastest passing configuration: a dict with `kept_fp32` (node names), `latency_ms`, `tried` (every
     configuration with its verdict), or with `error` when none passed. INT8 is searched with per-tensor and with
     per-channel weights (per-channel is more accurate, per-tensor was faster on x86-64): the faster passing wins."""
@@ -163,7 +164,7 @@ def search(kind, fp32, calibration, score, validation_pass, feeds, run, out_path
                 exclude = [name for block in kept for name in block]
                 try:
                     path = build(exclude)
-                    verdict, accuracy = validation_pass(path)
+                    verdict, accuracy = selection_pass(path)
                 except Exception as e:  # the tools make some configurations ONNX Runtime rejects: a failed one
                     tried.append({"per_channel": per_channel, "nodes_at_fp32": len(exclude), "passed": False,
                                   "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})

@@ -10,9 +10,11 @@ format, for the mobile runtime), DIR/variants.json (every variant with its accur
 DIR/bundle.json (the model bundle the engine loads: core/src/bundle.rs). A variant the tools cannot make is recorded
 with its error instead of stopping the others.
 
-Quantization is calibrated on the calibration set and every verdict is taken on the separate validation set
-(held_out.json from `models prepare`: real images, sentences, speech); a variant passes when every validation
-input passes the task's measure.
+Three disjoint sets of real inputs (held_out.json from `models prepare`: photos, rendered text, sentences, speech):
+quantization is calibrated on the calibration set, the per-layer search stops on the selection set, and the only
+verdict recorded (variants.json, bundle.json) is taken on the test set, which nothing was tuned on. A variant passes
+when every test input passes the task's measure (verdict.py). The bundle's verdict is this host's numerics class;
+`cargo xtask models verdicts` adds the verdicts of the SDK's own runs on each class (x86-64, ARM64 under qemu).
 
 FP16 keeps no float32 I/O: Cast nodes at the graph's edges are extra partitions for CoreML and NNAPI, and callers
 holding float32 are converted by the engine (in bulk) instead.
@@ -35,6 +37,7 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 
 import held_out
 import mixed_precision
+from verdict import accuracy, accurate, input_score, verdict, worst
 from recipe_inputs import recipe_input  # one definition of the recipe, shared with the python-ort peer
 
 
@@ -52,19 +55,6 @@ def run_session(session, feeds):
              else value for name, value in feeds.items()}
     return [np.asarray(o).astype(np.float32) if np.asarray(o).dtype == np.float16 else np.asarray(o)
             for o in session.run(None, typed)]
-
-
-def accurate(v, task):
-    """The verdict a model bundle records, which Precision.Auto obeys: the task's own measure where the model has
-    one (cosine hides a detector whose top box changed class), else near-identical outputs."""
-    if "error" in v or v.get("non_finite_outputs"):
-        return False
-    if task == "yolo":
-        return bool(v.get("top_box_same_class")) and v.get("top_box_iou", 0) >= 0.5
-    if task == "probability-map":
-        return v.get("map_iou", 0) >= 0.8
-    top1 = v.get("top1_agreement")
-    return (v.get("cosine_similarity") or 0) >= 0.99 and (top1 is None or top1 >= 0.9)
 
 
 def sha256(path):
@@ -88,85 +78,17 @@ def write_bundle(out_dir, model_id, variants, task):
         path = os.path.join(out_dir, v["file"])
         entries.append({"precision": precision, **({"quantization": quantization} if quantization else {}),
                         "file": v["file"], "size_bytes": os.path.getsize(path), "sha256": sha256(path),
-                        "accurate": accurate(v, task),
+                        "accurate": v["verdict"]["passed"],
+                        "verdicts": {host: {**v["verdict"], "set": "test", "source": "models prepare"}},
                         **({"kept_fp32": v["kept_fp32"]} if "kept_fp32" in v else {}),
                         # python onnxruntime on this host: the same ONNX Runtime and kernels the engine runs
                         "measured": {host: {"mean_ms": v["latency_ms"], "source": "models prepare"}},
-                        "accuracy": {k: v[k] for k in v if k not in ("file", "size_bytes", "seconds", "kept_fp32",
-                                                                     "tried", "latency_ms", "block_gains", "per_channel")}})
+                        "accuracy": {k: v[k] for k in v if k not in ("file", "size_bytes", "seconds", "kept_fp32", "verdict",
+                                                                     "selection_passed", "tried", "latency_ms",
+                                                                     "block_gains", "per_channel")}})
     with open(os.path.join(out_dir, "bundle.json"), "w") as f:
         json.dump({"format": 1, "model": model_id, "onnxruntime": ort.__version__, "variants": entries}, f,
                   indent=1, allow_nan=False)
-
-
-def yolo_top_box(output):
-    """The highest-scoring detection of a YOLOv8 head [1, 4 + classes, anchors]: (cx, cy, w, h), class."""
-    scores = output[0, 4:, :]
-    anchor = int(np.argmax(scores.max(axis=0)))
-    return output[0, :4, anchor].astype(np.float64), int(np.argmax(scores[:, anchor]))
-
-
-def box_iou(a, b):
-    ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[3] / 2, a[0] + a[2] / 2, a[1] + a[3] / 2
-    bx0, by0, bx1, by1 = b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2
-    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def task_accuracy(task, reference, outputs):
-    """The measure that matters for the model's job, on its first output."""
-    ref, out = reference[0], outputs[0]
-    if task == "yolo":
-        (box_ref, class_ref), (box_out, class_out) = yolo_top_box(ref), yolo_top_box(out)
-        return {"top_box_iou": box_iou(box_ref, box_out), "top_box_same_class": class_ref == class_out}
-    if task == "probability-map":
-        # DBNet's text threshold: compare the text masks the post-processing would see.
-        a, b = ref > 0.3, out > 0.3
-        union = np.logical_or(a, b).sum()
-        return {"map_iou": float(np.logical_and(a, b).sum() / union) if union else 1.0}
-    return {}
-
-
-def accuracy(reference, outputs, task="generic"):
-    """Per variant: the worst output's cosine similarity, max abs error and argmax (top-1 along the last axis)
-    agreement with FP32 on the same input, plus the task's own measure."""
-    cosines, errors, agreements = [], [], []
-    for ref, out in zip(reference, outputs):
-        if not np.issubdtype(ref.dtype, np.floating) or ref.size == 0:
-            continue
-        a, b = ref.astype(np.float64).ravel(), out.astype(np.float64).ravel()
-        denominator = np.linalg.norm(a) * np.linalg.norm(b)
-        cosines.append(float(a @ b / denominator) if denominator > 0 else float(np.array_equal(a, b)))
-        errors.append(float(np.max(np.abs(a - b))))
-        if ref.ndim >= 1 and ref.shape[-1] > 1:
-            agreements.append(float(np.mean(np.argmax(ref, axis=-1) == np.argmax(out, axis=-1))))
-    def finite(values, pick):
-        # A variant that produces NaN or infinity has no meaningful error: report null and flag it.
-        return pick(values) if values and all(np.isfinite(values)) else None
-    non_finite = any(not np.all(np.isfinite(o)) for o in outputs if np.issubdtype(o.dtype, np.floating))
-    return {
-        "cosine_similarity": finite(cosines, min),
-        "max_abs_error": finite(errors, max),
-        "top1_agreement": min(agreements) if agreements else None,
-        "non_finite_outputs": bool(non_finite),
-        **({} if non_finite else task_accuracy(task, reference, outputs)),
-    }
-
-
-def worst(per_input):
-    """The validation set's verdict is its worst input's: minima of similarities, maxima of errors, all of flags."""
-    merged = {}
-    for key in per_input[0]:
-        values = [a.get(key) for a in per_input]
-        if any(v is None for v in values):
-            merged[key] = None
-        elif isinstance(values[0], bool):
-            merged[key] = all(values) if key != "non_finite_outputs" else any(values)
-        else:
-            merged[key] = (max if key == "max_abs_error" else min)(values)
-    merged["validation_inputs"] = len(per_input)
-    return merged
 
 
 class RecipeReader(CalibrationDataReader):
@@ -194,43 +116,45 @@ class Validation:
     def measure(self, path):
         return worst(self.per_input(path))
 
+    def record(self, path):
+        """The measures (worst input's) and the verdict to record."""
+        per_input = self.per_input(path)
+        return worst(per_input), verdict(per_input, self.task)
+
     def score(self, path):
         """Higher is closer to FP32: the task's own measure, averaged over the inputs (for the search)."""
-        def one(a):
-            if a.get("non_finite_outputs"):
-                return -1.0
-            if self.task == "yolo":
-                return a["top_box_iou"] if a["top_box_same_class"] else 0.0
-            if self.task == "probability-map":
-                return a["map_iou"]
-            return a["cosine_similarity"] if a["cosine_similarity"] is not None else -1.0
-        return float(np.mean([one(a) for a in self.per_input(path)]))
+        scores = [input_score(a, self.task) for a in self.per_input(path)]
+        return float(np.mean([-1.0 if s is None else s for s in scores]))
 
     def verdict(self, path):
         measured = self.measure(path)
         return accurate(measured, self.task), measured
 
 
-def make(name, build, out_dir, validation, feeds):
+def make(name, build, out_dir, sets, feeds):
+    """Builds a variant, then judges it: on the selection set (whether to search per layer) and on the test set
+    (the recorded verdict and measures)."""
     path = os.path.join(out_dir, name)
     started = time.perf_counter()
     try:
         extra = build(path) or {}
         if "error" in extra:
             return {"file": name, **extra}
-        measured = validation.measure(path)
+        measured, recorded = sets["test"].record(path)
+        selection_passed = sets["selection"].verdict(path)[0]
     except Exception as e:  # the tools reject some graphs (e.g. control flow); say so and go on
         return {"file": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
     return {"file": name, "size_bytes": os.path.getsize(path), "seconds": round(time.perf_counter() - started, 2),
             "latency_ms": extra.get("latency_ms") or mixed_precision.latency_ms(path, feeds, run_session),
-            **measured, **{k: v for k, v in extra.items() if k not in ("latency_ms", "accuracy")}}
+            **measured, "verdict": recorded, "selection_passed": bool(selection_passed),
+            **{k: v for k, v in extra.items() if k not in ("latency_ms", "accuracy")}}
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
     p.add_argument("--recipe", required=True)
-    p.add_argument("--held-out", default="", help="held_out.json: calibration and validation sets")
+    p.add_argument("--held-out", default="", help="held_out.json: calibration, selection and test sets")
     p.add_argument("--out", required=True)
     p.add_argument("--task", default="generic")
     p.add_argument("--id", default="", help="the model's id, recorded in bundle.json")
@@ -239,42 +163,45 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     with open(args.recipe) as f:
         feeds = {spec["name"]: recipe_input(spec, os.path.dirname(args.recipe)) for spec in json.load(f)}
-    calibration, validation_set, source = held_out.load(args.held_out, feeds)
+    inputs, source = held_out.load(args.held_out, feeds)
+    calibration = inputs["calibration"]
 
     fp32 = os.path.join(args.out, "fp32.onnx")
     shutil.copyfile(args.model, fp32)
-    validation = Validation(fp32, validation_set, args.task)
+    sets = {name: Validation(fp32, inputs[name], args.task) for name in ("selection", "test")}
     calibrated = Validation(fp32, calibration, args.task)
+    measured, recorded = sets["test"].record(fp32)
     variants = {"fp32": {"file": "fp32.onnx", "size_bytes": os.path.getsize(fp32),
                          "latency_ms": mixed_precision.latency_ms(fp32, feeds, run_session),
-                         **validation.measure(fp32)}}
+                         **measured, "verdict": recorded, "selection_passed": True}}
 
     variants["fp16"] = make("fp16.onnx", lambda path: onnx.save(
-        convert_float_to_float16(onnx.load(fp32), keep_io_types=False), path), args.out, validation, feeds)
+        convert_float_to_float16(onnx.load(fp32), keep_io_types=False), path), args.out, sets, feeds)
     # Per-tensor: per-channel dynamic INT8 was seen to break transformer outputs (shared/models.md).
     variants["int8-dynamic"] = make("int8-dynamic.onnx", lambda path: quantize_dynamic(
-        fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, validation, feeds)
+        fp32, path, weight_type=QuantType.QInt8, per_channel=False), args.out, sets, feeds)
     variants["int8-qdq"] = make("int8-qdq.onnx", lambda path: quantize_static(
         fp32, path, RecipeReader(calibration), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8, per_channel=False), args.out, validation, feeds)
+        weight_type=QuantType.QInt8, per_channel=False), args.out, sets, feeds)
     # Per layer, where the whole-graph variant failed: the fastest configuration that passes.
     for kind, plain in (("int8", "int8-qdq"), ("fp16", "fp16")):
-        if "error" not in variants[plain] and not accurate(variants[plain], args.task):
+        if "error" not in variants[plain] and not variants[plain]["selection_passed"]:
             variants[f"{kind}-mixed"] = make(f"{kind}-mixed.onnx", lambda path, kind=kind: mixed_precision.search(
-                kind, fp32, calibration, calibrated.score, validation.verdict, feeds, run_session, path), args.out, validation, feeds)
+                kind, fp32, calibration, calibrated.score, sets["selection"].verdict, feeds, run_session, path),
+                args.out, sets, feeds)
 
     def to_ort(path):
         subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", fp32],
                        check=True, capture_output=True)
         if not os.path.exists(path):
             raise RuntimeError("the converter wrote no .ort file")
-    variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, validation, feeds)
+    variants["fp32-ort"] = make("fp32.ort", to_ort, args.out, sets, feeds)
     for v in variants.values():
-        v["accurate"] = accurate(v, args.task)
+        v["accurate"] = bool(v.get("verdict", {}).get("passed"))
 
     with open(os.path.join(args.out, "variants.json"), "w") as f:
         json.dump({"onnxruntime": ort.__version__, "stamp": args.stamp, "inputs": source,
-                   "calibration_inputs": len(calibration), "validation_inputs": len(validation_set),
+                   **{f"{name}_inputs": len(inputs[name]) for name in inputs},
                    "variants": variants}, f, indent=1, allow_nan=False)
     write_bundle(args.out, args.id, variants, args.task)
 

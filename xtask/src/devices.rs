@@ -57,6 +57,12 @@ impl Device {
         }
     }
 
+    /// The numerics class the device's verdicts hold for (`core::numerics_class`): its CPU architecture's ONNX
+    /// Runtime kernels. An emulated ARM64 runs the same aarch64 kernels a phone's CPU does.
+    pub fn numerics_class(&self) -> String {
+        format!("linux-{}-cpu", self.arch())
+    }
+
     /// The class `Precision::Auto` looks measurements up under (`core::device_class`) for runs on the CPU; none
     /// for an emulator, whose timings say nothing about a device.
     pub fn device_class(&self) -> Option<String> {
@@ -120,6 +126,14 @@ pub fn deploy(device: &Device, model: &Path, recipe: &Path) -> Result<Deployed> 
     deployed.model = format!("{}/{model_name}", deployed.dir);
     deployed.recipe = format!("{}/recipe.json", deployed.dir);
     Ok(deployed)
+}
+
+/// Builds the runner for `device` and deploys it with `files` (name on the device, host path; directories whole):
+/// several models and the inputs of a held-out set, for `run_verdict`.
+pub fn deploy_files(device: &Device, files: &[(String, PathBuf)]) -> Result<Deployed> {
+    let (stage, mut staged) = build_runner(device)?;
+    staged.extend(files.iter().cloned());
+    stage_files(device, stage, &staged)
 }
 
 /// Builds the runner for `device` and deploys it with a decoder LLM's files at one precision (`llm/` on the device).
@@ -281,6 +295,33 @@ impl Deployed {
         }
         self.exec(&argv, &[&out])?;
         self.collected("result.json")
+    }
+
+    /// Runs `model` (a deployed file name) on every input of the deployed set `inputs` (its `set.json`, a list of
+    /// recipes) and returns the host directory holding the outputs it dumped (`--verdict`).
+    pub fn run_verdict(&self, model: &str, inputs: &str, threads: u32) -> Result<PathBuf> {
+        let dump = format!("dump-{}", model.replace('.', "-"));
+        let mut argv: Vec<String> = vec![
+            "--verdict".into(),
+            "--model".into(),
+            format!("{}/{model}", self.dir),
+            "--inputs".into(),
+            format!("{}/{inputs}", self.dir),
+            "--dump-dir".into(),
+            format!("{}/{dump}", self.dir),
+            "--threads".into(),
+            threads.to_string(),
+        ];
+        if !matches!(self.device, Device::IosSim { .. }) {
+            argv.extend(["--ort".into(), self.ort.clone()]);
+        }
+        let _ = fs::remove_dir_all(self.stage.join(&dump));
+        self.exec(&argv, &[&format!("{}/{dump}", self.dir)])?;
+        let local = self.stage.join(&dump);
+        if !local.join("0.json").exists() {
+            bail!("the device dumped no outputs for {model}");
+        }
+        Ok(local)
     }
 
     /// A result file the runner wrote, brought back from the device.

@@ -31,6 +31,7 @@ mod size;
 mod swift_toolchain;
 mod targets;
 mod test;
+mod text_render;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

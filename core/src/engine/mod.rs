@@ -47,6 +47,7 @@ pub struct Engine {
     pool: Pool,
     /// Runs stopped part-way for an interactive run and started again.
     preempted: AtomicU64,
+    stopped: AtomicU64,
 }
 
 /// One slot per concurrent run, each a full set of sessions (dynamic and one per shape bucket): ort's `Session::run`
@@ -227,6 +228,7 @@ impl Engine {
         Ok(Engine {
             pool,
             preempted: AtomicU64::new(0),
+            stopped: AtomicU64::new(0),
             info,
             config,
             accelerators,
@@ -293,6 +295,12 @@ impl Engine {
     /// lost to interactive ones.
     pub fn preempted_runs(&self) -> u64 {
         self.preempted.load(Ordering::Relaxed)
+    }
+
+    /// Runs ONNX Runtime stopped part-way, between two nodes, for a cancel or a deadline: work not done. A request
+    /// refused before it ran, or a run that finished before the stop reached it, is not counted.
+    pub fn stopped_runs(&self) -> u64 {
+        self.stopped.load(Ordering::Relaxed)
     }
 
     /// Runs the model at normal priority, with no deadline. Every input the model declares must be given exactly
@@ -423,7 +431,10 @@ impl Engine {
                     seq = Some(grant.seq());
                     continue;
                 }
-                (Err(_), Some(stop)) => return Err(stop.error()),
+                (Err(_), Some(stop)) => {
+                    self.stopped.fetch_add(1, Ordering::Relaxed);
+                    return Err(stop.error());
+                }
                 (Err(e), None) => return Err(Error::InferenceFailed { reason: format!("run: {}", e.message()) }),
                 (Ok(_), Some(Stop::Cancelled)) => return Err(Error::Cancelled),
                 (Ok(outputs), _) => outputs,

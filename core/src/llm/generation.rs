@@ -60,6 +60,9 @@ pub struct GenerationMetrics {
     pub accepted_draft_tokens: i32,
     /// Passes of the model after the prompt's: with speculation, fewer than the tokens they produced.
     pub decode_passes: i32,
+    /// Runs of the model over the prompt: one per chunk of at most the LLM's prefill chunk (fewer chunks while
+    /// no other generation shares the model), so a long prompt's activations stay bounded.
+    pub prefill_passes: i32,
 }
 
 impl GenerationMetrics {
@@ -121,6 +124,8 @@ pub struct Generation {
     prompt_len: usize,
     /// Model steps run so far (the first is the prefill).
     steps: usize,
+    /// Model runs over the prompt so far (its chunks).
+    prefill_passes: usize,
     /// The KV cache between steps; `None` once ended (its memory goes back then).
     state: Option<DecoderState>,
     /// Speculative decoding, when asked for.
@@ -196,6 +201,7 @@ impl Generation {
             options,
             llm,
             steps: 0,
+            prefill_passes: 0,
             state: Some(state),
             speculator,
             pending: VecDeque::new(),
@@ -270,6 +276,7 @@ impl Generation {
             draft_tokens: self.speculator.as_ref().map_or(0, |s| s.proposed as i32),
             accepted_draft_tokens: self.speculator.as_ref().map_or(0, |s| s.accepted as i32),
             decode_passes: self.steps.saturating_sub(1) as i32,
+            prefill_passes: self.prefill_passes as i32,
         }
     }
 
@@ -332,6 +339,7 @@ impl Generation {
             }
             if prompt - start <= chunk {
                 let token = self.run(prompt, true)?;
+                self.prefill_passes += 1;
                 if let Some(speculator) = self.speculator.as_mut() {
                     let turn = Turn { priority: self.priority.get(), cancel: &self.cancel };
                     speculator.prefill(&self.tokens, &turn)?;
@@ -339,6 +347,7 @@ impl Generation {
                 return Ok(token);
             }
             self.run(start + chunk, false)?;
+            self.prefill_passes += 1;
             start += chunk;
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);

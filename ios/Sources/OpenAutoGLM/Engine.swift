@@ -249,6 +249,13 @@ public enum Runtime {
         OpenAutoGLM.deviceClass(accelerator: accelerator)
     }
 
+    /// The numerics class whose accuracy verdicts hold when `accelerator` leads (`linux-aarch64-cpu` on every ARM64
+    /// iPhone and Mac): a bundle variant runs, whether `.auto` picks it or the app asks for its precision, only where
+    /// it passed its accuracy check on this class. Asking for one that did not throws `EngineError.InvalidConfig`.
+    public static func numericsClass(for accelerator: Accelerator = .cpu) -> String {
+        OpenAutoGLM.numericsClass(accelerator: accelerator)
+    }
+
     /// What the SDK and ONNX Runtime log (os_log on Apple platforms) from now on; default `.warn`. ONNX Runtime's
     /// report of a failed inference, which the caller receives as an `EngineError`, is logged at `.debug`.
     public static var logLevel: LogLevel {

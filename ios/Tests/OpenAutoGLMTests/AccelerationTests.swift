@@ -114,6 +114,35 @@ final class AccelerationTests: XCTestCase {
         guard case .ModelNotFound? = none else { return XCTFail("expected ModelNotFound, got \(String(describing: none))") }
     }
 
+    /// FP16 judged on two numerics classes with opposite verdicts: the one this engine computes on decides.
+    func testAVerdictHoldsOnlyOnTheNumericsClassItWasTakenOn() throws {
+        let bundle = try fixtureBundle()
+        let here = Runtime.numericsClass(for: .cpu)
+        XCTAssertTrue(here.hasPrefix("linux-") && here.hasSuffix("-cpu"), here)
+        let elsewhere = here.contains("aarch64") ? "linux-x86_64-cpu" : "linux-aarch64-cpu"
+        func judged(passesOn: String, failsOn: String) throws {
+            let manifest = """
+                {"format": 1, "model": "identity", "variants": [
+                  {"precision": "fp32", "file": "fp32.onnx", "accurate": true},
+                  {"precision": "fp16", "file": "fp16.onnx", "accurate": true, "verdicts": {
+                    "\(passesOn)": {"passed": true, "set": "test", "inputs": 24, "worst_score": 0.9995, "threshold": 0.99},
+                    "\(failsOn)": {"passed": false, "set": "test", "inputs": 24, "worst_score": 0.41, "threshold": 0.99}}}]}
+                """
+            try manifest.write(to: temp.appendingPathComponent("bundle.json"), atomically: true, encoding: .utf8)
+        }
+        try judged(passesOn: elsewhere, failsOn: here)
+        let refused = engineError { _ = try Engine(bundle: bundle, config: self.config { $0.precision = .fp16 }) }
+        guard case .InvalidConfig(let reason)? = refused else {
+            return XCTFail("expected InvalidConfig, got \(String(describing: refused))")
+        }
+        XCTAssertTrue(reason.contains(here) && reason.contains("0.4100"), reason)
+        XCTAssertEqual(try Engine(bundle: bundle).precision?.file, "fp32.onnx")
+        try judged(passesOn: here, failsOn: elsewhere)
+        let fp16 = try Engine(bundle: bundle, config: config { $0.precision = .fp16 })
+        XCTAssertEqual(fp16.precision?.file, "fp16.onnx")
+        XCTAssertEqual(fp16.precision?.reason, "requested")
+    }
+
     func testAutoFollowsMeasurementsAndNeverPicksAFailedVariant() throws {
         for file in ["fp32.onnx", "int8-qdq.onnx", "int8-mixed.onnx"] {
             try FileManager.default.copyItem(atPath: Fixtures.model("identity_f32"), toPath: temp.appendingPathComponent(file).path)

@@ -133,9 +133,11 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
         print_check(id, precision, &result);
         // Dynamic INT8 quantizes activations with a scale computed per call over all of the call's tokens, so a
         // prefill and a token-by-token decode see different scales. 4-bit computes in int8 too (accuracy level 4),
-        // and its prefill (many rows) and decode (one row) kernels round differently. For both, equality is
-        // reported, not required; with float activations (level 1) 4-bit is exact, and 1.5x slower.
-        let exact_by_construction = !precision.starts_with("int");
+        // and its prefill (many rows) and decode (one row) kernels round differently. FP16 likewise: on CPUs with
+        // native float16 arithmetic (AVX-512 FP16 here, ARM64 phones) ONNX Runtime's many-row and one-row float16
+        // kernels accumulate in different orders, and one of three prompts took another greedy token on such a
+        // host. For these, equality is reported, not required. FP32 is required to match: a KV cache bug shows there.
+        let exact_by_construction = precision == "fp32";
         if exact_by_construction && result["cache_equals_recompute"] != true {
             bail!("{id} {precision}: greedy decoding with the KV cache differs from full recomputation");
         }

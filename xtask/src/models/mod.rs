@@ -11,9 +11,10 @@ use serde_json::Value;
 use crate::cache::{self, PypiFile};
 use crate::cmd;
 
-mod held_out;
+pub mod held_out;
 pub mod llm;
 mod variants;
+pub mod verdicts;
 
 pub use variants::{bundles_dir, model_file, prepared_variants, record_latency, variant_accuracy, variants_dir};
 
@@ -27,6 +28,9 @@ pub enum Action {
     /// each one's accuracy against FP32 on the recipe input (all FP32 models when none is named). For an LLM
     /// (`smollm2`, `smollm2-tiny`): the ONNX decoder from its GGUF, its FP16/INT8/4-bit variants, each checked.
     Prepare { ids: Vec<String> },
+    /// Judge every precision variant against FP32 on its model's test set, on each numerics class (the host, and
+    /// ARM64 under qemu) through the SDK's runner; record the verdicts in the bundles and write them as JSON.
+    Verdicts(verdicts::Args),
 }
 
 #[derive(Deserialize)]
@@ -35,6 +39,9 @@ pub struct Manifest {
     /// Real inputs (photos, ...) that input recipes refer to.
     #[serde(default)]
     pub assets: Vec<Asset>,
+    /// What renders text lines and pages and speaks sentences for the held-out sets.
+    #[serde(default)]
+    pub renderers: Option<held_out::Renderers>,
 }
 
 /// A file inside a registry package, pinned like a model.
@@ -60,9 +67,12 @@ pub struct ModelEntry {
     pub sha256: Option<String>,
     /// Or a committed test fixture (repo-relative path), for measuring the SDK's own overhead.
     pub fixture: Option<String>,
+    /// Real inputs in three disjoint sets: calibration, selection (the search's stopping rule) and test (verdicts).
+    #[serde(default)]
+    pub held_out: Option<held_out::HeldOut>,
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, Debug)]
 pub struct Package {
     /// `pypi`, `npm` or `debian`.
     pub registry: String,
@@ -176,9 +186,6 @@ pub fn materialize_recipe(model: &str, dir: &Path) -> Result<PathBuf> {
 /// RGB (or BGR with `"bgr": true`, as PaddleOCR models expect).
 pub(super) fn image_tensor(spec: &Value) -> Result<Vec<u8>> {
     let image = &spec["image"];
-    let shape: Vec<u32> =
-        spec["shape"].as_array().into_iter().flatten().filter_map(|d| d.as_u64()).map(|d| d as u32).collect();
-    let [1, 3, height, width] = shape[..] else { bail!("image inputs need shape [1, 3, H, W], got {shape:?}") };
     let asset = fetch_asset(image["asset"].as_str().context("image recipe without an asset")?)?;
     let mut picture = image::open(&asset)?;
     // An optional crop, as fractions of the picture: [left, top, right, bottom].
@@ -189,6 +196,15 @@ pub(super) fn image_tensor(spec: &Value) -> Result<Vec<u8>> {
         let (w, h) = (picture.width() as f64, picture.height() as f64);
         picture = picture.crop_imm((l * w) as u32, (t * h) as u32, ((r - l) * w) as u32, ((b - t) * h) as u32);
     }
+    normalized(&picture, spec)
+}
+
+/// `picture` as the recipe `spec`'s image input: NCHW f32 bytes at its H x W, normalized as it says.
+pub(super) fn normalized(picture: &image::DynamicImage, spec: &Value) -> Result<Vec<u8>> {
+    let image = &spec["image"];
+    let shape: Vec<u32> =
+        spec["shape"].as_array().into_iter().flatten().filter_map(|d| d.as_u64()).map(|d| d as u32).collect();
+    let [1, 3, height, width] = shape[..] else { bail!("image inputs need shape [1, 3, H, W], got {shape:?}") };
     let rgb = picture.resize_exact(width, height, image::imageops::FilterType::Triangle).to_rgb8();
     let triple = |key: &str, default: f32| -> Vec<f32> {
         image[key]
@@ -252,6 +268,7 @@ pub fn run(action: Action) -> Result<()> {
                 }
             }
         }
+        Action::Verdicts(args) => verdicts::run(args)?,
         Action::List => {
             for m in manifest()?.models {
                 let source = match (&m.package, &m.path, &m.fixture) {

@@ -48,6 +48,7 @@ fn variants_stamp(id: &str) -> Result<String> {
         fs::read(python::tools_dir().join("recipe_inputs.py"))?,
         fs::read(python::tools_dir().join("held_out.py"))?,
         fs::read(python::tools_dir().join("mixed_precision.py"))?,
+        fs::read(python::tools_dir().join("verdict.py"))?,
     ]
     .concat();
     let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;

@@ -10,6 +10,7 @@
 //!
 //! openautoglm-bench --scheduling ...  (see `scheduling`): many requests on one process.
 //! openautoglm-bench --cascade ...  (see `cascade`): a recognizer cascade over labelled text lines.
+//! openautoglm-bench --verdict ...  (see `verdict`): outputs on every input of a held-out set, for verdicts.
 //!
 //! openautoglm-bench --generate --llm DIR --precision int4 --question Q --tokens 128 --runs 3 --threads N --out R.json
 //!   times text generation: greedy, a fixed output length, the chat template applied to Q (the same protocol as
@@ -18,6 +19,7 @@
 mod cascade;
 mod llm_gaps;
 mod scheduling;
+mod verdict;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -415,6 +417,13 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--cascade") {
         if let Err(e) = cascade::run() {
+            eprintln!("openautoglm-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--verdict") {
+        if let Err(e) = verdict::run() {
             eprintln!("openautoglm-bench: {e}");
             std::process::exit(1);
         }

@@ -28,6 +28,17 @@ object OpenAutoGLM {
     }
 
     /**
+     * The numerics class whose accuracy verdicts hold when [accelerator] leads (`linux-aarch64-cpu` on every ARM64
+     * phone): a bundle variant runs, whether `Precision.AUTO` picks it or the app asks for its precision, only where it
+     * passed its accuracy check on this class. Asking for one that did not throws [EngineException.InvalidConfig].
+     */
+    @JvmStatic @JvmOverloads
+    fun numericsClass(accelerator: Accelerator = Accelerator.Cpu): String {
+        checkNativeLibrary()
+        return ai.openautoglm.numericsClass(accelerator)
+    }
+
+    /**
      * What the SDK and ONNX Runtime log to logcat from now on (default [LogLevel.WARN]). ONNX Runtime's report of a
      * failed inference, which the caller receives as an [EngineException], is logged at [LogLevel.DEBUG].
      */

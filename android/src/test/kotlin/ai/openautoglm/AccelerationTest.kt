@@ -126,6 +126,34 @@ class AccelerationTest {
         Engine.fromBundle(temp).use { assertEquals("fp32.onnx", it.precision!!.file) }
     }
 
+    /** FP16 judged on two numerics classes with opposite verdicts: the one this engine computes on decides. */
+    @Test fun aVerdictHoldsOnlyOnTheNumericsClassItWasTakenOn() {
+        for ((name, file) in listOf("identity_f32" to "fp32.onnx", "identity_f16" to "fp16.onnx")) {
+            Files.copy(File(Fixtures.model(name)).toPath(), File(temp, file).toPath())
+        }
+        val here = OpenAutoGLM.numericsClass()
+        assertTrue(here.startsWith("linux-") && here.endsWith("-cpu"), here)
+        val elsewhere = if ("aarch64" in here) "linux-x86_64-cpu" else "linux-aarch64-cpu"
+        fun judged(passesOn: String, failsOn: String) = File(temp, "bundle.json").writeText(
+            """{"format": 1, "model": "identity", "variants": [
+              {"precision": "fp32", "file": "fp32.onnx", "accurate": true},
+              {"precision": "fp16", "file": "fp16.onnx", "accurate": true, "verdicts": {
+                "$passesOn": {"passed": true, "set": "test", "inputs": 24, "worst_score": 0.9995, "threshold": 0.99},
+                "$failsOn": {"passed": false, "set": "test", "inputs": 24, "worst_score": 0.41, "threshold": 0.99}}}]}"""
+        )
+        judged(passesOn = elsewhere, failsOn = here)
+        val refused = assertFailsWith<EngineException.InvalidConfig> {
+            Engine.fromBundle(temp, DefaultEngineConfig.copy(precision = Precision.FP16))
+        }
+        assertTrue(here in refused.reason && "0.4100" in refused.reason, refused.reason)
+        Engine.fromBundle(temp).use { assertEquals("fp32.onnx", it.precision!!.file) }
+        judged(passesOn = here, failsOn = elsewhere)
+        Engine.fromBundle(temp, DefaultEngineConfig.copy(precision = Precision.FP16)).use { engine ->
+            assertEquals("fp16.onnx", engine.precision!!.file)
+            assertEquals("requested", engine.precision!!.reason)
+        }
+    }
+
     @Test fun bundleErrorsAreTyped() {
         assertFailsWith<EngineException.ModelNotFound> { Engine.fromBundle(File(temp, "none")) }
         File(temp, "bundle.json").writeText("""{"format": 1, "variants": [{"precision": "fp32", "file": "fp32.onnx"}]}""")
