@@ -105,7 +105,8 @@ impl NativeLlm {
     }
 
     /// This LLM with `draft` (a cheaper decoder with the same tokenizer, such as a 4-bit variant) proposing tokens
-    /// for speculative decoding, used by requests that set `max_draft_tokens`; without one, prompt lookup drafts.
+    /// for speculative decoding: on by default in its requests (`max_draft_tokens` 0 drafts up to 8 a pass; k sets
+    /// another cap). Without one, prompt lookup drafts in requests that set `max_draft_tokens`.
     pub fn with_draft(&self, draft: Arc<NativeLlm>) -> Result<Arc<NativeLlm>, NativeError> {
         let llm = self.live()?.with_draft(&draft.live()?)?;
         Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))

@@ -36,6 +36,18 @@ fn a_model_drafting_for_itself_keeps_every_draft_and_the_same_tokens() {
 }
 
 #[test]
+fn an_attached_draft_speculates_by_default_and_no_draft_means_no_speculation() {
+    let target = tiny();
+    let drafted = target.with_draft(&tiny()).unwrap();
+    let (plain, plain_metrics) = run(&target, "Once upon a time", greedy(40));
+    assert_eq!(plain_metrics.draft_tokens, 0, "no draft and no k: plain decoding");
+    let (tokens, metrics) = run(&drafted, "Once upon a time", greedy(40));
+    assert_eq!(tokens, plain);
+    assert!(metrics.draft_tokens > 0, "the default options speculate once a draft is attached");
+    assert!(metrics.decode_passes < plain_metrics.decode_passes);
+}
+
+#[test]
 fn prompt_lookup_gives_the_greedy_tokens_for_every_k() {
     let llm = tiny();
     // A prompt that repeats itself, so lookup finds matches; the random model decides whether they are kept.

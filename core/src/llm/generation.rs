@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::chat::PendingExchange;
 use super::decoder::LlmInner;
-use super::sampling::{GenerateOptions, Sampler};
+use super::sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions, Sampler};
 use super::speculative::{Speculator, judge};
 use super::state::{DecoderState, Rows, Turn};
 use crate::error::{Error, Result, catch_panic};
@@ -180,14 +180,19 @@ impl Generation {
         // time to first token is the model's, and a cache that cannot be had fails here.
         let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(max);
         let state = DecoderState::new(llm.clone(), capacity)?;
-        let speculator = if options.max_draft_tokens > 0 {
+        // Attaching a draft model is asking for speculation: on by default with it, up to DEFAULT_DRAFT_TOKENS.
+        let max_draft = match (options.max_draft_tokens, &draft) {
+            (0, Some(_)) => DEFAULT_DRAFT_TOKENS,
+            (k, _) => k,
+        };
+        let speculator = if max_draft > 0 {
             if !state.can_roll_back() {
                 return Err(Error::InvalidConfig {
                     reason: "speculative decoding needs a decoder with a shared KV buffer (as `models prepare` makes)"
                         .into(),
                 });
             }
-            Some(Speculator::new(draft, &options, capacity)?)
+            Some(Speculator::new(draft, &options, max_draft as usize, capacity)?)
         } else {
             None
         };

@@ -22,4 +22,4 @@ mod variants;
 pub use chat::{Chat, ChatMessage, HistoryPolicy};
 pub use decoder::Llm;
 pub use generation::{CancelHandle, FinishReason, Generation, GenerationMetrics};
-pub use sampling::GenerateOptions;
+pub use sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions};

@@ -6,6 +6,10 @@ use rand::{Rng, SeedableRng};
 
 /// The most tokens one speculative pass drafts: beyond it a pass costs more than the tokens it could keep.
 pub const MAX_DRAFT_TOKENS: i32 = 16;
+/// The most tokens drafted a pass when a draft model is attached and the request leaves `max_draft_tokens` at 0.
+/// Not tuned per prompt: the number drafted adapts under it (one more after a pass that keeps every draft, one
+/// fewer otherwise, from 4), so the cap matters only on long runs of kept drafts.
+pub const DEFAULT_DRAFT_TOKENS: i32 = 8;
 
 /// How to generate: sampling, limits and stops. `Default` is greedy decoding of up to 256 tokens.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,9 +32,10 @@ pub struct GenerateOptions {
     /// Stop when the text ends with any of these (they are not part of the output).
     pub stop: Vec<String>,
     /// Speculative decoding: up to this many tokens drafted ahead and checked in one pass of the model (by the
-    /// draft model attached with [`super::Llm::with_draft`], else by prompt lookup); 0 is off. The output is the
-    /// model's own either way: greedy token for token, sampled in distribution. The number drafted adapts to how
-    /// many are kept, and speculation pauses itself when it costs more than it saves.
+    /// draft model attached with [`super::Llm::with_draft`], else by prompt lookup). 0 is the default: on with up to
+    /// [`DEFAULT_DRAFT_TOKENS`] when a draft model is attached (attaching one is asking for it), off otherwise. The
+    /// output is the model's own either way: greedy token for token, sampled in distribution. The number drafted
+    /// adapts to how many are kept, and speculation pauses itself when it costs more than it saves.
     pub max_draft_tokens: i32,
 }
 

@@ -74,7 +74,13 @@ pub(super) struct Speculator {
 }
 
 impl Speculator {
-    pub(super) fn new(draft: Option<Arc<LlmInner>>, options: &GenerateOptions, capacity: usize) -> Result<Speculator> {
+    /// Drafts up to `max_k` tokens a pass (at least 1).
+    pub(super) fn new(
+        draft: Option<Arc<LlmInner>>,
+        options: &GenerateOptions,
+        max_k: usize,
+        capacity: usize,
+    ) -> Result<Speculator> {
         let drafter = match draft {
             Some(llm) => {
                 // The draft draws from its own generator: the target's draws stay those of its acceptance rule.
@@ -86,7 +92,7 @@ impl Speculator {
             }
             None => Drafter::PromptLookup,
         };
-        let max_k = options.max_draft_tokens.max(1) as usize;
+        let max_k = max_k.max(1);
         // k adapts between 1 and max_k, from a middle start.
         Ok(Speculator {
             drafter,

@@ -36,8 +36,9 @@ public final class Llm: Sendable {
     }
 
     /// This LLM with `draft` (a cheaper decoder with the same tokenizer, e.g. a 4-bit variant) proposing tokens for
-    /// speculative decoding, in requests that set `GenerateOptions(maxDraftTokens: k)`. The answer stays this
-    /// model's own: greedy token for token, sampled in distribution. Without a draft, prompt lookup drafts.
+    /// speculative decoding, on by default in its requests (`maxDraftTokens: 0` drafts up to 8 tokens a pass; another
+    /// k caps it there). The answer stays this model's own: greedy token for token, sampled in distribution. Without
+    /// a draft, prompt lookup drafts in requests that set `GenerateOptions(maxDraftTokens: k)`.
     public func withDraft(_ draft: Llm) throws -> Llm {
         try Llm(native: native.withDraft(draft: draft.native))
     }

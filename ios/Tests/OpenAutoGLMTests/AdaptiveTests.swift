@@ -28,6 +28,10 @@ final class AdaptiveTests: XCTestCase {
         XCTAssertGreaterThan(metrics.draftTokens, 0)
         XCTAssertEqual(metrics.draftTokens, metrics.acceptedDraftTokens)
         XCTAssertLessThan(metrics.decodePasses, plainMetrics.decodePasses)
+        // The default options speculate once a draft is attached; the same answer still.
+        let (byDefault, defaultMetrics) = try await run(drafted, "Once upon a time", GenerateOptions(maxTokens: 24, minTokens: 24))
+        XCTAssertEqual(plain, byDefault)
+        XCTAssertGreaterThan(defaultMetrics.draftTokens, 0)
     }
 
     func testPromptLookupNeedsNoDraftAndBadOptionsThrow() async throws {

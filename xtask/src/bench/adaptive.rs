@@ -3,8 +3,9 @@
 //!   `cascade calibrate`) against the small one alone, on evaluation lines the threshold was not chosen on:
 //!   accuracy (exact match, spaces left out), character error rate, mean and p99 latency, escalation rate.
 //! - Speculative decoding of SmolLM2 against the FP32 target alone: for each drafter and k, rounds interleaved
-//!   with the plain target (same prompt, same length), tokens/s, acceptance, and whether every token equals the
-//!   target's own greedy token.
+//!   with the plain target (same prompt, same length), tokens/s, time to first token, acceptance, and whether every
+//!   token equals the target's own greedy token. The headline is the SDK's default (a draft attached, no k set) on
+//!   a prompt no setting was chosen on; the other drafters and k are the trials beside it.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,8 +24,9 @@ const PAIR: &str = "ocr-rec";
 const LLM: &str = "smollm2";
 const TARGET: &str = "fp32";
 /// The drafters tried: a draft decoder by variant name, or prompt lookup (`None`), each with its most tokens per
-/// pass.
-const DRAFTERS: [(Option<&str>, i32); 6] = [
+/// pass (0: the SDK's default with a draft attached, `DEFAULT_DRAFT_TOKENS`).
+const DRAFTERS: [(Option<&str>, i32); 7] = [
+    (Some("int4-mixed"), 0),
     (Some("int4-mixed"), 4),
     (Some("int4-mixed"), 6),
     (Some("int4-mixed"), 10),
@@ -32,7 +34,11 @@ const DRAFTERS: [(Option<&str>, i32); 6] = [
     (None, 4),
     (None, 8),
 ];
-/// An open question, and one grounded in text the prompt holds (where prompt lookup has something to find).
+/// The headline: the SDK's default configuration with a draft model, on a prompt no setting was chosen on.
+const DEFAULT_DRAFTER: (Option<&str>, i32) = (Some("int4-mixed"), 0);
+const HEADLINE_PROMPT: (&str, &str) = ("unseen", "Explain to a child why the sky is blue and why sunsets are red.");
+/// An open question, and one grounded in text the prompt holds (where prompt lookup has something to find): every
+/// drafter runs on these.
 const PROMPTS: [(&str, &str); 2] = [
     ("open", "Write a short story about a lighthouse keeper who finds a message in a bottle."),
     (
@@ -74,6 +80,11 @@ pub struct AdaptiveMetrics {
     pub spec_greedy_equal: bool,
     pub spec_acceptance: f64,
     pub spec_config: String,
+    /// The headline: the SDK's default with a draft model (no k set) against the target alone, on a prompt no
+    /// setting was chosen on: tokens/s and time to first token, with over without speculation.
+    pub spec_default_tokens_per_s_ratio: f64,
+    pub spec_default_ttft_ratio: f64,
+    pub spec_default_config: String,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -84,6 +95,10 @@ pub struct SpecTrial {
     pub target_tokens_per_s: f64,
     pub spec_tokens_per_s: f64,
     pub ratio: f64,
+    /// Time to first token, median of each round's with / without pair (the draft's own prefill included).
+    pub target_ttft_ms: f64,
+    pub spec_ttft_ms: f64,
+    pub ttft_ratio: f64,
     pub acceptance: f64,
     pub tokens_per_pass: f64,
     pub greedy_equal: bool,
@@ -113,6 +128,7 @@ struct GenerateOutput {
 struct GenerateRun {
     tokens: Vec<u32>,
     tokens_per_second: f64,
+    time_to_first_token_ms: f64,
     generated_tokens: i64,
     draft_tokens: i64,
     accepted_draft_tokens: i64,
@@ -128,10 +144,15 @@ pub(super) fn run(args: &Args) -> Result<()> {
     let rounds = args.rounds;
     let (mut metrics, table) = measure_cascade(&binary, &ort, rounds)?;
     let trials = measure_speculation(&binary, &ort, rounds)?;
-    // The headline is the open question's best: a general chat turn, where prompt lookup has nothing to copy.
+    metrics.spec_greedy_equal = trials.iter().all(|t| t.greedy_equal);
+    let headline = trials.iter().find(|t| t.prompt == HEADLINE_PROMPT.0).expect("the headline trial runs");
+    metrics.spec_default_tokens_per_s_ratio = headline.ratio;
+    metrics.spec_default_ttft_ratio = headline.ttft_ratio;
+    metrics.spec_default_config =
+        format!("{} attached, default options (no k set), on the {} prompt", headline.drafter, headline.prompt);
+    // Beside it, as before: the open question's best trial.
     let best =
         trials.iter().filter(|t| t.greedy_equal && t.prompt == PROMPTS[0].0).max_by(|a, b| a.ratio.total_cmp(&b.ratio));
-    metrics.spec_greedy_equal = trials.iter().all(|t| t.greedy_equal);
     if let Some(best) = best {
         metrics.spec_tokens_per_s_ratio = best.ratio;
         metrics.spec_acceptance = best.acceptance;
@@ -206,6 +227,9 @@ fn measure_cascade(
         spec_greedy_equal: false,
         spec_acceptance: 0.0,
         spec_config: String::new(),
+        spec_default_tokens_per_s_ratio: 0.0,
+        spec_default_ttft_ratio: 0.0,
+        spec_default_config: String::new(),
     };
     Ok((metrics, manifest.table))
 }
@@ -242,45 +266,53 @@ fn generate(
 
 fn measure_speculation(binary: &Path, ort: &Path, rounds: usize) -> Result<Vec<SpecTrial>> {
     let dir = llm::prepare(LLM)?;
-    let total = PROMPTS.len() * DRAFTERS.len() * rounds;
-    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+    // The headline first, then every drafter on the open and grounded prompts.
+    let plan: Vec<((&str, &str), (Option<&str>, i32))> = std::iter::once((HEADLINE_PROMPT, DEFAULT_DRAFTER))
+        .chain(PROMPTS.iter().flat_map(|&p| DRAFTERS.iter().map(move |&d| (p, d))))
+        .collect();
+    let bar = indicatif::ProgressBar::new((plan.len() * rounds) as u64).with_style(
         indicatif::ProgressStyle::with_template("speculative vs target alone [{bar:40}] {pos}/{len} {elapsed}")
             .expect("template")
             .progress_chars("=> "),
     );
     let mut trials = Vec::new();
-    for (prompt_name, question) in PROMPTS {
-        for (draft, k) in DRAFTERS {
-            let (mut plain, mut spec, mut ratios, mut equal) = (Vec::new(), Vec::new(), Vec::new(), true);
-            let (mut proposed, mut accepted, mut generated, mut passes) = (0i64, 0i64, 0i64, 0i64);
-            for _ in 0..rounds {
-                // Interleaved: the target alone, then with the drafter, so drift hits both alike.
-                let alone = generate(binary, ort, &dir, question, None)?;
-                let with = generate(binary, ort, &dir, question, Some((draft, k)))?;
-                equal &= alone.tokens == with.tokens;
-                plain.push(alone.tokens_per_second);
-                spec.push(with.tokens_per_second);
-                ratios.push(with.tokens_per_second / alone.tokens_per_second.max(1e-9));
-                proposed += with.draft_tokens;
-                accepted += with.accepted_draft_tokens;
-                generated += with.generated_tokens - 1;
-                passes += with.decode_passes;
-                bar.inc(1);
-            }
-            let median = |v: &[f64]| calibrate::percentile(v, 0.5);
-            trials.push(SpecTrial {
-                prompt: prompt_name.into(),
-                drafter: draft.map_or("prompt lookup".into(), |d| format!("SmolLM2 {d}")),
-                k,
-                target_tokens_per_s: median(&plain),
-                spec_tokens_per_s: median(&spec),
-                // Each round's pair, run back to back, is one ratio: drift between rounds cancels.
-                ratio: median(&ratios),
-                acceptance: if proposed > 0 { accepted as f64 / proposed as f64 } else { 0.0 },
-                tokens_per_pass: if passes > 0 { generated as f64 / passes as f64 } else { 0.0 },
-                greedy_equal: equal,
-            });
+    for ((prompt_name, question), (draft, k)) in plan {
+        let (mut plain, mut spec, mut ratios, mut equal) = (Vec::new(), Vec::new(), Vec::new(), true);
+        let (mut plain_ttft, mut spec_ttft, mut ttft_ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut proposed, mut accepted, mut generated, mut passes) = (0i64, 0i64, 0i64, 0i64);
+        for _ in 0..rounds {
+            // Interleaved: the target alone, then with the drafter, so drift hits both alike.
+            let alone = generate(binary, ort, &dir, question, None)?;
+            let with = generate(binary, ort, &dir, question, Some((draft, k)))?;
+            equal &= alone.tokens == with.tokens;
+            plain.push(alone.tokens_per_second);
+            spec.push(with.tokens_per_second);
+            ratios.push(with.tokens_per_second / alone.tokens_per_second.max(1e-9));
+            plain_ttft.push(alone.time_to_first_token_ms);
+            spec_ttft.push(with.time_to_first_token_ms);
+            ttft_ratios.push(with.time_to_first_token_ms / alone.time_to_first_token_ms.max(1e-9));
+            proposed += with.draft_tokens;
+            accepted += with.accepted_draft_tokens;
+            generated += with.generated_tokens - 1;
+            passes += with.decode_passes;
+            bar.inc(1);
         }
+        let median = |v: &[f64]| calibrate::percentile(v, 0.5);
+        trials.push(SpecTrial {
+            prompt: prompt_name.into(),
+            drafter: draft.map_or("prompt lookup".into(), |d| format!("SmolLM2 {d}")),
+            k,
+            target_tokens_per_s: median(&plain),
+            spec_tokens_per_s: median(&spec),
+            // Each round's pair, run back to back, is one ratio: drift between rounds cancels.
+            ratio: median(&ratios),
+            target_ttft_ms: median(&plain_ttft),
+            spec_ttft_ms: median(&spec_ttft),
+            ttft_ratio: median(&ttft_ratios),
+            acceptance: if proposed > 0 { accepted as f64 / proposed as f64 } else { 0.0 },
+            tokens_per_pass: if passes > 0 { generated as f64 / passes as f64 } else { 0.0 },
+            greedy_equal: equal,
+        });
     }
     bar.finish_and_clear();
     Ok(trials)
@@ -297,18 +329,25 @@ fn print_tables(m: &AdaptiveMetrics, trials: &[SpecTrial]) {
         m.cascade_mean_latency_ratio,
         m.escalation_rate * 100.0
     );
-    println!("\nSpeculative decoding, SmolLM2 {TARGET} target, greedy, 96 tokens:");
-    println!("| prompt | drafter | k | target tok/s | speculative tok/s | ratio | acceptance | tokens/pass | equal |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    println!(
+        "\nSpeculative decoding, the SDK's default ({}): {:.2}x tokens/s, {:.2}x time to first token",
+        m.spec_default_config, m.spec_default_tokens_per_s_ratio, m.spec_default_ttft_ratio
+    );
+    println!("\nEvery trial, SmolLM2 {TARGET} target, greedy, 96 tokens (k 0: the default):");
+    println!(
+        "| prompt | drafter | k | target tok/s | speculative tok/s | ratio | TTFT ratio | acceptance | tokens/pass | equal |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for t in trials {
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.2}x | {:.2} | {:.2} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2}x | {:.2}x | {:.2} | {:.2} | {} |",
             t.prompt,
             t.drafter,
             t.k,
             t.target_tokens_per_s,
             t.spec_tokens_per_s,
             t.ratio,
+            t.ttft_ratio,
             t.acceptance,
             t.tokens_per_pass,
             t.greedy_equal

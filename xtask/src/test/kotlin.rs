@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Suite, TestEnv};
+use super::{Suite, TestEnv, written_tests};
 use crate::cmd;
 
 pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
@@ -34,26 +34,12 @@ pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
     }
     // JUnit silently ignores a test method that returns a value (`= runBlocking { ... }` ending in an expression):
     // every @Test written must have run.
-    let written = written_tests(&android.join("src/test"))?;
+    let written = written_tests(&android.join("src/test"), "kt", |source| source.matches("@Test").count())?;
     let ran = suite.passed + suite.failed + suite.skipped;
     if ran < written {
         bail!("{written} Kotlin @Test methods are written but JUnit ran {ran}: a test returning a value is not run");
     }
     Ok(suite)
-}
-
-/// The `@Test` annotations in the Kotlin test sources under `dir`.
-fn written_tests(dir: &Path) -> Result<usize> {
-    let mut count = 0;
-    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            count += written_tests(&path)?;
-        } else if path.extension().is_some_and(|e| e == "kt") {
-            count += fs::read_to_string(&path)?.matches("@Test").count();
-        }
-    }
-    Ok(count)
 }
 
 /// Sums the Surefire XML reports (`<testsuite tests= failures= errors= skipped=>`).

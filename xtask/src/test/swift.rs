@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use super::Suite;
+use super::{Suite, written_tests};
+use crate::cmd;
 use crate::swift_toolchain::Stage;
 
 /// `swift test` against the host library.
@@ -18,5 +19,36 @@ pub(super) fn test(library: &Path, ort: &Path, models: &Path) -> Result<Suite> {
     if !out.status.success() {
         bail!("swift test failed ({})", out.status);
     }
+    // XCTest on Linux runs the `func test...()` methods it discovers; one it misses (a typo'd signature, a class
+    // the discovery does not see) would pass by not running: every test written must have run.
+    let written = written_tests(&cmd::repo_root().join("ios/Tests"), "swift", xctest_methods)?;
+    let ran = suite.passed + suite.failed + suite.skipped;
+    if ran < written {
+        bail!("{written} Swift test methods are written but XCTest ran {ran}: a test was not discovered");
+    }
     Ok(suite)
+}
+
+/// XCTest's test methods in one source: `func test...()` (no arguments), as its discovery finds them.
+fn xctest_methods(source: &str) -> usize {
+    source
+        .match_indices("func test")
+        .filter(|(at, _)| {
+            let rest = &source[at + "func test".len()..];
+            let name_end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            rest[name_end..].starts_with("()")
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xctest_methods;
+
+    #[test]
+    fn xctest_methods_are_the_argumentless_test_functions() {
+        let source = "func testA() {}\nfunc test_b() throws {}\nprivate func testHelper(_ x: Int) {}\nfunc tested() {}\n\
+                      func helper() {}\nfunc testAsync() async throws {}";
+        assert_eq!(xctest_methods(source), 4, "testA, test_b, tested, testAsync");
+    }
 }

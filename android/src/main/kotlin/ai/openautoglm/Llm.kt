@@ -43,8 +43,9 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
 
     /**
      * This LLM with [draft] (a cheaper decoder with the same tokenizer, e.g. a 4-bit variant) proposing tokens for
-     * speculative decoding, in requests that set `GenerateOptions(maxDraftTokens = k)`. The answer stays this
-     * model's own: greedy token for token, sampled in distribution. Without a draft, prompt lookup drafts. Close
+     * speculative decoding, on by default in its requests (`maxDraftTokens = 0` drafts up to 8 tokens a pass; another
+     * k caps it there). The answer stays this model's own: greedy token for token, sampled in distribution. Without
+     * a draft, prompt lookup drafts in requests that set `GenerateOptions(maxDraftTokens = k)`. Close
      * the returned LLM like any other; [draft] stays open while it is used.
      */
     @Throws(EngineException::class)

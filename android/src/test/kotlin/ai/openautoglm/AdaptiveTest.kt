@@ -29,6 +29,10 @@ class AdaptiveTest {
             assertTrue(metrics.draftTokens > 0)
             assertEquals(metrics.draftTokens, metrics.acceptedDraftTokens, "a model agrees with itself")
             assertTrue(metrics.decodePasses < plainMetrics.decodePasses, "$metrics")
+            // The default options speculate once a draft is attached; the same answer still.
+            val (byDefault, defaultMetrics) = run(drafted, "Once upon a time", GenerateOptions(maxTokens = 24, minTokens = 24))
+            assertEquals(plain, byDefault)
+            assertTrue(defaultMetrics.draftTokens > 0, "$defaultMetrics")
         } } }
     }
 
