@@ -67,4 +67,61 @@ fn onnx_runtime_logs_through_log_and_failed_runs_are_not_errors() {
     let _ = Engine::from_bytes(b"not a model", EngineConfig::default());
     assert!(RECORDS.lock().unwrap().is_empty(), "{:?}", RECORDS.lock().unwrap());
     logging::set_level(LogLevel::Warn);
+
+    measured_elsewhere_is_said_with_both_classes();
+}
+
+/// Bundle verdicts and timings, and a cascade's table, taken on another class than this engine's: a warning names
+/// both (part of the test above: one logger per process).
+fn measured_elsewhere_is_said_with_both_classes() {
+    let here = openautoglm::numerics_class(&openautoglm::Accelerator::Cpu);
+    let timed_here = openautoglm::device_class(&openautoglm::Accelerator::Cpu);
+    let elsewhere = if here.contains("aarch64") { "linux-x86_64-cpu" } else { "linux-aarch64-cpu" };
+    let dir = std::env::temp_dir().join(format!("openautoglm-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, file) in [("identity_f32", "fp32.onnx"), ("identity_f16", "fp16.onnx")] {
+        std::fs::copy(common::model(name), dir.join(file)).unwrap();
+    }
+    std::fs::write(
+        dir.join("bundle.json"),
+        format!(
+            r#"{{"format": 1, "model": "identity", "variants": [
+                {{"precision": "fp32", "file": "fp32.onnx", "accurate": true,
+                  "measured": {{"{elsewhere}": {{"mean_ms": 1.0}}}}}},
+                {{"precision": "fp16", "file": "fp16.onnx", "accurate": true,
+                  "verdicts": {{"{elsewhere}": {{"passed": true}}}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("cascade.json"),
+        format!(
+            r#"{{"fast": {{"model": "fp32.onnx"}}, "main": {{"model": "fp32.onnx"}},
+                "gate": {{"confidence": "top_probability", "output": "y", "threshold": 0.5}},
+                "device_class": "{elsewhere}"}}"#
+        ),
+    )
+    .unwrap();
+    RECORDS.lock().unwrap().clear();
+    let engine = Engine::from_bundle(&dir, EngineConfig::default()).unwrap();
+    assert_eq!(engine.precision().unwrap().file, "fp32.onnx", "FP16 was judged elsewhere only");
+    let _cascade =
+        openautoglm::cascade::Cascade::from_manifest(dir.join("cascade.json"), EngineConfig::default()).unwrap();
+    let warnings: Vec<String> = RECORDS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(level, _, _)| *level == log::Level::Warn)
+        .map(|(_, _, message)| message.clone())
+        .collect();
+    let said = |what: &str, a: &str, b: &str| {
+        assert!(
+            warnings.iter().any(|w| w.contains(what) && w.contains(a) && w.contains(b)),
+            "a warning about {what} naming {a} and {b}: {warnings:?}"
+        )
+    };
+    said("judged on", elsewhere, &here);
+    said("timed on", elsewhere, &timed_here);
+    said("cascade", elsewhere, &timed_here);
+    let _ = std::fs::remove_dir_all(&dir);
 }

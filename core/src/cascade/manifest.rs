@@ -88,6 +88,15 @@ impl Cascade {
     pub fn from_manifest(path: impl AsRef<Path>, config: EngineConfig) -> Result<Cascade> {
         let path = path.as_ref();
         let manifest = CascadeManifest::load(path)?;
+        // The threshold trades accuracy for speed as measured on one device class: elsewhere the trade differs.
+        let here = crate::device_class(&crate::accelerator::leading_accelerator(&config));
+        if let Some(measured) = manifest.device_class.as_deref().filter(|c| *c != here) {
+            log::warn!(
+                "{}: the cascade's threshold and table were measured on {measured}, not on {here} where it runs: \
+                 recalibrate here (`cargo xtask cascade calibrate`) for figures that hold",
+                path.display()
+            );
+        }
         let fast = Engine::from_file(CascadeManifest::resolve(path, &manifest.fast.model), config.clone())?;
         let main = Engine::from_file(CascadeManifest::resolve(path, &manifest.main.model), config)?;
         let GateSpec { confidence, output, threshold, logits } = manifest.gate;

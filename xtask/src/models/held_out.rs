@@ -230,3 +230,33 @@ impl Making<'_> {
         Ok(self.espeak.clone().expect("fetched"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// benchmarks/models.json as committed: no source in two sets of a model, and test sets that mean something.
+    #[test]
+    fn the_committed_sets_are_disjoint_and_the_test_sets_hold_at_least_20_inputs() {
+        let manifest = manifest().unwrap();
+        let judged: Vec<String> =
+            manifest.models.iter().filter(|m| m.held_out.is_some()).map(|m| m.id.clone()).collect();
+        assert!(judged.len() >= 7, "{judged:?}");
+        assert_eq!(shared_sources(&judged).unwrap(), 0);
+        for model in manifest.models.iter().filter(|m| m.held_out.is_some()) {
+            let sets = model.held_out.as_ref().unwrap();
+            assert!(sets.test.len() >= 20, "{}: {} test inputs", model.id, sets.test.len());
+            assert!(!sets.calibration.is_empty() && !sets.selection.is_empty(), "{}", model.id);
+        }
+    }
+
+    #[test]
+    fn crops_and_renderings_of_one_source_are_one_source() {
+        let crop = Sample { image: Some("page".into()), crop: Some([0.0, 0.5, 1.0, 1.0]), ..Sample::default() };
+        let whole = Sample { image: Some("page".into()), ..Sample::default() };
+        assert_eq!(crop.source(), whole.source());
+        let line = Sample { line: Some("a".into()), source: Some("kjv Nahum 1:1".into()), ..Sample::default() };
+        let spoken = Sample { speech: Some("b".into()), source: Some("kjv Nahum 1:1".into()), ..Sample::default() };
+        assert_eq!(line.source(), spoken.source());
+    }
+}
