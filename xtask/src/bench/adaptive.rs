@@ -25,7 +25,7 @@ const LLM: &str = "smollm2";
 const TARGET: &str = "fp32";
 /// The drafters tried: a draft decoder by variant name, or prompt lookup (`None`), each with its most tokens per
 /// pass (0: the SDK's default with a draft attached, `DEFAULT_DRAFT_TOKENS`).
-const DRAFTERS: [(Option<&str>, i32); 7] = [
+const DRAFTERS: [Drafter; 7] = [
     (Some("int4-mixed"), 0),
     (Some("int4-mixed"), 4),
     (Some("int4-mixed"), 6),
@@ -34,12 +34,17 @@ const DRAFTERS: [(Option<&str>, i32); 7] = [
     (None, 4),
     (None, 8),
 ];
+/// A draft decoder by variant name (or prompt lookup: `None`) and its most tokens per pass.
+type Drafter = (Option<&'static str>, i32);
+/// A prompt's name and text.
+type Prompt = (&'static str, &'static str);
+
 /// The headline: the SDK's default configuration with a draft model, on a prompt no setting was chosen on.
-const DEFAULT_DRAFTER: (Option<&str>, i32) = (Some("int4-mixed"), 0);
-const HEADLINE_PROMPT: (&str, &str) = ("unseen", "Explain to a child why the sky is blue and why sunsets are red.");
+const DEFAULT_DRAFTER: Drafter = (Some("int4-mixed"), 0);
+const HEADLINE_PROMPT: Prompt = ("unseen", "Explain to a child why the sky is blue and why sunsets are red.");
 /// An open question, and one grounded in text the prompt holds (where prompt lookup has something to find): every
 /// drafter runs on these.
-const PROMPTS: [(&str, &str); 2] = [
+const PROMPTS: [Prompt; 2] = [
     ("open", "Write a short story about a lighthouse keeper who finds a message in a bottle."),
     (
         "grounded",
@@ -267,7 +272,7 @@ fn generate(
 fn measure_speculation(binary: &Path, ort: &Path, rounds: usize) -> Result<Vec<SpecTrial>> {
     let dir = llm::prepare(LLM)?;
     // The headline first, then every drafter on the open and grounded prompts.
-    let plan: Vec<((&str, &str), (Option<&str>, i32))> = std::iter::once((HEADLINE_PROMPT, DEFAULT_DRAFTER))
+    let plan: Vec<(Prompt, Drafter)> = std::iter::once((HEADLINE_PROMPT, DEFAULT_DRAFTER))
         .chain(PROMPTS.iter().flat_map(|&p| DRAFTERS.iter().map(move |&d| (p, d))))
         .collect();
     let bar = indicatif::ProgressBar::new((plan.len() * rounds) as u64).with_style(
