@@ -145,7 +145,7 @@ fn judge_model(model: &str, devices: &[Device]) -> Result<Vec<VerdictRow>> {
     Ok(rows)
 }
 
-/// The model's test set as runner recipes (raw input files), written by tools/models/held_out.py.
+/// The model's test set as runner recipes (raw input files), written by tools/models/test_set.py.
 fn write_test_set(model: &str, dir: &Path) -> Result<PathBuf> {
     let recipe = materialize_recipe(model, dir)?;
     let held_out = super::held_out::materialize(model, dir)?;
@@ -153,7 +153,7 @@ fn write_test_set(model: &str, dir: &Path) -> Result<PathBuf> {
     let _ = fs::remove_dir_all(&out);
     let python = python::python()?;
     cmd::capture(
-        python::script(&python, &python::tools_dir().join("held_out.py"))
+        python::script(&python, &python::tools_dir().join("test_set.py"))
             .arg("--held-out")
             .arg(held_out.unwrap_or_default())
             .arg("--recipe")
