@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use openautoglm::bundle::{BundleManifest, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,9 @@ pub struct VerdictRow {
     pub threshold: Option<f64>,
     /// Where it ran: `host`, `qemu-arm64`, ...
     pub device: String,
+    /// Why it has no score: the variant did not load or run on this class (a failed verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What tools/models/verdict.py prints.
@@ -66,6 +69,8 @@ pub fn run(args: Args) -> Result<()> {
     for model in &models {
         rows.extend(judge_model(model, &args.devices)?);
     }
+    // The class searches' selection-set trials were printed as they ran; the file holds the test-set verdicts.
+    rows.retain(|r| r.set == "test");
     let shared = shared_sources(&models)?;
     print_table(&rows, shared);
     let path = args.json.unwrap_or_else(|| cmd::repo_root().join("benchmarks/results/verdicts.json"));
@@ -91,74 +96,265 @@ fn judge_model(model: &str, devices: &[Device]) -> Result<Vec<VerdictRow>> {
     let names = prepared_variants(model)?;
     let dir = variants_dir(model);
     let index: VariantIndex = results::read(&dir.join("variants.json"))?;
-    let files: Vec<(String, String)> =
+    let mut files: Vec<(String, String)> =
         names.iter().filter_map(|n| Some((n.clone(), index.variants.get(n)?.file.clone()?))).collect();
-    let set = write_test_set(model, &dir)?;
+    let recipe = materialize_recipe(model, &dir)?;
+    let held_out = super::held_out::materialize(model, &dir)?.unwrap_or_default();
+    let test = write_set(&recipe, &held_out, "test", &dir)?;
     let task = entry(model)?.task.unwrap_or_else(|| "generic".into());
     let mut rows = Vec::new();
     for device in devices {
+        let models: Vec<(String, PathBuf)> = files.iter().map(|(n, f)| (n.clone(), dir.join(f))).collect();
+        let dumps = run_set(model, device, &models, &test, &dir)?;
+        rows.extend(judge_all(model, &task, device, &dumps, "test")?);
+    }
+    // A mixed variant that passes on the host but fails on another class: search again there.
+    let host = Device::Host.numerics_class();
+    for device in devices.iter().filter(|d| d.numerics_class() != host) {
         let class = device.numerics_class();
-        let mut deploy: Vec<(String, PathBuf)> = files.iter().map(|(_, f)| (f.clone(), dir.join(f))).collect();
-        deploy.push(("test-set".into(), set.clone()));
-        let deployed = devices::deploy_files(device, &deploy)?;
-        let threads = if device.emulated() { 2 } else { 0 };
-        let mut dumps = Vec::new();
-        for (name, file) in &files {
-            let bar = cache::spinner(format!(
-                "{model} {name}: test set on {}{}",
-                device.kind(),
-                if device.emulated() { " (emulated: slow)" } else { "" }
-            ));
-            let dumped = deployed.run_verdict(file, "test-set/set.json", threads);
-            bar.finish_and_clear();
-            // Keep each variant's outputs beside the bundle: the next deploy clears the staging directory.
-            let kept = dir.join("verdicts").join(&class).join(name);
-            let _ = fs::remove_dir_all(&kept);
-            fs::create_dir_all(kept.parent().expect("has a parent"))?;
-            cmd::run(std::process::Command::new("cp").args(["-a", "-T"]).arg(dumped?).arg(&kept))?;
-            dumps.push((name.clone(), kept));
-        }
-        let reference = &dumps.iter().find(|(n, _)| n == "fp32").context("no FP32 variant to judge against")?.1;
-        for (name, dump) in &dumps {
-            let judged = judge(&task, reference, dump)?;
-            println!(
-                "{model:<22} {name:<13} {class:<18} {} (worst {} vs {}, {} inputs)",
-                if judged.passed { "passed" } else { "FAILED" },
-                judged.worst_score.map_or("non-finite".into(), |s| format!("{s:.4}")),
-                judged.threshold.unwrap_or_default(),
-                judged.inputs
-            );
-            rows.push(VerdictRow {
-                model: model.to_owned(),
-                variant: name.clone(),
-                class: class.clone(),
-                set: "test".into(),
-                inputs: judged.inputs,
-                passed: judged.passed,
-                worst_score: judged.worst_score,
-                threshold: judged.threshold,
-                device: device.kind().into(),
-            });
+        for name in ["fp16-mixed", "int8-mixed"] {
+            let passed_on = |c: &str| rows.iter().any(|r| r.variant == name && r.class == c && r.passed);
+            let failed_here = rows.iter().any(|r| r.variant == name && r.class == class && !r.passed);
+            if !(passed_on(&host) && failed_here) {
+                continue;
+            }
+            let setup = ClassSearch { model, task: &task, dir: &dir, recipe: &recipe, held_out: &held_out };
+            if let Some((variant, file, found)) = setup.search(name, device, devices, &test)? {
+                files.push((variant, file));
+                rows.extend(found);
+            }
         }
     }
     record(&dir, &files, &rows)?;
     Ok(rows)
 }
 
-/// The model's test set as runner recipes (raw input files), written by tools/models/test_set.py.
-fn write_test_set(model: &str, dir: &Path) -> Result<PathBuf> {
-    let recipe = materialize_recipe(model, dir)?;
-    let held_out = super::held_out::materialize(model, dir)?;
-    let out = dir.join("test-set");
+/// Runs each of `models` (name, file) on every input of the set `set` on `device`; returns each one's dumped
+/// outputs, kept beside the bundle (`verdicts/<class>/<set>/<name>`: the next deploy clears the staging directory).
+fn run_set(
+    model: &str,
+    device: &Device,
+    models: &[(String, PathBuf)],
+    set: &Path,
+    dir: &Path,
+) -> Result<Vec<(String, Dumped)>> {
+    let class = device.numerics_class();
+    let set_name = set.file_name().and_then(|n| n.to_str()).unwrap_or("set").to_owned();
+    let mut deploy: Vec<(String, PathBuf)> = models
+        .iter()
+        .map(|(_, path)| (path.file_name().expect("a file").to_string_lossy().into_owned(), path.clone()))
+        .collect();
+    deploy.push((set_name.clone(), set.to_path_buf()));
+    let deployed = devices::deploy_files(device, &deploy)?;
+    let threads = if device.emulated() { 2 } else { 0 };
+    let mut dumps = Vec::new();
+    for ((name, _), (file, _)) in models.iter().zip(&deploy) {
+        let bar = cache::spinner(format!(
+            "{model} {name}: {set_name} on {}{}",
+            device.kind(),
+            if device.emulated() { " (emulated: slow)" } else { "" }
+        ));
+        let dumped = deployed.run_verdict(file, &format!("{set_name}/set.json"), threads);
+        bar.finish_and_clear();
+        let kept = dir.join("verdicts").join(&class).join(&set_name).join(name);
+        let _ = fs::remove_dir_all(&kept);
+        match dumped {
+            Ok(dumped) => {
+                fs::create_dir_all(kept.parent().expect("has a parent"))?;
+                cmd::run(std::process::Command::new("cp").args(["-a", "-T"]).arg(dumped).arg(&kept))?;
+                dumps.push((name.clone(), Ok(kept)));
+            }
+            // A variant that does not load or run on this class fails here, and the others are still judged.
+            Err(e) => dumps.push((name.clone(), Err(last_line(&e.to_string())))),
+        }
+    }
+    Ok(dumps)
+}
+
+/// A variant's outputs on a set, or why it has none.
+type Dumped = std::result::Result<PathBuf, String>;
+
+/// The runner's own message (its last line that says `openautoglm-bench:`), else the error's first line.
+fn last_line(error: &str) -> String {
+    let line = error.lines().rev().find(|l| l.contains("openautoglm-bench:")).or_else(|| error.lines().next());
+    line.unwrap_or_default().trim().chars().take(300).collect()
+}
+
+/// Each dump against FP32's (`fp32` among `dumps`, or kept from an earlier run on the same class and set).
+fn judge_all(
+    model: &str,
+    task: &str,
+    device: &Device,
+    dumps: &[(String, Dumped)],
+    set: &str,
+) -> Result<Vec<VerdictRow>> {
+    let class = device.numerics_class();
+    let set_dir = dumps.first().context("nothing ran")?;
+    let reference = match dumps.iter().find(|(n, _)| n == "fp32") {
+        Some((_, Ok(dump))) => dump.clone(),
+        Some((_, Err(e))) => bail!("{model}: FP32 did not run on {class}: {e}"),
+        None => match &set_dir.1 {
+            Ok(dump) => dump.with_file_name("fp32"),
+            Err(_) => return Ok(vec![failed_row(model, &set_dir.0, device, set, set_dir.1.as_ref().unwrap_err())]),
+        },
+    };
+    let mut rows = Vec::new();
+    for (name, dump) in dumps {
+        let dump = match dump {
+            Ok(dump) => dump,
+            Err(e) => {
+                println!("{model:<22} {name:<18} {class:<18} {set:<9} FAILED (did not run: {e})");
+                rows.push(failed_row(model, name, device, set, e));
+                continue;
+            }
+        };
+        let judged = judge(task, &reference, dump)?;
+        println!(
+            "{model:<22} {name:<18} {class:<18} {set:<9} {} (worst {} vs {}, {} inputs)",
+            if judged.passed { "passed" } else { "FAILED" },
+            judged.worst_score.map_or("non-finite".into(), |s| format!("{s:.4}")),
+            judged.threshold.unwrap_or_default(),
+            judged.inputs
+        );
+        rows.push(VerdictRow {
+            model: model.to_owned(),
+            variant: name.clone(),
+            class: class.clone(),
+            set: set.into(),
+            inputs: judged.inputs,
+            passed: judged.passed,
+            worst_score: judged.worst_score,
+            threshold: judged.threshold,
+            device: device.kind().into(),
+            error: None,
+        });
+    }
+    Ok(rows)
+}
+
+/// The verdict on a variant that did not load or run on this class: failed, with the reason.
+fn failed_row(model: &str, name: &str, device: &Device, set: &str, error: &str) -> VerdictRow {
+    VerdictRow {
+        model: model.to_owned(),
+        variant: name.to_owned(),
+        class: device.numerics_class(),
+        set: set.into(),
+        inputs: 0,
+        passed: false,
+        worst_score: None,
+        threshold: None,
+        device: device.kind().into(),
+        error: Some(error.to_owned()),
+    }
+}
+
+/// The search for a mixed variant that passes on another class than the host's (tools/models/class_search.py
+/// makes the candidates: the host's FP32 nodes plus ever more of the most sensitive blocks).
+struct ClassSearch<'a> {
+    model: &'a str,
+    task: &'a str,
+    dir: &'a Path,
+    recipe: &'a Path,
+    held_out: &'a Path,
+}
+
+impl ClassSearch<'_> {
+    /// The first candidate that passes on `device`'s selection set, judged then on the test set on every device:
+    /// its variant name (`<name>-<arch>`), file and test rows; `None` when no candidate passed.
+    fn search(
+        &self,
+        name: &str,
+        device: &Device,
+        devices: &[Device],
+        test: &Path,
+    ) -> Result<Option<(String, String, Vec<VerdictRow>)>> {
+        let out = self.dir.join(format!("candidates-{name}"));
+        let _ = fs::remove_dir_all(&out);
+        let python = python::python()?;
+        let bar = cache::spinner(format!("{} {name}: candidates for {}", self.model, device.numerics_class()));
+        let made = cmd::capture(
+            python::script(&python, &python::tools_dir().join("class_search.py"))
+                .arg("--variants")
+                .arg(self.dir.join("variants.json"))
+                .args(["--name", name, "--fp32"])
+                .arg(self.dir.join("fp32.onnx"))
+                .arg("--recipe")
+                .arg(self.recipe)
+                .arg("--held-out")
+                .arg(self.held_out)
+                .arg("--out")
+                .arg(&out),
+        );
+        bar.finish_and_clear();
+        made?;
+        let candidates: Vec<Candidate> = results::read(&out.join("candidates.json"))?;
+        let selection = write_set(self.recipe, self.held_out, "selection", self.dir)?;
+        let fp32 = vec![("fp32".to_owned(), self.dir.join("fp32.onnx"))];
+        run_set(self.model, device, &fp32, &selection, self.dir)?;
+        for candidate in &candidates {
+            let label = format!("{name}+{}", candidate.nodes_at_fp32);
+            let one = vec![(label, out.join(&candidate.file))];
+            let dumps = run_set(self.model, device, &one, &selection, self.dir)?;
+            let row = judge_all(self.model, self.task, device, &dumps, "selection")?.remove(0);
+            if !row.passed {
+                continue;
+            }
+            let variant = format!("{name}-{}", device.arch());
+            let file = format!("{variant}.onnx");
+            fs::copy(out.join(&candidate.file), self.dir.join(&file))?;
+            self.add_to_bundle(name, &file, &candidate.kept_fp32)?;
+            let mut rows = Vec::new();
+            for device in devices {
+                let dumps = run_set(self.model, device, &[(variant.clone(), self.dir.join(&file))], test, self.dir)?;
+                rows.extend(judge_all(self.model, self.task, device, &dumps, "test")?);
+            }
+            return Ok(Some((variant, file, rows)));
+        }
+        println!("{}: no {name} candidate passed on {}", self.model, device.numerics_class());
+        Ok(None)
+    }
+
+    /// The found variant as a bundle entry of the same precision (its verdicts follow in `record`).
+    fn add_to_bundle(&self, precision: &str, file: &str, kept: &[String]) -> Result<()> {
+        let path = self.dir.join("bundle.json");
+        let mut bundle: BundleManifest = results::read(&path)?;
+        bundle.variants.retain(|v| v.file != file);
+        let bytes = fs::read(self.dir.join(file))?;
+        let template = bundle.variants.iter().find(|v| v.precision == precision).cloned();
+        let mut variant = template.context("the host's mixed variant is not in the bundle")?;
+        variant.file = file.to_owned();
+        variant.size_bytes = Some(bytes.len() as u64);
+        variant.accurate = false;
+        variant.verdicts.clear();
+        variant.measured = None;
+        variant.other.retain(|k, _| k == "quantization");
+        variant.other.insert("sha256".into(), cache::sha256_bytes(&bytes).into());
+        variant.other.insert("kept_fp32".into(), kept.into());
+        bundle.variants.push(variant);
+        fs::write(&path, serde_json::to_string_pretty(&bundle)?)?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Candidate {
+    file: String,
+    nodes_at_fp32: usize,
+    kept_fp32: Vec<String>,
+}
+
+/// One held-out set of the model as runner recipes (raw input files), written by tools/models/test_set.py.
+fn write_set(recipe: &Path, held_out: &Path, set: &str, dir: &Path) -> Result<PathBuf> {
+    let out = dir.join(format!("{set}-set"));
     let _ = fs::remove_dir_all(&out);
     let python = python::python()?;
     cmd::capture(
         python::script(&python, &python::tools_dir().join("test_set.py"))
             .arg("--held-out")
-            .arg(held_out.unwrap_or_default())
+            .arg(held_out)
             .arg("--recipe")
-            .arg(&recipe)
-            .args(["--set", "test", "--out"])
+            .arg(recipe)
+            .args(["--set", set, "--out"])
             .arg(&out),
     )?;
     Ok(out)
@@ -182,14 +378,19 @@ fn record(dir: &Path, files: &[(String, String)], rows: &[VerdictRow]) -> Result
     let mut bundle: BundleManifest = results::read(&path)?;
     for variant in &mut bundle.variants {
         let Some((name, _)) = files.iter().find(|(_, f)| *f == variant.file) else { continue };
-        for row in rows.iter().filter(|r| &r.variant == name) {
+        for row in rows.iter().filter(|r| &r.variant == name && r.set == "test") {
+            let mut other: std::collections::BTreeMap<String, serde_json::Value> =
+                [("source".to_owned(), format!("cargo xtask models verdicts ({})", row.device).into())].into();
+            if let Some(error) = &row.error {
+                other.insert("error".into(), error.clone().into());
+            }
             let verdict = Verdict {
                 passed: row.passed,
                 set: Some(row.set.clone()),
                 inputs: Some(row.inputs),
                 worst_score: row.worst_score,
                 threshold: row.threshold,
-                other: [("source".to_owned(), format!("cargo xtask models verdicts ({})", row.device).into())].into(),
+                other,
             };
             if row.class == openautoglm::bundle::LEGACY_VERDICT_CLASS {
                 variant.accurate = row.passed;
@@ -202,20 +403,20 @@ fn record(dir: &Path, files: &[(String, String)], rows: &[VerdictRow]) -> Result
 }
 
 fn print_table(rows: &[VerdictRow], shared: usize) {
-    let classes: Vec<&str> = {
-        let mut c: Vec<&str> = rows.iter().map(|r| r.class.as_str()).collect();
-        c.dedup();
-        c.sort_unstable();
-        c.dedup();
-        c
-    };
+    let mut classes: Vec<&str> = rows.iter().map(|r| r.class.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
     print!("\n{:<22} {:<13}", "model", "variant");
     for class in &classes {
         print!(" {class:>24}");
     }
     println!();
-    let mut keys: Vec<(&str, &str)> = rows.iter().map(|r| (r.model.as_str(), r.variant.as_str())).collect();
-    keys.dedup();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for key in rows.iter().map(|r| (r.model.as_str(), r.variant.as_str())) {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
     for (model, variant) in keys {
         print!("{model:<22} {variant:<13}");
         for class in &classes {
@@ -225,7 +426,11 @@ fn print_table(rows: &[VerdictRow], shared: usize) {
                     format!(
                         "{} {}",
                         if r.passed { "pass" } else { "FAIL" },
-                        r.worst_score.map_or("non-finite".into(), |s| format!("{s:.4}"))
+                        match (&r.error, r.worst_score) {
+                            (Some(_), _) => "did not run".to_owned(),
+                            (None, Some(s)) => format!("{s:.4}"),
+                            (None, None) => "non-finite".to_owned(),
+                        }
                     )
                 },
             );
