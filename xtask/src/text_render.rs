@@ -11,11 +11,11 @@ use image::{GrayImage, Luma, imageops};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-pub fn fonts(packages: &[crate::models::Package]) -> Result<Vec<FontVec>> {
+/// Every TrueType font under `roots` (unpacked font packages), in a stable order.
+pub fn fonts(roots: &[PathBuf]) -> Result<Vec<FontVec>> {
     let mut fonts = Vec::new();
-    for package in packages {
-        let root = package.fetch()?;
-        for file in walk(&root)? {
+    for root in roots {
+        for file in walk(root)? {
             if file.extension().is_some_and(|e| e == "ttf") {
                 let data = fs::read(&file)?;
                 fonts.push(FontVec::try_from_vec(data).with_context(|| format!("{} is not a font", file.display()))?);

@@ -53,7 +53,8 @@ pub fn labelled(pair: &Pair, set: Set) -> Result<PathBuf> {
         return Ok(json);
     }
     let recipe = &pair.lines;
-    let fonts = fonts(&recipe.fonts)?;
+    let roots = recipe.fonts.iter().map(|p| p.fetch()).collect::<Result<Vec<_>>>()?;
+    let fonts = fonts(&roots)?;
     let (count, source, seed) = match set {
         Set::Calibration => (recipe.calibration, llm::calibration_text()?, 1801),
         Set::Evaluation => (recipe.evaluation, llm::held_out_text()?, 1802),

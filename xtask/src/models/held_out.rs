@@ -209,7 +209,8 @@ impl Making<'_> {
     fn fonts(&mut self) -> Result<&[ab_glyph::FontVec]> {
         if self.fonts.is_none() {
             let renderers = manifest()?.renderers.context("benchmarks/models.json has no `renderers`")?;
-            self.fonts = Some(text_render::fonts(&renderers.fonts)?);
+            let roots = renderers.fonts.iter().map(Package::fetch).collect::<Result<Vec<_>>>()?;
+            self.fonts = Some(text_render::fonts(&roots)?);
         }
         Ok(self.fonts.as_deref().expect("loaded"))
     }
