@@ -122,7 +122,7 @@ pub struct Generation {
     sampler: Sampler,
     tokens: Vec<u32>,
     prompt_len: usize,
-    /// Model steps run so far (the first is the prefill).
+    /// Model runs so far: the prompt's chunks, then one per decode pass.
     steps: usize,
     /// Model runs over the prompt so far (its chunks).
     prefill_passes: usize,
@@ -280,7 +280,7 @@ impl Generation {
             process_peak_rss_mb: crate::metrics::memory().map_or(0.0, |m| m.peak_rss as f64 / MB),
             draft_tokens: self.speculator.as_ref().map_or(0, |s| s.proposed as i32),
             accepted_draft_tokens: self.speculator.as_ref().map_or(0, |s| s.accepted as i32),
-            decode_passes: self.steps.saturating_sub(1) as i32,
+            decode_passes: self.steps.saturating_sub(self.prefill_passes) as i32,
             prefill_passes: self.prefill_passes as i32,
         }
     }
@@ -330,6 +330,14 @@ impl Generation {
     /// [`CONTENDED_PREFILL_CHUNK`] so their tokens keep flowing between them; a cancel lands between chunks.
     fn step(&mut self) -> Result<u32> {
         if self.steps > 0 {
+            if self.steps == self.prefill_passes
+                && let Some(speculator) = self.speculator.as_mut()
+            {
+                // The draft model reads the prompt after the first token is out, not before: the first token comes
+                // as fast as without speculation, and the draft's prefill counts in decoding, where it pays back.
+                let turn = Turn { priority: self.priority.get(), cancel: &self.cancel };
+                speculator.prefill(&self.tokens[..self.tokens.len() - 1], &turn)?;
+            }
             let room = self.options.max_tokens.max(0) as usize - (self.tokens.len() - self.prompt_len);
             let room = room.min(self.llm.config.max_positions - self.tokens.len());
             let k = self.speculator.as_ref().map_or(0, |s| s.next_k(self.tokens.len() - self.prompt_len, room));
@@ -345,10 +353,6 @@ impl Generation {
             if prompt - start <= chunk {
                 let token = self.run(prompt, true)?;
                 self.prefill_passes += 1;
-                if let Some(speculator) = self.speculator.as_mut() {
-                    let turn = Turn { priority: self.priority.get(), cancel: &self.cancel };
-                    speculator.prefill(&self.tokens, &turn)?;
-                }
                 return Ok(token);
             }
             self.run(start + chunk, false)?;
