@@ -1,5 +1,5 @@
 //! `bundle.json` as types: the variants, their verdicts per numerics class and their measurements per device
-//! class, and whether a variant may run on a class ([`BundleVariant::standing`]). Written by xtask with these types.
+//! class, and whether a variant may run on a class (`BundleVariant::standing`). Written by xtask with these types.
 
 use std::collections::BTreeMap;
 

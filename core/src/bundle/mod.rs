@@ -1,21 +1,28 @@
 //! Model bundles: one model in several precisions, and the choice of which to run.
 //!
-//! A bundle is a directory with `bundle.json` (written by `cargo xtask models prepare`) and the variant files:
+//! A bundle is a directory with `bundle.json` (written by `cargo xtask models prepare` and `models verdicts`; its
+//! types are in [`manifest`]) and the variant files:
 //!
 //! ```json
 //! { "format": 1, "model": "yolov8n-320",
-//!   "variants": [ { "precision": "fp32", "file": "fp32.onnx", "size_bytes": 12150158, "sha256": "…",
-//!                   "accurate": true, "accuracy": { "cosine_similarity": 1.0 } },
-//!                 { "precision": "int8", "quantization": "qdq", "file": "int8-qdq.onnx", "accurate": false, … } ] }
+//!   "variants": [ { "precision": "fp32", "file": "fp32.onnx", "size_bytes": 12150158, "sha256": "…", "accurate": true },
+//!                 { "precision": "fp16", "file": "fp16.onnx", "accurate": true, "verdicts": {
+//!                     "linux-x86_64-cpu":  { "passed": true,  "set": "test", "inputs": 21, "worst_score": 0.999, "threshold": 0.5 },
+//!                     "linux-aarch64-cpu": { "passed": false, "set": "test", "inputs": 21, "worst_score": 0.0,   "threshold": 0.5 } } },
+//!                 … ] }
 //! ```
 //!
-//! `accurate` is the verdict of `models prepare` on the variant's outputs against FP32 on the model's held-out inputs
-//! (the thresholds live there, in one place). [`Precision::Auto`] only picks variants the bundle vouches for.
-//! Mixed variants (`int8-mixed`, `fp16-mixed`) keep their most sensitive nodes at FP32 (`kept_fp32`).
+//! `verdicts` holds each variant's outputs against FP32 on the model's test set (which nothing was tuned on), per
+//! numerics class ([`crate::numerics_class`]): a verdict holds only where it was taken, since ONNX Runtime's x86-64
+//! and ARM64 kernels compute float16 differently. [`Precision::Auto`] and explicit precisions only run a variant with
+//! a passing verdict on the engine's class (FP32 is the reference); asking for one without is `InvalidConfig`.
+//! `accurate` is the x86-64 verdict, kept for older readers; a bundle with no `verdicts` counts as judged on
+//! [`LEGACY_VERDICT_CLASS`] only. Mixed variants (`int8-mixed`, `fp16-mixed`, and `…-aarch64` where the search ran
+//! again on ARM64) keep their most sensitive nodes at FP32 (`kept_fp32`).
 //!
-//! A variant may carry `"measured": {"<device class>": {"mean_ms": 1.9}}` (`cargo xtask bench --record`). Where an
-//! accurate variant was measured on the device class the engine runs on ([`device_class`]), `Auto` picks the fastest
-//! measured one; elsewhere it follows this table:
+//! A variant may carry `"measured": {"<device class>": {"mean_ms": 1.9}}` (`cargo xtask bench --record`). Where a
+//! passing variant was measured on the device class the engine runs on ([`device_class`]), `Auto` picks the fastest
+//! measured one (timings from other classes are ignored, with a warning); elsewhere it follows this table:
 //!
 //! | leading accelerator        | `Auto` tries, in order                 | why |
 //! |----------------------------|----------------------------------------|-----|
@@ -35,7 +42,7 @@ use crate::variant_choice::{Candidate, device_class, fastest_measured, numerics_
 
 pub(crate) const MANIFEST: &str = "bundle.json";
 
-mod manifest;
+pub mod manifest;
 
 use manifest::Standing;
 pub use manifest::{BundleManifest, BundleVariant, LEGACY_VERDICT_CLASS, Verdict};
