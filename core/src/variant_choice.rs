@@ -11,12 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::config::Accelerator;
 
 /// A measurement of one variant on one device class: lower is better.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "manifest-tools", derive(serde::Serialize))]
 pub struct Measured {
     /// Mean latency per run (engines).
     #[serde(default, skip_serializing_if = "Option::is_none")]

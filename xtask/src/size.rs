@@ -17,10 +17,12 @@ use crate::{bindgen, cmd, ndk, targets};
 /// with the per-inference hot paths: the JNI entry point and the `jni` crate, 22 KB of code, the Swift lean entry
 /// points and `run_into`, which the 16 KB segment alignment rounds up to +98 KB of file; 1.25 MB with measured
 /// precision choice (+17 KB) and cascades with a foreign-language gate (+32 KB, most of it uniffi's callback
-/// scaffolding)), and the
+/// scaffolding); 1.32 MB with accuracy verdicts per numerics class (+16 KB: reading them from bundles, the typed
+/// refusal that names class, score and mark, and the warnings for measurements from another class; writing bundles
+/// is left to the tools, feature `manifest-tools`, which had cost 33 KB more)), and the
 /// whole SDK with text generation, whose tokenizer (regex engines and Unicode tables) and template engine are most
 /// of its 4.7 MB. Measured with Android's 16 KB segment alignment (.cargo/config.toml).
-pub const ARM64_BUDGET_BYTES: u64 = 1_300_000;
+pub const ARM64_BUDGET_BYTES: u64 = 1_320_000;
 pub const ARM64_WITH_LLM_BUDGET_BYTES: u64 = 5_000_000;
 
 struct Measured {

@@ -3,27 +3,31 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::variant_choice::Measurements;
 
 /// The class every verdict was taken on before verdicts were kept per class: the x86-64 host that made the bundle.
 pub const LEGACY_VERDICT_CLASS: &str = "linux-x86_64-cpu";
 
-/// `bundle.json`, as `cargo xtask models prepare` / `models verdicts` write it. Fields this SDK does not read are
-/// kept (`other`), so a tool that rewrites the file loses nothing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `bundle.json`, as `cargo xtask models prepare` / `models verdicts` write it. With the `manifest-tools` feature the
+/// fields this SDK does not read are kept (`other`), so a tool that rewrites the file loses nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "manifest-tools", derive(serde::Serialize))]
 pub struct BundleManifest {
     pub format: u32,
     #[serde(default)]
     pub model: String,
     pub variants: Vec<BundleVariant>,
+    /// Fields the SDK does not read, kept by the tools that rewrite the file.
+    #[cfg(feature = "manifest-tools")]
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// One variant of a bundle.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "manifest-tools", derive(serde::Serialize))]
 pub struct BundleVariant {
     pub precision: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,12 +45,15 @@ pub struct BundleVariant {
     /// Measured speed per device class ([`crate::device_class`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured: Option<Measurements>,
+    /// Fields the SDK does not read, kept by the tools that rewrite the file.
+    #[cfg(feature = "manifest-tools")]
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// A variant's outputs against FP32's on the model's test set, on one numerics class.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "manifest-tools", derive(serde::Serialize))]
 pub struct Verdict {
     pub passed: bool,
     /// The set it was taken on (`test`: nothing was tuned on it).
@@ -59,6 +66,8 @@ pub struct Verdict {
     pub worst_score: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// Fields the SDK does not read, kept by the tools that rewrite the file.
+    #[cfg(feature = "manifest-tools")]
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }

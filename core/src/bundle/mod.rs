@@ -451,6 +451,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "manifest-tools")]
     fn the_manifest_round_trips_what_it_does_not_read() {
         let text = r#"{"format": 1, "model": "m", "onnxruntime": "1.31.1", "variants": [{"precision": "fp16",
             "file": "fp16.onnx", "accurate": true, "sha256": "ab", "accuracy": {"cosine_similarity": 0.999},
