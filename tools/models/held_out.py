@@ -64,11 +64,41 @@ def spoken(spec, cache={}):
     return cache[key]
 
 
+def wake_features(samples, spec, sessions={}):
+    """openWakeWord's features of a clip, as its streaming pipeline computes them: the clip between a second of
+    silence before and 0.3 s after, at 16-bit scale, through the melspectrogram model (frames scaled x/10 + 2), then
+    for a classifier through the embedding model (76-frame windows every 8 frames). An embedding takes the 76 frames
+    from `offset_s` into the speech (0.5 s by default); a classifier the last 16 embeddings, so the clip's end."""
+    import onnxruntime as ort
+    for path in spec["front_end"]:
+        if path not in sessions:
+            sessions[path] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    melspectrogram, *embedding = [sessions[p] for p in spec["front_end"]]
+    clip = np.concatenate([np.zeros(16000), samples, np.zeros(4800)]) * (spec.get("audio_scale") or 1.0)
+    frames = melspectrogram.run(None, {melspectrogram.get_inputs()[0].name: clip[None].astype(np.float32)})[0]
+    frames = frames.reshape(-1, frames.shape[-1]) / 10 + 2
+    if not embedding:
+        start = 100 + int((spec.get("offset_s") if spec.get("offset_s") is not None else 0.5) * 100)
+        window = np.zeros((76, frames.shape[1]))
+        piece = frames[start:start + 76]
+        window[: len(piece)] = piece
+        return window.astype(np.float32).reshape(spec["shape"])
+    windows = np.stack([frames[i:i + 76] for i in range(0, frames.shape[0] - 75, 8)])[..., None].astype(np.float32)
+    embedded = embedding[0].run(None, {embedding[0].get_inputs()[0].name: windows})[0]
+    embedded = embedded.reshape(len(windows), -1)
+    count = spec["shape"][1]
+    last = np.zeros((count, embedded.shape[1]))
+    last[count - min(count, len(embedded)):] = embedded[-count:]
+    return last.astype(np.float32).reshape(spec["shape"])
+
+
 def audio_window(spec):
     """`shape`'s worth of samples at 16 kHz from `offset_s` into the clip (a 16-bit PCM recording, or a sentence
     spoken by espeak-ng; half a second in by default, inside the speech), scaled by `audio_scale` (1.0: [-1, 1], as
     Silero takes it; 32767: 16-bit scale, as openWakeWord does)."""
     samples = spoken(spec) if "speech" in spec else recording(spec)
+    if spec.get("front_end"):
+        return wake_features(samples, spec)
     count = int(np.prod(spec["shape"]))
     start = int((spec.get("offset_s") if spec.get("offset_s") is not None else 0.5 if "speech" in spec else 0) * 16000)
     window = np.zeros(count)

@@ -1,7 +1,7 @@
 """Writes the calibration / selection / test sets of benchmarks/models.json (`held_out` of each model) from real
 sources, so that no source appears in two sets of one model. Run once by hand when the sets change; the output is
 committed and pinned (the sources themselves are pinned packages: KJV text from Debian's bible-kjv, photos from
-Debian's mate-backgrounds and ukui-wallpapers and from scikit-image and matplotlib, recordings from alsa-utils).
+Debian's mate-backgrounds and ukui-wallpapers and from scikit-image and matplotlib, recordings from alsa-utils; speech synthesised by espeak-ng).
 
     python make_held_out_sets.py --bible DIR_WITH_usr/  benchmarks/models.json
 
@@ -15,6 +15,13 @@ import re
 import subprocess
 
 VOICES = ["en-us", "en", "en-us+f3", "en+m3", "en-us+f1", "en+f4"]
+# espeak-ng voices that say the wake phrase: each is one speaker, so one source, in one set only.
+WAKE_VOICES = {
+    "calibration": ["en-us+f2", "en+m1", "en+f2", "en-gb-x-rp"],
+    "selection": ["en-029", "en-us+m5", "en+m6", "en-gb-scotland"],
+    "test": ["en-us", "en", "en-us+f1", "en-us+f3", "en-us+f4", "en+m2", "en+m3", "en+m4", "en+f1", "en+f3",
+             "en+f4", "en+croak", "en+klatt", "en-us+klatt2"],
+}
 
 
 def verses(bible, reference):
@@ -56,6 +63,11 @@ def speech(bible, reference, count):
             for i, (s, t) in enumerate(chapter(bible, reference, count))]
 
 
+def wake_phrases(set_name):
+    return [{"speech": "Hey Jarvis", "voice": v, "source": f"'hey jarvis' spoken by espeak-ng voice {v}"}
+            for v in WAKE_VOICES[set_name]]
+
+
 def lines(bible, reference, count):
     return [{"line": first_words(t, 24), "font": i, "source": s}
             for i, (s, t) in enumerate(chapter(bible, reference, count))]
@@ -93,7 +105,18 @@ def main():
     speech_test = speech(b, "Proverbs 11", 24)
     line_sets = {"calibration": lines(b, "Obadiah 1", 8), "selection": lines(b, "Nahum 1", 8),
                  "test": lines(b, "Proverbs 12", 24)}
+    # openWakeWord's embedding and classifier take the front end's features: spoken sentences (and, for the
+    # classifier, the wake phrase in voices of its own per set) pass through the FP32 models before them.
+    wake_front = {"audio_scale": 32767.0, "front_end": ["oww-melspectrogram"]}
     sets = {
+        # Recordings alone did not predict the spoken test set (INT8 QDQ passed them, failed it): speech in each set.
+        "oww-embedding": {**wake_front, "calibration": audio(alsa) + speech(b, "Joel 3", 4),
+                          "selection": audio(alsa_selection) + speech(b, "Amos 1", 6),
+                          "test": speech(b, "Proverbs 13", 22)},
+        "oww-hey-jarvis": {**wake_front, "front_end": ["oww-melspectrogram", "oww-embedding"],
+                           "calibration": wake_phrases("calibration") + speech(b, "Joel 1", 3),
+                           "selection": wake_phrases("selection") + speech(b, "Joel 2", 3),
+                           "test": wake_phrases("test") + speech(b, "Proverbs 14", 8)},
         "silero-vad": {"calibration": audio(alsa), "selection": audio(alsa_selection), "test": speech_test},
         "oww-melspectrogram": {"audio_scale": 32767.0, "calibration": audio(alsa),
                                "selection": audio(alsa_selection), "test": speech_test},
@@ -120,19 +143,50 @@ def main():
                 "horse", "coins", "hubble"]],
         },
     }
+    text = open(args.manifest).read()
     for model in manifest["models"]:
         if model["id"] not in sets:
             continue
-        held = model["held_out"]
+        held = model.get("held_out")
         new = sets[model["id"]]
         if new is None:
             new = {"tokenizer": held["tokenizer"], "calibration": held["calibration"],
-                   "selection": held["validation"], "test": sentences(b, "Proverbs 10", 24)}
-        model["held_out"] = new
+                   "selection": held.get("validation", held.get("selection")), "test": sentences(b, "Proverbs 10", 24)}
+        text = with_held_out(text, model["id"], new)
     with open(args.manifest, "w") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+        f.write(text)
 
+
+def held_out_block(sets):
+    """The `held_out` member as the manifest writes it: one sample per line."""
+    out = ['      "held_out": {']
+    for i, (key, value) in enumerate(sets.items()):
+        comma = "," if i < len(sets) - 1 else ""
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            out.append(f"        {json.dumps(key)}: [")
+            out += [f"          {json.dumps(s, ensure_ascii=False)}{',' if j < len(value) - 1 else ''}"
+                    for j, s in enumerate(value)]
+            out.append(f"        ]{comma}")
+        else:
+            out.append(f"        {json.dumps(key)}: {json.dumps(value)}{comma}")
+    return out + ["      }"]
+
+
+def with_held_out(text, model_id, sets):
+    """The manifest's text with `model_id`'s held_out replaced (or added last), the rest of the file untouched."""
+    lines = text.split("\n")
+    start = next(k for k, line in enumerate(lines) if line.strip() == f'"id": "{model_id}",')
+    end = next(k for k in range(start, len(lines)) if lines[k] in ("    },", "    }"))
+    held = next((k for k in range(start, end) if lines[k] == '      "held_out": {'), None)
+    if held is not None:
+        close = next(k for k in range(held, end) if lines[k].startswith("      }"))
+        lines[held:close + 1] = held_out_block(sets)
+        if close + 1 < end:
+            lines[held + len(held_out_block(sets)) - 1] += ","
+    else:
+        lines[end - 1] += ","
+        lines[end:end] = held_out_block(sets)
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,8 @@ def accurate(v, task):
         return bool(v.get("top_box_same_class")) and v.get("top_box_iou", 0) >= THRESHOLDS["yolo"]
     if task == "probability-map":
         return v.get("map_iou", 0) >= THRESHOLDS["probability-map"]
+    if task == "classifier" and "score_error" in v:
+        return bool(v.get("decision_same")) and v["score_error"] <= 1 - SCORE_THRESHOLD
     # Top-1 is a classifier's measure (benchmarks/models.json: "classifier: top-1"); an embedding's or a generic
     # output's largest component means nothing, and cosine judges them.
     top1 = v.get("top1_agreement") if task == "classifier" else None
@@ -58,6 +60,10 @@ def task_accuracy(task, reference, outputs):
             quiet = score_out < YOLO_CONFIDENCE
             return {"top_box_iou": 1.0 if quiet else 0.0, "top_box_same_class": quiet}
         return {"top_box_iou": box_iou(box_ref, box_out), "top_box_same_class": class_ref == class_out}
+    if task == "classifier" and ref.ndim >= 1 and ref.shape[-1] == 1:
+        # One probability (speech, a wake word): the decision at 0.5 must not change, and the score by little.
+        a, b = ref.astype(np.float64), out.astype(np.float64)
+        return {"score_error": float(np.max(np.abs(a - b))), "decision_same": bool(np.all((a >= 0.5) == (b >= 0.5)))}
     if task == "probability-map":
         # DBNet's text threshold: compare the text masks the post-processing would see.
         a, b = ref > 0.3, out > 0.3
@@ -103,7 +109,7 @@ def worst(per_input):
         elif isinstance(values[0], bool):
             merged[key] = all(values) if key != "non_finite_outputs" else any(values)
         else:
-            merged[key] = (max if key == "max_abs_error" else min)(values)
+            merged[key] = (max if key in ("max_abs_error", "score_error") else min)(values)
     merged["inputs"] = len(per_input)
     return merged
 
@@ -111,6 +117,8 @@ def worst(per_input):
 # The pass mark of each task's score (the worst input's decides).
 THRESHOLDS = {"yolo": 0.5, "probability-map": 0.8}
 COSINE_THRESHOLD = 0.99
+# A one-probability classifier's score: 1 - |p - p_fp32| (0 where the decision at 0.5 changed).
+SCORE_THRESHOLD = 0.95
 TOP1_THRESHOLD = 0.9
 
 
@@ -122,6 +130,8 @@ def input_score(a, task):
         return a["top_box_iou"] if a["top_box_same_class"] else 0.0
     if task == "probability-map":
         return a["map_iou"]
+    if task == "classifier" and "score_error" in a:
+        return 1 - a["score_error"] if a["decision_same"] else 0.0
     return a["cosine_similarity"]
 
 
@@ -131,8 +141,9 @@ def verdict(per_input, task):
     scores = [input_score(a, task) for a in per_input]
     finite = all(s is not None for s in scores)
     top1 = measured.get("top1_agreement")
+    scored = task == "classifier" and "score_error" in measured
     return {"passed": accurate(measured, task), "worst_score": min(scores) if finite and scores else None,
-            "threshold": THRESHOLDS.get(task, COSINE_THRESHOLD), "inputs": len(per_input),
+            "threshold": SCORE_THRESHOLD if scored else THRESHOLDS.get(task, COSINE_THRESHOLD), "inputs": len(per_input),
             **({} if finite else {"non_finite": True}),
             **({"top1_agreement": top1} if top1 is not None and task == "classifier" else {})}
 

@@ -190,6 +190,12 @@ pub struct Accuracy {
     pub top_box_same_class: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map_iou: Option<f64>,
+    /// A one-probability classifier (speech, a wake word): the largest |p - p_fp32|, and whether the decision at
+    /// 0.5 stayed the same on every input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_error: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_same: Option<bool>,
 }
 
 impl Accuracy {
@@ -202,11 +208,16 @@ impl Accuracy {
         }
     }
 
-    /// The task's own measure, for tables: "  box IoU 0.98 (same class)", "  map IoU 0.91", or nothing.
+    /// The task's own measure, for tables: "  box IoU 0.98 (same class)", "  map IoU 0.91", "  score ±0.012
+    /// (same decisions)", or nothing.
     pub fn task_measure(&self) -> String {
         if let Some(iou) = self.top_box_iou {
             let class = if self.top_box_same_class == Some(true) { "same class" } else { "other class" };
             return format!("  box IoU {iou:.3} ({class})");
+        }
+        if let Some(error) = self.score_error {
+            let decisions = if self.decision_same == Some(true) { "same decisions" } else { "a decision changed" };
+            return format!("  score ±{error:.3} ({decisions})");
         }
         self.map_iou.map_or(String::new(), |iou| format!("  map IoU {iou:.3}"))
     }

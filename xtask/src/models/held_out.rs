@@ -32,6 +32,10 @@ pub struct HeldOut {
     /// Audio samples are scaled by this (1.0: [-1, 1]; 32767: 16-bit scale).
     #[serde(default)]
     pub audio_scale: Option<f64>,
+    /// Models (ids, FP32) that turn audio into this model's input, in order: openWakeWord's melspectrogram for its
+    /// embedding; melspectrogram and embedding for a wake-word classifier. held_out.py runs them on the host.
+    #[serde(default)]
+    pub front_end: Vec<String>,
     pub calibration: Vec<Sample>,
     pub selection: Vec<Sample>,
     pub test: Vec<Sample>,
@@ -166,11 +170,13 @@ impl Making<'_> {
                 json!({ "name": name, "type": spec["type"], "shape": spec["shape"], "text": text, "tokenizer": tokenizer })
             } else if let (Some(audio), true) = (&sample.audio, is_audio) {
                 json!({ "name": name, "type": "f32", "shape": spec["shape"], "audio": fetch_asset(audio)?,
-                        "offset_s": sample.offset_s, "audio_scale": self.held_out.audio_scale })
+                        "offset_s": sample.offset_s, "audio_scale": self.held_out.audio_scale,
+                        "front_end": self.front_end()? })
             } else if let (Some(speech), true) = (&sample.speech, is_audio) {
                 json!({ "name": name, "type": "f32", "shape": spec["shape"], "speech": speech,
                         "voice": sample.voice.as_deref().unwrap_or("en-us"), "espeak": self.espeak()?,
-                        "offset_s": sample.offset_s, "audio_scale": self.held_out.audio_scale })
+                        "offset_s": sample.offset_s, "audio_scale": self.held_out.audio_scale,
+                        "front_end": self.front_end()? })
             } else {
                 spec.clone()
             };
@@ -215,6 +221,11 @@ impl Making<'_> {
         Ok(self.fonts.as_deref().expect("loaded"))
     }
 
+    /// The front end's model files, fetched (empty for a model that takes audio itself).
+    fn front_end(&self) -> Result<Vec<PathBuf>> {
+        self.held_out.front_end.iter().map(|id| super::fetch(id)).collect()
+    }
+
     /// The espeak-ng wheel (library and voices), pinned; held_out.py unpacks and loads it.
     fn espeak(&mut self) -> Result<PathBuf> {
         if self.espeak.is_none() {
@@ -242,7 +253,10 @@ mod tests {
         let manifest = manifest().unwrap();
         let judged: Vec<String> =
             manifest.models.iter().filter(|m| m.held_out.is_some()).map(|m| m.id.clone()).collect();
-        assert!(judged.len() >= 7, "{judged:?}");
+        let fp32_real = manifest.models.iter().filter(|m| m.package.is_some() && m.precision == "fp32");
+        for model in fp32_real {
+            assert!(model.held_out.is_some(), "{}: a real model without real sets", model.id);
+        }
         assert_eq!(shared_sources(&judged).unwrap(), 0);
         for model in manifest.models.iter().filter(|m| m.held_out.is_some()) {
             let sets = model.held_out.as_ref().unwrap();
