@@ -328,6 +328,19 @@ pub fn native_version() -> String {
     core::VERSION.to_owned()
 }
 
+/// Lets ONNX Runtime send its usage telemetry to Microsoft (`true`) or not (`false`, the default). Opting in works
+/// only before the runtime loads (before the first engine); afterwards it is an `InvalidConfig` error.
+#[uniffi::export]
+pub fn set_telemetry(enabled: bool) -> Result<(), NativeError> {
+    core::Runtime::set_telemetry(enabled)
+}
+
+/// Whether ONNX Runtime's telemetry is on (off unless the app opted in).
+#[uniffi::export]
+pub fn telemetry_enabled() -> bool {
+    core::Runtime::telemetry_enabled()
+}
+
 /// Loads ONNX Runtime from `library_path`, or from `ORT_DYLIB_PATH` / the platform default when `None`.
 #[uniffi::export]
 pub fn init_runtime(library_path: Option<String>) -> Result<RuntimeInfo, NativeError> {

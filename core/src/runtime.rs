@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ort::environment::Environment;
 
@@ -40,6 +41,17 @@ struct Loaded {
     env: Environment,
     info: RuntimeInfo,
 }
+
+/// Whether ONNX Runtime may send telemetry. Off unless the app opts in: Microsoft's builds (the PyPI wheel, the
+/// Android AAR) record usage events (process, OS, network type, a device id) for upload by default, and an SDK must
+/// not report on the app it is in without its developer asking.
+static TELEMETRY: AtomicBool = AtomicBool::new(false);
+
+/// ONNX Runtime's own switch, read when it starts: set, its telemetry (Linux and Apple builds: Microsoft's 1DS
+/// client) never starts, so nothing is recorded, stored (a device id, an event database under the user's cache
+/// directory) or sent. `DisableTelemetryEvents` alone comes too late: creating the environment already records an
+/// event.
+const ORT_DISABLE_TELEMETRY: &str = "ORT_DISABLE_TELEMETRY";
 
 // ort allows one environment per process, even after the first is dropped: keep it for the process lifetime.
 static RUNTIME: Mutex<Option<Loaded>> = Mutex::new(None);
@@ -85,11 +97,39 @@ impl Runtime {
             return Ok(loaded.info.clone());
         }
         let path = library_path.map(Path::to_path_buf).unwrap_or_else(default_library_path);
+        keep_telemetry_from_starting();
         let loaded = catch_panic(|| load(&path))?;
         let info = loaded.info.clone();
         log::info!("ONNX Runtime {} loaded from {}", info.ort_version, info.library_path);
         *slot = Some(loaded);
         Ok(info)
+    }
+
+    /// Lets ONNX Runtime send its usage telemetry (`true`) or stops it (`false`, the default). Applies to the
+    /// environment now if the runtime is loaded, else to the one it will be created with.
+    ///
+    /// Opting in works only before the runtime loads (before the first engine): ONNX Runtime starts its telemetry
+    /// client then or never, so asking afterwards is an `InvalidConfig` error. Turning it off works at any time.
+    pub fn set_telemetry(enabled: bool) -> Result<()> {
+        let slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(loaded) = slot.as_ref() else {
+            TELEMETRY.store(enabled, Ordering::SeqCst);
+            return Ok(());
+        };
+        if enabled && !TELEMETRY.load(Ordering::SeqCst) {
+            return Err(Error::InvalidConfig {
+                reason: "ONNX Runtime telemetry can only be turned on before the runtime loads (before the first \
+                         engine); it is off for this process"
+                    .into(),
+            });
+        }
+        TELEMETRY.store(enabled, Ordering::SeqCst);
+        apply_telemetry(&loaded.env, enabled)
+    }
+
+    /// Whether ONNX Runtime's telemetry is on: what this SDK last told it (off unless the app opted in).
+    pub fn telemetry_enabled() -> bool {
+        TELEMETRY.load(Ordering::SeqCst)
     }
 
     /// The runtime if loaded, without loading it.
@@ -124,6 +164,43 @@ impl Runtime {
         let env = loaded.env.clone();
         drop(slot);
         f(&env)
+    }
+}
+
+/// Unless the app opted in, sets ONNX Runtime's own off switch before the library is opened (it is read then or when
+/// the environment is created). A value the app set itself is left alone.
+fn keep_telemetry_from_starting() {
+    if Runtime::telemetry_enabled() || std::env::var_os(ORT_DISABLE_TELEMETRY).is_some() {
+        return;
+    }
+    // SAFETY: setenv can race a concurrent getenv on another thread. This runs once per process, under the runtime
+    // lock, before ONNX Runtime exists, and no code of this SDK reads the environment elsewhere at the same time;
+    // the alternative is ONNX Runtime recording the app's usage for Microsoft without the developer asking.
+    unsafe { std::env::set_var(ORT_DISABLE_TELEMETRY, "1") };
+}
+
+/// Tells ONNX Runtime's environment to record and send telemetry events, or not.
+fn apply_telemetry(env: &Environment, enabled: bool) -> Result<()> {
+    use ort::AsPointer;
+    let env_ptr = env.ptr().cast_mut();
+    // SAFETY: `env_ptr` is the live process environment (kept for the process lifetime); both calls only flip a
+    // flag in it and return a status, which is released by turning it into a Result.
+    let status = unsafe {
+        if enabled { (ort::api().EnableTelemetryEvents)(env_ptr) } else { (ort::api().DisableTelemetryEvents)(env_ptr) }
+    };
+    ort_status(status.0).map_err(|reason| Error::internal(format!("cannot switch ONNX Runtime telemetry: {reason}")))
+}
+
+/// An `OrtStatus` as a Result: its message on failure, the status released either way.
+fn ort_status(status: *mut ort::sys::OrtStatus) -> std::result::Result<(), String> {
+    if status.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null status from the C API is owned by the caller; read its message, then release it once.
+    unsafe {
+        let message = std::ffi::CStr::from_ptr((ort::api().GetErrorMessage)(status)).to_string_lossy().into_owned();
+        (ort::api().ReleaseStatus)(status);
+        Err(message)
     }
 }
 
@@ -184,6 +261,7 @@ fn load(path: &Path) -> Result<Loaded> {
     let env = builder
         .with_name("openautoglm")
         .with_logger(crate::logging::ort_logger())
+        .with_telemetry(Runtime::telemetry_enabled())
         .build()
         .map_err(|e| unavailable(format!("cannot create the environment: {e}")))?;
     env.set_log_level(crate::logging::level().ort_severity());
@@ -230,9 +308,15 @@ fn ort_version(path: &Path) -> Option<String> {
 
 #[cfg(target_os = "ios")]
 fn load(_path: &Path) -> Result<Loaded> {
-    let env = ort::init().with_name("openautoglm").with_logger(crate::logging::ort_logger()).build().map_err(|e| {
-        Error::RuntimeUnavailable { path: "(linked)".into(), reason: format!("cannot create the environment: {e}") }
-    })?;
+    let env = ort::init()
+        .with_name("openautoglm")
+        .with_logger(crate::logging::ort_logger())
+        .with_telemetry(Runtime::telemetry_enabled())
+        .build()
+        .map_err(|e| Error::RuntimeUnavailable {
+            path: "(linked)".into(),
+            reason: format!("cannot create the environment: {e}"),
+        })?;
     env.set_log_level(crate::logging::level().ort_severity());
     // SAFETY: ORT is linked into this binary, so OrtGetApiBase is a plain symbol.
     let ort_version = unsafe { version_of(ort::sys::OrtGetApiBase()) }.unwrap_or_else(|| "unknown".into());

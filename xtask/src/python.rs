@@ -52,6 +52,7 @@ pub fn python() -> Result<PathBuf> {
 /// A command that runs `script` in the venv with tools/models on PYTHONPATH.
 pub fn script(python: &Path, script: &Path) -> Command {
     let mut command = Command::new(python);
-    command.arg(script).env("PYTHONPATH", tools_dir());
+    // Microsoft's ONNX Runtime wheel records usage telemetry unless told not to, as the SDK itself tells it.
+    command.arg(script).env("PYTHONPATH", tools_dir()).env("ORT_DISABLE_TELEMETRY", "1");
     command
 }

@@ -243,6 +243,18 @@ public enum Runtime {
         return try initRuntime(libraryPath: libraryPath)
     }
 
+    /// Whether ONNX Runtime may send its usage telemetry to Microsoft. Off unless the app turns it on, which works
+    /// only before the runtime loads (before `load` or the first engine); turning it on later throws
+    /// `EngineError.InvalidConfig`. Off, ONNX Runtime's telemetry client never starts: nothing is recorded, stored or
+    /// sent.
+    public static func setTelemetry(_ enabled: Bool) throws {
+        try checkNativeLibrary()
+        try OpenAutoGLM.setTelemetry(enabled: enabled)
+    }
+
+    /// Whether ONNX Runtime's telemetry is on (false unless `setTelemetry(true)` turned it on).
+    public static var telemetryEnabled: Bool { OpenAutoGLM.telemetryEnabled() }
+
     /// The device class measurements are recorded under when `accelerator` leads (e.g. `ios-aarch64-coreml`):
     /// `.auto` runs the fastest bundle variant measured on it among those that passed their accuracy check.
     public static func deviceClass(for accelerator: Accelerator = .cpu) -> String {

@@ -19,12 +19,18 @@ pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
     let android = cmd::repo_root().join("android");
     let reports = android.join("build/maven/surefire-reports");
     let _ = fs::remove_dir_all(&reports);
+    // ONNX Runtime keeps its telemetry store under $XDG_CACHE_HOME: an empty one per run, which the telemetry test
+    // checks stays without events.
+    let telemetry_home = cmd::repo_root().join("target/telemetry-home");
+    let _ = fs::remove_dir_all(&telemetry_home);
+    fs::create_dir_all(&telemetry_home)?;
     let status = Command::new("mvn")
         .current_dir(&android)
         .args(["-B", "-q", "--no-transfer-progress", "-Dstyle.color=never", "test"])
         .envs(env.iter().copied())
         // JNA finds libopenautoglm_ffi through the loader path.
         .env("LD_LIBRARY_PATH", lib_dir)
+        .env("XDG_CACHE_HOME", &telemetry_home)
         .status()
         .context("cannot run mvn")?;
     let suite = surefire_counts(&reports)?;

@@ -18,6 +18,25 @@ object OpenAutoGLM {
     }
 
     /**
+     * Whether ONNX Runtime may send its usage telemetry to Microsoft. Off unless the app turns it on, which works only
+     * before the runtime loads (before [loadRuntime] or the first engine); turning it on later throws
+     * [EngineException.InvalidConfig]. Off, ONNX Runtime's telemetry client never starts: nothing is recorded,
+     * stored or sent.
+     */
+    @JvmStatic @Throws(EngineException::class)
+    fun setTelemetry(enabled: Boolean) {
+        checkNativeLibrary()
+        native { ai.openautoglm.setTelemetry(enabled) }
+    }
+
+    /** Whether ONNX Runtime's telemetry is on (false unless [setTelemetry] turned it on). */
+    @JvmStatic val telemetryEnabled: Boolean
+        get() {
+            checkNativeLibrary()
+            return ai.openautoglm.telemetryEnabled()
+        }
+
+    /**
      * The device class measurements are recorded under when [accelerator] leads (e.g. `android-aarch64-nnapi`):
      * `Precision.AUTO` runs the fastest bundle variant measured on it among those that passed their accuracy check.
      */
