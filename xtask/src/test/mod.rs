@@ -91,6 +91,11 @@ fn step(name: &str) {
 pub fn run(args: Args) -> Result<()> {
     let wants = |part: &str| args.only.is_empty() || args.only.iter().any(|o| o == part);
     let started = Instant::now();
+    // Every process this run starts inherits this mark, so what is left running afterwards can be told apart from
+    // other runs' processes.
+    let mark = format!("{RUN_MARK}={}", std::process::id());
+    // SAFETY: set before this run starts any thread or process; nothing reads the environment concurrently.
+    unsafe { std::env::set_var(RUN_MARK, std::process::id().to_string()) };
     let root = cmd::repo_root();
     let cargo = env!("CARGO");
 
@@ -198,7 +203,32 @@ pub fn run(args: Args) -> Result<()> {
         fuzz::smoke()?;
         suites.push(Suite { language: "Fuzz", passed: 1, failed: 0, skipped: 0 });
     }
+    // The test command leaves nothing running: the Kotlin compiler runs inside Maven (kotlin.compiler.daemon=false in
+    // the poms), and a daemon that appears anyway is a regression.
+    let left = kotlin_daemons_started_by(&mark);
+    if !left.is_empty() {
+        bail!("the Kotlin tests left a Kotlin compile daemon running (pid {left:?}): set kotlin.compiler.daemon=false");
+    }
     summarize(&suites, started.elapsed().as_secs_f64())
+}
+
+/// The environment variable that marks the processes of one test run.
+const RUN_MARK: &str = "OPENAUTOGLM_TEST_RUN";
+
+/// The process ids of running Kotlin compile daemons whose environment holds `mark` (from /proc; none where there is
+/// no /proc).
+fn kotlin_daemons_started_by(mark: &str) -> Vec<u32> {
+    let contains = |bytes: &[u8], part: &[u8]| bytes.windows(part.len()).any(|w| w == part);
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| contains(&c, b"KotlinCompileDaemon"))
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|e| e.split(|&b| b == 0).any(|var| var == mark.as_bytes()))
+        })
+        .collect()
 }
 
 fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
