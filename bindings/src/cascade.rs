@@ -22,7 +22,7 @@ pub enum CascadePath {
     Main,
 }
 
-/// The app's own gate: `true` sends the input on to the main engine.
+// The app's own gate: `true` sends the input on to the main engine.
 #[uniffi::export(with_foreign)]
 pub trait CascadeGate: Send + Sync {
     fn escalate(&self, outputs: Vec<NativeTensor>) -> bool;
@@ -35,7 +35,7 @@ pub struct CascadeOutput {
     pub confidence: Option<f32>,
 }
 
-/// Counters since the cascade was made (signed, as every count across the FFI).
+// Counters since the cascade was made (signed, as every count across the FFI).
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct CascadeCounters {
     pub inputs: i64,
@@ -51,7 +51,7 @@ pub struct NativeCascade {
 
 #[uniffi::export]
 impl NativeCascade {
-    /// A built-in gate: escalate when the confidence read from `output` is below `threshold`.
+    // A built-in gate: escalate when the confidence read from `output` is below `threshold`.
     #[uniffi::constructor]
     pub fn builtin(
         fast: Arc<NativeEngine>,
@@ -65,14 +65,14 @@ impl NativeCascade {
         Ok(Arc::new(NativeCascade { cascade: Cascade::new(fast.engine.clone(), main.engine.clone(), gate)? }))
     }
 
-    /// The cascade a calibrated manifest describes (`cascade.json`, written by `cargo xtask cascade calibrate`):
-    /// both models, loaded with `config`, and the gate at the threshold chosen on labelled inputs.
+    // The cascade a calibrated manifest describes (`cascade.json`, written by `cargo xtask cascade calibrate`):
+    // both models, loaded with `config`, and the gate at the threshold chosen on labelled inputs.
     #[uniffi::constructor]
     pub fn from_manifest(path: String, config: openautoglm::EngineConfig) -> Result<Arc<Self>, NativeError> {
         Ok(Arc::new(NativeCascade { cascade: Cascade::from_manifest(path, config)? }))
     }
 
-    /// The app's own gate.
+    // The app's own gate.
     #[uniffi::constructor]
     pub fn custom(
         fast: Arc<NativeEngine>,
@@ -83,8 +83,8 @@ impl NativeCascade {
         Ok(Arc::new(NativeCascade { cascade: Cascade::new(fast.engine.clone(), main.engine.clone(), gate)? }))
     }
 
-    /// Runs the fast engine, the gate and, when it escalates, the main engine, each with `priority`, the deadline
-    /// `timeout_us` from now and `cancel`.
+    // Runs the fast engine, the gate and, when it escalates, the main engine, each with `priority`, the deadline
+    // `timeout_us` from now and `cancel`.
     pub fn run(
         &self,
         inputs: Vec<InputSpec>,

@@ -20,13 +20,13 @@ pub struct NativeCtcDecoder {
 
 #[uniffi::export]
 impl NativeCtcDecoder {
-    /// A dictionary file: one character per line (PaddleOCR's `*_dict.txt`) or a JSON list of strings.
+    // A dictionary file: one character per line (PaddleOCR's `*_dict.txt`) or a JSON list of strings.
     #[uniffi::constructor]
     pub fn from_file(path: String) -> Result<Arc<Self>, NativeError> {
         Ok(Arc::new(NativeCtcDecoder { decoder: CtcDecoder::from_file(path)? }))
     }
 
-    /// The text of a `[1, steps, classes]` probability output, and its mean confidence.
+    // The text of a `[1, steps, classes]` probability output, and its mean confidence.
     pub fn decode(&self, output: NativeTensor) -> Result<CtcText, NativeError> {
         self.decoder.decode(&output)
     }

@@ -4,6 +4,10 @@
 //!
 //! Tensor data crosses once per call: all inputs packed into one borrowed byte buffer (a direct ByteBuffer in
 //! Kotlin, `Data` in Swift) described by [`InputSpec`]s; outputs come back as one byte array per tensor.
+//!
+//! Comments on the exported items here (and in `cascade`, `ctc`, `llm`) are `//`, not `///`: uniffi copies doc
+//! comments into the metadata it compiles into the library, which every app would carry (3.7 KB of the arm64 engine, no
+//! use at run time). The documentation users read is on the Kotlin and Swift layers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,8 +46,8 @@ pub enum Priority {
     Background,
 }
 
-/// Cancels the requests it was given to: queued ones fail at once, running ones at their next node, with
-/// `Cancelled`. The Kotlin and Swift layers make one per call and cancel it with the coroutine or Task.
+// Cancels the requests it was given to: queued ones fail at once, running ones at their next node, with
+// `Cancelled`. The Kotlin and Swift layers make one per call and cancel it with the coroutine or Task.
 #[derive(uniffi::Object, Default)]
 pub struct CancelToken {
     token: core::CancelToken,
@@ -64,8 +68,8 @@ impl CancelToken {
         self.token.is_cancelled()
     }
 
-    /// The token's address for the Kotlin JNI path, valid while this object lives (Kotlin passes the object along
-    /// with the address, which keeps it alive for the call).
+    // The token's address for the Kotlin JNI path, valid while this object lives (Kotlin passes the object along
+    // with the address, which keeps it alive for the call).
     pub fn fast_handle(&self) -> i64 {
         &self.token as *const core::CancelToken as i64
     }
@@ -256,7 +260,7 @@ pub struct ModelInfo {
     pub metadata: ModelMetadata,
 }
 
-/// An output tensor (the idiomatic layers wrap it as their own `Tensor`).
+// An output tensor (the idiomatic layers wrap it as their own `Tensor`).
 pub type NativeTensor = Tensor;
 
 #[uniffi::remote(Record)]
@@ -273,7 +277,7 @@ pub struct RuntimeInfo {
     pub ort_version: String,
 }
 
-/// One input inside the packed input buffer: bytes `offset..offset + length`.
+// One input inside the packed input buffer: bytes `offset..offset + length`.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct InputSpec {
     pub name: String,
@@ -296,58 +300,58 @@ pub enum LogLevel {
 // uniffi defaults are literals: keep this one equal to the core's default.
 const _: () = assert!(core::DEFAULT_MEMORY_LIMIT_MB == 1024);
 
-/// Sets what the SDK and ONNX Runtime log (logcat on Android, os_log on Apple) from now on.
+// Sets what the SDK and ONNX Runtime log (logcat on Android, os_log on Apple) from now on.
 #[uniffi::export]
 pub fn set_log_level(level: LogLevel) {
     core::logging::set_level(level)
 }
 
-/// The log level in force.
+// The log level in force.
 #[uniffi::export]
 pub fn log_level() -> LogLevel {
     core::logging::level()
 }
 
-/// The device class measurements are recorded under for `accelerator` leading (e.g. `linux-x86_64-cpu`): a bundle
-/// variant measured on it is preferred by `Precision::Auto` when it is the fastest that passed its check.
+// The device class measurements are recorded under for `accelerator` leading (e.g. `linux-x86_64-cpu`): a bundle
+// variant measured on it is preferred by `Precision::Auto` when it is the fastest that passed its check.
 #[uniffi::export]
 pub fn device_class(accelerator: Accelerator) -> String {
     core::device_class(&accelerator)
 }
 
-/// The numerics class whose accuracy verdicts hold when `accelerator` leads (`linux-aarch64-cpu` on Android and iOS
-/// phones, `linux-x86_64-cpu` on x86-64): a bundle variant runs only where it passed its check on this class.
+// The numerics class whose accuracy verdicts hold when `accelerator` leads (`linux-aarch64-cpu` on Android and iOS
+// phones, `linux-x86_64-cpu` on x86-64): a bundle variant runs only where it passed its check on this class.
 #[uniffi::export]
 pub fn numerics_class(accelerator: Accelerator) -> String {
     core::numerics_class(&accelerator)
 }
 
-/// The native library's version; the Kotlin and Swift layers refuse to run against a different one.
+// The native library's version; the Kotlin and Swift layers refuse to run against a different one.
 #[uniffi::export]
 pub fn native_version() -> String {
     core::VERSION.to_owned()
 }
 
-/// Lets ONNX Runtime send its usage telemetry to Microsoft (`true`) or not (`false`, the default). Opting in works
-/// only before the runtime loads (before the first engine); afterwards it is an `InvalidConfig` error.
+// Lets ONNX Runtime send its usage telemetry to Microsoft (`true`) or not (`false`, the default). Opting in works
+// only before the runtime loads (before the first engine); afterwards it is an `InvalidConfig` error.
 #[uniffi::export]
 pub fn set_telemetry(enabled: bool) -> Result<(), NativeError> {
     core::Runtime::set_telemetry(enabled)
 }
 
-/// Whether ONNX Runtime's telemetry is on (off unless the app opted in).
+// Whether ONNX Runtime's telemetry is on (off unless the app opted in).
 #[uniffi::export]
 pub fn telemetry_enabled() -> bool {
     core::Runtime::telemetry_enabled()
 }
 
-/// Loads ONNX Runtime from `library_path`, or from `ORT_DYLIB_PATH` / the platform default when `None`.
+// Loads ONNX Runtime from `library_path`, or from `ORT_DYLIB_PATH` / the platform default when `None`.
 #[uniffi::export]
 pub fn init_runtime(library_path: Option<String>) -> Result<RuntimeInfo, NativeError> {
     core::Runtime::init(library_path.as_deref().map(std::path::Path::new))
 }
 
-/// A loaded model (the idiomatic `Engine` classes wrap this).
+// A loaded model (the idiomatic `Engine` classes wrap this).
 #[derive(uniffi::Object)]
 pub struct NativeEngine {
     // Shared with the cascades made from it.
@@ -361,7 +365,7 @@ impl NativeEngine {
         Ok(Arc::new(NativeEngine { engine: Arc::new(core::Engine::from_file(path, config)?) }))
     }
 
-    /// Loads the variant of a model bundle directory that `config.precision` selects.
+    // Loads the variant of a model bundle directory that `config.precision` selects.
     #[uniffi::constructor]
     pub fn from_bundle(dir: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
         Ok(Arc::new(NativeEngine { engine: Arc::new(core::Engine::from_bundle(dir, config)?) }))
@@ -372,8 +376,8 @@ impl NativeEngine {
         Ok(Arc::new(NativeEngine { engine: Arc::new(core::Engine::from_bytes(model, config)?) }))
     }
 
-    /// Loads the model stored `length` bytes from `offset` in the open file `fd` (an APK asset's
-    /// AssetFileDescriptor), mapped rather than copied; `fd` stays the caller's.
+    // Loads the model stored `length` bytes from `offset` in the open file `fd` (an APK asset's
+    // AssetFileDescriptor), mapped rather than copied; `fd` stays the caller's.
     #[uniffi::constructor]
     pub fn from_fd(fd: i32, offset: i64, length: i64, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
         let (Ok(offset), Ok(length)) = (u64::try_from(offset), u64::try_from(length)) else {
@@ -388,44 +392,44 @@ impl NativeEngine {
         self.engine.info().clone()
     }
 
-    /// The engine's address for the Kotlin JNI path (`FastPath`), valid while this object lives: Kotlin passes the
-    /// object along with the address, which keeps it alive for the call.
+    // The engine's address for the Kotlin JNI path (`FastPath`), valid while this object lives: Kotlin passes the
+    // object along with the address, which keeps it alive for the call.
     pub fn fast_handle(&self) -> i64 {
         Arc::as_ptr(&self.engine) as i64
     }
 
-    /// Which accelerators are in use, and why any others asked for were skipped.
+    // Which accelerators are in use, and why any others asked for were skipped.
     pub fn accelerators(&self) -> AcceleratorReport {
         self.engine.accelerators().clone()
     }
 
-    /// Which provider ran how many nodes in how many partitions; `None` unless `report_placement` was set.
+    // Which provider ran how many nodes in how many partitions; `None` unless `report_placement` was set.
     pub fn placement(&self) -> Option<Placement> {
         self.engine.placement().cloned()
     }
 
-    /// The bundle variant running, and why; `None` for an engine made from one model file.
+    // The bundle variant running, and why; `None` for an engine made from one model file.
     pub fn precision(&self) -> Option<PrecisionChoice> {
         self.engine.precision().cloned()
     }
 
-    /// What the compile cache did when this engine was built.
+    // What the compile cache did when this engine was built.
     pub fn compile_cache(&self) -> CacheOutcome {
         self.engine.compile_cache()
     }
 
-    /// Runs served by each shape bucket, and by the dynamic session.
+    // Runs served by each shape bucket, and by the dynamic session.
     pub fn shape_bucket_stats(&self) -> ShapeBucketStats {
         self.engine.shape_bucket_stats()
     }
 
-    /// Runs stopped part-way for an interactive run and started again.
+    // Runs stopped part-way for an interactive run and started again.
     pub fn preempted_runs(&self) -> i64 {
         self.engine.preempted_runs() as i64
     }
 
-    /// Runs the model on inputs packed in `data`, at `priority`, failing with `DeadlineExceeded` if not done within
-    /// `timeout_us` microseconds and with `Cancelled` once `cancel` is cancelled.
+    // Runs the model on inputs packed in `data`, at `priority`, failing with `DeadlineExceeded` if not done within
+    // `timeout_us` microseconds and with `Cancelled` once `cancel` is cancelled.
     pub fn run(
         &self,
         inputs: Vec<InputSpec>,
@@ -437,24 +441,24 @@ impl NativeEngine {
         self.engine.run_with(&views(&inputs, data)?, &run_options(priority, timeout_us, cancel))
     }
 
-    /// Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
+    // Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
     pub fn warmup(&self, runs: i32) -> Result<Vec<f64>, NativeError> {
         self.engine.warmup(warmup_runs(runs)?)
     }
 
-    /// `warmup` with zero inputs whose named dynamic dims take the given sizes.
+    // `warmup` with zero inputs whose named dynamic dims take the given sizes.
     pub fn warmup_dims(&self, dims: HashMap<String, i64>, runs: i32) -> Result<Vec<f64>, NativeError> {
         let dims: Vec<(&str, i64)> = dims.iter().map(|(name, size)| (name.as_str(), *size)).collect();
         self.engine.warmup_dims(&dims, warmup_runs(runs)?)
     }
 
-    /// `warmup` with example inputs packed in `data`.
+    // `warmup` with example inputs packed in `data`.
     pub fn warmup_with(&self, inputs: Vec<InputSpec>, data: &[u8], runs: i32) -> Result<Vec<f64>, NativeError> {
         self.engine.warmup_with(&views(&inputs, data)?, warmup_runs(runs)?)
     }
 
-    /// Releases the model now; later calls fail with `EngineClosed`. Releasing twice is fine. (Not `close`:
-    /// uniffi gives the Kotlin class an AutoCloseable `close()` that frees the handle itself.)
+    // Releases the model now; later calls fail with `EngineClosed`. Releasing twice is fine. (Not `close`:
+    // uniffi gives the Kotlin class an AutoCloseable `close()` that frees the handle itself.)
     pub fn release(&self) {
         self.engine.close()
     }
@@ -464,15 +468,15 @@ impl NativeEngine {
     }
 }
 
-/// A warmup run count from Kotlin or Swift: the engine checks the upper bound, a negative one is refused here.
+// A warmup run count from Kotlin or Swift: the engine checks the upper bound, a negative one is refused here.
 fn warmup_runs(runs: i32) -> Result<u32, NativeError> {
     u32::try_from(runs).map_err(|_| NativeError::InvalidConfig {
         reason: format!("warmup runs must be between 0 and {}, got {runs}", core::MAX_WARMUP_RUNS),
     })
 }
 
-/// The inputs packed in `data`, as views of their byte ranges (checked against the buffer).
-/// A request's options as the uniffi calls carry them (engines and cascades alike).
+// The inputs packed in `data`, as views of their byte ranges (checked against the buffer).
+// A request's options as the uniffi calls carry them (engines and cascades alike).
 fn run_options(priority: Priority, timeout_us: Option<i64>, cancel: Option<Arc<CancelToken>>) -> core::RunOptions {
     core::RunOptions {
         priority,

@@ -69,12 +69,12 @@ pub enum HistoryPolicy {
     Refuse,
 }
 
-/// A decoder LLM (the idiomatic `Llm` classes wrap this). `release` frees the model as `NativeEngine::release`
-/// does: generations in progress finish, and every later call, on it or on its chats, is `EngineClosed`.
+// A decoder LLM (the idiomatic `Llm` classes wrap this). `release` frees the model as `NativeEngine::release`
+// does: generations in progress finish, and every later call, on it or on its chats, is `EngineClosed`.
 #[derive(uniffi::Object)]
 pub struct NativeLlm {
     llm: RwLock<Option<core::llm::Llm>>,
-    /// The chats made from this LLM: each holds the model too, so releasing it releases theirs.
+    // The chats made from this LLM: each holds the model too, so releasing it releases theirs.
     chats: Mutex<Vec<Weak<NativeChat>>>,
 }
 
@@ -86,38 +86,38 @@ impl NativeLlm {
 
 #[uniffi::export]
 impl NativeLlm {
-    /// Loads the decoder in `dir` (made by `cargo xtask models prepare smollm2`) at `config.precision`.
+    // Loads the decoder in `dir` (made by `cargo xtask models prepare smollm2`) at `config.precision`.
     #[uniffi::constructor]
     pub fn open(dir: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
         let llm = core::llm::Llm::open(dir, config)?;
         Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))
     }
 
-    /// The decoder file running (e.g. `int4.onnx`).
+    // The decoder file running (e.g. `int4.onnx`).
     pub fn file(&self) -> Result<String, NativeError> {
         Ok(self.live()?.file().to_owned())
     }
 
-    /// The decoder running and why: `Auto` picks the fastest one measured on this device class, or the smallest,
-    /// among those that passed their quality check against FP32.
+    // The decoder running and why: `Auto` picks the fastest one measured on this device class, or the smallest,
+    // among those that passed their quality check against FP32.
     pub fn precision(&self) -> Result<PrecisionChoice, NativeError> {
         Ok(self.live()?.precision().clone())
     }
 
-    /// This LLM with `draft` (a cheaper decoder with the same tokenizer, such as a 4-bit variant) proposing tokens
-    /// for speculative decoding: on by default in its requests (`max_draft_tokens` 0 drafts up to 8 a pass; k sets
-    /// another cap). Without one, prompt lookup drafts in requests that set `max_draft_tokens`.
+    // This LLM with `draft` (a cheaper decoder with the same tokenizer, such as a 4-bit variant) proposing tokens
+    // for speculative decoding: on by default in its requests (`max_draft_tokens` 0 drafts up to 8 a pass; k sets
+    // another cap). Without one, prompt lookup drafts in requests that set `max_draft_tokens`.
     pub fn with_draft(&self, draft: Arc<NativeLlm>) -> Result<Arc<NativeLlm>, NativeError> {
         let llm = self.live()?.with_draft(&draft.live()?)?;
         Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))
     }
 
-    /// The draft decoder's file, when one is attached.
+    // The draft decoder's file, when one is attached.
     pub fn draft_file(&self) -> Result<Option<String>, NativeError> {
         Ok(self.live()?.draft_file().map(str::to_owned))
     }
 
-    /// The text of `tokens`, as a generation's `text` holds it.
+    // The text of `tokens`, as a generation's `text` holds it.
     pub fn decode(&self, tokens: Vec<i32>) -> Result<String, NativeError> {
         let tokens = tokens.iter().map(|&t| u32::try_from(t)).collect::<Result<Vec<u32>, _>>().map_err(|_| {
             NativeError::InvalidInput {
@@ -128,12 +128,12 @@ impl NativeLlm {
         self.live()?.decode(&tokens)
     }
 
-    /// Continues `prompt` as is.
+    // Continues `prompt` as is.
     pub fn generate(&self, prompt: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, NativeError> {
         Ok(NativeGeneration::new(self.live()?.generate(&prompt, options)?))
     }
 
-    /// Answers a chat (the model's template applied).
+    // Answers a chat (the model's template applied).
     pub fn chat(
         &self,
         messages: Vec<ChatMessage>,
@@ -142,7 +142,7 @@ impl NativeLlm {
         Ok(NativeGeneration::new(self.live()?.chat(&messages, options)?))
     }
 
-    /// A conversation that keeps its turns under `policy` when the context fills.
+    // A conversation that keeps its turns under `policy` when the context fills.
     #[uniffi::method(default(policy = None))]
     pub fn new_chat(
         &self,
@@ -157,8 +157,8 @@ impl NativeLlm {
         Ok(chat)
     }
 
-    /// Frees the model now (once generations in progress end); later calls on it and its chats fail with
-    /// `EngineClosed`. Releasing twice is fine. (Not `close`: uniffi's `close()` frees the handle itself.)
+    // Frees the model now (once generations in progress end); later calls on it and its chats fail with
+    // `EngineClosed`. Releasing twice is fine. (Not `close`: uniffi's `close()` frees the handle itself.)
     pub fn release(&self) {
         self.llm.write().unwrap_or_else(|e| e.into_inner()).take();
         for chat in self.chats.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
@@ -173,7 +173,7 @@ impl NativeLlm {
     }
 }
 
-/// A multi-turn chat; `None` once its LLM was released.
+// A multi-turn chat; `None` once its LLM was released.
 #[derive(uniffi::Object)]
 pub struct NativeChat {
     chat: RwLock<Option<core::llm::Chat>>,
@@ -193,8 +193,8 @@ impl NativeChat {
     }
 }
 
-/// A generation in progress, pulled one piece at a time (a blocking call per token: the Kotlin and Swift layers
-/// pull it from a background thread and turn it into a Flow / AsyncThrowingStream).
+// A generation in progress, pulled one piece at a time (a blocking call per token: the Kotlin and Swift layers
+// pull it from a background thread and turn it into a Flow / AsyncThrowingStream).
 #[derive(uniffi::Object)]
 pub struct NativeGeneration {
     generation: Mutex<core::llm::Generation>,
@@ -215,18 +215,18 @@ impl NativeGeneration {
 
 #[uniffi::export]
 impl NativeGeneration {
-    /// The next piece of text (valid UTF-8), or `None` when the generation has ended.
+    // The next piece of text (valid UTF-8), or `None` when the generation has ended.
     pub fn next_piece(&self) -> Result<Option<String>, NativeError> {
         self.lock().next().transpose()
     }
 
-    /// Orders this generation's next steps among the other work in its lane (a stream can move to the background
-    /// when its screen does).
+    // Orders this generation's next steps among the other work in its lane (a stream can move to the background
+    // when its screen does).
     pub fn set_priority(&self, priority: core::Priority) {
         self.priority.set(priority)
     }
 
-    /// Stops before the next token; safe from any thread, also while `next_piece` runs.
+    // Stops before the next token; safe from any thread, also while `next_piece` runs.
     pub fn cancel(&self) {
         self.cancel.cancel()
     }
@@ -235,12 +235,12 @@ impl NativeGeneration {
         self.lock().finish_reason()
     }
 
-    /// The answer so far: the pieces handed out, joined.
+    // The answer so far: the pieces handed out, joined.
     pub fn text(&self) -> String {
         self.lock().text().to_owned()
     }
 
-    /// The generated token ids so far.
+    // The generated token ids so far.
     pub fn tokens(&self) -> Vec<i32> {
         self.lock().tokens().iter().map(|&t| t as i32).collect()
     }

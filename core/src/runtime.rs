@@ -182,26 +182,19 @@ fn keep_telemetry_from_starting() {
 /// Tells ONNX Runtime's environment to record and send telemetry events, or not.
 fn apply_telemetry(env: &Environment, enabled: bool) -> Result<()> {
     use ort::AsPointer;
+    let api = ort::api();
     let env_ptr = env.ptr().cast_mut();
     // SAFETY: `env_ptr` is the live process environment (kept for the process lifetime); both calls only flip a
-    // flag in it and return a status, which is released by turning it into a Result.
-    let status = unsafe {
-        if enabled { (ort::api().EnableTelemetryEvents)(env_ptr) } else { (ort::api().DisableTelemetryEvents)(env_ptr) }
-    };
-    ort_status(status.0).map_err(|reason| Error::internal(format!("cannot switch ONNX Runtime telemetry: {reason}")))
-}
-
-/// An `OrtStatus` as a Result: its message on failure, the status released either way.
-fn ort_status(status: *mut ort::sys::OrtStatus) -> std::result::Result<(), String> {
-    if status.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null status from the C API is owned by the caller; read its message, then release it once.
+    // flag in it and return a status, which is released here (null, the success case, is a no-op to release).
     unsafe {
-        let message = std::ffi::CStr::from_ptr((ort::api().GetErrorMessage)(status)).to_string_lossy().into_owned();
-        (ort::api().ReleaseStatus)(status);
-        Err(message)
+        let status = if enabled { (api.EnableTelemetryEvents)(env_ptr) } else { (api.DisableTelemetryEvents)(env_ptr) };
+        let failed = !status.0.is_null();
+        (api.ReleaseStatus)(status.0);
+        if failed {
+            return Err(Error::internal("ONNX Runtime refused to switch its telemetry"));
+        }
     }
+    Ok(())
 }
 
 fn default_library_path() -> PathBuf {
