@@ -1,7 +1,7 @@
 """Candidates for a mixed variant on another numerics class, where the host's one fails there (`cargo xtask models
 verdicts`): the host search's FP32 nodes plus the j most sensitive blocks (the host search's ranking), for j = 1, 2,
-... Each keeps more of the graph at FP32 than the last; xtask runs them in order on the class's device (ARM64 under
-qemu) on the selection set and keeps the first that passes there.
+... Each keeps more of the graph at FP32 than the last; xtask runs them on the class's device (ARM64 under qemu) on
+the selection set, bisecting for the first that passes there.
 
     python class_search.py --variants DIR/variants.json --name fp16-mixed --fp32 DIR/fp32.onnx \
         --recipe DIR/recipe.json --held-out DIR/held_out.json --out DIR/candidates

@@ -291,14 +291,17 @@ impl ClassSearch<'_> {
         let selection = write_set(self.recipe, self.held_out, "selection", self.dir)?;
         let fp32 = vec![("fp32".to_owned(), self.dir.join("fp32.onnx"))];
         run_set(self.model, device, &fp32, &selection, self.dir)?;
-        for candidate in &candidates {
+        // Each candidate keeps more of the graph at FP32 than the one before, so passing is (nearly) monotone: a
+        // bisection finds the first that passes in log2(n) device runs (each one a set under emulation: minutes).
+        let found = first_passing(candidates.len(), |i| {
+            let candidate = &candidates[i];
             let label = format!("{name}+{}", candidate.nodes_at_fp32);
             let one = vec![(label, out.join(&candidate.file))];
             let dumps = run_set(self.model, device, &one, &selection, self.dir)?;
-            let row = judge_all(self.model, self.task, device, &dumps, "selection")?.remove(0);
-            if !row.passed {
-                continue;
-            }
+            Ok(judge_all(self.model, self.task, device, &dumps, "selection")?.remove(0).passed)
+        })?;
+        if let Some(i) = found {
+            let candidate = &candidates[i];
             let variant = format!("{name}-{}", device.arch());
             let file = format!("{variant}.onnx");
             fs::copy(out.join(&candidate.file), self.dir.join(&file))?;
@@ -334,6 +337,23 @@ impl ClassSearch<'_> {
         fs::write(&path, serde_json::to_string_pretty(&bundle)?)?;
         Ok(())
     }
+}
+
+/// The lowest index in `0..count` for which `passes` holds, assuming that once one passes every later one does
+/// (bisection: about log2(count) calls); `None` when the last fails.
+fn first_passing(count: usize, mut passes: impl FnMut(usize) -> Result<bool>) -> Result<Option<usize>> {
+    let (mut low, mut high) = (0, count);
+    let mut found = None;
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if passes(middle)? {
+            found = Some(middle);
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Ok(found)
 }
 
 #[derive(Deserialize)]
@@ -439,4 +459,25 @@ fn print_table(rows: &[VerdictRow], shared: usize) {
         println!();
     }
     println!("sources in more than one set of a model: {shared}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bisection_finds_the_first_passing_candidate_in_few_runs() {
+        for count in 0..40 {
+            for first in 0..=count {
+                let mut runs = 0;
+                let found = first_passing(count, |i| {
+                    runs += 1;
+                    Ok(i >= first)
+                })
+                .unwrap();
+                assert_eq!(found, (first < count).then_some(first), "count {count}, first {first}");
+                assert!(runs <= 6, "{runs} runs for {count} candidates");
+            }
+        }
+    }
 }
