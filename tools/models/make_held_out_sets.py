@@ -178,14 +178,15 @@ def with_held_out(text, model_id, sets):
     start = next(k for k, line in enumerate(lines) if line.strip() == f'"id": "{model_id}",')
     end = next(k for k in range(start, len(lines)) if lines[k] in ("    },", "    }"))
     held = next((k for k in range(start, end) if lines[k] == '      "held_out": {'), None)
+    block = held_out_block(sets)
     if held is not None:
         close = next(k for k in range(held, end) if lines[k].startswith("      }"))
-        lines[held:close + 1] = held_out_block(sets)
         if close + 1 < end:
-            lines[held + len(held_out_block(sets)) - 1] += ","
+            block[-1] += ","
+        lines[held:close + 1] = block
     else:
         lines[end - 1] += ","
-        lines[end:end] = held_out_block(sets)
+        lines[end:end] = block
     return "\n".join(lines)
 
 if __name__ == "__main__":

@@ -127,7 +127,8 @@ pub fn materialize(model: &str, dir: &Path) -> Result<Option<PathBuf>> {
         .context("the model has no input recipe")?
         .clone();
     let tokenizer = held_out.tokenizer.as_deref().map(fetch_asset).transpose()?;
-    let mut made = Making { recipe: &recipe, dir, tokenizer, held_out: &held_out, fonts: None, espeak: None };
+    let mut made =
+        Making { recipe: &recipe, dir, tokenizer, held_out: &held_out, fonts: None, espeak: None, front_end: None };
     let mut sets = serde_json::Map::new();
     for set in SETS {
         let mut samples = Vec::new();
@@ -148,6 +149,7 @@ struct Making<'a> {
     held_out: &'a HeldOut,
     fonts: Option<Vec<ab_glyph::FontVec>>,
     espeak: Option<PathBuf>,
+    front_end: Option<Vec<PathBuf>>,
 }
 
 impl Making<'_> {
@@ -221,9 +223,12 @@ impl Making<'_> {
         Ok(self.fonts.as_deref().expect("loaded"))
     }
 
-    /// The front end's model files, fetched (empty for a model that takes audio itself).
-    fn front_end(&self) -> Result<Vec<PathBuf>> {
-        self.held_out.front_end.iter().map(|id| super::fetch(id)).collect()
+    /// The front end's model files, fetched and verified once (empty for a model that takes audio itself).
+    fn front_end(&mut self) -> Result<Vec<PathBuf>> {
+        if self.front_end.is_none() {
+            self.front_end = Some(self.held_out.front_end.iter().map(|id| super::fetch(id)).collect::<Result<_>>()?);
+        }
+        Ok(self.front_end.clone().expect("fetched"))
     }
 
     /// The espeak-ng wheel (library and voices), pinned; held_out.py unpacks and loads it.
