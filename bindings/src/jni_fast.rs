@@ -191,6 +191,9 @@ fn throw(env: &mut JNIEnv<'_>, error: &Error) {
         Error::InvalidModel { reason } => ("InvalidModel", vec![reason.clone()]),
         Error::InvalidInput { name, reason } => ("InvalidInput", vec![name.clone(), reason.clone()]),
         Error::InvalidConfig { reason } => ("InvalidConfig", vec![reason.clone()]),
+        Error::AcceleratorUnavailable { provider, reason } => {
+            ("AcceleratorUnavailable", vec![provider.clone(), reason.clone()])
+        }
         Error::InferenceFailed { reason } => ("InferenceFailed", vec![reason.clone()]),
         Error::MemoryLimit { reason } => ("MemoryLimit", vec![reason.clone()]),
         Error::Cancelled => ("Cancelled", vec![]),

@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use openautoglm as core;
 use openautoglm::{
-    Accelerator, AcceleratorReport, CacheOutcome, CoreMlComputeUnits, CoreMlModelFormat, Dim, ElementType,
+    Accelerator, AcceleratorReport, CacheOutcome, CoreMlComputeUnits, CoreMlModelFormat, DeviceKind, Dim, ElementType,
     EngineConfig, LogLevel, ModelInfo, ModelMetadata, OptimizeLevel, Placement, Precision, PrecisionChoice, Priority,
-    ProviderPlacement, RuntimeInfo, ShapeBucket, ShapeBucketStats, SkippedAccelerator, Tensor, TensorInfo,
+    ProviderOption, ProviderPlacement, RuntimeInfo, ShapeBucket, ShapeBucketStats, SkippedAccelerator, Tensor,
+    TensorInfo,
 };
 
 uniffi::setup_scaffolding!();
@@ -30,6 +31,7 @@ pub enum NativeError {
     InvalidModel { reason: String },
     InvalidInput { name: String, reason: String },
     InvalidConfig { reason: String },
+    AcceleratorUnavailable { provider: String, reason: String },
     InferenceFailed { reason: String },
     MemoryLimit { reason: String },
     Cancelled,
@@ -112,6 +114,25 @@ pub enum Accelerator {
         subgraphs: bool,
         cache_dir: Option<String>,
     },
+    Plugin {
+        library: String,
+        provider: String,
+        device: DeviceKind,
+        options: Vec<ProviderOption>,
+    },
+}
+
+#[uniffi::remote(Enum)]
+pub enum DeviceKind {
+    Cpu,
+    Gpu,
+    Npu,
+}
+
+#[uniffi::remote(Record)]
+pub struct ProviderOption {
+    pub key: String,
+    pub value: String,
 }
 
 #[uniffi::remote(Enum)]

@@ -7,8 +7,12 @@ use std::path::Path;
 use ort::ep::{ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch};
 use ort::session::builder::SessionBuilder;
 
-use crate::config::{Accelerator, CoreMlComputeUnits, CoreMlModelFormat, EngineConfig};
+use crate::config::{
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DeviceKind, EngineConfig, OPENVINO_PROVIDER, ProviderOption,
+};
 use crate::error::{Error, Result};
+use crate::plugin;
+use crate::runtime::Runtime;
 
 /// Which accelerators a built engine uses, and why the others were left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +46,8 @@ fn execution_provider(accelerator: &Accelerator) -> Option<ExecutionProviderDisp
         Accelerator::CoreMl { compute_units, model_format, static_shapes, subgraphs, cache_dir } => {
             coreml(*compute_units, *model_format, *static_shapes, *subgraphs, cache_dir.as_deref()).build()
         }
+        // Registered through ONNX Runtime's device API instead (see `register_plugin`).
+        Accelerator::Plugin { .. } => return None,
     })
 }
 
@@ -49,7 +55,7 @@ fn xnnpack(threads: i32) -> ort::ep::XNNPACK {
     // A negative count is refused with the configuration; here it is read as "one per core" like 0.
     let threads = match usize::try_from(threads) {
         Ok(n) if n > 0 => n,
-        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        _ => crate::config::cores(),
     };
     ort::ep::XNNPACK::default().with_intra_op_num_threads(NonZeroUsize::new(threads).expect("at least one thread"))
 }
@@ -86,8 +92,24 @@ fn coreml(
     }
 }
 
-/// Why an accelerator cannot be registered here, if it cannot.
-fn unusable(accelerator: &Accelerator, available: &[String]) -> Option<String> {
+/// Why an accelerator cannot be registered here, if it cannot. A plugin is usable when its library registers and
+/// offers a device of the kind asked for; a library that does not register at all is an error, not a skip.
+fn unusable(accelerator: &Accelerator, available: &[String]) -> Result<Option<String>> {
+    if let Accelerator::Plugin { library, provider, device, .. } = accelerator {
+        return Runtime::with_env(|env| {
+            plugin::register(env, provider, library)?;
+            if !plugin::devices(env, provider, *device).is_empty() {
+                return Ok(None);
+            }
+            let offered = plugin::offered(env);
+            let offered = if offered.is_empty() { "none".to_owned() } else { offered.join(", ") };
+            Ok(Some(format!("offers no {device:?} device on this machine (plugin devices here: {offered})")))
+        });
+    }
+    Ok(legacy_unusable(accelerator, available))
+}
+
+fn legacy_unusable(accelerator: &Accelerator, available: &[String]) -> Option<String> {
     if *accelerator == Accelerator::Cpu {
         return None;
     }
@@ -100,9 +122,14 @@ fn unusable(accelerator: &Accelerator, available: &[String]) -> Option<String> {
 }
 
 /// The accelerator that will take the model: the first one asked for that this ONNX Runtime has (else the CPU).
-pub(crate) fn leading_accelerator(config: &EngineConfig) -> Accelerator {
+pub(crate) fn leading_accelerator(config: &EngineConfig) -> Result<Accelerator> {
     let available = available_providers();
-    config.accelerators.iter().find(|a| unusable(a, &available).is_none()).cloned().unwrap_or(Accelerator::Cpu)
+    for accelerator in &config.accelerators {
+        if unusable(accelerator, &available)?.is_none() {
+            return Ok(accelerator.clone());
+        }
+    }
+    Ok(Accelerator::Cpu)
 }
 
 /// Registers the accelerators in order: those this ONNX Runtime has, skipping (or, strict, refusing) the others.
@@ -122,12 +149,22 @@ pub(crate) fn register_accelerators(
             report.skipped.push(SkippedAccelerator { provider: name.to_owned(), reason });
             Ok(())
         };
-        if let Some(reason) = unusable(accelerator, &available) {
+        if let Some(reason) = unusable(accelerator, &available)? {
             skip(&mut report, reason)?;
             continue;
         }
-        let Some(provider) = execution_provider(&with_compile_cache(accelerator, config)) else { continue };
-        match builder.with_execution_providers([provider.error_on_failure()]) {
+        let accelerator = with_compile_cache(accelerator, config);
+        let registered = match &accelerator {
+            Accelerator::Plugin { provider, device, options, .. } => Runtime::with_env(|env| {
+                let devices = plugin::devices(env, provider, *device);
+                Ok(builder.with_devices(devices, Some(&plugin::prefixed_options(provider, options))))
+            })?,
+            _ => {
+                let Some(provider) = execution_provider(&accelerator) else { continue };
+                builder.with_execution_providers([provider.error_on_failure()])
+            }
+        };
+        match registered {
             Ok(b) => {
                 builder = b;
                 report.active.push(name.to_owned());
@@ -139,22 +176,57 @@ pub(crate) fn register_accelerators(
             }
         }
     }
+    if report.active.is_empty() {
+        builder = pin_cpu(builder)?;
+    }
     report.active.push("CPUExecutionProvider".into());
     Ok((builder, report))
 }
 
-/// CoreML keeps its compiled models in the engine's compile cache unless it was given a directory of its own.
-fn with_compile_cache(accelerator: &Accelerator, config: &EngineConfig) -> Accelerator {
-    match (accelerator, &config.cache_dir) {
-        (Accelerator::CoreMl { cache_dir: None, .. }, Some(dir)) => {
-            let mut accelerator = accelerator.clone();
-            if let Accelerator::CoreMl { cache_dir, .. } = &mut accelerator {
-                *cache_dir = Some(Path::new(dir).join("coreml").display().to_string());
-            }
-            accelerator
+/// A session given no execution provider runs on the CPU provider only. ort asks ONNX Runtime (>= 1.22) to choose
+/// devices by policy when a session names none, which would put it on any plugin registered in the process (an
+/// OpenVINO or QNN engine elsewhere in the app): the CPU device is named instead.
+fn pin_cpu(builder: SessionBuilder) -> Result<SessionBuilder> {
+    Runtime::with_env(|env| {
+        let cpu: Vec<_> = env.devices().filter(|d| d.ep().is_ok_and(|ep| ep == "CPUExecutionProvider")).collect();
+        if cpu.is_empty() {
+            return Ok(builder); // no device API in this build: nothing else can be chosen either
         }
-        _ => accelerator.clone(),
+        builder
+            .with_devices(cpu, None)
+            .map_err(|e| Error::internal(format!("selecting the CPU device: {}", e.message())))
+    })
+}
+
+/// CoreML and OpenVINO keep their compiled models in the engine's compile cache (a `coreml` or `openvino` folder)
+/// unless they were given a directory (OpenVINO: a `load_config`) of their own. OpenVINO names each compiled blob by a hash of the model it
+/// compiled, weights included, so a model whose weights changed is compiled afresh, never served stale.
+fn with_compile_cache(accelerator: &Accelerator, config: &EngineConfig) -> Accelerator {
+    let Some(dir) = &config.cache_dir else { return accelerator.clone() };
+    let mut accelerator = accelerator.clone();
+    match &mut accelerator {
+        Accelerator::CoreMl { cache_dir: cache_dir @ None, .. } => {
+            *cache_dir = Some(Path::new(dir).join("coreml").display().to_string());
+        }
+        // OpenVINO's plugin ignores its old `cache_dir` option; the cache is an OpenVINO property of the device, set
+        // through `load_config` (inline JSON). An app's own `load_config` is left alone.
+        Accelerator::Plugin { provider, options, device, .. }
+            if provider == OPENVINO_PROVIDER && !options.iter().any(|o| o.key == "load_config") =>
+        {
+            let cache = Path::new(dir).join("openvino").display().to_string();
+            let device = match device {
+                DeviceKind::Cpu => "CPU",
+                DeviceKind::Gpu => "GPU",
+                DeviceKind::Npu => "NPU",
+            };
+            // serde_json's string escaping, not its `Value` (which would add its whole tree code to the library).
+            let cache = serde_json::to_string(&cache).unwrap_or_default(); // a string always serializes
+            let value = format!(r#"{{"{device}":{{"CACHE_DIR":{cache}}}}}"#);
+            options.push(ProviderOption { key: "load_config".into(), value });
+        }
+        _ => {}
     }
+    accelerator
 }
 
 /// The execution providers the loaded ONNX Runtime was built with.
@@ -209,7 +281,7 @@ mod tests {
     #[test]
     fn xnnpack_threads_default_to_the_cores() {
         assert!(format!("{:?}", xnnpack(3)).contains(r#""intra_op_num_threads": "3""#));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = crate::config::cores();
         assert!(format!("{:?}", xnnpack(0)).contains(&format!(r#""intra_op_num_threads": "{cores}""#)));
     }
 }

@@ -27,16 +27,80 @@ pub enum Accelerator {
         subgraphs: bool,
         cache_dir: Option<String>,
     },
+    /// An execution provider that ONNX Runtime loads at run time from a plugin library (its plugin-EP API, ONNX
+    /// Runtime >= 1.22): Intel's OpenVINO (PyPI `onnxruntime-ep-openvino`), Qualcomm's QNN for Android
+    /// (`com.qualcomm.qti:onnxruntime-android-qnn`), or any other. `library` is the plugin's path, registered once
+    /// per process; `provider` the execution provider it registers; `device` which of its devices runs the model;
+    /// `options` its provider options, keys as the provider documents them (without its name as prefix). A library
+    /// that is missing or not a plugin for this ONNX Runtime is [`crate::Error::AcceleratorUnavailable`]; a plugin
+    /// that offers no such device on this machine is skipped (refused in strict mode), like any accelerator.
+    /// [`Accelerator::openvino`] and [`Accelerator::qnn_htp`] fill these for the plugins this SDK knows.
+    Plugin { library: String, provider: String, device: DeviceKind, options: Vec<ProviderOption> },
 }
+
+/// The kind of hardware a plugin execution provider's device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Gpu,
+    Npu,
+}
+
+/// One provider option of a plugin execution provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderOption {
+    pub key: String,
+    pub value: String,
+}
+
+/// OpenVINO's name for its execution provider (and the name its plugin must be registered under).
+pub const OPENVINO_PROVIDER: &str = "OpenVINOExecutionProvider";
+/// Qualcomm's QNN execution provider.
+pub const QNN_PROVIDER: &str = "QNNExecutionProvider";
 
 impl Accelerator {
     /// ONNX Runtime's name for the execution provider.
-    pub fn provider_name(&self) -> &'static str {
+    pub fn provider_name(&self) -> &str {
         match self {
             Accelerator::Cpu => "CPUExecutionProvider",
             Accelerator::Xnnpack { .. } => "XnnpackExecutionProvider",
             Accelerator::Nnapi { .. } => "NnapiExecutionProvider",
             Accelerator::CoreMl { .. } => "CoreMLExecutionProvider",
+            Accelerator::Plugin { provider, .. } => provider,
+        }
+    }
+
+    /// Intel's OpenVINO through its plugin (`libonnxruntime_providers_openvino_plugin.so` from the PyPI wheel
+    /// `onnxruntime-ep-openvino`) on `device`. OpenVINO's plugin offers devices only on Intel hardware.
+    pub fn openvino(library: impl Into<String>, device: DeviceKind) -> Accelerator {
+        Accelerator::Plugin { library: library.into(), provider: OPENVINO_PROVIDER.into(), device, options: Vec::new() }
+    }
+
+    /// Qualcomm's QNN plugin on the Hexagon NPU (HTP) of a Snapdragon phone: `library` is
+    /// `libonnxruntime_providers_qnn.so` (in the `com.qualcomm.qti:onnxruntime-android-qnn` AAR, so a plain name
+    /// is found in the app's native library directory), `performance_mode` one of QNN's `htp_performance_mode`
+    /// values (`burst`, `high_performance`, `balanced`, `power_saver`, ...; `default` leaves it to QNN).
+    pub fn qnn_htp(library: impl Into<String>, performance_mode: &str) -> Accelerator {
+        let option = |key: &str, value: &str| ProviderOption { key: key.into(), value: value.into() };
+        Accelerator::Plugin {
+            library: library.into(),
+            provider: QNN_PROVIDER.into(),
+            device: DeviceKind::Npu,
+            options: vec![option("backend_path", "libQnnHtp.so"), option("htp_performance_mode", performance_mode)],
+        }
+    }
+
+    /// The short name classes and reports use: `cpu`, `xnnpack`, `nnapi`, `coreml`, or a plugin provider's name
+    /// without `ExecutionProvider`, lower case (`openvino`, `qnn`).
+    pub fn short_name(&self) -> String {
+        match self {
+            Accelerator::Cpu => "cpu".into(),
+            Accelerator::Xnnpack { .. } => "xnnpack".into(),
+            Accelerator::Nnapi { .. } => "nnapi".into(),
+            Accelerator::CoreMl { .. } => "coreml".into(),
+            Accelerator::Plugin { provider, .. } => {
+                provider.strip_suffix("ExecutionProvider").unwrap_or(provider).to_ascii_lowercase()
+            }
         }
     }
 }
@@ -116,6 +180,18 @@ pub struct EngineConfig {
     /// model may not use external data (ONNX Runtime would resolve it against the process's working directory, `/`
     /// in an app). Needs ONNX Runtime >= 1.21. Models loaded from files always use their own directory.
     pub external_data_dir: Option<String>,
+}
+
+/// The cores thread counts are shared out from: the online CPUs, as ONNX Runtime counts them for its own pools.
+/// (std's `available_parallelism` also reads cgroup CPU quotas, which app processes on phones do not have, for 7 KB
+/// of the library.)
+pub(crate) fn cores() -> usize {
+    // SAFETY: sysconf only reads a system value.
+    #[cfg(unix)]
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    #[cfg(not(unix))]
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    usize::try_from(online).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
 /// The default [`EngineConfig::memory_limit_mb`]: 1 GiB, more than any one tensor of a model that fits a phone.

@@ -22,6 +22,12 @@ pub enum Error {
     /// The engine configuration cannot be honoured.
     #[error("invalid configuration: {reason}")]
     InvalidConfig { reason: String },
+    /// An accelerator's plugin library (a plugin execution provider) is missing, is not a plugin for the loaded
+    /// ONNX Runtime, or does not register the execution provider it was named for: `provider` is what was asked
+    /// for, `reason` what was found. (An accelerator whose hardware is absent is skipped instead, or refused with
+    /// `InvalidConfig` in strict mode.)
+    #[error("accelerator {provider} is unavailable: {reason}")]
+    AcceleratorUnavailable { provider: String, reason: String },
     /// ONNX Runtime failed while running a valid-looking request.
     #[error("inference failed: {reason}")]
     InferenceFailed { reason: String },

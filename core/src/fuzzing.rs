@@ -28,6 +28,7 @@ pub fn variant(error: &Error) -> &'static str {
         Error::InvalidModel { .. } => "InvalidModel",
         Error::InvalidInput { .. } => "InvalidInput",
         Error::InvalidConfig { .. } => "InvalidConfig",
+        Error::AcceleratorUnavailable { .. } => "AcceleratorUnavailable",
         Error::InferenceFailed { .. } => "InferenceFailed",
         Error::MemoryLimit { .. } => "MemoryLimit",
         Error::EngineClosed => "EngineClosed",

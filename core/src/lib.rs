@@ -29,6 +29,7 @@ mod model;
 mod model_check;
 mod ort_value;
 mod placement;
+mod plugin;
 mod protobuf;
 mod runtime;
 pub mod schedule;
@@ -41,8 +42,8 @@ pub use accelerator::{AcceleratorReport, SkippedAccelerator};
 pub use bundle::PrecisionChoice;
 pub use compile_cache::CacheOutcome;
 pub use config::{
-    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, EngineConfig, MAX_CONCURRENCY,
-    OptimizeLevel, Precision, ShapeBucket,
+    Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, DeviceKind, EngineConfig,
+    MAX_CONCURRENCY, OPENVINO_PROVIDER, OptimizeLevel, Precision, ProviderOption, QNN_PROVIDER, ShapeBucket,
 };
 pub use engine::{Engine, MAX_WARMUP_RUNS, ShapeBucketStats};
 pub use error::{Error, Result, catch_panic};

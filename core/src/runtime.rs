@@ -23,12 +23,12 @@ use crate::error::{Error, Result, catch_panic};
 pub const ORT_PATH_ENV: &str = "ORT_DYLIB_PATH";
 
 /// The oldest ONNX Runtime this SDK runs on (the ORT API level it is compiled against).
-pub const MIN_ORT_VERSION: &str = "1.17";
+pub const MIN_ORT_VERSION: &str = "1.22";
 
 /// What a failed load needs, in words every language shares; each language's message adds the call that loads a
 /// runtime from a path there (Rust `Runtime::init`, Kotlin `OpenAutoGLM.loadRuntime`, Swift
 /// `OpenAutoGLM.loadRuntime(path:)`).
-const NEEDED: &str = "install ONNX Runtime >= 1.17 and load it from its path, or set ORT_DYLIB_PATH to it";
+const NEEDED: &str = "install ONNX Runtime >= 1.22 and load it from its path, or set ORT_DYLIB_PATH to it";
 
 /// The loaded runtime: where it came from and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Runtime {
         {
             return Err(Error::RuntimeUnavailable {
                 path: path.display().to_string(),
-                reason: "no such file; pass the path of libonnxruntime (ONNX Runtime >= 1.17)".into(),
+                reason: "no such file; pass the path of libonnxruntime (ONNX Runtime >= 1.22)".into(),
             });
         }
         let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,11 +329,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_version_gate_takes_1_17_and_later_1_x_releases() {
-        for ok in ["1.17.0", "1.17", "1.21.1", "1.31.1", "1.100.0-dev"] {
+    fn the_version_gate_takes_1_22_and_later_1_x_releases() {
+        for ok in ["1.22.0", "1.22", "1.24.1", "1.31.1", "1.100.0-dev"] {
             assert!(supported(ok), "{ok}");
         }
-        for refused in ["1.16.3", "0.99.0", "2.0.0", "", "unknown", "1", "1.x.0", "v1.31.1"] {
+        for refused in ["1.21.1", "1.17.0", "1.16.3", "0.99.0", "2.0.0", "", "unknown", "1", "1.x.0", "v1.31.1"] {
             assert!(!supported(refused), "{refused:?}");
         }
     }

@@ -7,10 +7,10 @@ use std::path::Path;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 
-use crate::accelerator::{AcceleratorReport, leading_accelerator, register_accelerators};
+use crate::accelerator::{AcceleratorReport, SkippedAccelerator, leading_accelerator, register_accelerators};
 use crate::compile_cache::{CacheEntry, CacheOutcome, EXTERNAL_WEIGHTS, MODEL_FILE};
 use crate::config::{Accelerator, EngineConfig, OptimizeLevel, ShapeBucket};
-use crate::error::{OrtResultExt, Result};
+use crate::error::{Error, OrtResultExt, Result};
 use crate::model_check;
 use crate::runtime::Runtime;
 use crate::source::Source;
@@ -26,6 +26,49 @@ pub(crate) struct Opened {
 /// configured. Sessions given the same `prepacked` container share their prepacked weights (an engine's sessions for
 /// concurrent runs).
 pub(crate) fn open_session(
+    source: Source<'_>,
+    config: &EngineConfig,
+    bucket: Option<&ShapeBucket>,
+    profile: Option<&Path>,
+    prepacked: Option<&PrepackedWeights>,
+) -> Result<Opened> {
+    match open_on(source, config, bucket, profile, prepacked) {
+        // An accelerator that takes part of the model and then fails to compile it (OpenVINO with Silero VAD's
+        // dynamic-rank subgraphs) costs the engine that accelerator, not the model: the CPU runs it, and the report
+        // says why. Strict mode keeps the failure.
+        Err(Error::InvalidModel { reason }) if !config.strict && leading_accelerator(config)? != Accelerator::Cpu => {
+            let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], ..config.clone() };
+            let mut opened = open_on(source, &cpu, bucket, profile, prepacked)?;
+            for provider in config.accelerators.iter().map(Accelerator::provider_name) {
+                if provider != "CPUExecutionProvider"
+                    && !opened.accelerators.skipped.iter().any(|s| s.provider == provider)
+                {
+                    log::warn!("{provider} could not compile the model; it runs on the CPU: {reason}");
+                    let reason = format!("could not compile the model: {reason}");
+                    opened.accelerators.skipped.push(SkippedAccelerator { provider: provider.to_owned(), reason });
+                }
+            }
+            Ok(opened)
+        }
+        // Strict mode refuses the accelerator, not the model: when the CPU alone can load it, the accelerator could
+        // not run all of it (ONNX Runtime's "fallback to CPU EP has been explicitly disabled"), a configuration the
+        // app asked for and this model cannot meet.
+        Err(Error::InvalidModel { reason }) if config.strict && leading_accelerator(config)? != Accelerator::Cpu => {
+            let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
+            open_on(source, &cpu, bucket, None, prepacked)?;
+            let providers: Vec<&str> = config.accelerators.iter().map(Accelerator::provider_name).collect();
+            Err(Error::InvalidConfig {
+                reason: format!(
+                    "strict mode: {} cannot run the whole model and CPU fallback is off: {reason}",
+                    providers.join(", ")
+                ),
+            })
+        }
+        other => other,
+    }
+}
+
+fn open_on(
     source: Source<'_>,
     config: &EngineConfig,
     bucket: Option<&ShapeBucket>,
@@ -48,7 +91,7 @@ pub(crate) fn open_session(
     let Some(cache_dir) = config.cache_dir.as_deref().filter(|_| level != OptimizeLevel::O0) else {
         return uncached(CacheOutcome::Disabled);
     };
-    let cpu_only = leading_accelerator(config) == Accelerator::Cpu;
+    let cpu_only = leading_accelerator(config)? == Accelerator::Cpu;
     // With only the CPU, the cached graph is final and loads unoptimized. With an accelerator, graph partitioning
     // happens at load, and ONNX Runtime cannot save graphs holding compiled accelerator nodes, so the cache keeps the
     // provider-independent (basic) optimizations and the session finishes optimizing for its accelerator at load.
@@ -165,7 +208,7 @@ fn configure(
     // ONNX Runtime's advice when XNNPACK leads: its own pool does the work, so one session thread and no spinning.
     let xnnpack_leads = report.active.first().is_some_and(|a| a == "XnnpackExecutionProvider");
     // Sessions for concurrent runs split the cores rather than each spinning up a thread per core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+    let cores = crate::config::cores() as i32;
     let share = if config.concurrency > 1 { (cores / config.concurrency).max(1) } else { 0 };
     let intra_op_threads = match config.intra_op_threads {
         0 if xnnpack_leads => 1,

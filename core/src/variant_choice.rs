@@ -42,23 +42,22 @@ pub type Measurements = BTreeMap<String, Measured>;
 
 /// The class of device a measurement holds for: OS, CPU architecture and the accelerator leading the model.
 pub fn device_class(leading: &Accelerator) -> String {
-    let accelerator = match leading {
-        Accelerator::Cpu => "cpu",
-        Accelerator::Xnnpack { .. } => "xnnpack",
-        Accelerator::Nnapi { .. } => "nnapi",
-        Accelerator::CoreMl { .. } => "coreml",
-    };
-    format!("{}-{}-{accelerator}", std::env::consts::OS, std::env::consts::ARCH)
+    format!("{}-{}-{}", std::env::consts::OS, std::env::consts::ARCH, leading.short_name())
 }
 
 /// The class of numerics whose accuracy verdicts hold for an engine led by `leading`: the CPU architecture whose
 /// ONNX Runtime kernels compute the model (`linux-x86_64-cpu`, `linux-aarch64-cpu`; Android and iOS CPUs are
-/// `linux-aarch64-cpu`: the same ONNX Runtime ARM64 kernels, whatever the OS). No accelerator has verdicts of its
-/// own yet, so NNAPI, CoreML and XNNPACK take their architecture's CPU verdict: the nearest measured numerics (ARM64
-/// computes float16 natively, as the GPU and NPU do), never a verdict from another architecture.
+/// `linux-aarch64-cpu`: the same ONNX Runtime ARM64 kernels, whatever the OS). NNAPI, CoreML and XNNPACK have no
+/// verdicts of their own yet and take their architecture's CPU verdict: the nearest measured numerics (ARM64
+/// computes float16 natively, as the GPU and NPU do), never a verdict from another architecture. A plugin
+/// execution provider computes with its own kernels (OpenVINO's, QNN's), so it has a class of its own
+/// (`linux-x86_64-openvino`): without verdicts there, only FP32 runs on it.
 pub fn numerics_class(leading: &Accelerator) -> String {
-    let _ = leading; // every accelerator takes its architecture's CPU verdict (see above)
-    format!("linux-{}-cpu", std::env::consts::ARCH)
+    let kernels = match leading {
+        Accelerator::Plugin { .. } => leading.short_name(),
+        _ => "cpu".into(),
+    };
+    format!("linux-{}-{kernels}", std::env::consts::ARCH)
 }
 
 /// One variant as the choice sees it.
@@ -138,5 +137,19 @@ mod tests {
     fn device_class_names_os_arch_and_accelerator() {
         let class = device_class(&Accelerator::Cpu);
         assert!(class.ends_with("-cpu") && class.starts_with(std::env::consts::OS), "{class}");
+    }
+
+    #[test]
+    fn a_plugin_computes_in_a_class_of_its_own_and_the_builtin_accelerators_in_their_cpus() {
+        let arch = std::env::consts::ARCH;
+        let openvino = Accelerator::openvino("/lib/plugin.so", crate::DeviceKind::Cpu);
+        assert_eq!(numerics_class(&openvino), format!("linux-{arch}-openvino"));
+        assert!(device_class(&openvino).ends_with(&format!("{arch}-openvino")));
+        assert_eq!(
+            numerics_class(&Accelerator::qnn_htp("libonnxruntime_providers_qnn.so", "burst")),
+            format!("linux-{arch}-qnn")
+        );
+        let xnnpack = Accelerator::Xnnpack { threads: 0 };
+        assert_eq!(numerics_class(&xnnpack), numerics_class(&Accelerator::Cpu));
     }
 }

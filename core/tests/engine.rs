@@ -262,11 +262,11 @@ fn strict_mode_refuses_an_unavailable_accelerator_and_allows_the_cpu() {
         Accelerator::Xnnpack { threads: 2 },
         Accelerator::Nnapi { fp16: false, nchw: true, cpu_disabled: true, cpu_only: false },
     ] {
-        let name = accelerator.provider_name();
+        let name = accelerator.provider_name().to_owned();
         let config = EngineConfig::default().with_accelerators(vec![accelerator]).with_strict(true);
         match Engine::from_file(common::model("matmul_dynamic"), config) {
             Err(Error::InvalidConfig { reason }) => {
-                assert!(reason.contains(name) && reason.contains("strict"), "{reason}")
+                assert!(reason.contains(&name) && reason.contains("strict"), "{reason}")
             }
             other => panic!("expected InvalidConfig, got {other:?}"),
         }

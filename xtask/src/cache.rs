@@ -180,13 +180,54 @@ pub fn host_onnxruntime() -> Result<PathBuf> {
     if !dest.exists() {
         if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
             bail!(
-                "the pinned host ONNX Runtime is the linux-x86_64 wheel; on this host set ORT_DYLIB_PATH to a libonnxruntime >= 1.17"
+                "the pinned host ONNX Runtime is the linux-x86_64 wheel; on this host set ORT_DYLIB_PATH to a libonnxruntime >= 1.22"
             );
         }
         let wheel = pypi(ORT_WHEEL)?;
         extract(&wheel, ORT_MEMBER, &dest, None)?;
     }
     Ok(dest)
+}
+
+/// Intel's OpenVINO execution provider plugin for ONNX Runtime >= 1.22: the PyPI wheel is self-contained (the
+/// plugin, OpenVINO and its Intel CPU plugin, oneTBB).
+const OPENVINO_WHEEL: PypiFile = PypiFile {
+    name: "onnxruntime-ep-openvino",
+    version: "1.8.1",
+    file: "onnxruntime_ep_openvino-1.8.1-py3-none-manylinux_2_28_x86_64.whl",
+    sha256: "3832643158c8c187fcab6db661cde2a8c06a2b3559d95d0f2411ac0e51c5e924",
+    platform: Some("manylinux_2_28_x86_64"),
+};
+const OPENVINO_PLUGIN: &str = "libonnxruntime_providers_openvino_plugin.so";
+
+/// The OpenVINO plugin library (with OpenVINO beside it, where it looks for it), fetched on first use.
+pub fn openvino_plugin() -> Result<PathBuf> {
+    let dir = dir().join(format!("openvino-ep-{}", OPENVINO_WHEEL.version));
+    let plugin = dir.join(OPENVINO_PLUGIN);
+    if plugin.exists() {
+        return Ok(plugin);
+    }
+    let wheel = pypi(OPENVINO_WHEEL)?;
+    let mut zip = zip::ZipArchive::new(fs::File::open(&wheel)?)
+        .with_context(|| format!("{} is not a zip archive", wheel.display()))?;
+    fs::create_dir_all(&dir)?;
+    let package = "onnxruntime_ep_openvino/";
+    let members: Vec<String> = zip
+        .file_names()
+        .filter(|n| n.starts_with(package) && n.contains(".so") && !n.ends_with('/'))
+        .map(str::to_owned)
+        .collect();
+    // The plugin itself last: its presence says the directory is complete.
+    for member in
+        members.iter().filter(|m| !m.ends_with(OPENVINO_PLUGIN)).chain([&format!("{package}{OPENVINO_PLUGIN}")])
+    {
+        let mut entry = zip.by_name(member)?;
+        let dest = dir.join(&member[package.len()..]);
+        let tmp = dest.with_extension("partial");
+        std::io::copy(&mut entry, &mut fs::File::create(&tmp)?)?;
+        fs::rename(&tmp, &dest)?;
+    }
+    Ok(plugin)
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {

@@ -1,6 +1,6 @@
 //! `cargo xtask size`: the stripped size of our native library (without ONNX Runtime) per target, built with the
-//! `mobile` profile, against a budget. arm64 is measured on aarch64 Linux (Debian's cross linker) unless the NDK is
-//! there to link the Android library itself; the code is the same, only libc differs.
+//! `mobile` profile, against a budget. arm64 is measured on aarch64 Linux, linked as the NDK links (lld, Android-packed
+//! relocations), unless the NDK is there to link the Android library itself; the code is the same, only libc differs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,7 +20,11 @@ use crate::{bindgen, cmd, ndk, targets};
 /// scaffolding); 1.32 MB with accuracy verdicts per numerics class (+16 KB: reading them from bundles, the typed
 /// refusal that names class, score and mark, and the warnings for measurements from another class; writing bundles
 /// is left to the tools, feature `manifest-tools`, which had cost 33 KB more); ONNX Runtime's telemetry kept off
-/// (+5 KB) fits by keeping doc comments out of uniffi's metadata in the library (-3.7 KB, one 16 KB segment step)),
+/// (+5 KB) fits by keeping doc comments out of uniffi's metadata in the library (-3.7 KB, one 16 KB segment step);
+/// plugin execution providers (ONNX Runtime's API level 22, registration, device selection, the CPU pinned for
+/// sessions without an accelerator, the fallback when an accelerator cannot compile a model: +46 KB measured with GNU
+/// ld) fit by measuring as the NDK links (lld with Android-packed relocations: -34 KB against GNU ld's output) and by
+/// counting cores with `sysconf` as ONNX Runtime does (-11 KB of std's cgroup parsing): 1.314 MB),
 /// and the whole SDK with text generation, whose tokenizer (regex engines and Unicode tables) and template engine are
 /// most of its 4.7 MB. Measured with Android's 16 KB segment alignment (.cargo/config.toml).
 pub const ARM64_BUDGET_BYTES: u64 = 1_320_000;
@@ -111,16 +115,39 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// The arm64 proxy is linked as the NDK links an Android library for the module's minSdk (24): with lld, and with
+/// relocations in Android's packed format (clang passes `--pack-dyn-relocs=android` for API 23 to 27, RELR from 28).
+/// Linked by GNU ld without packing, the same code measured 33 KB more than an app would carry.
+fn linked_as_the_ndk_does() -> Result<String> {
+    let sysroot = cmd::capture(Command::new("rustc").args(["--print", "sysroot"]))?;
+    let gcc_ld = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join(concat!(
+        "lib/rustlib/",
+        env!("HOST_TRIPLE"),
+        "/bin/gcc-ld"
+    ));
+    if !gcc_ld.join("ld.lld").exists() {
+        bail!("the toolchain's lld wrapper is missing ({}); rustup's toolchains ship it with rustc", gcc_ld.display());
+    }
+    Ok(format!(
+        "-C link-arg=-Wl,-z,max-page-size=16384 -C link-arg=-B{} -C link-arg=-fuse-ld=lld \
+         -C link-arg=-Wl,--pack-dyn-relocs=android",
+        gcc_ld.display()
+    ))
+}
+
 /// Builds the FFI cdylib with the `mobile` profile for `triple` (with or without text generation) and returns its
 /// size in bytes.
 fn build_mobile(triple: &str, env: &[(String, String)], llm: bool) -> Result<u64> {
-    cmd::capture(
-        Command::new(env!("CARGO"))
-            .current_dir(cmd::repo_root())
-            .args(["build", "--quiet", "-p", "openautoglm-ffi", "--profile", "mobile", "--target", triple])
-            .args(if llm { &[][..] } else { &["--no-default-features"][..] })
-            .envs(env.iter().map(|(k, v)| (k, v))),
-    )?;
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(cmd::repo_root())
+        .args(["build", "--quiet", "-p", "openautoglm-ffi", "--profile", "mobile", "--target", triple])
+        .args(if llm { &[][..] } else { &["--no-default-features"][..] })
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    if triple == "aarch64-unknown-linux-gnu" {
+        build.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS", linked_as_the_ndk_does()?);
+    }
+    cmd::capture(&mut build)?;
     let lib: PathBuf = bindgen::target_dir().join(triple).join("mobile/libopenautoglm_ffi.so");
     Ok(std::fs::metadata(&lib)?.len())
 }

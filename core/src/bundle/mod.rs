@@ -106,6 +106,8 @@ fn auto_order(leading: &Accelerator, arch: &str) -> &'static [Kind] {
         Accelerator::Xnnpack { .. } => &[Kind::Int8Qdq, Kind::Int8Mixed, Kind::Fp32],
         Accelerator::Cpu if arch == "aarch64" || arch == "arm" => &[Kind::Int8Qdq, Kind::Int8Mixed, Kind::Fp32],
         Accelerator::Cpu => &[Kind::Fp32],
+        // A plugin's own kernels: only what its verdicts vouch for, and no guidance beyond FP32 until measured.
+        Accelerator::Plugin { .. } => &[Kind::Fp32],
     }
 }
 

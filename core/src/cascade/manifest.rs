@@ -89,7 +89,7 @@ impl Cascade {
         let path = path.as_ref();
         let manifest = CascadeManifest::load(path)?;
         // The threshold trades accuracy for speed as measured on one device class: elsewhere the trade differs.
-        let here = crate::device_class(&crate::accelerator::leading_accelerator(&config));
+        let here = crate::device_class(&crate::accelerator::leading_accelerator(&config)?);
         if let Some(measured) = manifest.device_class.as_deref().filter(|c| *c != here) {
             log::warn!(
                 "{}: the cascade's threshold and table were measured on {measured}, not on {here} where it runs: \

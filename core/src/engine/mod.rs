@@ -105,7 +105,7 @@ impl Engine {
         let dir = dir.as_ref();
         catch_panic(|| {
             let bundle = Bundle::open(dir)?;
-            let (path, choice) = bundle.choose(config.precision, &leading_accelerator(&config))?;
+            let (path, choice) = bundle.choose(config.precision, &leading_accelerator(&config)?)?;
             log::info!("{}: running {} ({})", dir.display(), choice.file, choice.reason);
             let mut engine = Engine::build(Source::File(&path), config)?;
             engine.precision = Some(choice);
@@ -223,7 +223,7 @@ impl Engine {
             .map(|b| b.sorted().into_iter().map(|(name, size)| (name.to_owned(), size)).collect())
             .collect();
         let runs = (0..=config.shape_buckets.len()).map(|_| AtomicU64::new(0)).collect();
-        let pool = Pool::new(LaneKind::of(&config), slots.len());
+        let pool = Pool::new(LaneKind::of(&accelerators), slots.len());
         let sessions = Sessions { slots: slots.into_iter().map(Mutex::new).collect() };
         Ok(Engine {
             pool,

@@ -107,12 +107,14 @@ impl Llm {
             let choice = match variant {
                 Some(name) => super::variants::named(dir, name)?,
                 None => {
-                    super::variants::choose(dir, config.precision, &crate::accelerator::leading_accelerator(&config))?
+                    super::variants::choose(dir, config.precision, &crate::accelerator::leading_accelerator(&config)?)?
                 }
             };
             let file = choice.file.clone();
             let session_config = EngineConfig { precision: Precision::Auto, shape_buckets: Vec::new(), ..config };
-            let session = open_session(Source::File(&dir.join(&file)), &session_config, None, None, None)?.session;
+            let opened = open_session(Source::File(&dir.join(&file)), &session_config, None, None, None)?;
+            let lane = crate::schedule::LaneKind::of(&opened.accelerators);
+            let session = opened.session;
             let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
                 .map_err(|e| Error::invalid_model(format!("{}: tokenizer.json: {e}", dir.display())))?;
             let chat_template = read("chat_template.jinja").ok();
@@ -146,7 +148,7 @@ impl Llm {
             Ok(Llm {
                 inner: Arc::new(LlmInner {
                     session: Mutex::new(session),
-                    pool: crate::schedule::lane::Pool::new(crate::schedule::LaneKind::of(&session_config), 1),
+                    pool: crate::schedule::lane::Pool::new(lane, 1),
                     active: std::sync::atomic::AtomicUsize::new(0),
                     tokenizer,
                     chat_template,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use super::{Active, CancelToken, OnCancel, Priority, Stop};
-use crate::config::{Accelerator, EngineConfig};
+use crate::accelerator::AcceleratorReport;
 use crate::error::{Error, Result};
 
 /// The accelerator class a lane serves.
@@ -24,14 +24,19 @@ pub enum LaneKind {
     Nnapi,
     /// CoreML: one run at a time by default (ONNX Runtime locks each call to a CoreML model).
     CoreMl,
+    /// Plugin execution providers (OpenVINO, QNN, ...): one run at a time by default (an NPU runs one graph at a
+    /// time; OpenVINO's CPU device already uses every core for one run).
+    Plugin,
 }
 
 impl LaneKind {
-    pub(crate) fn of(config: &EngineConfig) -> LaneKind {
-        match crate::accelerator::leading_accelerator(config) {
-            Accelerator::Nnapi { .. } => LaneKind::Nnapi,
-            Accelerator::CoreMl { .. } => LaneKind::CoreMl,
-            Accelerator::Cpu | Accelerator::Xnnpack { .. } => LaneKind::Cpu,
+    /// The lane of an engine whose sessions registered `accelerators` (the first one leads).
+    pub(crate) fn of(accelerators: &AcceleratorReport) -> LaneKind {
+        match accelerators.active.first().map(String::as_str) {
+            Some("NnapiExecutionProvider") => LaneKind::Nnapi,
+            Some("CoreMLExecutionProvider") => LaneKind::CoreMl,
+            Some("CPUExecutionProvider" | "XnnpackExecutionProvider") | None => LaneKind::Cpu,
+            Some(_) => LaneKind::Plugin,
         }
     }
 
@@ -52,11 +57,11 @@ pub fn set_lane_capacity(kind: LaneKind, runs: usize) {
     lane.changed.notify_all();
 }
 
-fn lanes() -> &'static [Lane; 3] {
-    static LANES: OnceLock<[Lane; 3]> = OnceLock::new();
+fn lanes() -> &'static [Lane; 4] {
+    static LANES: OnceLock<[Lane; 4]> = OnceLock::new();
     LANES.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        [Lane::new(cores), Lane::new(1), Lane::new(1)]
+        let cores = crate::config::cores();
+        [Lane::new(cores), Lane::new(1), Lane::new(1), Lane::new(1)]
     })
 }
 
@@ -323,5 +328,24 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leading_provider_picks_the_lane() {
+        let report = |active: &[&str]| AcceleratorReport {
+            active: active.iter().map(|s| s.to_string()).collect(),
+            skipped: Vec::new(),
+        };
+        assert_eq!(LaneKind::of(&report(&["CPUExecutionProvider"])), LaneKind::Cpu);
+        assert_eq!(LaneKind::of(&report(&["XnnpackExecutionProvider", "CPUExecutionProvider"])), LaneKind::Cpu);
+        assert_eq!(LaneKind::of(&report(&["NnapiExecutionProvider", "CPUExecutionProvider"])), LaneKind::Nnapi);
+        assert_eq!(LaneKind::of(&report(&["CoreMLExecutionProvider", "CPUExecutionProvider"])), LaneKind::CoreMl);
+        assert_eq!(LaneKind::of(&report(&["OpenVINOExecutionProvider", "CPUExecutionProvider"])), LaneKind::Plugin);
+        assert_eq!(lane_capacity(LaneKind::Plugin), 1);
     }
 }

@@ -42,9 +42,28 @@ def identity_models():
         save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), f"identity_{tag}.onnx")
 
 
-def matmul_model():
+def accelerator_fallback_model():
+    # x[1,4] -> MatMul -> Relu -> (Det of it as 2x2, added back) -> MatMul -> y[1,4]. OpenVINO takes the MatMuls and
+    # Relu but not Det: a model whose placement shows the CPU fallback, and that strict mode refuses.
+    w = np.full((4, 4), 0.5, dtype=np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+        helper.make_node("Reshape", ["b", "square"], ["b2"]), helper.make_node("Det", ["b2"], ["det"]),
+        helper.make_node("Add", ["b", "det"], ["c"]), helper.make_node("MatMul", ["c", "W"], ["d"]),
+        helper.make_node("Relu", ["d"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "accelerator_fallback", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor("W", TensorProto.FLOAT, [4, 4], w.flatten()),
+         helper.make_tensor("square", TensorProto.INT64, [2], [2, 2])])
+    save(helper.make_model(graph, opset_imports=OPSET, ir_version=8), "accelerator_fallback.onnx")
+
+
+def matmul_model(name="matmul_dynamic.onnx", weight_scale=1.0):
+    # `matmul_reweighted.onnx` is the same graph with other weights: a weights-only change caches must notice.
     # y = x @ W + b with a symbolic batch dim, plus metadata to introspect.
-    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0
+    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0 * np.float32(weight_scale)
     b = np.array([0.5, -1.0, 2.0], dtype=np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])], "matmul",
@@ -56,7 +75,7 @@ def matmul_model():
     model.doc_string = "y = x @ W + b"
     model.domain = "ai.openautoglm.tests"
     helper.set_model_props(model, {"author": "openautoglm tests", "purpose": "introspection"})
-    save(model, "matmul_dynamic.onnx")
+    save(model, name)
     return {"W": w.flatten().tolist(), "b": b.tolist()}
 
 
@@ -175,6 +194,8 @@ def main():
     matmul_chain_model()
     pairs_model()
     expected = {"matmul_dynamic": matmul_model()}
+    matmul_model("matmul_reweighted.onnx", weight_scale=-2.0)
+    accelerator_fallback_model()
     multi_io_model()
 
     manifest = json.loads((HERE.parents[2] / "benchmarks" / "models.json").read_text())

@@ -152,6 +152,9 @@ pub fn run(args: Args) -> Result<()> {
     let pair = cascade::pair::pair("ocr-rec")?;
     cascade::pair::files(&pair)?;
     cascade::lines::labelled(&pair, cascade::lines::Set::Evaluation)?;
+    // The OpenVINO plugin, and the emulator that gives it an Intel CPU on other hosts (see core/tests/plugin_ep.rs).
+    let openvino = cache::openvino_plugin()?;
+    cmd::ensure_debian_packages(&["qemu-x86_64-static"], &["qemu-user-static"])?;
     let cascades = cascade::pair::dir(&pair).parent().expect("in the cascade folder").to_path_buf();
     let models = models::models_dir();
     let bundles = models::bundles_dir();
@@ -164,6 +167,7 @@ pub fn run(args: Args) -> Result<()> {
         ("OPENAUTOGLM_LLMS", llms.as_path()),
         ("OPENAUTOGLM_CASCADES", cascades.as_path()),
         ("OPENAUTOGLM_TEST_DATA", data.as_path()),
+        ("OPENAUTOGLM_OPENVINO_PLUGIN", openvino.as_path()),
     ];
 
     let mut suites = Vec::new();
@@ -271,7 +275,7 @@ fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
 }
 
 /// Environment shared by the Kotlin and Swift runs.
-pub type TestEnv<'a> = [(&'static str, &'a Path); 6];
+pub type TestEnv<'a> = [(&'static str, &'a Path); 7];
 
 #[cfg(test)]
 mod tests {
