@@ -26,6 +26,7 @@ def main():
         p.add_argument(flag, type=int)
     p.add_argument("--seconds", type=float, default=0.0)
     p.add_argument("--ort")  # accepted for protocol compatibility: the package brings its own library
+    p.add_argument("--plugin")  # OpenVINO's plugin execution provider library: its CPU device runs the model
     args = p.parse_args()
 
     with open(args.recipe) as f:
@@ -35,8 +36,18 @@ def main():
     if args.threads:
         options.intra_op_num_threads = args.threads
 
+    providers = ["CPUExecutionProvider"]
+    if args.plugin:
+        # ONNX Runtime's plugin-EP API, as its documentation shows it: register the library, pick its devices.
+        ort.register_execution_provider_library("OpenVINOExecutionProvider", args.plugin)
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == "OpenVINOExecutionProvider"
+                   and d.device.type == ort.OrtHardwareDeviceType.CPU]
+        if not devices:
+            raise SystemExit("python-ort: OpenVINO's plugin offers no CPU device here")
+        options.add_provider_for_devices(devices, {})
+        providers = None
     t = time.perf_counter()
-    session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(args.model, options, providers=providers)
     session_ms = (time.perf_counter() - t) * 1e3
     # The job is a caller holding float32: where the model takes float16 (our FP16 variants do), convert at every
     # run, as our engine does inside run().

@@ -21,6 +21,11 @@ static REGISTERED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 /// provider already registered is `InvalidConfig`: ONNX Runtime keeps one per name.
 pub(crate) fn register(env: &Environment, provider: &str, library: &str) -> Result<()> {
     let unavailable = |reason: String| Error::AcceleratorUnavailable { provider: provider.to_owned(), reason };
+    // A path with a directory must exist; a plain file name is left to the system loader (on Android, the app's
+    // native library directory, where a plugin AAR puts its libraries).
+    if library.is_empty() || (library.contains('/') && !Path::new(library).is_file()) {
+        return Err(unavailable(format!("no plugin library at `{library}`")));
+    }
     let mut registered = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, have)) = registered.iter().find(|(name, _)| name == provider) {
         if have == library {
@@ -32,11 +37,6 @@ pub(crate) fn register(env: &Environment, provider: &str, library: &str) -> Resu
                  for `{library}`)"
             ),
         });
-    }
-    // A path with a directory must exist; a plain file name is left to the system loader (on Android, the app's
-    // native library directory, where a plugin AAR puts its libraries).
-    if library.is_empty() || (library.contains('/') && !Path::new(library).is_file()) {
-        return Err(unavailable(format!("no plugin library at `{library}`")));
     }
     env.register_ep_library(provider, library)
         .map_err(|e| unavailable(format!("ONNX Runtime could not load `{library}` as a plugin: {}", e.message())))?;

@@ -19,6 +19,7 @@ mod cmd;
 mod devices;
 mod doctor;
 mod fuzz;
+mod intel;
 mod jvm;
 mod models;
 mod ndk;

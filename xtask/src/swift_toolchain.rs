@@ -43,7 +43,7 @@ pub fn toolchain() -> Result<PathBuf> {
         )?;
         fs::copy("/etc/resolv.conf", tmp.join("etc/resolv.conf"))?;
         spinner.set_message("Swift chroot: apt-get install swiftlang (one time, ~570 MB)");
-        let _proc = ProcMount::new(&tmp)?;
+        let _proc = KernelMount::new(&tmp, "proc")?;
         cmd::capture(Command::new("chroot").arg(&tmp).args([
             "/bin/sh",
             "-c",
@@ -59,19 +59,20 @@ pub fn toolchain() -> Result<PathBuf> {
     Ok(root)
 }
 
-/// /proc mounted inside the chroot for as long as this lives.
-struct ProcMount(PathBuf);
+/// A kernel file system mounted inside the chroot for as long as this lives: /proc, and /sys (oneTBB, under
+/// OpenVINO, reads the CPU topology there and crashes without it).
+struct KernelMount(PathBuf);
 
-impl ProcMount {
-    fn new(root: &Path) -> Result<ProcMount> {
-        let target = root.join("proc");
+impl KernelMount {
+    fn new(root: &Path, kind: &str) -> Result<KernelMount> {
+        let target = root.join(kind);
         fs::create_dir_all(&target)?;
-        cmd::run(Command::new("mount").args(["-t", "proc", "proc"]).arg(&target))?;
-        Ok(ProcMount(target))
+        cmd::run(Command::new("mount").args(["-t", if kind == "sys" { "sysfs" } else { kind }, kind]).arg(&target))?;
+        Ok(KernelMount(target))
     }
 }
 
-impl Drop for ProcMount {
+impl Drop for KernelMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
@@ -91,7 +92,8 @@ impl Stage {
         let stage = root.join(STAGE.trim_start_matches('/'));
         let repo = cmd::repo_root();
         let example = "examples/swift-linux";
-        for dir in ["ios/Sources", "ios/Tests", "ios/build", "data", "models", "llm", "lib", "bench"] {
+        for dir in ["ios/Sources", "ios/Tests", "ios/build", "data", "models", "llm", "lib", "bench", "openvino", "bin"]
+        {
             let _ = fs::remove_dir_all(stage.join(dir));
         }
         let _ = fs::remove_dir_all(stage.join(example).join("Sources"));
@@ -101,6 +103,7 @@ impl Stage {
         fs::create_dir_all(stage.join("bench"))?;
         fs::create_dir_all(stage.join("llm"))?;
         let tiny_llm = models::llm::dir("smollm2-tiny");
+        let openvino_dir = cache::openvino_plugin()?.parent().expect("in its directory").to_path_buf();
         let copies = [
             (repo.join("ios/Sources"), "ios/Sources".to_owned()),
             (repo.join("ios/Tests"), "ios/Tests".to_owned()),
@@ -114,7 +117,11 @@ impl Stage {
             (ort.to_path_buf(), "lib/libonnxruntime.so".to_owned()),
             // The tiny decoder only (when prepared): the real one is 1.4 GB in four precisions.
             (tiny_llm.clone(), "llm/smollm2-tiny".to_owned()),
+            // The OpenVINO plugin, and the emulator that gives it an Intel CPU (crate::intel), when fetched.
+            (openvino_dir.clone(), "openvino".to_owned()),
+            (PathBuf::from("/usr/bin/qemu-x86_64-static"), "bin/qemu-x86_64-static".to_owned()),
         ];
+        fs::create_dir_all(stage.join("bin"))?;
         for (from, to) in copies.into_iter().filter(|(from, _)| from.exists()) {
             cmd::run(Command::new("cp").args(["-a", "-L", "--no-target-directory"]).arg(&from).arg(stage.join(to)))?;
         }
@@ -128,18 +135,19 @@ impl Stage {
 
     /// Runs `script` with sh in the package directory, with the library paths and test data set.
     pub fn sh(&self, script: &str) -> Result<Output> {
-        let _proc = ProcMount::new(&self.root)?;
+        let _mounts = (KernelMount::new(&self.root, "proc")?, KernelMount::new(&self.root, "sys")?);
         let script = format!(
             "cd {STAGE}/ios && export OPENAUTOGLM_LIB_DIR={STAGE}/lib LD_LIBRARY_PATH={STAGE}/lib \
              ORT_DYLIB_PATH={STAGE}/lib/libonnxruntime.so OPENAUTOGLM_TEST_DATA={STAGE}/data \
-             OPENAUTOGLM_MODELS={STAGE}/models OPENAUTOGLM_LLMS={STAGE}/llm && {script}"
+             OPENAUTOGLM_MODELS={STAGE}/models OPENAUTOGLM_LLMS={STAGE}/llm \
+             OPENAUTOGLM_OPENVINO_PLUGIN={STAGE}/openvino/libonnxruntime_providers_openvino_plugin.so && {script}"
         );
         Command::new("chroot").arg(&self.root).args(["/bin/sh", "-c", &script]).output().context("cannot run chroot")
     }
 
     /// Runs `script` in `dir` (inside the stage) as a user's shell would: none of the library or data variables set.
     pub fn sh_as_user(&self, dir: &str, script: &str) -> Result<Output> {
-        let _proc = ProcMount::new(&self.root)?;
+        let _mounts = (KernelMount::new(&self.root, "proc")?, KernelMount::new(&self.root, "sys")?);
         let script = format!("cd {STAGE}/{dir} && {script}");
         Command::new("chroot")
             .arg(&self.root)

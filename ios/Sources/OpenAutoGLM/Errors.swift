@@ -16,6 +16,9 @@ extension NativeError: CustomStringConvertible {
         case let .InvalidModel(reason): return "invalid model: \(reason)"
         case let .InvalidInput(name, reason): return "invalid input `\(name)`: \(reason)"
         case let .InvalidConfig(reason): return "invalid configuration: \(reason)"
+        case let .AcceleratorUnavailable(provider, reason):
+            return "accelerator \(provider) is unavailable: \(reason). Ship the plugin's libraries with the app (or "
+                + "pass the library's full path); ONNX Runtime >= 1.22 loads plugin execution providers."
         case let .InferenceFailed(reason): return "inference failed: \(reason)"
         case let .MemoryLimit(reason): return "memory limit: \(reason)"
         case .Cancelled: return "the request was cancelled before it finished"

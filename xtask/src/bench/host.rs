@@ -51,6 +51,8 @@ pub fn measure(args: &Args, configs: &[Config]) -> Result<Vec<BenchResult>> {
             optimize: args.optimize.clone(),
             seconds: args.seconds,
             flags,
+            plugin: None,
+            prefix: Vec::new(),
         };
         if compile_cache {
             // The first launch fills the cache; every timed launch after it is a second launch.

@@ -10,8 +10,10 @@
 //! - `host`: every configuration x runner on this machine, in rounds; `device`: one configuration on a device;
 //! - `engine_suite`: the engine's choices as baseline/treatment pairs; `generate`: text generation;
 //! - `scheduling`: `--suite scheduling`, many requests on one process;
+//! - `accelerators`: `--suite accelerators`, a plugin execution provider against the CPU and python-ort;
 //! - `tables`: what is printed.
 
+mod accelerators;
 mod adaptive;
 mod device;
 mod engine_suite;
@@ -110,6 +112,9 @@ pub enum Suite {
     Scheduling,
     /// Adaptive pipelines: the OCR cascade against its main model, speculative decoding against its target.
     Adaptive,
+    /// The standard models on the CPU provider and on OpenVINO's plugin execution provider, with python-ort on the
+    /// same plugin as the peer, on an Intel CPU (emulated where the host's is not).
+    Accelerators,
 }
 
 impl Suite {
@@ -119,6 +124,7 @@ impl Suite {
             Suite::Engine => "engine",
             Suite::Scheduling => "scheduling",
             Suite::Adaptive => "adaptive",
+            Suite::Accelerators => "accelerators",
         }
     }
 }
@@ -221,6 +227,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.suite == Some(Suite::Adaptive) {
         return adaptive::run(&args);
     }
+    if args.suite == Some(Suite::Accelerators) {
+        return accelerators::run(&args);
+    }
     if args.suite == Some(Suite::Scheduling) {
         return scheduling::run(&args);
     }
@@ -286,6 +295,7 @@ pub fn run(args: Args) -> Result<()> {
         device: results[0].device.clone(),
         git_commit: git_commit(),
         experiments: summary.clone(),
+        accelerators: None,
         results,
     };
     let path = args.json.clone().unwrap_or_else(|| result_path(&format!("{suite_name}-{}", args.device.kind())));
@@ -331,12 +341,12 @@ fn record_measurements(args: &Args, measured: &[(String, String, f64)]) -> Resul
 }
 
 /// benchmarks/results/<name>-<unix time>.json (git-ignored).
-fn result_path(name: &str) -> PathBuf {
+pub(super) fn result_path(name: &str) -> PathBuf {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     cmd::repo_root().join(format!("benchmarks/results/{name}-{stamp}.json"))
 }
 
-fn device_info(device: &Device) -> DeviceInfo {
+pub(super) fn device_info(device: &Device) -> DeviceInfo {
     DeviceInfo {
         kind: device.kind().to_owned(),
         name: Some(if *device == Device::Host { hostname() } else { device.kind().to_owned() }),
@@ -384,7 +394,7 @@ fn record(
     })
 }
 
-fn git_commit() -> Option<String> {
+pub(super) fn git_commit() -> Option<String> {
     let out =
         Command::new("git").current_dir(cmd::repo_root()).args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())

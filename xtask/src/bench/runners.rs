@@ -27,6 +27,10 @@ pub struct Job {
     pub seconds: f64,
     /// Extra flags for the Rust runner (an engine-suite setup).
     pub flags: Vec<String>,
+    /// OpenVINO's plugin library: the Rust runner and python-ort run the model on it instead of the CPU provider.
+    pub plugin: Option<PathBuf>,
+    /// What runs the Rust runner and python-ort (the emulator of an Intel CPU, `crate::intel`); empty: directly.
+    pub prefix: Vec<String>,
 }
 
 impl Job {
@@ -46,7 +50,22 @@ impl Job {
             args.push(flag.to_owned());
             args.push(value);
         }
+        if let Some(plugin) = &self.plugin {
+            args.extend(["--plugin".to_owned(), plugin.display().to_string()]);
+        }
         args
+    }
+
+    /// `program` as this job runs it: under its prefix when it has one.
+    fn command(&self, program: &Path) -> Command {
+        match self.prefix.split_first() {
+            Some((emulator, args)) => {
+                let mut command = Command::new(emulator);
+                command.args(args).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
     }
 }
 
@@ -89,25 +108,44 @@ impl Runner {
         let _ = fs::remove_file(&out);
         match self {
             Runner::Rust { binary } => {
-                let mut child = Command::new(binary)
+                let mut child = job
+                    .command(binary)
                     .args(job.args(&job.model, &job.recipe, &job.ort, &out))
                     .args(&job.flags)
                     .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
                     .spawn()
                     .with_context(|| format!("cannot run {}", binary.display()))?;
+                // Its messages, kept for the error (read beside stdout, so neither pipe fills up and stalls it).
+                let mut stderr = child.stderr.take().expect("piped");
+                let messages = std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+                    text
+                });
                 for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
                     if let Some(done) = line?.strip_prefix("progress ").and_then(|r| r.split(' ').next()?.parse().ok())
                     {
                         progress(done);
                     }
                 }
-                if !child.wait()?.success() {
-                    bail!("the Rust benchmark runner failed");
+                let status = child.wait()?;
+                let messages = messages.join().unwrap_or_default();
+                if !status.success() {
+                    let said: Vec<&str> = messages.lines().filter(|l| l.starts_with("openautoglm-bench:")).collect();
+                    bail!("the Rust benchmark runner failed\n{}", said.join("\n"));
                 }
             }
             Runner::PythonOrt { python } => {
                 let script = cmd::repo_root().join("benchmarks/peers/python_ort.py");
-                cmd::capture(python::script(python, &script).args(job.args(&job.model, &job.recipe, &job.ort, &out)))?;
+                let mut command = python::script(python, &script);
+                if !job.prefix.is_empty() {
+                    // The same interpreter (its venv path, which Python finds its packages from) under the prefix.
+                    let mut prefixed = job.command(python);
+                    prefixed.args(command.get_args()).envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
+                    command = prefixed;
+                }
+                cmd::capture(command.args(job.args(&job.model, &job.recipe, &job.ort, &out)))?;
             }
             Runner::OrtJava { classpath, native_dir } => {
                 cmd::capture(

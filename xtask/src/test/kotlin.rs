@@ -33,10 +33,30 @@ pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
         .env("XDG_CACHE_HOME", &telemetry_home)
         .status()
         .context("cannot run mvn")?;
+    // PluginTest (kept out of the run above by the pom) in its own JVM on an Intel CPU, emulated on other hosts:
+    // OpenVINO's plugin offers devices only there.
+    let on_intel = if status.success() {
+        let java = which_java()?;
+        let jvm = crate::intel::wrapper(&java, &cmd::repo_root().join("target/intel-jvm/bin"))?;
+        Command::new("mvn")
+            .current_dir(&android)
+            .args(["-B", "-q", "--no-transfer-progress", "-Dstyle.color=never", "surefire:test", "-Dtest=PluginTest"])
+            .arg(format!("-Djvm={}", jvm.display()))
+            .envs(env.iter().copied())
+            .env("LD_LIBRARY_PATH", lib_dir)
+            .env("XDG_CACHE_HOME", &telemetry_home)
+            .status()
+            .context("cannot run mvn")?
+    } else {
+        status
+    };
     let suite = surefire_counts(&reports)?;
     println!("Kotlin: {} passed, {} failed, {} skipped", suite.passed, suite.failed, suite.skipped);
     if !status.success() {
         bail!("Kotlin tests failed ({status})");
+    }
+    if !on_intel.success() {
+        bail!("Kotlin PluginTest failed on the (emulated) Intel CPU ({on_intel})");
     }
     // JUnit silently ignores a test method that returns a value (`= runBlocking { ... }` ending in an expression):
     // every @Test written must have run.
@@ -46,6 +66,17 @@ pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
         bail!("{written} Kotlin @Test methods are written but JUnit ran {ran}: a test returning a value is not run");
     }
     Ok(suite)
+}
+
+/// The java Maven runs tests with: `$JAVA_HOME/bin/java`, else the one on PATH (links resolved: the emulator runs the
+/// real binary).
+fn which_java() -> Result<std::path::PathBuf> {
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        return Ok(Path::new(&home).join("bin/java"));
+    }
+    let path = cmd::capture(Command::new("sh").args(["-c", "command -v java"]))?;
+    let found = String::from_utf8_lossy(&path.stdout).trim().to_owned();
+    fs::canonicalize(&found).with_context(|| format!("no java on PATH ({found:?})"))
 }
 
 /// Sums the Surefire XML reports (`<testsuite tests= failures= errors= skipped=>`).

@@ -6,6 +6,8 @@
 //!                   [--seconds S]   (duration mode: timed runs until S seconds have passed, at least --runs)
 //!                   [--cache-dir DIR] (compile cache)  [--bucket name=size[,name=size...]] (repeatable)
 //!                   [--feed-f16]  (float32 recipe inputs converted to float16 before timing, for f16-input models)
+//!                   [--plugin LIB]  (OpenVINO's plugin execution provider, CPU device, leads; `--strict` refuses
+//!                   CPU fallback)
 //! Prints `progress DONE TOTAL` lines on stdout while it runs.
 //!
 //! openautoglm-bench --scheduling ...  (see `scheduling`): many requests on one process.
@@ -28,7 +30,10 @@ use std::time::Instant;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use openautoglm::metrics::{Summary, memory};
-use openautoglm::{ElementType, Engine, EngineConfig, OptimizeLevel, Placement, Runtime, ShapeBucket, TensorRef};
+use openautoglm::{
+    Accelerator, DeviceKind, ElementType, Engine, EngineConfig, OptimizeLevel, Placement, Runtime, ShapeBucket,
+    TensorRef,
+};
 use serde_json::{Value, json};
 
 struct Args {
@@ -47,12 +52,15 @@ struct Args {
     cache_dir: Option<String>,
     buckets: Vec<ShapeBucket>,
     feed_f16: bool,
+    /// OpenVINO's plugin library: the engine runs on it (CPU device) instead of the CPU provider.
+    plugin: Option<String>,
+    strict: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut model, mut recipe, mut out, mut ort, mut dump_outputs) = (None, None, None, None, None);
-    let (mut cache_dir, mut buckets, mut feed_f16) = (None, Vec::new(), false);
+    let (mut cache_dir, mut buckets, mut feed_f16, mut plugin, mut strict) = (None, Vec::new(), false, None, false);
     let (mut runs, mut warmup, mut threads, mut optimize, mut seconds) = (200, 10, 0, OptimizeLevel::O3, 0.0);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -64,6 +72,8 @@ fn parse_args() -> Result<Args, String> {
             "--dump-outputs" => dump_outputs = Some(PathBuf::from(value()?)),
             "--cache-dir" => cache_dir = Some(value()?),
             "--feed-f16" => feed_f16 = true,
+            "--plugin" => plugin = Some(value()?),
+            "--strict" => strict = true,
             "--bucket" => {
                 let text = value()?;
                 let dims = text
@@ -97,6 +107,8 @@ fn parse_args() -> Result<Args, String> {
         cache_dir,
         buckets,
         feed_f16,
+        plugin,
+        strict,
     })
 }
 
@@ -238,7 +250,13 @@ fn run(args: Args) -> Result<Value, String> {
         "ort_version": runtime.ort_version,
         "threads": args.threads,
         "optimize_level": format!("{:?}", args.optimize),
-        "accelerator": "cpu",
+        "accelerator": config_for(&args).accelerators[0].short_name(),
+        "accelerators": {
+            "active": engine.accelerators().active,
+            "skipped": engine.accelerators().skipped.iter()
+                .map(|s| json!({ "provider": s.provider, "reason": s.reason })).collect::<Vec<_>>(),
+        },
+        "telemetry_enabled": Runtime::telemetry_enabled(),
         "compile_cache": format!("{:?}", engine.compile_cache()),
         "shape_buckets": { "bucket_runs": buckets.bucket_runs, "dynamic_runs": buckets.dynamic_runs },
         "fed_f16": args.feed_f16,
@@ -262,10 +280,14 @@ fn run(args: Args) -> Result<Value, String> {
 }
 
 fn config_for(args: &Args) -> EngineConfig {
-    let config = EngineConfig::default()
+    let mut config = EngineConfig::default()
         .with_threads(args.threads)
         .with_optimize_level(args.optimize)
-        .with_shape_buckets(args.buckets.clone());
+        .with_shape_buckets(args.buckets.clone())
+        .with_strict(args.strict);
+    if let Some(library) = &args.plugin {
+        config = config.with_accelerators(vec![Accelerator::openvino(library, DeviceKind::Cpu)]);
+    }
     match &args.cache_dir {
         Some(dir) => config.with_cache_dir(dir),
         None => config,

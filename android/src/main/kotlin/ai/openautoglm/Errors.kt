@@ -29,6 +29,16 @@ sealed class EngineException(message: String) : Exception(message) {
     class InvalidModel(val reason: String) : EngineException("invalid model: $reason")
     class InvalidInput(val name: String, val reason: String) : EngineException("invalid input `$name`: $reason")
     class InvalidConfig(val reason: String) : EngineException("invalid configuration: $reason")
+
+    /**
+     * An accelerator's plugin library is missing, is not a plugin for the loaded ONNX Runtime (>= 1.22), or does not
+     * register [provider]. (A plugin whose hardware is absent is skipped instead, or refused with [InvalidConfig] in
+     * strict mode.)
+     */
+    class AcceleratorUnavailable(val provider: String, val reason: String) : EngineException(
+        "accelerator $provider is unavailable: $reason. On Android, depend on the plugin's AAR (its libraries land " +
+            "in the app's native library directory, found by file name) or pass the library's full path.",
+    )
     class InferenceFailed(val reason: String) : EngineException("inference failed: $reason")
     class MemoryLimit(val reason: String) : EngineException("memory limit: $reason")
     class Cancelled : EngineException("the request was cancelled before it finished")
@@ -44,6 +54,7 @@ sealed class EngineException(message: String) : Exception(message) {
             is NativeException.InvalidModel -> InvalidModel(e.reason)
             is NativeException.InvalidInput -> InvalidInput(e.name, e.reason)
             is NativeException.InvalidConfig -> InvalidConfig(e.reason)
+            is NativeException.AcceleratorUnavailable -> AcceleratorUnavailable(e.provider, e.reason)
             is NativeException.InferenceFailed -> InferenceFailed(e.reason)
             is NativeException.MemoryLimit -> MemoryLimit(e.reason)
             is NativeException.Cancelled -> Cancelled()
