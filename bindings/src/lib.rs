@@ -120,6 +120,7 @@ pub enum Accelerator {
         device: DeviceKind,
         options: Vec<ProviderOption>,
     },
+    Auto,
 }
 
 #[uniffi::remote(Enum)]

@@ -46,8 +46,9 @@ fn execution_provider(accelerator: &Accelerator) -> Option<ExecutionProviderDisp
         Accelerator::CoreMl { compute_units, model_format, static_shapes, subgraphs, cache_dir } => {
             coreml(*compute_units, *model_format, *static_shapes, *subgraphs, cache_dir.as_deref()).build()
         }
-        // Registered through ONNX Runtime's device API instead (see `register_plugin`).
+        // Registered through ONNX Runtime's device API instead (see `register_accelerators`).
         Accelerator::Plugin { .. } => return None,
+        Accelerator::Auto => return None, // resolved first (`candidates`)
     })
 }
 
@@ -121,12 +122,33 @@ fn legacy_unusable(accelerator: &Accelerator, available: &[String]) -> Option<St
         .then(|| format!("not in this ONNX Runtime build (it has: {})", available.join(", ")))
 }
 
+/// The accelerators to try, in order: the config's, with [`Accelerator::Auto`] replaced by its platform's list.
+/// `true` marks one `Auto` chose, which is skipped rather than refused when it cannot be used.
+pub(crate) fn candidates(config: &EngineConfig) -> Vec<(Accelerator, bool)> {
+    config
+        .accelerators
+        .iter()
+        .flat_map(|a| match a {
+            Accelerator::Auto => Accelerator::auto_for(std::env::consts::OS).into_iter().map(|a| (a, true)).collect(),
+            other => vec![(other.clone(), false)],
+        })
+        .collect()
+}
+
+/// [`unusable`], where a plugin `Auto` chose that is not there (not shipped with the app) is a reason to skip it.
+fn unusable_candidate(accelerator: &Accelerator, chosen: bool, available: &[String]) -> Result<Option<String>> {
+    match unusable(accelerator, available) {
+        Err(Error::AcceleratorUnavailable { reason, .. }) if chosen => Ok(Some(reason)),
+        other => other,
+    }
+}
+
 /// The accelerator that will take the model: the first one asked for that this ONNX Runtime has (else the CPU).
 pub(crate) fn leading_accelerator(config: &EngineConfig) -> Result<Accelerator> {
     let available = available_providers();
-    for accelerator in &config.accelerators {
-        if unusable(accelerator, &available)?.is_none() {
-            return Ok(accelerator.clone());
+    for (accelerator, chosen) in candidates(config) {
+        if unusable_candidate(&accelerator, chosen, &available)?.is_none() {
+            return Ok(accelerator);
         }
     }
     Ok(Accelerator::Cpu)
@@ -139,17 +161,18 @@ pub(crate) fn register_accelerators(
 ) -> Result<(SessionBuilder, AcceleratorReport)> {
     let available = available_providers();
     let mut report = AcceleratorReport::default();
-    for accelerator in &config.accelerators {
+    for (accelerator, chosen) in candidates(config) {
+        let accelerator = &accelerator;
         let name = accelerator.provider_name();
         let skip = |report: &mut AcceleratorReport, reason: String| -> Result<()> {
-            if config.strict {
+            if config.strict && !chosen {
                 return Err(Error::InvalidConfig { reason: format!("{name}: {reason} (strict mode)") });
             }
             log::warn!("skipping {name}: {reason}");
             report.skipped.push(SkippedAccelerator { provider: name.to_owned(), reason });
             Ok(())
         };
-        if let Some(reason) = unusable(accelerator, &available)? {
+        if let Some(reason) = unusable_candidate(accelerator, chosen, &available)? {
             skip(&mut report, reason)?;
             continue;
         }

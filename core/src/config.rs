@@ -36,6 +36,13 @@ pub enum Accelerator {
     /// that offers no such device on this machine is skipped (refused in strict mode), like any accelerator.
     /// [`Accelerator::openvino`] and [`Accelerator::qnn_htp`] fill these for the plugins this SDK knows.
     Plugin { library: String, provider: String, device: DeviceKind, options: Vec<ProviderOption> },
+    /// The SDK's choice for this platform, resolved when the engine is built ([`Accelerator::auto_for`]): on Android,
+    /// Qualcomm's QNN plugin on the NPU when the app ships it and the phone has one, then XNNPACK where the ONNX
+    /// Runtime package has it, then the CPU, and never NNAPI (deprecated from Android 15, and often slower than the
+    /// CPU: ONNX Runtime issue 28784); on Apple platforms CoreML, then the CPU; elsewhere the CPU. What it resolved
+    /// to is in [`crate::Engine::accelerators`]; what it tried and could not use is skipped with the reason (never
+    /// refused, even in strict mode: strict mode holds for what the app named).
+    Auto,
 }
 
 /// The kind of hardware a plugin execution provider's device is.
@@ -67,6 +74,29 @@ impl Accelerator {
             Accelerator::Nnapi { .. } => "NnapiExecutionProvider",
             Accelerator::CoreMl { .. } => "CoreMLExecutionProvider",
             Accelerator::Plugin { provider, .. } => provider,
+            Accelerator::Auto => "auto",
+        }
+    }
+
+    /// What [`Accelerator::Auto`] tries on `os` (`std::env::consts::OS`), in order. NNAPI is never among them.
+    pub fn auto_for(os: &str) -> Vec<Accelerator> {
+        match os {
+            "android" => vec![
+                Accelerator::qnn_htp("libonnxruntime_providers_qnn.so", "burst"),
+                Accelerator::Xnnpack { threads: 0 },
+                Accelerator::Cpu,
+            ],
+            "ios" | "macos" => vec![
+                Accelerator::CoreMl {
+                    compute_units: CoreMlComputeUnits::All,
+                    model_format: CoreMlModelFormat::MlProgram,
+                    static_shapes: false,
+                    subgraphs: false,
+                    cache_dir: None,
+                },
+                Accelerator::Cpu,
+            ],
+            _ => vec![Accelerator::Cpu],
         }
     }
 
@@ -101,6 +131,8 @@ impl Accelerator {
             Accelerator::Plugin { provider, .. } => {
                 provider.strip_suffix("ExecutionProvider").unwrap_or(provider).to_ascii_lowercase()
             }
+            // Resolved before anything runs; as a class, the CPU it always ends with.
+            Accelerator::Auto => "cpu".into(),
         }
     }
 }
@@ -324,5 +356,38 @@ impl EngineConfig {
     pub fn with_external_data_dir(mut self, dir: impl Into<String>) -> Self {
         self.external_data_dir = Some(dir.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_never_chooses_nnapi_and_ends_with_the_cpu() {
+        for os in ["android", "ios", "macos", "linux", "windows"] {
+            let chosen = Accelerator::auto_for(os);
+            assert!(!chosen.iter().any(|a| matches!(a, Accelerator::Nnapi { .. })), "{os}: {chosen:?}");
+            assert_eq!(chosen.last(), Some(&Accelerator::Cpu), "{os}");
+        }
+        let android = Accelerator::auto_for("android");
+        assert!(
+            matches!(&android[0], Accelerator::Plugin { provider, device: DeviceKind::Npu, .. } if provider == QNN_PROVIDER)
+        );
+        assert_eq!(android[1], Accelerator::Xnnpack { threads: 0 });
+        assert!(matches!(Accelerator::auto_for("ios")[0], Accelerator::CoreMl { .. }));
+        assert_eq!(Accelerator::auto_for("linux"), vec![Accelerator::Cpu]);
+    }
+
+    #[test]
+    fn the_qnn_preset_uses_qualcomms_option_names() {
+        let Accelerator::Plugin { library, options, .. } =
+            Accelerator::qnn_htp("libonnxruntime_providers_qnn.so", "burst")
+        else {
+            panic!("a plugin")
+        };
+        assert_eq!(library, "libonnxruntime_providers_qnn.so");
+        let keys: Vec<(&str, &str)> = options.iter().map(|o| (o.key.as_str(), o.value.as_str())).collect();
+        assert_eq!(keys, [("backend_path", "libQnnHtp.so"), ("htp_performance_mode", "burst")]);
     }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 
-use crate::accelerator::{AcceleratorReport, SkippedAccelerator, leading_accelerator, register_accelerators};
+use crate::accelerator::{
+    AcceleratorReport, SkippedAccelerator, candidates, leading_accelerator, register_accelerators,
+};
 use crate::compile_cache::{CacheEntry, CacheOutcome, EXTERNAL_WEIGHTS, MODEL_FILE};
 use crate::config::{Accelerator, EngineConfig, OptimizeLevel, ShapeBucket};
 use crate::error::{Error, OrtResultExt, Result};
@@ -56,7 +58,8 @@ pub(crate) fn open_session(
         Err(Error::InvalidModel { reason }) if config.strict && leading_accelerator(config)? != Accelerator::Cpu => {
             let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
             open_on(source, &cpu, bucket, None, prepacked)?;
-            let providers: Vec<&str> = config.accelerators.iter().map(Accelerator::provider_name).collect();
+            let tried = candidates(config);
+            let providers: Vec<&str> = tried.iter().map(|(a, _)| a.provider_name()).collect();
             Err(Error::InvalidConfig {
                 reason: format!(
                     "strict mode: {} cannot run the whole model and CPU fallback is off: {reason}",
@@ -232,7 +235,9 @@ fn configure(
         builder = builder.with_intra_op_spinning(spinning).or_invalid_config("intra-op spinning")?;
         builder = builder.with_inter_op_spinning(spinning).or_invalid_config("inter-op spinning")?;
     }
-    if config.strict && report.active.iter().any(|a| a != "CPUExecutionProvider") {
+    // Strict mode holds for accelerators the app named, not for what `Auto` chose (XNNPACK taking part of a model).
+    let named = !config.accelerators.contains(&Accelerator::Auto);
+    if config.strict && named && report.active.iter().any(|a| a != "CPUExecutionProvider") {
         builder = builder.with_disable_cpu_fallback().or_invalid_config("strict mode")?;
     }
     Ok((builder, report))

@@ -256,6 +256,24 @@ fn unavailable_accelerators_are_skipped_with_a_reason_and_the_cpu_runs() {
 }
 
 #[test]
+fn auto_resolves_to_this_platforms_list_and_strict_mode_does_not_refuse_its_choices() {
+    common::init();
+    for strict in [false, true] {
+        let config = EngineConfig::default().with_accelerators(vec![Accelerator::Auto]).with_strict(strict);
+        let engine = Engine::from_file(common::model("matmul_dynamic"), config).unwrap();
+        let report = engine.accelerators();
+        // On Linux Auto is the CPU alone; what it resolved to is reported, never "auto" or NNAPI.
+        assert_eq!(report.active.last().map(String::as_str), Some("CPUExecutionProvider"));
+        let tried: Vec<&str> =
+            report.active.iter().chain(report.skipped.iter().map(|s| &s.provider)).map(String::as_str).collect();
+        assert!(!tried.iter().any(|p| *p == "auto" || *p == "NnapiExecutionProvider"), "{report:?}");
+        let x = [0.5f32, -1.0, 2.0, 4.0];
+        let y = engine.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
+        common::assert_close(&y[0].to_vec::<f32>().unwrap(), &common::expected_matmul(&x), 1e-5);
+    }
+}
+
+#[test]
 fn strict_mode_refuses_an_unavailable_accelerator_and_allows_the_cpu() {
     common::init();
     for accelerator in [

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cache::{self, PypiFile};
 use crate::results::{self, DumpedOutputs, GenerationOutput, Measured};
-use crate::{cmd, ndk, runner, targets};
+use crate::{cmd, intel, ndk, runner, targets};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
@@ -24,6 +24,9 @@ pub enum Device {
     IosSim {
         udid: Option<String>,
     },
+    /// OpenVINO's plugin execution provider (its CPU device) leading the SDK's runner, on an Intel CPU: this host
+    /// when its CPU is Intel's, else emulated by qemu (`crate::intel`; emulated timings).
+    OpenVino,
 }
 
 impl FromStr for Device {
@@ -35,7 +38,8 @@ impl FromStr for Device {
             "qemu-arm64" => Ok(Device::QemuArm64),
             "android" => Ok(Device::Android { serial: id }),
             "ios-sim" => Ok(Device::IosSim { udid: id }),
-            _ => Err(format!("unknown device `{s}` (host, qemu-arm64, android[:SERIAL], ios-sim[:UDID])")),
+            "openvino" => Ok(Device::OpenVino),
+            _ => Err(format!("unknown device `{s}` (host, qemu-arm64, android[:SERIAL], ios-sim[:UDID], openvino)")),
         }
     }
 }
@@ -47,20 +51,23 @@ impl Device {
             Device::QemuArm64 => "qemu-arm64",
             Device::Android { .. } => "android",
             Device::IosSim { .. } => "ios-sim",
+            Device::OpenVino => "openvino",
         }
     }
 
     pub fn arch(&self) -> &'static str {
         match self {
-            Device::Host => std::env::consts::ARCH,
+            Device::Host | Device::OpenVino => std::env::consts::ARCH,
             _ => "aarch64",
         }
     }
 
     /// The numerics class the device's verdicts hold for (`core::numerics_class`): its CPU architecture's ONNX
-    /// Runtime kernels. An emulated ARM64 runs the same aarch64 kernels a phone's CPU does.
+    /// Runtime kernels (OpenVINO's own for the plugin). An emulated ARM64 runs the same aarch64 kernels a phone's CPU
+    /// does.
     pub fn numerics_class(&self) -> String {
-        format!("linux-{}-cpu", self.arch())
+        let kernels = if *self == Device::OpenVino { "openvino" } else { "cpu" };
+        format!("linux-{}-{kernels}", self.arch())
     }
 
     /// The class `Precision::Auto` looks measurements up under (`core::device_class`) for runs on the CPU; none
@@ -71,17 +78,19 @@ impl Device {
             Device::Android { .. } => "android",
             Device::IosSim { .. } => "ios",
             Device::QemuArm64 => return None,
+            Device::OpenVino if intel::emulated() => return None,
+            Device::OpenVino => return Some(format!("{}-{}-openvino", std::env::consts::OS, self.arch())),
         };
         Some(format!("{os}-{}-cpu", self.arch()))
     }
 
     pub fn emulated(&self) -> bool {
-        matches!(self, Device::QemuArm64)
+        matches!(self, Device::QemuArm64) || (*self == Device::OpenVino && intel::emulated())
     }
 
     fn triple(&self) -> &'static str {
         match self {
-            Device::Host => env!("HOST_TRIPLE"),
+            Device::Host | Device::OpenVino => env!("HOST_TRIPLE"),
             Device::QemuArm64 => "aarch64-unknown-linux-gnu",
             Device::Android { .. } => "aarch64-linux-android",
             Device::IosSim { .. } => "aarch64-apple-ios-sim",
@@ -184,17 +193,18 @@ fn build_runner(device: &Device) -> Result<(PathBuf, Vec<(String, PathBuf)>)> {
                 .context("set ORT_IOS_XCFWK_PATH to ONNX Runtime's iOS xcframework")?;
             env.push(("ORT_IOS_XCFWK_PATH".into(), ort));
         }
-        Device::Host => {}
+        Device::Host | Device::OpenVino => {}
     }
-    // The host runs the same build as host benchmarks.
-    let runner = runner::build((*device != Device::Host).then_some(triple), &env)?;
+    // The host (and the host CPU under OpenVINO) runs the same build as host benchmarks.
+    let native = matches!(device, Device::Host | Device::OpenVino);
+    let runner = runner::build((!native).then_some(triple), &env)?;
 
     let stage = cache::dir().join("devices").join(device.kind());
     let _ = fs::remove_dir_all(&stage);
     fs::create_dir_all(&stage)?;
     let mut files = vec![("openautoglm-bench".to_owned(), runner)];
     match device {
-        Device::Host => files.push(("libonnxruntime.so".into(), cache::host_onnxruntime()?)),
+        Device::Host | Device::OpenVino => files.push(("libonnxruntime.so".into(), cache::host_onnxruntime()?)),
         Device::QemuArm64 => files.push(("libonnxruntime.so".into(), aarch64_onnxruntime()?)),
         Device::Android { .. } => files.push(("libonnxruntime.so".into(), android_onnxruntime()?)),
         Device::IosSim { .. } => {} // linked into the runner
@@ -338,6 +348,19 @@ impl Deployed {
         let quoted: Vec<String> = argv.iter().map(|a| quote(a)).collect();
         match &self.device {
             Device::Host => cmd::capture(Command::new(&self.runner).args(argv)).map(|_| ())?,
+            Device::OpenVino => {
+                let prefix = intel::runner()?;
+                let mut command = match prefix.split_first() {
+                    Some((emulator, args)) => {
+                        let mut c = Command::new(emulator);
+                        c.args(args).arg(&self.runner);
+                        c
+                    }
+                    None => Command::new(&self.runner),
+                };
+                let plugin = cache::openvino_plugin()?;
+                cmd::capture(command.args(argv).arg("--plugin").arg(plugin)).map(|_| ())?;
+            }
             Device::QemuArm64 => {
                 // qemu 7.2 crashes in ONNX Runtime's CPU detection when it reads the host's x86 /proc/cpuinfo: give
                 // the process an ARM one in a private mount namespace.

@@ -108,6 +108,7 @@ fn auto_order(leading: &Accelerator, arch: &str) -> &'static [Kind] {
         Accelerator::Cpu => &[Kind::Fp32],
         // A plugin's own kernels: only what its verdicts vouch for, and no guidance beyond FP32 until measured.
         Accelerator::Plugin { .. } => &[Kind::Fp32],
+        Accelerator::Auto => &[Kind::Fp32], // resolved before a variant is chosen
     }
 }
 

@@ -147,6 +147,19 @@ final class EngineTests: XCTestCase {
         assertClose(try matmul(engine, x, batch: 1), expectedMatmul(x, batch: 1))
     }
 
+    func testAutoResolvesToThisPlatformsChoiceAndNeverNnapi() throws {
+        var config = EngineConfig.default
+        config.accelerators = [.auto]
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"), config: config)
+        // On Linux `.auto` is the CPU (CoreML on Apple platforms); what it resolved to is reported, never NNAPI.
+        XCTAssertEqual(engine.accelerators.active.last, "CPUExecutionProvider")
+        let tried = engine.accelerators.active + engine.accelerators.skipped.map(\.provider)
+        XCTAssertFalse(tried.contains("auto") || tried.contains("NnapiExecutionProvider"), "\(tried)")
+        let x: [Float] = [1, 0, -1, 0.5]
+        let cpu = try Engine(path: Fixtures.model("matmul_dynamic"))
+        XCTAssertEqual(try matmul(engine, x, batch: 1), try matmul(cpu, x, batch: 1))
+    }
+
     func testStrictModeRefusesAnUnavailableAccelerator() {
         let config = EngineConfig(accelerators: [.xnnpack(threads: 2)], optimizeLevel: .o3, precision: .auto, strict: true)
         let error = engineError { _ = try Engine(path: Fixtures.model("matmul_dynamic"), config: config) }

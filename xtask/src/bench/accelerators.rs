@@ -37,7 +37,8 @@ pub fn run(args: &Args) -> Result<()> {
     if ids.is_empty() {
         bail!("no model matched --models {:?}", args.models);
     }
-    let (runs, warmup, rounds) = (args.runs.unwrap_or(10), args.warmup.unwrap_or(2), args.rounds.max(1));
+    // Under emulation a run is hundreds of times slower than native: few runs, pooled over the rounds.
+    let (runs, warmup, rounds) = (args.runs.unwrap_or(5), args.warmup.unwrap_or(1), args.rounds.max(1));
     let threads = args.threads.unwrap_or(2);
     let work = std::env::temp_dir().join(format!("openautoglm-accelerators-{}", std::process::id()));
     let job = |model: &Path, recipe: PathBuf, on_plugin: bool| Job {

@@ -1,14 +1,14 @@
 //! `--verdict`: a model's outputs on every input of a set, for `cargo xtask models verdicts` to judge against FP32's
 //! on the same numerics class (host x86-64, ARM64 under qemu, a phone).
 //!
-//! --verdict --model M.onnx --inputs SET.json --dump-dir DIR [--threads N] [--ort ORT]
+//! --verdict --model M.onnx --inputs SET.json --dump-dir DIR [--threads N] [--ort ORT] [--plugin OPENVINO_LIB]
 //!   SET.json is a list of recipe files (relative to it), one per input. For input i the runner writes
 //!   DIR/i.json (`{"outputs": [{"name", "shape", "file"}]}`) and each output as raw little-endian float32 (float16
 //!   outputs arrive as float32, the engine's default; integer outputs are converted).
 
 use std::path::{Path, PathBuf};
 
-use openautoglm::{ElementType, Engine, EngineConfig, Runtime, Tensor, TensorRef};
+use openautoglm::{Accelerator, DeviceKind, ElementType, Engine, EngineConfig, Runtime, Tensor, TensorRef};
 use serde_json::json;
 
 use super::{load_recipe, progress};
@@ -16,6 +16,7 @@ use super::{load_recipe, progress};
 pub fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--verdict");
     let (mut model, mut inputs, mut dump_dir, mut ort, mut threads) = (None, None, None, None::<PathBuf>, 0i32);
+    let mut plugin = None;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -24,6 +25,7 @@ pub fn run() -> Result<(), String> {
             "--dump-dir" => dump_dir = Some(PathBuf::from(value()?)),
             "--ort" => ort = Some(PathBuf::from(value()?)),
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--plugin" => plugin = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -36,7 +38,13 @@ pub fn run() -> Result<(), String> {
     let recipes: Vec<String> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", inputs.display()))?;
     let base = inputs.parent().unwrap_or(Path::new("."));
     Runtime::init(ort.as_deref()).map_err(|e| e.to_string())?;
-    let engine = Engine::from_file(&model, EngineConfig::default().with_threads(threads)).map_err(|e| e.to_string())?;
+    let mut config = EngineConfig::default().with_threads(threads);
+    if let Some(library) = plugin {
+        // OpenVINO's numerics class: its CPU device leads (what the engine cannot compile there runs on the CPU, as
+        // it would in an app).
+        config = config.with_accelerators(vec![Accelerator::openvino(library, DeviceKind::Cpu)]);
+    }
+    let engine = Engine::from_file(&model, config).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&dump_dir).map_err(|e| format!("{}: {e}", dump_dir.display()))?;
     for (i, recipe) in recipes.iter().enumerate() {
         let feeds = load_recipe(&base.join(recipe))?;

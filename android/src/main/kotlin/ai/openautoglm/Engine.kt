@@ -12,12 +12,15 @@ import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.withContext
 
 /**
- * The default engine settings: CPU, graph optimization O3, ONNX Runtime's thread count and spinning, precision
- * chosen by the engine for bundles, float16 outputs returned as float32. Change what you need with `copy(...)`, e.g.
- * `DefaultEngineConfig.copy(cacheDir = context.cacheDir.path)` to compile once across launches.
+ * The default engine settings: the SDK's accelerator choice ([Accelerator.Auto]: on Android Qualcomm's QNN plugin on
+ * the NPU when the app ships it, then XNNPACK where the ONNX Runtime package has it, then the CPU, and never NNAPI;
+ * the CPU on a desktop JVM), graph optimization O3, ONNX Runtime's thread count and spinning, precision chosen by
+ * the engine for bundles, float16 outputs returned as float32. Change what you need with `copy(...)`, e.g.
+ * `DefaultEngineConfig.copy(cacheDir = context.cacheDir.path)` to compile once across launches; `engine.accelerators`
+ * says what `Auto` resolved to.
  */
 val DefaultEngineConfig = EngineConfig(
-    accelerators = listOf(Accelerator.Cpu),
+    accelerators = listOf(Accelerator.Auto),
     optimizeLevel = OptimizeLevel.O3,
     precision = Precision.AUTO,
 )

@@ -34,6 +34,19 @@ class AccelerationTest {
         }
     }
 
+    @Test fun theDefaultIsTheSdksChoiceAndNeverNnapi() {
+        assertEquals(listOf<Accelerator>(Accelerator.Auto), DefaultEngineConfig.accelerators)
+        Engine.fromFile(Fixtures.model("matmul_dynamic")).use { engine ->
+            // On a desktop JVM Auto is the CPU; what it resolved to is reported, never "auto" or NNAPI.
+            val tried = engine.accelerators.active + engine.accelerators.skipped.map { it.provider }
+            assertEquals("CPUExecutionProvider", engine.accelerators.active.last())
+            assertTrue(tried.none { it == "auto" || it == "NnapiExecutionProvider" }, "$tried")
+            val x = floatArrayOf(1f, 0f, -1f, 0.5f)
+            val cpu = DefaultEngineConfig.copy(accelerators = listOf(Accelerator.Cpu))
+            Engine.fromFile(Fixtures.model("matmul_dynamic"), cpu).use { assertContentEquals(matmul(it, x), matmul(engine, x)) }
+        }
+    }
+
     @Test fun float16ModelsTakeAndGiveFloat32() {
         Engine.fromFile(Fixtures.model("identity_f16")).use { engine ->
             val x = floatArrayOf(1.5f, -2f, 0.25f, 65504f, 0f, -0.5f)
