@@ -120,11 +120,20 @@ impl Source<'_> {
     }
 
     pub(crate) fn commit(self, builder: &mut SessionBuilder) -> Result<Session> {
-        match self {
+        // ort (at ONNX Runtime API level 22) describes every input and output of a new session again, and panics
+        // ("infallible") where ONNX Runtime refuses a shape it reported itself: a dimension below -1, which its shape
+        // inference gives a pooling window wider than its input. A model ONNX Runtime cannot describe, not a bug here.
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match self {
             Source::File(path) => builder.commit_from_file(path),
             Source::Bytes { bytes, .. } => builder.commit_from_memory(bytes),
+        }));
+        match committed {
+            Ok(session) => session.or_unloadable_model(),
+            Err(_) => Err(Error::invalid_model(
+                "ONNX Runtime cannot describe the model's inputs or outputs: a dimension below -1 (as its shape \
+                 inference gives a pooling window wider than its input)",
+            )),
         }
-        .or_unloadable_model()
     }
 
     /// Session settings that depend on the model: ONNX Runtime resolves a bytes model's external data against its

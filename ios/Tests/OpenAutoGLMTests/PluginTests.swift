@@ -30,6 +30,46 @@ final class PluginTests: XCTestCase {
         try engine.inferSync(["x": Tensor(x, shape: [rows, 4])])["y"]!.values()
     }
 
+    private func cosine(_ a: [Float], _ b: [Float]) -> Double {
+        XCTAssertEqual(a.count, b.count)
+        let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }, nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }
+        return dot / max((na * nb).squareRoot(), Double.leastNormalMagnitude)
+    }
+
+    /// Runs `model` on OpenVINO and on the CPU provider with the same inputs; returns each one's `output`.
+    private func onBoth(_ model: String, _ inputs: [String: Tensor], _ output: String) throws -> (AcceleratorReport, [Float], [Float]) {
+        let ov = try Engine(path: Fixtures.realModel(model), config: config([openVino]))
+        let cpu = try Engine(path: Fixtures.realModel(model), config: config([.cpu]))
+        return (ov.accelerators, try ov.inferSync(inputs)[output]!.values(), try cpu.inferSync(inputs)[output]!.values())
+    }
+
+    func testRealModelsOnOpenVinoMatchTheCpuProvider() throws {
+        let ids = (Fixtures.expected("minilm-l6-int8")["input_ids"] as! [NSNumber]).map(\.int64Value)
+        let text: [String: Tensor] = [
+            "input_ids": try Tensor(ids, shape: [1, ids.count]),
+            "attention_mask": try Tensor([Int64](repeating: 1, count: ids.count), shape: [1, ids.count]),
+            "token_type_ids": try Tensor([Int64](repeating: 0, count: ids.count), shape: [1, ids.count]),
+        ]
+        let (miniLm, ovText, cpuText) = try onBoth("minilm-l6-int8", text, "last_hidden_state")
+        XCTAssertEqual(miniLm.active.first, Accelerator.openVinoProvider)
+        XCTAssertGreaterThanOrEqual(cosine(ovText, cpuText), 0.99)
+        let pixels = (0..<(3 * 320 * 320)).map { Float((Int64($0) * 7919) % 255) / 255 }
+        let (yolo, ovBoxes, cpuBoxes) = try onBoth("yolov8n-320", ["images": try Tensor(pixels, shape: [1, 3, 320, 320])], "output0")
+        XCTAssertEqual(yolo.active.first, Accelerator.openVinoProvider)
+        XCTAssertGreaterThanOrEqual(cosine(ovBoxes, cpuBoxes), 0.99)
+        // Silero VAD: OpenVINO takes it and cannot compile its dynamic-rank branches; the CPU runs it, and says why.
+        let audio: [String: Tensor] = [
+            "input": try Tensor((0..<512).map { sin(Float($0) * 0.05) * 0.3 }, shape: [1, 512]),
+            "state": try Tensor([Float](repeating: 0, count: 256), shape: [2, 1, 128]),
+            "sr": try Tensor([Int64(16000)], shape: []),
+        ]
+        let (vad, ovSpeech, cpuSpeech) = try onBoth("silero-vad", audio, "output")
+        XCTAssertEqual(vad.active, ["CPUExecutionProvider"])
+        XCTAssertTrue(vad.skipped.contains { $0.provider == Accelerator.openVinoProvider && $0.reason.contains("could not compile") })
+        XCTAssertEqual(ovSpeech, cpuSpeech)
+    }
+
     func testAMissingPluginLibraryIsATypedError() {
         let missing = Accelerator.openVino(library: "/no/such/libonnxruntime_providers_openvino_plugin.so")
         let error = engineError { _ = try Engine(path: Fixtures.model("matmul_dynamic"), config: self.config([missing])) }

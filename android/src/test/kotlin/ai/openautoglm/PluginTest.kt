@@ -31,6 +31,50 @@ class PluginTest {
         return engine.inferBlocking(mapOf("x" to Tensor.of(x, *shape))).getValue("y").toFloatArray()
     }
 
+    private fun cosine(a: FloatArray, b: FloatArray): Double {
+        assertEquals(a.size, b.size)
+        var dot = 0.0; var na = 0.0; var nb = 0.0
+        for (i in a.indices) { dot += a[i].toDouble() * b[i]; na += a[i].toDouble() * a[i]; nb += b[i].toDouble() * b[i] }
+        return dot / maxOf(kotlin.math.sqrt(na * nb), Double.MIN_VALUE)
+    }
+
+    /** Runs [model] on OpenVINO and on the CPU provider with the same [inputs]; returns each one's [output]. */
+    private fun onBoth(model: String, inputs: Map<String, Tensor>, output: String): Triple<AcceleratorReport, FloatArray, FloatArray> {
+        val (report, ov) = Engine.fromFile(Fixtures.realModel(model), config(openVino)).use {
+            it.accelerators to it.inferBlocking(inputs).getValue(output).toFloatArray()
+        }
+        val cpu = Engine.fromFile(Fixtures.realModel(model), config(Accelerator.Cpu)).use {
+            it.inferBlocking(inputs).getValue(output).toFloatArray()
+        }
+        return Triple(report, ov, cpu)
+    }
+
+    @Test fun realModelsOnOpenVinoMatchTheCpuProvider() {
+        val ids = Fixtures.expected.getJSONObject("minilm-l6-int8").getJSONArray("input_ids").let { a -> LongArray(a.length()) { a.getLong(it) } }
+        val text = mapOf(
+            "input_ids" to Tensor.of(ids, 1, ids.size),
+            "attention_mask" to Tensor.of(LongArray(ids.size) { 1 }, 1, ids.size),
+            "token_type_ids" to Tensor.of(LongArray(ids.size), 1, ids.size),
+        )
+        val (miniLm, ovText, cpuText) = onBoth("minilm-l6-int8", text, "last_hidden_state")
+        assertEquals(Accelerators.OPENVINO, miniLm.active.first())
+        assertTrue(cosine(ovText, cpuText) >= 0.99, "MiniLM cosine ${cosine(ovText, cpuText)}")
+        val image = mapOf("images" to Tensor.of(FloatArray(3 * 320 * 320) { ((it.toLong() * 7919) % 255) / 255f }, 1, 3, 320, 320))
+        val (yolo, ovBoxes, cpuBoxes) = onBoth("yolov8n-320", image, "output0")
+        assertEquals(Accelerators.OPENVINO, yolo.active.first())
+        assertTrue(cosine(ovBoxes, cpuBoxes) >= 0.99, "YOLOv8n cosine ${cosine(ovBoxes, cpuBoxes)}")
+        // Silero VAD: OpenVINO takes it and cannot compile its dynamic-rank branches; the CPU runs it, and says why.
+        val audio = mapOf(
+            "input" to Tensor.of(FloatArray(512) { kotlin.math.sin(it * 0.05f) * 0.3f }, 1, 512),
+            "state" to Tensor.of(FloatArray(2 * 128), 2, 1, 128),
+            "sr" to Tensor.of(longArrayOf(16000)),
+        )
+        val (vad, ovSpeech, cpuSpeech) = onBoth("silero-vad", audio, "output")
+        assertEquals(listOf("CPUExecutionProvider"), vad.active)
+        assertTrue("could not compile" in vad.skipped.single { it.provider == Accelerators.OPENVINO }.reason)
+        assertContentEquals(cpuSpeech, ovSpeech)
+    }
+
     @Test fun aMissingPluginLibraryIsATypedError() {
         val missing = Accelerators.openVino("/no/such/libonnxruntime_providers_openvino_plugin.so")
         val e = assertFailsWith<EngineException.AcceleratorUnavailable> {
