@@ -304,16 +304,19 @@ fn compile_cache() {
 fn verdict_class() {
     let class = numerics_class(&openvino());
     assert_eq!(class, "linux-x86_64-openvino");
-    // A bundle whose only verdicts on this class are for FP32: Auto runs FP32 on OpenVINO even where the CPU's
-    // verdicts would allow INT8 (the real YOLOv8n bundle has verdicts for the CPU classes).
+    // `Auto` on a plugin runs FP32 (its kernels have no guidance row, and CPU verdicts never count there), whatever
+    // the real YOLOv8n bundle's CPU verdicts allow.
     let bundle = common::bundle("yolov8n-320");
     let engine = Engine::from_bundle(&bundle, on(vec![openvino()])).unwrap();
-    let choice = engine.precision().expect("bundle choice");
     assert_eq!(engine.accelerators().active[0], OPENVINO_PROVIDER);
-    let verdicts = std::fs::read_to_string(bundle.join("bundle.json")).unwrap();
-    if verdicts.contains("\"linux-x86_64-openvino\"") {
-        assert!(choice.reason.contains("openvino") || choice.reason.contains("OpenVINO"), "{choice:?}");
+    let choice = engine.precision().expect("bundle choice");
+    assert_eq!(choice.precision, openautoglm::Precision::Fp32, "{choice:?}");
+    // An INT8 variant that passed only on the CPU classes is refused on the plugin, naming its class.
+    let refused = Engine::from_bundle(&bundle, on(vec![openvino()]).with_precision(openautoglm::Precision::Int8));
+    if let Err(e) = refused {
+        assert!(matches!(&e, Error::InvalidConfig { reason } if reason.contains(&class)), "{e:?}");
     } else {
-        assert_eq!(choice.precision, openautoglm::Precision::Fp32, "{choice:?}");
+        let verdicts = std::fs::read_to_string(bundle.join("bundle.json")).unwrap();
+        assert!(verdicts.contains(&format!("\"{class}\"")), "an INT8 variant ran on {class} without a verdict there");
     }
 }
