@@ -349,15 +349,7 @@ impl Deployed {
         match &self.device {
             Device::Host => cmd::capture(Command::new(&self.runner).args(argv)).map(|_| ())?,
             Device::OpenVino => {
-                let prefix = intel::runner()?;
-                let mut command = match prefix.split_first() {
-                    Some((emulator, args)) => {
-                        let mut c = Command::new(emulator);
-                        c.args(args).arg(&self.runner);
-                        c
-                    }
-                    None => Command::new(&self.runner),
-                };
+                let mut command = intel::command(&intel::runner()?, Path::new(&self.runner));
                 let plugin = cache::openvino_plugin()?;
                 cmd::capture(command.args(argv).arg("--plugin").arg(plugin)).map(|_| ())?;
             }

@@ -28,6 +28,19 @@ pub fn runner() -> Result<Vec<String>> {
     Ok(vec![QEMU.into(), "-cpu".into(), CPU_MODEL.into()])
 }
 
+/// `program` run under `prefix` (what [`runner`] returned): the emulator with the program as its argument, or the
+/// program itself when the prefix is empty.
+pub fn command(prefix: &[String], program: &Path) -> std::process::Command {
+    match prefix.split_first() {
+        Some((emulator, args)) => {
+            let mut command = std::process::Command::new(emulator);
+            command.args(args).arg(program);
+            command
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
 /// Whether programs run emulated here (their timings then compare with each other only).
 pub fn emulated() -> bool {
     !host_is_intel()

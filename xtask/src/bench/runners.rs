@@ -58,14 +58,7 @@ impl Job {
 
     /// `program` as this job runs it: under its prefix when it has one.
     fn command(&self, program: &Path) -> Command {
-        match self.prefix.split_first() {
-            Some((emulator, args)) => {
-                let mut command = Command::new(emulator);
-                command.args(args).arg(program);
-                command
-            }
-            None => Command::new(program),
-        }
+        crate::intel::command(&self.prefix, program)
     }
 }
 
