@@ -82,16 +82,7 @@ pub(crate) fn to_ort_value<'a>(
 ) -> Result<SessionInputValue<'a>> {
     let shape = t.shape.to_vec();
     if t.element_type == ElementType::String {
-        // Validation decoded these bytes already; ort wants owned ('static) elements, and ONNX Runtime copies the
-        // strings into its own tensor anyway.
-        let strings: Vec<String> = crate::tensor::decode_strings(t.data)
-            .map_err(|reason| Error::invalid_input(name, reason))?
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        return ort::value::Tensor::from_string_array((shape, strings.as_slice()))
-            .map(|v| v.into_dyn().into())
-            .or_invalid_input(name);
+        return string_tensor(name, shape, t.data, limit).map(|v| v.into_dyn().into());
     }
     if wants_f16 && t.element_type == ElementType::F32 {
         use half::slice::HalfFloatSliceExt;
@@ -114,6 +105,56 @@ pub(crate) fn to_ort_value<'a>(
         let view: &'a [bool] = unsafe { std::slice::from_raw_parts(t.data.as_ptr().cast::<bool>(), t.data.len()) };
         ort::value::TensorRef::from_array_view((shape, view)).map(|v| v.into_dyn().into()).or_invalid_input(name)
     })
+}
+
+/// A string input as ONNX Runtime's tensor. ONNX Runtime keeps each element as a `std::string` and takes them as C
+/// strings, so a tensor of millions of short strings costs far more than its bytes: every buffer here is sized
+/// against the limit and allocated fallibly, and ONNX Runtime's own allocation failure comes back as a status, so
+/// a declared `[33554434, 3]` string input is [`Error::MemoryLimit`], not an abort.
+fn string_tensor(name: &str, shape: Vec<i64>, data: &[u8], limit: Limit) -> Result<ort::value::DynTensor> {
+    use ort::AsPointer;
+    use std::ffi::c_char;
+    let count = crate::tensor::element_count(name, &shape)?;
+    // What ONNX Runtime holds per element beside the text: a std::string (32 bytes in libc++ and libstdc++).
+    const ORT_STRING_BYTES: usize = 32;
+    let what = || format!("string input `{name}` of {count} elements");
+    limit.bytes_for(count, ORT_STRING_BYTES + size_of::<*const c_char>(), what)?;
+    // Each element's 4-byte length becomes one NUL: the C strings fit in the encoded size.
+    let mut text: Vec<u8> = limit.vec(data.len(), what)?;
+    for element in crate::tensor::string_elements(data) {
+        text.extend_from_slice(element.map_err(|reason| Error::invalid_input(name, reason))?.as_bytes());
+        text.push(0);
+    }
+    let mut pointers: Vec<*const c_char> = limit.vec(count, what)?;
+    let mut start = 0;
+    for (at, _) in text.iter().enumerate().filter(|(_, b)| **b == 0) {
+        pointers.push(text[start..].as_ptr().cast());
+        start = at + 1;
+    }
+    if pointers.len() != count {
+        return Err(Error::invalid_input(
+            name,
+            format!("shape {shape:?} needs {count} strings, got {}", pointers.len()),
+        ));
+    }
+    let unavailable =
+        |detail: &str| Error::MemoryLimit { reason: format!("{}: ONNX Runtime could not hold it ({detail})", what()) };
+    let mut tensor =
+        ort::value::DynTensor::new(&ort::memory::Allocator::default(), ort::value::TensorElementType::String, shape)
+            .map_err(|e| unavailable(e.message()))?;
+    let api = ort::api();
+    // SAFETY: `tensor` is a live string tensor of `count` elements, and `pointers` holds `count` NUL-terminated
+    // strings inside `text`, which outlives the call (ONNX Runtime copies them). A non-null status is read and
+    // released here.
+    unsafe {
+        let status = (api.FillStringTensor)(tensor.ptr_mut(), pointers.as_ptr(), pointers.len());
+        if !status.0.is_null() {
+            let detail = std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0)).to_string_lossy().into_owned();
+            (api.ReleaseStatus)(status.0);
+            return Err(unavailable(&detail));
+        }
+    }
+    Ok(tensor)
 }
 
 pub(crate) fn from_ort_value(name: &str, value: &DynValue, f16_as_f32: bool, limit: Limit) -> Result<Tensor> {

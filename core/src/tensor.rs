@@ -95,23 +95,40 @@ pub fn encode_strings<S: AsRef<str>>(strings: &[S]) -> Vec<u8> {
 /// The strings of a string tensor's bytes, each as a slice of `data`; why not, when the bytes are not that form
 /// (a truncated element, trailing bytes, invalid UTF-8, or a NUL, which ONNX Runtime's C strings cannot hold).
 pub fn decode_strings(data: &[u8]) -> std::result::Result<Vec<&str>, String> {
-    let mut strings = Vec::new();
+    string_elements(data).collect()
+}
+
+/// The strings of a string tensor's bytes one at a time, as [`decode_strings`] reads them, without a vector: a
+/// declared count of millions is checked before anything is allocated for it.
+pub(crate) fn string_elements(data: &[u8]) -> impl Iterator<Item = std::result::Result<&str, String>> {
     let mut rest = data;
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or("a string element is cut short in its length")?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if tail.len() < len {
-            return Err(format!("string element {} says {len} bytes but {} remain", strings.len(), tail.len()));
+    let mut index = 0usize;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-        let (bytes, tail) = tail.split_at(len);
-        let s = std::str::from_utf8(bytes).map_err(|_| format!("string element {} is not UTF-8", strings.len()))?;
-        if s.contains('\0') {
-            return Err(format!("string element {} contains a NUL character", strings.len()));
+        let element = next_string(&mut rest, index);
+        index += 1;
+        if element.is_err() {
+            rest = &[];
         }
-        strings.push(s);
-        rest = tail;
+        Some(element)
+    })
+}
+
+fn next_string<'a>(rest: &mut &'a [u8], index: usize) -> std::result::Result<&'a str, String> {
+    let (len, tail) = rest.split_first_chunk::<4>().ok_or("a string element is cut short in its length")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if tail.len() < len {
+        return Err(format!("string element {index} says {len} bytes but {} remain", tail.len()));
     }
-    Ok(strings)
+    let (bytes, tail) = tail.split_at(len);
+    let s = std::str::from_utf8(bytes).map_err(|_| format!("string element {index} is not UTF-8"))?;
+    if s.contains('\0') {
+        return Err(format!("string element {index} contains a NUL character"));
+    }
+    *rest = tail;
+    Ok(s)
 }
 
 /// Number of elements of `shape`, or an error naming `name` if a dim is negative or the shape is too large. The

@@ -23,6 +23,7 @@ fn reproducers() -> Vec<PathBuf> {
 #[test]
 fn every_reproducer_ends_in_a_typed_outcome() {
     common::init();
+    limit_address_space();
     let files = reproducers();
     assert!(!files.is_empty(), "core/tests/data/fuzz holds the reproducers");
     let scratch = std::env::temp_dir().join(format!("openautoglm-repro-{}", std::process::id()));
@@ -36,4 +37,13 @@ fn every_reproducer_ends_in_a_typed_outcome() {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// The fuzz harness's probes run under an 8 GB address-space limit, where an allocation a phone could not make fails
+/// as it would there; the reproducers run under the same limit, or one that aborted a probe could pass here.
+fn limit_address_space() {
+    const EIGHT_GB: libc::rlim_t = 8 << 30;
+    let limit = libc::rlimit { rlim_cur: EIGHT_GB, rlim_max: EIGHT_GB };
+    // SAFETY: setrlimit reads the struct it is given; this test binary runs this one test.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0, "setrlimit(RLIMIT_AS)");
 }

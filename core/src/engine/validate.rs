@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::config::{EngineConfig, Precision, ShapeBucket};
 use crate::error::{Error, Result};
 use crate::model::{Dim, ModelInfo, TensorInfo};
-use crate::tensor::{ElementType, TensorRef, decode_strings, element_count};
+use crate::tensor::{ElementType, TensorRef, element_count, string_elements};
 
 /// Every input the model declares is given exactly once, each matching its declaration.
 pub(super) fn inputs(info: &ModelInfo, inputs: &[(&str, TensorRef<'_>)]) -> Result<()> {
@@ -70,11 +70,15 @@ fn check_against(declared: &TensorInfo, tensor: &TensorRef<'_>) -> Result<()> {
         }
     }
     if tensor.element_type == ElementType::String {
-        let strings = decode_strings(tensor.data).map_err(|reason| Error::invalid_input(name, reason))?;
-        if strings.len() != count {
+        let mut strings = 0usize;
+        for element in string_elements(tensor.data) {
+            element.map_err(|reason| Error::invalid_input(name, reason))?;
+            strings += 1;
+        }
+        if strings != count {
             return Err(Error::invalid_input(
                 name,
-                format!("shape {:?} needs {count} strings, got {}", tensor.shape, strings.len()),
+                format!("shape {:?} needs {count} strings, got {strings}", tensor.shape),
             ));
         }
         return Ok(());
