@@ -1,7 +1,7 @@
 //! Text generation over FFI (feature `llm`): an LLM object, multi-turn chats, and generations pulled one piece at a
 //! time, which the Kotlin and Swift layers turn into a Flow and an AsyncThrowingStream.
 
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex};
 
 use openautoglm as core;
 use openautoglm::llm::{ChatMessage, FinishReason, GenerateOptions, GenerationMetrics, HistoryPolicy};
@@ -43,6 +43,7 @@ pub enum FinishReason {
     Length,
     ContextFull,
     Cancelled,
+    Failed,
 }
 
 #[uniffi::remote(Record)]
@@ -69,18 +70,16 @@ pub enum HistoryPolicy {
     Refuse,
 }
 
-// A decoder LLM (the idiomatic `Llm` classes wrap this). `release` frees the model as `NativeEngine::release`
-// does: generations in progress finish, and every later call, on it or on its chats, is `EngineClosed`.
+// A decoder LLM (the idiomatic `Llm` classes wrap this). `release` closes it in core: generations in progress
+// finish, and every later call, on it or on its chats, is `EngineClosed`.
 #[derive(uniffi::Object)]
 pub struct NativeLlm {
-    llm: RwLock<Option<core::llm::Llm>>,
-    // The chats made from this LLM: each holds the model too, so releasing it releases theirs.
-    chats: Mutex<Vec<Weak<NativeChat>>>,
+    llm: core::llm::Llm,
 }
 
 impl NativeLlm {
-    fn live(&self) -> Result<core::llm::Llm, NativeError> {
-        self.llm.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(NativeError::EngineClosed)
+    fn live(&self) -> Result<&core::llm::Llm, NativeError> {
+        if self.llm.is_closed() { Err(NativeError::EngineClosed) } else { Ok(&self.llm) }
     }
 }
 
@@ -89,8 +88,7 @@ impl NativeLlm {
     // Loads the decoder in `dir` (made by `cargo xtask models prepare smollm2`) at `config.precision`.
     #[uniffi::constructor]
     pub fn open(dir: String, config: EngineConfig) -> Result<Arc<Self>, NativeError> {
-        let llm = core::llm::Llm::open(dir, config)?;
-        Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))
+        Ok(Arc::new(NativeLlm { llm: core::llm::Llm::open(dir, config)? }))
     }
 
     // The decoder file running (e.g. `int4.onnx`).
@@ -108,8 +106,7 @@ impl NativeLlm {
     // for speculative decoding: on by default in its requests (`max_draft_tokens` 0 drafts up to 8 a pass; k sets
     // another cap). Without one, prompt lookup drafts in requests that set `max_draft_tokens`.
     pub fn with_draft(&self, draft: Arc<NativeLlm>) -> Result<Arc<NativeLlm>, NativeError> {
-        let llm = self.live()?.with_draft(&draft.live()?)?;
-        Ok(Arc::new(NativeLlm { llm: RwLock::new(Some(llm)), chats: Mutex::new(Vec::new()) }))
+        Ok(Arc::new(NativeLlm { llm: self.live()?.with_draft(draft.live()?)? }))
     }
 
     // The draft decoder's file, when one is attached.
@@ -149,47 +146,38 @@ impl NativeLlm {
         system: Option<String>,
         policy: Option<HistoryPolicy>,
     ) -> Result<Arc<NativeChat>, NativeError> {
-        let chat = core::llm::Chat::with_policy(&self.live()?, system.as_deref(), policy.unwrap_or_default());
-        let chat = Arc::new(NativeChat { chat: RwLock::new(Some(chat)) });
-        let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
-        chats.retain(|c| c.strong_count() > 0);
-        chats.push(Arc::downgrade(&chat));
-        Ok(chat)
+        let chat = core::llm::Chat::with_policy(self.live()?, system.as_deref(), policy.unwrap_or_default());
+        Ok(Arc::new(NativeChat { chat }))
     }
 
     // Frees the model now (once generations in progress end); later calls on it and its chats fail with
     // `EngineClosed`. Releasing twice is fine. (Not `close`: uniffi's `close()` frees the handle itself.)
     pub fn release(&self) {
-        self.llm.write().unwrap_or_else(|e| e.into_inner()).take();
-        for chat in self.chats.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-            if let Some(chat) = chat.upgrade() {
-                chat.chat.write().unwrap_or_else(|e| e.into_inner()).take();
-            }
-        }
+        self.llm.close();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.llm.read().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.llm.is_closed()
     }
 }
 
-// A multi-turn chat; `None` once its LLM was released.
+// A multi-turn chat; closed with its LLM.
 #[derive(uniffi::Object)]
 pub struct NativeChat {
-    chat: RwLock<Option<core::llm::Chat>>,
+    chat: core::llm::Chat,
 }
 
 #[uniffi::export]
 impl NativeChat {
     pub fn send(&self, user: String, options: GenerateOptions) -> Result<Arc<NativeGeneration>, NativeError> {
-        let chat = self.chat.read().unwrap_or_else(|e| e.into_inner());
-        let chat = chat.as_ref().ok_or(NativeError::EngineClosed)?;
-        Ok(NativeGeneration::new(chat.send(&user, options)?))
+        Ok(NativeGeneration::new(self.chat.send(&user, options)?))
     }
 
     pub fn history(&self) -> Result<Vec<ChatMessage>, NativeError> {
-        let chat = self.chat.read().unwrap_or_else(|e| e.into_inner());
-        Ok(chat.as_ref().ok_or(NativeError::EngineClosed)?.history())
+        if self.chat.is_closed() {
+            return Err(NativeError::EngineClosed);
+        }
+        Ok(self.chat.history())
     }
 }
 

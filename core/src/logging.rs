@@ -64,12 +64,11 @@ impl LogLevel {
     }
 }
 
-/// Sets what the SDK and ONNX Runtime log from now on (this is `log`'s process-wide maximum level). Engines loaded
-/// before the call keep ONNX Runtime's level they were loaded with.
+/// Sets what the SDK and ONNX Runtime log from now on (this is `log`'s process-wide maximum level). ONNX Runtime
+/// takes it for the engines loaded after the call; engines loaded before keep the level they were loaded with.
 pub fn set_level(level: LogLevel) {
     init();
     log::set_max_level(level.filter());
-    crate::runtime::Runtime::set_ort_log_level(level.ort_severity());
 }
 
 /// The level in force.

@@ -137,14 +137,6 @@ impl Runtime {
         RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.info.clone())
     }
 
-    /// Sets ONNX Runtime's logging severity for sessions made from now on (a no-op before the runtime is loaded: it
-    /// is created at the level [`crate::logging::level`] says).
-    pub(crate) fn set_ort_log_level(severity: ort::logging::LogLevel) {
-        if let Some(loaded) = RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            loaded.env.set_log_level(severity);
-        }
-    }
-
     /// An error unless the loaded runtime is at least `major.minor`; `what` says what needs it.
     pub(crate) fn require_version(major: u32, minor: u32, what: &str) -> Result<()> {
         let info = Runtime::init(None)?;
@@ -163,6 +155,8 @@ impl Runtime {
         let loaded = slot.as_ref().ok_or_else(|| Error::internal("runtime vanished after init"))?;
         let env = loaded.env.clone();
         drop(slot);
+        // Sessions made from here on log at the level in force now (`logging::set_level` may have changed it).
+        env.set_log_level(crate::logging::level().ort_severity());
         f(&env)
     }
 }

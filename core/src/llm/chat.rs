@@ -1,4 +1,5 @@
-//! Chats: messages laid out by the model's chat template, and a conversation that remembers its turns.
+//! A conversation that remembers its turns: each message laid out with the history by the model's chat template,
+//! and the exchange committed when its answer ends.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,21 +8,8 @@ use std::time::Instant;
 use super::decoder::Llm;
 use super::generation::Generation;
 use super::sampling::GenerateOptions;
+use super::template::ChatMessage;
 use crate::error::{Error, Result, catch_panic};
-
-/// One message of a chat.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: &str, content: &str) -> ChatMessage {
-        ChatMessage { role: role.to_owned(), content: content.to_owned() }
-    }
-}
 
 /// What a chat does when its history no longer fits the model's context with room for the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,7 +24,7 @@ pub enum HistoryPolicy {
 
 /// An exchange in progress: it joins the history, with the exchanges the policy dropped gone, when its answer ends
 /// (cancelled answers included); a refused message or a failed answer leaves the history as it was.
-pub(super) struct PendingExchange {
+struct PendingExchange {
     history: Arc<Mutex<Vec<ChatMessage>>>,
     /// Held until the exchange is committed or abandoned: the chat takes one message at a time.
     _answering: Answering,
@@ -47,7 +35,7 @@ pub(super) struct PendingExchange {
 
 impl PendingExchange {
     /// Commits the exchange with its answer.
-    pub(super) fn answered(self, answer: &str) {
+    fn answered(self, answer: &str) {
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         *history = self.kept;
         history.push(self.user);
@@ -89,6 +77,11 @@ impl Chat {
     pub fn with_policy(llm: &Llm, system: Option<&str>, policy: HistoryPolicy) -> Chat {
         let history = system.map(|s| vec![ChatMessage::new("system", s)]).unwrap_or_default();
         Chat { llm: llm.clone(), policy, history: Arc::new(Mutex::new(history)), answering: Arc::default() }
+    }
+
+    /// Whether its LLM was closed (then every call but this one fails with [`Error::EngineClosed`]).
+    pub fn is_closed(&self) -> bool {
+        self.llm.is_closed()
     }
 
     pub fn policy(&self) -> HistoryPolicy {
@@ -139,6 +132,6 @@ impl Chat {
             kept.drain(system..system + exchange.min(droppable));
         };
         let exchange = PendingExchange { history: self.history.clone(), _answering: answering, kept, user };
-        Generation::start(self.llm.inner.clone(), tokens, options, started, Some(exchange), self.llm.draft.clone())
+        self.llm.generate_tokens(tokens, options, started, Box::new(move |answer| exchange.answered(answer)))
     }
 }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::chat::PendingExchange;
-use super::decoder::LlmInner;
+use super::model::Model;
 use super::sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions, Sampler};
 use super::speculative::{Speculator, judge};
 use super::state::{DecoderState, Rows, Turn};
@@ -31,7 +30,13 @@ pub enum FinishReason {
     ContextFull,
     /// Cancelled by the caller.
     Cancelled,
+    /// A step failed: its error was the generation's last item.
+    Failed,
 }
+
+/// What a generation calls with its answer when it ends (cancelled included; not when it fails): how a chat commits
+/// an exchange to its history.
+pub(super) type OnEnd = Box<dyn FnOnce(&str) + Send>;
 
 /// What one generation cost.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,10 +87,10 @@ impl GenerationMetrics {
 pub type CancelHandle = CancelToken;
 
 /// One active generation of an LLM, counted while it lives.
-struct ActiveGeneration(Arc<LlmInner>);
+struct ActiveGeneration(Arc<Model>);
 
 impl ActiveGeneration {
-    fn new(llm: &Arc<LlmInner>) -> ActiveGeneration {
+    fn new(llm: &Arc<Model>) -> ActiveGeneration {
         llm.active.fetch_add(1, Ordering::SeqCst);
         ActiveGeneration(llm.clone())
     }
@@ -117,7 +122,7 @@ fn choose(sampler: &mut Sampler, logits: &mut [f32], history: &[u32], banned: &[
 pub struct Generation {
     /// Counts this generation among the LLM's active ones until it ends (or is dropped).
     _active: Option<ActiveGeneration>,
-    llm: Arc<LlmInner>,
+    llm: Arc<Model>,
     options: GenerateOptions,
     sampler: Sampler,
     tokens: Vec<u32>,
@@ -145,7 +150,7 @@ pub struct Generation {
     /// Orders this generation's steps among the other work in its lane; may change while it runs.
     priority: PriorityHandle,
     finish: Option<FinishReason>,
-    exchange: Option<PendingExchange>,
+    on_end: Option<OnEnd>,
     /// A stop string ended the text (and cut it there).
     stopped_by_string: bool,
     /// Resident memory when the request started, and the most seen after a model step since (bytes).
@@ -158,12 +163,12 @@ pub struct Generation {
 
 impl Generation {
     pub(super) fn start(
-        llm: Arc<LlmInner>,
+        llm: Arc<Model>,
         tokens: Vec<u32>,
         options: GenerateOptions,
         started: Instant,
-        exchange: Option<PendingExchange>,
-        draft: Option<Arc<LlmInner>>,
+        on_end: Option<OnEnd>,
+        draft: Option<Arc<Model>>,
     ) -> Result<Generation> {
         options.validate().map_err(|reason| Error::InvalidConfig { reason })?;
         if tokens.is_empty() {
@@ -219,7 +224,7 @@ impl Generation {
             cancel: CancelToken::default(),
             priority: PriorityHandle::new(Priority::Normal),
             finish: None,
-            exchange,
+            on_end,
             stopped_by_string: false,
             rss: crate::metrics::memory().map(|m| (m.rss, m.rss)),
             started: Instant::now(),
@@ -306,8 +311,8 @@ impl Generation {
         // Whatever was held back for a possible stop string is answer text after all (unless a stop string ended it).
         let rest = self.text[self.emitted..].to_owned();
         self.emitted = self.text.len();
-        if let Some(exchange) = self.exchange.take() {
-            exchange.answered(&self.text);
+        if let Some(on_end) = self.on_end.take() {
+            on_end(&self.text);
         }
         (!rest.is_empty()).then_some(rest)
     }
@@ -315,7 +320,7 @@ impl Generation {
     /// The stop tokens of `llm` while fewer than `min_tokens` are out (they cannot be chosen then), with `ahead`
     /// tokens about to come before the one being chosen. Takes the LLM apart from `self` so that the slice can be
     /// held while the sampler and the decoder state are borrowed.
-    fn banned<'l>(&self, llm: &'l LlmInner, ahead: usize) -> &'l [u32] {
+    fn banned<'l>(&self, llm: &'l Model, ahead: usize) -> &'l [u32] {
         if self.tokens.len() + ahead - self.prompt_len < self.options.min_tokens.max(0) as usize {
             &llm.stop_tokens
         } else {
@@ -552,8 +557,8 @@ impl Iterator for Generation {
             Ok(Some(piece)) => Some(Ok(piece)),
             Ok(None) => None,
             Err(e) => {
-                self.exchange = None; // a failed answer does not join the chat's history
-                self.finish = Some(FinishReason::Stop);
+                self.on_end = None; // a failed answer does not join the chat's history
+                self.finish = Some(FinishReason::Failed);
                 self._active = None;
                 self.state = None;
                 Some(Err(e))

@@ -1,15 +1,180 @@
-//! The KV cache: zero-filled ONNX Runtime tensors in the decoder's KV type, and for a shared-buffer decoder one
-//! buffer per layer bound as both `past` input and `present` output.
+//! The KV cache of one sequence, in either of the decoder layouts, and the decoder run that reads and extends it:
+//! a growing cache (each run's `present` outputs, one position longer, are the next run's `past` inputs) or a shared
+//! buffer per layer bound as both `past` input and `present` output, which the attention appends to in place.
+
+use std::borrow::Cow;
 
 use half::f16;
-use ort::session::{IoBinding, Session};
+use ort::AsPointer;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor};
 
-use super::decoder::LlmInner;
-use crate::error::{OrtResultExt, Result};
+use super::model::Model;
+use crate::error::{Error, OrtResultExt, Result};
+
+/// The inputs of one decoder run other than the cache (ids, mask, positions, the last-row switch).
+pub(super) type RunInputs<'a> = Vec<(Cow<'a, str>, SessionInputValue<'a>)>;
+
+/// Where a run left the logits it was asked for.
+pub(super) enum Logits {
+    /// Copied into the state's buffer.
+    Copied,
+    /// In the cache's own one-row buffer, to be read in place.
+    InPlace,
+}
+
+pub(super) enum KvCache {
+    /// The last run's `present` outputs (none before the first run).
+    Growing(Option<Vec<DynValue>>),
+    /// The buffers of a shared-buffer decoder, sized for the whole sequence.
+    Shared(Box<SharedKvCache>),
+}
+
+/// A shared-buffer decoder's cache: the binding holds the KV buffers (as input and output) and, once decoding one
+/// token at a time, the one-row logits buffer.
+pub(super) struct SharedKvCache {
+    binding: IoBinding,
+    logits: Option<DynValue>,
+}
+
+impl KvCache {
+    /// An empty cache for up to `capacity` positions. A shared-buffer decoder's is made now, for all of them, so a
+    /// cache that cannot be had fails here, and nothing is copied or reallocated between steps.
+    pub(super) fn new(llm: &Model, capacity: usize) -> Result<KvCache> {
+        if !llm.config.past_present_share_buffer {
+            return Ok(KvCache::Growing(None));
+        }
+        let session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut binding = session.create_binding().or_inference("binding")?;
+        for (past, present) in llm.past_names.iter().zip(&llm.present_names) {
+            let mut buffer = kv_tensor(llm, capacity)?;
+            binding.bind_input(past.as_str(), &buffer).or_inference("KV cache")?;
+            binding.bind_output(present.as_str(), &mut buffer).or_inference("KV cache")?;
+        }
+        if let Some(last_only) = last_logits_only(llm)? {
+            binding
+                .bind_input(llm.config.last_logits_input.as_deref().unwrap_or_default(), &last_only)
+                .or_inference("binding")?;
+        }
+        Ok(KvCache::Shared(Box::new(SharedKvCache { binding, logits: None })))
+    }
+
+    /// Whether positions can be taken back (a shared buffer's attention reads only as far as the mask says).
+    pub(super) fn can_roll_back(&self) -> bool {
+        matches!(self, KvCache::Shared(_))
+    }
+
+    /// One run of `n` new positions with `inputs`; `count` logits (the last row's, or every row's) end up in `out`
+    /// or, for a one-token run of a shared-buffer decoder, in place (see [`KvCache::logits_in_place`]).
+    pub(super) fn run(
+        &mut self,
+        llm: &Model,
+        session: &mut Session,
+        inputs: RunInputs<'_>,
+        n: usize,
+        count: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<Logits> {
+        match self {
+            KvCache::Growing(past) => {
+                let mut inputs = inputs;
+                let previous = match past.take() {
+                    Some(previous) => previous,
+                    None => (0..llm.past_names.len()).map(|_| kv_tensor(llm, 0)).collect::<Result<Vec<_>>>()?,
+                };
+                inputs.extend(llm.past_names.iter().zip(previous).map(|(name, v)| (name.as_str().into(), v.into())));
+                let mut outputs = session.run(inputs).or_inference("decoder step")?;
+                let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
+                copy_logits(logits, count, out)?;
+                let present = llm
+                    .present_names
+                    .iter()
+                    .map(|name| {
+                        outputs.remove(name).ok_or_else(|| Error::internal(format!("the decoder gave no `{name}`")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                *past = Some(present);
+                Ok(Logits::Copied)
+            }
+            KvCache::Shared(shared) => shared.run(llm, session, inputs, n, count, out),
+        }
+    }
+
+    /// The one-row logits a run left in place.
+    pub(super) fn logits_in_place(&mut self) -> Result<&mut [f32]> {
+        match self {
+            KvCache::Shared(shared) => match shared.logits.as_mut() {
+                Some(logits) => Ok(logits.try_extract_tensor_mut::<f32>().or_inference("logits")?.1),
+                None => Err(Error::internal("no logits in place")),
+            },
+            KvCache::Growing(_) => Err(Error::internal("no logits in place")),
+        }
+    }
+}
+
+impl SharedKvCache {
+    fn run(
+        &mut self,
+        llm: &Model,
+        session: &mut Session,
+        inputs: RunInputs<'_>,
+        n: usize,
+        count: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<Logits> {
+        let binding = &mut self.binding;
+        for (name, value) in &inputs {
+            binding.bind_input(name.as_ref(), &**value).or_inference("binding")?;
+        }
+        if n > 1 {
+            // The prompt's logits (rows x vocab, megabytes) come from ONNX Runtime's arena, whose pages are warm
+            // after the first request; a buffer of our own would be faulted in afresh at every prompt.
+            let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::CPUOutput)
+                .or_inference("logits")?;
+            binding.bind_output_to_device("logits", &cpu).or_inference("logits")?;
+            self.logits = None; // the one-row buffer is no longer bound; the next one-token run binds it again
+            let outputs = session.run_binding(binding).or_inference("decoder step")?;
+            let logits = outputs.get("logits").ok_or_else(|| Error::internal("the decoder gave no logits"))?;
+            copy_logits(logits, count, out)?;
+            drop(outputs);
+            // A run that wanted every row unbound "last row only"; the cache's later runs want it again.
+            if let (true, Some(value), Some(name)) =
+                (count > llm.config.vocab, last_logits_only(llm)?, llm.config.last_logits_input.as_deref())
+            {
+                binding.bind_input(name, &value).or_inference("binding")?;
+            }
+            return Ok(Logits::Copied);
+        }
+        if self.logits.is_none() {
+            let mut logits = new_tensor(vec![1, 1, llm.config.vocab], llm.logits_f16).or_inference("logits")?;
+            binding.bind_output("logits", &mut logits).or_inference("logits")?;
+            self.logits = Some(logits);
+        }
+        // ort's run_binding would wrap all 61 bound outputs in new values at every step; every output here is
+        // already ours, so the C call alone does.
+        // SAFETY: the session and binding are live, the binding holds its values, and `session` is borrowed
+        // mutably (its lock is held by the caller).
+        unsafe {
+            ort::Error::result_from_status((ort::api().RunWithBinding)(
+                session.ptr().cast_mut(),
+                std::ptr::null(),
+                binding.ptr(),
+            ))
+        }
+        .or_inference("decoder step")?;
+        let logits = self.logits.as_mut().expect("bound above");
+        // The one-row logits buffer is ours: the caller reads it in place, without a copy (unless f16).
+        if logits.try_extract_tensor::<f32>().is_err() {
+            copy_logits(logits, count, out)?;
+            return Ok(Logits::Copied);
+        }
+        Ok(Logits::InPlace)
+    }
+}
 
 /// A zero-filled f32 (or f16) tensor of ours.
-pub(super) fn new_tensor(shape: Vec<usize>, f16: bool) -> ort::Result<DynValue> {
+fn new_tensor(shape: Vec<usize>, f16: bool) -> ort::Result<DynValue> {
     let allocator = ort::memory::Allocator::default();
     if f16 {
         let mut t = OrtTensor::<f16>::new(&allocator, shape)?;
@@ -23,41 +188,35 @@ pub(super) fn new_tensor(shape: Vec<usize>, f16: bool) -> ort::Result<DynValue> 
 }
 
 /// A KV cache tensor of `positions` positions, in the decoder's KV type.
-pub(super) fn kv_tensor(llm: &LlmInner, positions: usize) -> Result<DynValue> {
+fn kv_tensor(llm: &Model, positions: usize) -> Result<DynValue> {
     let cfg = &llm.config;
     new_tensor(vec![1, cfg.kv_heads, positions, cfg.head_dim], llm.kv_f16).or_inference("KV cache")
 }
 
-/// The KV cache of a shared-buffer decoder: per layer one buffer for `capacity` positions (the whole generation),
-/// bound as both its `past` input and its `present` output, so the attention appends to it in place and nothing is
-/// copied or reallocated between steps.
-pub(super) fn shared_kv_cache(llm: &LlmInner, session: &Session, capacity: usize) -> Result<SharedKvCache> {
-    let mut binding = session.create_binding().or_inference("binding")?;
-    for (past, present) in llm.past_names.iter().zip(&llm.present_names) {
-        let mut buffer = kv_tensor(llm, capacity)?;
-        binding.bind_input(past.as_str(), &buffer).or_inference("KV cache")?;
-        binding.bind_output(present.as_str(), &mut buffer).or_inference("KV cache")?;
-    }
-    if let Some(last_only) = last_logits_only(llm)? {
-        binding
-            .bind_input(llm.config.last_logits_input.as_deref().unwrap_or_default(), &last_only)
-            .or_inference("binding")?;
-    }
-    Ok(SharedKvCache { binding, logits: None })
-}
-
-/// A shared-buffer decoder's state: the binding holds the KV buffers (as input and output) and, once decoding
-/// one token at a time, the one-row logits buffer.
-pub(super) struct SharedKvCache {
-    pub(super) binding: IoBinding,
-    pub(super) logits: Option<DynValue>,
-}
-
 /// The value that asks the decoder for the last position's logits only, if it takes one and the LLM is not set to
 /// compute them all.
-pub(super) fn last_logits_only(llm: &LlmInner) -> Result<Option<DynValue>> {
+pub(super) fn last_logits_only(llm: &Model) -> Result<Option<DynValue>> {
     if llm.config.last_logits_input.is_none() || llm.all_logits.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(None);
     }
     Ok(Some(OrtTensor::from_array(([1usize], vec![1i64])).or_inference("logits_last_only")?.into_dyn()))
+}
+
+/// The last `count` logits (f32 or f16) copied into `out`, a buffer reused across passes. Fewer than `count` is a
+/// decoder whose vocabulary is not `decoder.json`'s.
+fn copy_logits(logits: &DynValue, count: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn tail<T>(data: &[T], count: usize) -> Result<&[T]> {
+        data.len().checked_sub(count).map(|start| &data[start..]).ok_or_else(|| Error::InferenceFailed {
+            reason: format!("the decoder gave {} logits where decoder.json's vocabulary needs {count}", data.len()),
+        })
+    }
+    out.clear();
+    match logits.try_extract_tensor::<f32>() {
+        Ok((_, data)) => out.extend_from_slice(tail(data, count)?),
+        Err(_) => {
+            let (_, data) = logits.try_extract_tensor::<f16>().or_inference("logits")?;
+            out.extend(tail(data, count)?.iter().map(|h| h.to_f32()));
+        }
+    }
+    Ok(())
 }

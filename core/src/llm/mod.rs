@@ -14,12 +14,15 @@ mod chat;
 mod decoder;
 mod generation;
 mod kv_cache;
+mod model;
 mod sampling;
 mod speculative;
 mod state;
+mod template;
 mod variants;
 
-pub use chat::{Chat, ChatMessage, HistoryPolicy};
+pub use chat::{Chat, HistoryPolicy};
 pub use decoder::Llm;
 pub use generation::{CancelHandle, FinishReason, Generation, GenerationMetrics};
 pub use sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions};
+pub use template::ChatMessage;

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::decoder::{LlmInner, PREFILL_CHUNK};
+use super::model::{Model, PREFILL_CHUNK};
 use super::sampling::{GenerateOptions, Sampler, argmax};
 use super::state::{DecoderState, Rows, Turn};
 use crate::error::Result;
@@ -76,7 +76,7 @@ pub(super) struct Speculator {
 impl Speculator {
     /// Drafts up to `max_k` tokens a pass (at least 1).
     pub(super) fn new(
-        draft: Option<Arc<LlmInner>>,
+        draft: Option<Arc<Model>>,
         options: &GenerateOptions,
         max_k: usize,
         capacity: usize,
