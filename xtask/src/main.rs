@@ -1,26 +1,31 @@
 //! `cargo xtask`: every step a developer or CI runs, with `--help` for each.
-
 //!
 //! Subcommands, one module or folder each: `bench/`, `test/`, `fuzz/`, `report`, `build/` (android, ios), `size`,
-//! `doctor`; `models`, `bindgen` and `targets` also serve as helpers. Subcommands import shared helpers, never each
-//! other (`test`, which runs every step, calls the others' typed entry points; nothing imports `test`):
+//! `doctor`, `publish`, `cascade`; `models`, `bindgen` and `targets` also serve as helpers. Subcommands import shared
+//! helpers, never each other (`test`, which runs every step, calls the others' typed entry points; nothing imports
+//! `test`), and `cargo xtask test` fails when one does (`layout`):
 //! - `cmd` (repo paths, running commands), `cache` (the machine cache, registry downloads, progress spinners),
-//!   `python` (the pinned venv), `jvm` (Maven classpath), `swift_toolchain` (the Swift chroot), `ndk`;
-//! - `models` (the manifest, fetching, variants, LLM decoders), `bindgen`, `targets`;
+//!   `python` (the pinned venv), `jvm` (Maven classpath), `swift_toolchain` (the Swift chroot), `ndk`, `intel` (the
+//!   emulated Intel CPU for the OpenVINO plugin), `layout` (the code's shape rules);
+//! - `models` (the manifest, fetching, variants, LLM decoders), `cascades` (cascade pairs, lines, calibration),
+//!   `bindgen`, `targets`;
 //! - `runner` (the benchmark runner, built in this one place), `devices` (deploy/run/collect on host, qemu, adb,
-//!   simctl), `results` (the benchmark result files as types: the one module that reads result JSON).
+//!   simctl), `results` (the benchmark result files as types, the one module that reads result JSON, and the
+//!   report rendered from them).
 
 mod bench;
 mod bindgen;
 mod build;
 mod cache;
 mod cascade;
+mod cascades;
 mod cmd;
 mod devices;
 mod doctor;
 mod fuzz;
 mod intel;
 mod jvm;
+mod layout;
 mod models;
 mod ndk;
 mod publish;

@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{Args, device_info, git_commit, result_path};
-use crate::cascade::{self, calibrate, lines, pair};
+use crate::cascades::{self, calibrate, lines, pair};
 use crate::devices::Device;
 use crate::models::llm;
 use crate::results::{self, DeviceInfo, SCHEMA_VERSION};
@@ -184,11 +184,11 @@ fn measure_cascade(
     ort: &Path,
     rounds: usize,
 ) -> Result<(AdaptiveMetrics, Vec<openautoglm::cascade::ThresholdRow>)> {
-    let manifest_path = cascade::calibrated(PAIR)?;
+    let manifest_path = cascades::calibrated(PAIR)?;
     let manifest = openautoglm::cascade::CascadeManifest::load(&manifest_path)?;
     let pair = pair::pair(PAIR)?;
     let lines_path = lines::labelled(&pair, lines::Set::Evaluation)?;
-    let truths = cascade::truths(&lines_path)?;
+    let truths = cascades::truths(&lines_path)?;
     let out = pair::dir(&pair).join("compare-evaluation.json");
     runner::run_with_progress(
         Command::new(binary)

@@ -141,7 +141,7 @@ pub fn table(summary: &[ExperimentSummary]) -> String {
             (Some(lo), Some(hi)) => format!("{:.2}x ({lo:.2}-{hi:.2})", s.ratio),
             _ => "-".into(),
         };
-        let mb = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
+        let mb = |v: Option<f64>| crate::results::report::cell(v, 0);
         out += &format!(
             "| {:<44} | {:<20} | {:<17} | {:>8.3} ms | {:>8.3} ms | {:>22} | {:>6} -> {:>5} |\n",
             s.experiment,

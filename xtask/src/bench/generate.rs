@@ -271,7 +271,7 @@ fn print(args: &GenerateArgs, rows: &[GenerationRow]) {
     println!(
         "|-----------|--------------|---------|-----------|-----------|------------|------------|-----------|----------|-----------|"
     );
-    let f = |v: Option<f64>, d: usize| v.map_or("-".to_owned(), |x| format!("{x:.d$}"));
+    let f = crate::results::report::cell;
     for row in rows {
         for r in &row.runners {
             println!(

@@ -31,7 +31,7 @@ use anyhow::{Result, bail};
 
 use crate::devices::Device;
 use crate::results::{self, BenchResult, DeviceInfo, Measured, ModelInfo, SCHEMA_VERSION, SuiteFile};
-use crate::{cmd, models, report};
+use crate::{cmd, models};
 use engine_suite::Setup;
 
 #[derive(clap::Args)]
@@ -315,7 +315,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("wrote {}", markdown.display());
         return Ok(());
     }
-    report::write(std::slice::from_ref(&path), &path.with_extension(""))?;
+    results::report::write(std::slice::from_ref(&path), &path.with_extension(""))?;
     device::check_outputs(&suite_file.results)
 }
 

@@ -1,11 +1,7 @@
 //! What `bench` prints: one configuration's table, the `--vs` comparison, and a suite's summary.
 
+use crate::results::report::cell;
 use crate::results::{BenchResult, Comparison};
-
-/// A number with `digits` decimals, or `-` when it was not measured.
-fn num(value: Option<f64>, digits: usize) -> String {
-    value.map_or("-".to_owned(), |x| format!("{x:.digits$}"))
-}
 
 /// A count, or `?` when it was not reported.
 fn count<T: ToString>(value: Option<T>) -> String {
@@ -14,7 +10,7 @@ fn count<T: ToString>(value: Option<T>) -> String {
 
 pub fn print_table(r: &BenchResult) {
     let m = &r.measured.metrics;
-    let f = |v: Option<f64>| num(v, 2);
+    let f = |v: Option<f64>| cell(v, 2);
     println!(
         "\n{} ({}, {:.1} MB) on {} {} [{} cpus], ONNX Runtime {}, {} threads, {}",
         r.model.id,
@@ -119,13 +115,13 @@ pub fn print_suite(results: &[BenchResult]) {
             "| {:<22} | {:<12} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>7} | {:>14} |",
             r.model.id,
             r.model.precision,
-            num(m.p50_ms, 3),
-            num(m.p90_ms, 3),
-            num(m.first_inference_ms, 2),
-            num(m.peak_rss_mb, 0),
+            cell(m.p50_ms, 3),
+            cell(m.p90_ms, 3),
+            cell(m.first_inference_ms, 2),
+            cell(m.peak_rss_mb, 0),
             accuracy.verdict(),
-            num(accuracy.cosine_similarity, 5),
-            num(accuracy.top1_agreement, 3),
+            cell(accuracy.cosine_similarity, 5),
+            cell(accuracy.top1_agreement, 3),
             peer
         );
     }

@@ -117,7 +117,7 @@ pub(super) fn prepare(id: &str) -> Result<()> {
     let index: VariantIndex = results::read(&dir.join("variants.json"))?;
     println!("{id}");
     for (name, v) in &index.variants {
-        let num = |x: Option<f64>, digits: usize| x.map_or("-".to_owned(), |x| format!("{x:.digits$}"));
+        let num = crate::results::report::cell;
         let a = &v.accuracy;
         match &v.error {
             Some(error) => println!("  {name:<13} not made: {error}"),

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod accelerators;
+pub mod report;
 pub use accelerators::{AcceleratorRow, AcceleratorsSummary, AcceleratorsUsed};
 
 /// Version of the result layout. Readers refuse files from a newer layout rather than misread them.

@@ -14,7 +14,7 @@ mod swift;
 
 use crate::devices::Device;
 use crate::models::{self, llm};
-use crate::{bench, bindgen, cache, cascade, cmd, fuzz, size, targets};
+use crate::{bench, bindgen, cache, cascades, cmd, fuzz, layout, size, targets};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -135,6 +135,8 @@ pub fn run(args: Args) -> Result<()> {
             "-D",
             "warnings",
         ]))?;
+        step("layout: no file over 600 lines, no import cycle, subcommands import helpers only");
+        layout::check(root)?;
     }
 
     step("setup: ONNX Runtime and real models (cached)");
@@ -149,13 +151,13 @@ pub fn run(args: Args) -> Result<()> {
         llm::prepare(id)?;
     }
     // The OCR cascade pair and its labelled evaluation lines.
-    let pair = cascade::pair::pair("ocr-rec")?;
-    cascade::pair::files(&pair)?;
-    cascade::lines::labelled(&pair, cascade::lines::Set::Evaluation)?;
+    let pair = cascades::pair::pair("ocr-rec")?;
+    cascades::pair::files(&pair)?;
+    cascades::lines::labelled(&pair, cascades::lines::Set::Evaluation)?;
     // The OpenVINO plugin, and the emulator that gives it an Intel CPU on other hosts (see core/tests/plugin_ep.rs).
     let openvino = cache::openvino_plugin()?;
     cmd::ensure_debian_packages(&["qemu-x86_64-static"], &["qemu-user-static"])?;
-    let cascades = cascade::pair::dir(&pair).parent().expect("in the cascade folder").to_path_buf();
+    let cascades = cascades::pair::dir(&pair).parent().expect("in the cascade folder").to_path_buf();
     let models = models::models_dir();
     let bundles = models::bundles_dir();
     let llms = llm::dir("");

@@ -1,12 +1,12 @@
-//! `cargo xtask cascade calibrate`: a cascade pair of `benchmarks/cascades.json` measured on its labelled
-//! calibration lines, and the gate threshold that meets the target at the lowest mean latency written into a
-//! manifest (`cascade.json`) that `Cascade::from_manifest` loads, next to the pair's models and label files.
+//! The cascade pairs of `benchmarks/cascades.json`: their models and labelled lines, and calibration (both models
+//! measured on the calibration lines, and the gate threshold that meets the target at the lowest mean latency
+//! written into a manifest, `cascade.json`, that `Cascade::from_manifest` loads, next to the pair's models and label
+//! files). The `cascade` subcommand, `bench --suite adaptive` and `test` use it.
 
 use std::fs;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args as ClapArgs, Subcommand};
 use openautoglm::cascade::{CascadeManifest, CascadeStage, CascadeTarget, GateSpec};
 
 pub mod calibrate;
@@ -16,43 +16,7 @@ pub mod pair;
 use crate::{cache, runner};
 
 /// The default target: accuracy within one point of the main model's.
-const DEFAULT_MARGIN: f64 = 0.01;
-
-#[derive(Subcommand)]
-pub enum Action {
-    /// Measure both models of a pair on its calibration lines and write the threshold that meets the target.
-    Calibrate(CalibrateArgs),
-}
-
-#[derive(ClapArgs)]
-pub struct CalibrateArgs {
-    /// The pair (benchmarks/cascades.json).
-    #[arg(long, default_value = "ocr-rec")]
-    pub pair: String,
-    /// Accuracy at least the main model's minus this (the default target).
-    #[arg(long, default_value_t = DEFAULT_MARGIN, conflicts_with = "escalation_budget")]
-    pub accuracy_margin: f64,
-    /// Or: at most this share of inputs escalated.
-    #[arg(long)]
-    pub escalation_budget: Option<f64>,
-    /// Timed runs of each model per line (the median counts).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-}
-
-pub fn run(action: Action) -> Result<()> {
-    match action {
-        Action::Calibrate(args) => {
-            let target = match args.escalation_budget {
-                Some(budget) => CascadeTarget::EscalationBudget(budget),
-                None => CascadeTarget::AccuracyMargin(args.accuracy_margin),
-            };
-            let path = calibrate(&args.pair, target, args.rounds)?;
-            println!("wrote {}", path.display());
-            Ok(())
-        }
-    }
-}
+pub const DEFAULT_MARGIN: f64 = 0.01;
 
 /// The pair's calibrated manifest, made now if missing.
 pub fn calibrated(pair_id: &str) -> Result<PathBuf> {
@@ -64,7 +28,8 @@ pub fn calibrated(pair_id: &str) -> Result<PathBuf> {
     calibrate(pair_id, CascadeTarget::AccuracyMargin(DEFAULT_MARGIN), 3)
 }
 
-fn calibrate(pair_id: &str, target: CascadeTarget, rounds: usize) -> Result<PathBuf> {
+/// Calibrates the pair for `target` (`rounds` timed runs of each model per line) and writes its manifest.
+pub fn calibrate(pair_id: &str, target: CascadeTarget, rounds: usize) -> Result<PathBuf> {
     let pair = pair::pair(pair_id)?;
     let files = pair::files(&pair)?;
     let lines_path = lines::labelled(&pair, lines::Set::Calibration)?;
