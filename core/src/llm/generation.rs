@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::detokenizer::{Added, Detokenizer};
+use super::metrics::{Clock, Counts, GenerationMetrics};
 use super::model::Model;
 use super::sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions, Sampler};
 use super::speculative::{Speculator, judge};
 use super::state::{DecoderState, Rows, Turn};
 use crate::error::{Error, Result, catch_panic};
 use crate::schedule::{CancelToken, Priority, PriorityHandle};
-
-const MB: f64 = 1024.0 * 1024.0;
 
 /// Prefill chunk while other generations wait for the same LLM: a few decode steps' worth of work, so their
 /// streams keep a steady pace (measured by `cargo xtask bench --suite scheduling`).
@@ -37,50 +37,6 @@ pub enum FinishReason {
 /// What a generation calls with its answer when it ends (cancelled included; not when it fails): how a chat commits
 /// an exchange to its history.
 pub(super) type OnEnd = Box<dyn FnOnce(&str) + Send>;
-
-/// What one generation cost.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GenerationMetrics {
-    pub prompt_tokens: i32,
-    pub generated_tokens: i32,
-    /// Laying out (chat template) and tokenizing the prompt.
-    pub prompt_ms: f64,
-    /// From the prompt's tokens to the first generated token: the prefill and the first choice (onnxruntime-genai's
-    /// definition). The whole wait a user sees is `prompt_ms` + this.
-    pub time_to_first_token_ms: f64,
-    /// Generated tokens after the first, per second of decoding.
-    pub tokens_per_second: f64,
-    /// Per decode step (one token each), after the first token.
-    pub token_p50_ms: f64,
-    pub token_p95_ms: f64,
-    pub total_ms: f64,
-    /// How far this request raised the process's resident memory above where it stood when the request started,
-    /// sampled after each model step (the prefill and every token): the request's own cost, KV cache and logits
-    /// included (Linux and Android; 0 where unknown).
-    pub request_rss_rise_mb: f64,
-    /// The process's peak resident memory so far, whatever raised it (Linux and Android; 0 where unknown).
-    pub process_peak_rss_mb: f64,
-    /// Speculative decoding: tokens drafted and checked by the model, and those it kept (0 when off).
-    pub draft_tokens: i32,
-    pub accepted_draft_tokens: i32,
-    /// Passes of the model after the prompt's: with speculation, fewer than the tokens they produced.
-    pub decode_passes: i32,
-    /// Runs of the model over the prompt: one per chunk of at most the LLM's prefill chunk (fewer chunks while
-    /// no other generation shares the model), so a long prompt's activations stay bounded.
-    pub prefill_passes: i32,
-}
-
-impl GenerationMetrics {
-    /// The share of drafted tokens the model kept (0 when nothing was drafted).
-    pub fn acceptance_rate(&self) -> f64 {
-        if self.draft_tokens > 0 { self.accepted_draft_tokens as f64 / self.draft_tokens as f64 } else { 0.0 }
-    }
-
-    /// Tokens after the first per pass of the model: 1 without speculation.
-    pub fn tokens_per_pass(&self) -> f64 {
-        if self.decode_passes > 0 { (self.generated_tokens - 1).max(0) as f64 / self.decode_passes as f64 } else { 0.0 }
-    }
-}
 
 /// Stops a generation from another thread; it ends before its next model step (a long prompt's prefill: before
 /// its next chunk). The same token type cancels engine runs.
@@ -139,26 +95,15 @@ pub struct Generation {
     pending: VecDeque<(u32, f64)>,
     /// The first token's share of the last speculative pass's time.
     share_ms: Option<f64>,
-    /// The generated text so far, and how much of it was handed out.
-    text: String,
-    emitted: usize,
-    /// Incremental detokenization state (tokenizers' decode stream): each step decodes a few tokens, not all.
-    stream_ids: Vec<u32>,
-    stream_prefix: String,
-    stream_prefix_index: usize,
+    /// The answer's text, its stop strings and what is held back for them.
+    text: Detokenizer,
     cancel: CancelToken,
     /// Orders this generation's steps among the other work in its lane; may change while it runs.
     priority: PriorityHandle,
     finish: Option<FinishReason>,
     on_end: Option<OnEnd>,
-    /// A stop string ended the text (and cut it there).
-    stopped_by_string: bool,
-    /// Resident memory when the request started, and the most seen after a model step since (bytes).
-    rss: Option<(u64, u64)>,
-    started: Instant,
-    prompt_ms: f64,
-    first_token_ms: Option<f64>,
-    step_ms: Vec<f64>,
+    /// Its clocks and memory samples.
+    clock: Clock,
 }
 
 impl Generation {
@@ -204,6 +149,7 @@ impl Generation {
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
         let active = ActiveGeneration::new(&llm);
         Ok(Generation {
+            text: Detokenizer::new(options.stop.clone()),
             _active: Some(active),
             sampler: Sampler::new(&options),
             prompt_len: tokens.len(),
@@ -216,21 +162,11 @@ impl Generation {
             speculator,
             pending: VecDeque::new(),
             share_ms: None,
-            text: String::new(),
-            emitted: 0,
-            stream_ids: Vec::new(),
-            stream_prefix: String::new(),
-            stream_prefix_index: 0,
             cancel: CancelToken::default(),
             priority: PriorityHandle::new(Priority::Normal),
             finish: None,
             on_end,
-            stopped_by_string: false,
-            rss: crate::metrics::memory().map(|m| (m.rss, m.rss)),
-            started: Instant::now(),
-            prompt_ms,
-            first_token_ms: None,
-            step_ms: Vec::new(),
+            clock: Clock::start(prompt_ms),
         })
     }
 
@@ -261,7 +197,7 @@ impl Generation {
 
     /// The whole answer so far.
     pub fn text(&self) -> &str {
-        &self.text[..self.emitted]
+        self.text.emitted()
     }
 
     /// Generated token ids so far.
@@ -270,24 +206,14 @@ impl Generation {
     }
 
     pub fn metrics(&self) -> GenerationMetrics {
-        let steps = crate::metrics::Summary::of(&self.step_ms);
-        let decode_ms: f64 = self.step_ms.iter().sum();
-        GenerationMetrics {
-            prompt_tokens: self.prompt_len as i32,
-            generated_tokens: (self.tokens.len() - self.prompt_len) as i32,
-            prompt_ms: self.prompt_ms,
-            time_to_first_token_ms: self.first_token_ms.unwrap_or_default(),
-            tokens_per_second: if decode_ms > 0.0 { self.step_ms.len() as f64 * 1e3 / decode_ms } else { 0.0 },
-            token_p50_ms: steps.map_or(0.0, |s| s.p50),
-            token_p95_ms: steps.map_or(0.0, |s| s.p95),
-            total_ms: self.prompt_ms + self.started.elapsed().as_secs_f64() * 1e3,
-            request_rss_rise_mb: self.rss.map_or(0.0, |(start, max)| max.saturating_sub(start) as f64 / MB),
-            process_peak_rss_mb: crate::metrics::memory().map_or(0.0, |m| m.peak_rss as f64 / MB),
-            draft_tokens: self.speculator.as_ref().map_or(0, |s| s.proposed as i32),
-            accepted_draft_tokens: self.speculator.as_ref().map_or(0, |s| s.accepted as i32),
-            decode_passes: self.steps.saturating_sub(self.prefill_passes) as i32,
-            prefill_passes: self.prefill_passes as i32,
-        }
+        self.clock.metrics(Counts {
+            prompt_tokens: self.prompt_len,
+            generated_tokens: self.tokens.len() - self.prompt_len,
+            draft_tokens: self.speculator.as_ref().map_or(0, |s| s.proposed),
+            accepted_draft_tokens: self.speculator.as_ref().map_or(0, |s| s.accepted),
+            decode_passes: self.steps.saturating_sub(self.prefill_passes),
+            prefill_passes: self.prefill_passes,
+        })
     }
 
     fn end(&mut self, reason: FinishReason) -> Option<String> {
@@ -298,23 +224,12 @@ impl Generation {
         if let Some(speculator) = self.speculator.as_mut() {
             speculator.release();
         }
-        // A character cut in half by the end (max_tokens, a full context, a cancel) is kept as U+FFFD, as decoding
-        // the tokens gives it: the pieces, text() and tokens() tell one answer. (A stop string cut the text on
-        // purpose.)
-        if !self.stopped_by_string
-            && let Ok(whole) = self.llm.tokenizer.decode(&self.tokens[self.prompt_len..], true)
-            && whole.len() > self.text.len()
-            && whole.starts_with(self.text.as_str())
-        {
-            self.text = whole;
-        }
         // Whatever was held back for a possible stop string is answer text after all (unless a stop string ended it).
-        let rest = self.text[self.emitted..].to_owned();
-        self.emitted = self.text.len();
+        let (rest, whole) = self.text.finish(&self.llm.tokenizer, &self.tokens[self.prompt_len..]);
         if let Some(on_end) = self.on_end.take() {
-            on_end(&self.text);
+            on_end(whole);
         }
-        (!rest.is_empty()).then_some(rest)
+        rest
     }
 
     /// The stop tokens of `llm` while fewer than `min_tokens` are out (they cannot be chosen then), with `ahead`
@@ -488,53 +403,19 @@ impl Generation {
                         Err(Error::Cancelled) => return Ok(self.end(FinishReason::Cancelled)),
                         token => token?,
                     };
-                    if let (Some((_, max)), Some(now)) = (self.rss.as_mut(), crate::metrics::memory()) {
-                        *max = (*max).max(now.rss);
-                    }
+                    self.clock.sample_memory();
                     (token, self.share_ms.take().unwrap_or_else(|| step_started.elapsed().as_secs_f64() * 1e3))
                 }
             };
-            if self.first_token_ms.is_none() {
-                self.first_token_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
-            } else {
-                self.step_ms.push(elapsed);
-            }
+            self.clock.token(elapsed);
             if self.llm.stop_tokens.contains(&token) {
                 return Ok(self.end(FinishReason::Stop));
             }
             self.tokens.push(token);
-            // A character split across tokens decodes to nothing until its last byte arrives.
-            let new_text = tokenizers::tokenizer::step_decode_stream(
-                &self.llm.tokenizer,
-                vec![token],
-                true,
-                &mut self.stream_ids,
-                &mut self.stream_prefix,
-                &mut self.stream_prefix_index,
-            )
-            .map_err(|e| Error::internal(format!("decoding tokens: {e}")))?;
-            let Some(new_text) = new_text else { continue };
-            self.text.push_str(&new_text);
-            if let Some(at) = self.options.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
-                self.text.truncate(at);
-                self.stopped_by_string = true;
-                return Ok(self.end(FinishReason::Stop));
-            }
-            // Hold back a tail that could be the start of a stop string.
-            let hold = self
-                .options
-                .stop
-                .iter()
-                .flat_map(|s| (1..s.len()).filter(|&k| s.is_char_boundary(k)).map(move |k| &s[..k]))
-                .filter(|prefix| self.text.ends_with(prefix))
-                .map(str::len)
-                .max()
-                .unwrap_or(0);
-            let until = self.text.len() - hold;
-            if until > self.emitted && self.text.is_char_boundary(until) {
-                let piece = self.text[self.emitted..until].to_owned();
-                self.emitted = until;
-                return Ok(Some(piece));
+            match self.text.push(&self.llm.tokenizer, token)? {
+                Added::Piece(piece) => return Ok(Some(piece)),
+                Added::Nothing => {}
+                Added::Stop => return Ok(self.end(FinishReason::Stop)),
             }
         }
     }

@@ -12,8 +12,10 @@
 
 mod chat;
 mod decoder;
+mod detokenizer;
 mod generation;
 mod kv_cache;
+mod metrics;
 mod model;
 mod sampling;
 mod speculative;
@@ -23,6 +25,7 @@ mod variants;
 
 pub use chat::{Chat, HistoryPolicy};
 pub use decoder::Llm;
-pub use generation::{CancelHandle, FinishReason, Generation, GenerationMetrics};
+pub use generation::{CancelHandle, FinishReason, Generation};
+pub use metrics::GenerationMetrics;
 pub use sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions};
 pub use template::ChatMessage;
