@@ -15,7 +15,8 @@ pub struct CtcDecoder {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CtcText {
     pub text: String,
-    /// The mean of the emitting steps' top probabilities (the cascade's `SequenceMeanMax`).
+    /// The mean of the emitting steps' top probabilities; for an empty line, of every step's (how sure the model is
+    /// that the line is blank). The cascade's `SequenceMeanMax` gate reads the same number.
     pub confidence: f32,
 }
 
@@ -66,22 +67,72 @@ impl CtcDecoder {
             ElementType::F16 => output.to_vec::<half::f16>()?.into_iter().map(f32::from).collect(),
             other => return Err(Error::InvalidConfig { reason: format!("CTC decoding needs floats, got {other:?}") }),
         };
-        let (mut text, mut sum, mut count, mut previous) = (String::new(), 0.0f32, 0usize, 0usize);
-        for row in values.chunks_exact(classes) {
-            let (best, p) = row
-                .iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best });
-            if best != 0 && best != previous {
-                text.push_str(self.characters.get(best - 1).map_or(" ", String::as_str));
-                sum += p;
-                count += 1;
-            }
-            previous = best;
-        }
-        Ok(CtcText { text, confidence: if count > 0 { sum / count as f32 } else { 0.0 } })
+        let mut text = String::new();
+        let path = best_path(values.chunks_exact(classes), |class| {
+            text.push_str(self.characters.get(class - 1).map_or(" ", String::as_str));
+        });
+        Ok(CtcText { text, confidence: path.mean_confidence() })
     }
+}
+
+/// What a greedy (best-path) CTC reading saw: the top probabilities of the steps that emitted a character, and of
+/// all steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BestPath {
+    emitted: usize,
+    emitted_sum: f32,
+    emitted_least: f32,
+    steps: usize,
+    all_sum: f32,
+    all_least: f32,
+}
+
+impl BestPath {
+    /// The mean top probability of the emitting steps, or of every step for an empty line.
+    pub(crate) fn mean_confidence(&self) -> f32 {
+        match (self.emitted, self.steps) {
+            (0, 0) => 0.0,
+            (0, steps) => self.all_sum / steps as f32,
+            (emitted, _) => self.emitted_sum / emitted as f32,
+        }
+    }
+
+    /// The least top probability of the emitting steps, or of every step for an empty line.
+    pub(crate) fn least_confidence(&self) -> f32 {
+        if self.emitted > 0 { self.emitted_least } else { self.all_least }
+    }
+}
+
+/// Reads `rows` (one probability row per step, class 0 the blank) the greedy CTC way: the best class at each step,
+/// repeats merged, blanks dropped; `emit` gets each emitted class.
+pub(crate) fn best_path<'r>(rows: impl Iterator<Item = &'r [f32]>, mut emit: impl FnMut(usize)) -> BestPath {
+    let mut path = BestPath {
+        emitted: 0,
+        emitted_sum: 0.0,
+        emitted_least: f32::INFINITY,
+        steps: 0,
+        all_sum: 0.0,
+        all_least: f32::INFINITY,
+    };
+    let mut previous = 0;
+    for row in rows {
+        let (best, p) = row
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best });
+        path.steps += 1;
+        path.all_sum += p;
+        path.all_least = path.all_least.min(p);
+        if best != 0 && best != previous {
+            emit(best);
+            path.emitted += 1;
+            path.emitted_sum += p;
+            path.emitted_least = path.emitted_least.min(p);
+        }
+        previous = best;
+    }
+    path
 }
 
 #[cfg(test)]
@@ -105,6 +156,11 @@ mod tests {
         let out = decoder.decode(&tensor).unwrap();
         assert_eq!(out.text, "aab b");
         assert!((out.confidence - 0.9).abs() < 1e-6);
+        // An empty line is as sure as its steps' blanks.
+        let blank = floats(&[1, 2, 4], &[0.8, 0.1, 0.05, 0.05, 0.6, 0.2, 0.1, 0.1]);
+        let out = decoder.decode(&blank).unwrap();
+        assert_eq!(out.text, "");
+        assert!((out.confidence - 0.7).abs() < 1e-6, "{}", out.confidence);
         let wrong = floats(&[1, 1, 9], &[0.0; 9]);
         assert!(matches!(decoder.decode(&wrong), Err(Error::InvalidConfig { .. })));
     }

@@ -277,31 +277,8 @@ pub fn read_confidence(kind: Confidence, tensor: &Tensor, logits: bool) -> Resul
                 if classes > 1 { 1.0 - h / (classes as f32).ln() } else { 1.0 }
             })
             .fold(f32::INFINITY, f32::min),
-        Confidence::SequenceMeanMax => {
-            let (mut sum, mut count, mut all, mut previous) = (0.0f32, 0usize, 0.0f32, usize::MAX);
-            for row in &rows {
-                let (index, p, _) = top(row);
-                all += p;
-                if index != 0 && index != previous {
-                    sum += p;
-                    count += 1;
-                }
-                previous = index;
-            }
-            if count > 0 { sum / count as f32 } else { all / rows.len() as f32 }
-        }
-        Confidence::SequenceMinMax => {
-            let (mut least, mut least_all, mut previous) = (f32::INFINITY, f32::INFINITY, usize::MAX);
-            for row in &rows {
-                let (index, p, _) = top(row);
-                least_all = least_all.min(p);
-                if index != 0 && index != previous {
-                    least = least.min(p);
-                }
-                previous = index;
-            }
-            if least.is_finite() { least } else { least_all }
-        }
+        Confidence::SequenceMeanMax => crate::ctc::best_path(rows.iter().copied(), |_| {}).mean_confidence(),
+        Confidence::SequenceMinMax => crate::ctc::best_path(rows.iter().copied(), |_| {}).least_confidence(),
     };
     if !value.is_finite() {
         return Err(Error::InferenceFailed { reason: format!("the gate's output `{}` is not finite", tensor.name) });
