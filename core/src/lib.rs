@@ -57,3 +57,15 @@ pub use variant_choice::{Measured, Measurements, device_class, numerics_class};
 
 /// Version of this library, checked by the Kotlin and Swift layers against the version they were generated for.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The protobuf wire format's varints, for tools that write or take apart ONNX files (the integration tests' model
+/// builder, `cargo xtask fuzz`); not part of the SDK's API.
+#[doc(hidden)]
+pub mod wire {
+    pub use crate::protobuf::put_varint;
+
+    /// A varint at the start of `bytes`: its value and the bytes it used; `None` when truncated or overlong.
+    pub fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+        crate::protobuf::varint(bytes).ok()
+    }
+}

@@ -97,19 +97,26 @@ pub(crate) fn push_ints(into: &mut Vec<i64>, value: Value<'_>) -> Found {
     Ok(())
 }
 
-/// `v` as a protobuf varint: the tests' writer of wire data (here and in `model_check`).
-#[cfg(test)]
-pub(crate) fn encode_varint(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
+/// `v` appended to `out` as a protobuf varint: the one writer of wire data, for the tests here and in
+/// `model_check`, the integration tests' model builder and the fuzzer's mutants ([`crate::wire`]).
+pub fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
         if v == 0 {
             out.push(byte);
-            return out;
+            return;
         }
         out.push(byte | 0x80);
     }
+}
+
+/// `v` as a protobuf varint.
+#[cfg(test)]
+pub(crate) fn encode_varint(v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(v, &mut out);
+    out
 }
 
 /// A field's key (number and wire type) as protobuf writes it.

@@ -12,17 +12,7 @@ pub enum D {
     Named(&'static str),
 }
 
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
+use openautoglm::wire::put_varint as varint;
 
 pub fn int(number: u32, v: u64) -> Vec<u8> {
     let mut out = Vec::new();

@@ -4,6 +4,7 @@
 //! nested, external data pointed outside), and written back with every length recomputed. A share of the mutants
 //! also get blind byte flips and truncation after serialization.
 
+use openautoglm::wire::{put_varint, read_varint};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -34,12 +35,12 @@ fn parse_at(bytes: &[u8], depth: usize) -> Option<Vec<Field>> {
     let mut fields = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        let (key, used) = varint(&bytes[at..])?;
+        let (key, used) = read_varint(&bytes[at..])?;
         at += used;
         let number = u32::try_from(key >> 3).ok().filter(|&n| n > 0)?;
         let node = match key & 7 {
             0 => {
-                let (v, used) = varint(&bytes[at..])?;
+                let (v, used) = read_varint(&bytes[at..])?;
                 at += used;
                 Node::Varint(v)
             }
@@ -54,7 +55,7 @@ fn parse_at(bytes: &[u8], depth: usize) -> Option<Vec<Field>> {
                 Node::Fixed32(v)
             }
             2 => {
-                let (len, used) = varint(&bytes[at..])?;
+                let (len, used) = read_varint(&bytes[at..])?;
                 at += used;
                 let end = at.checked_add(usize::try_from(len).ok()?)?;
                 let payload = bytes.get(at..end)?;
@@ -74,29 +75,6 @@ fn parse_at(bytes: &[u8], depth: usize) -> Option<Vec<Field>> {
         fields.push(Field { number, node });
     }
     Some(fields)
-}
-
-fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, &b) in bytes.iter().take(10).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
-fn put_varint(mut v: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// Writes a message back, lengths recomputed.
