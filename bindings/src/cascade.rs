@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use openautoglm::cascade::{Cascade, CascadePath, Confidence, Gate};
 
-use crate::{InputSpec, NativeEngine, NativeError, NativeTensor, Priority, run_options, views};
+use crate::{InputSpec, NativeEngine, NativeError, NativeTensor, Priority, request};
 
 #[uniffi::remote(Enum)]
 pub enum Confidence {
@@ -93,8 +93,20 @@ impl NativeCascade {
         timeout_us: Option<i64>,
         cancel: Option<Arc<crate::CancelToken>>,
     ) -> Result<CascadeOutput, NativeError> {
-        let result = self.cascade.run_with(&views(&inputs, data)?, &run_options(priority, timeout_us, cancel))?;
+        let result = self
+            .cascade
+            .run_with(&request::uniffi_views(&inputs, data)?, &request::uniffi_options(priority, timeout_us, cancel))?;
         Ok(CascadeOutput { outputs: result.outputs, path: result.path, confidence: result.confidence })
+    }
+
+    // Closes the cascade: later runs fail with `EngineClosed`; engines it loaded from a manifest are released now,
+    // engines the app gave it stay open. Closing twice is fine. (Not `close`: uniffi's `close()` frees the handle.)
+    pub fn release(&self) {
+        self.cascade.close()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.cascade.is_closed()
     }
 
     pub fn counters(&self) -> CascadeCounters {

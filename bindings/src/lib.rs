@@ -27,6 +27,7 @@ pub type NativeError = core::Error;
 #[uniffi::remote(Error)]
 pub enum NativeError {
     RuntimeUnavailable { path: String, reason: String },
+    NativeLibraryUnavailable { reason: String },
     ModelNotFound { path: String },
     InvalidModel { reason: String },
     InvalidInput { name: String, reason: String },
@@ -460,7 +461,8 @@ impl NativeEngine {
         timeout_us: Option<i64>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<Vec<NativeTensor>, NativeError> {
-        self.engine.run_with(&views(&inputs, data)?, &run_options(priority, timeout_us, cancel))
+        self.engine
+            .run_with(&request::uniffi_views(&inputs, data)?, &request::uniffi_options(priority, timeout_us, cancel))
     }
 
     // Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.
@@ -476,7 +478,7 @@ impl NativeEngine {
 
     // `warmup` with example inputs packed in `data`.
     pub fn warmup_with(&self, inputs: Vec<InputSpec>, data: &[u8], runs: i32) -> Result<Vec<f64>, NativeError> {
-        self.engine.warmup_with(&views(&inputs, data)?, warmup_runs(runs)?)
+        self.engine.warmup_with(&request::uniffi_views(&inputs, data)?, warmup_runs(runs)?)
     }
 
     // Releases the model now; later calls fail with `EngineClosed`. Releasing twice is fine. (Not `close`:
@@ -497,47 +499,13 @@ fn warmup_runs(runs: i32) -> Result<u32, NativeError> {
     })
 }
 
-// The inputs packed in `data`, as views of their byte ranges (checked against the buffer).
-// A request's options as the uniffi calls carry them (engines and cascades alike).
-fn run_options(priority: Priority, timeout_us: Option<i64>, cancel: Option<Arc<CancelToken>>) -> core::RunOptions {
-    core::RunOptions {
-        priority,
-        // A timeout past what the clock can hold is no deadline at all; zero or less has passed already.
-        deadline: timeout_us
-            .and_then(|us| std::time::Instant::now().checked_add(std::time::Duration::from_micros(us.max(0) as u64))),
-        cancel: cancel.map(|c| c.token.clone()),
-    }
-}
-
-fn views<'a>(inputs: &'a [InputSpec], data: &'a [u8]) -> Result<Vec<(&'a str, core::TensorRef<'a>)>, NativeError> {
-    inputs
-        .iter()
-        .map(|spec| {
-            let bytes = usize::try_from(spec.offset)
-                .ok()
-                .zip(usize::try_from(spec.length).ok())
-                .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
-                .ok_or_else(|| NativeError::InvalidInput {
-                    name: spec.name.clone(),
-                    reason: format!(
-                        "bytes {}+{} lie outside the {}-byte input buffer",
-                        spec.offset,
-                        spec.length,
-                        data.len()
-                    ),
-                })?;
-            Ok((spec.name.as_str(), core::TensorRef::from_bytes(spec.element_type, &spec.shape, bytes)))
-        })
-        .collect::<Result<Vec<_>, NativeError>>()
-}
-
 mod cascade;
-mod codes;
 mod ctc;
+mod fast_c;
 #[cfg(not(target_vendor = "apple"))]
-mod jni_fast;
-mod lean;
+mod fast_jni;
 #[cfg(feature = "llm")]
 mod llm;
+mod request;
 #[cfg(feature = "llm")]
 pub use llm::{NativeChat, NativeGeneration, NativeLlm};

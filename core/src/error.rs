@@ -6,10 +6,13 @@ use std::fmt::Display;
 /// What went wrong, as a caller can act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// ONNX Runtime (or, on a desktop JVM, this SDK's own native library) could not be loaded: `path` is what was
-    /// tried, `reason` says what is needed.
+    /// ONNX Runtime could not be loaded: `path` is what was tried, `reason` says what is needed.
     #[error("ONNX Runtime is unavailable (tried `{path}`): {reason}; in Rust, Runtime::init(Some(path)) loads it")]
     RuntimeUnavailable { path: String, reason: String },
+    /// This SDK's own native library cannot serve the Kotlin or Swift layer: it could not be loaded (a desktop JVM
+    /// without it), or it is another version than the bindings. Raised by those layers, never by Rust code.
+    #[error("the Open-AutoGLM native library is unavailable: {reason}")]
+    NativeLibraryUnavailable { reason: String },
     /// The model file does not exist, is not a regular file, or cannot be read (permissions).
     #[error("model not found or not readable: `{path}`")]
     ModelNotFound { path: String },

@@ -32,6 +32,7 @@ pub fn variant(error: &Error) -> &'static str {
         Error::InferenceFailed { .. } => "InferenceFailed",
         Error::MemoryLimit { .. } => "MemoryLimit",
         Error::EngineClosed => "EngineClosed",
+        Error::NativeLibraryUnavailable { .. } => "NativeLibraryUnavailable",
         Error::Cancelled => "Cancelled",
         Error::DeadlineExceeded => "DeadlineExceeded",
         Error::ChatBusy { .. } => "ChatBusy",

@@ -88,3 +88,18 @@ fn bad_set_ups_are_invalid_configs() {
     );
     assert!(matches!(nan, Err(Error::InvalidConfig { .. })));
 }
+
+#[test]
+fn closing_is_engine_closed_for_the_cascade_and_leaves_the_apps_engines_open() {
+    common::init();
+    let (fast, main) =
+        (std::sync::Arc::new(common::engine("identity_f32")), std::sync::Arc::new(common::engine("identity_f32")));
+    let c = Cascade::new(fast.clone(), main.clone(), Gate::builtin(Confidence::TopProbability, "y", 0.7)).unwrap();
+    assert!(c.run(&[("x", TensorRef::new(&[2, 3], &SURE))]).is_ok());
+    c.close();
+    c.close();
+    assert!(c.is_closed());
+    assert!(matches!(c.run(&[("x", TensorRef::new(&[2, 3], &SURE))]), Err(Error::EngineClosed)));
+    assert_eq!(c.stats().inputs, 1, "counters survive close");
+    assert!(!fast.is_closed() && !main.is_closed(), "the app's engines stay open");
+}

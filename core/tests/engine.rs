@@ -331,7 +331,10 @@ fn warmup_takes_the_sizes_or_the_inputs_the_app_will_use() {
     // A model that cannot run with 1 for its dynamic dims says what to pass instead, and warms up with either.
     let pairs = common::engine("pairs");
     let err = pairs.warmup(1).unwrap_err();
-    assert!(err.to_string().contains("warmup_dims") && err.to_string().contains("\"n\""), "{err}");
+    assert!(
+        err.to_string().contains("warm up with the sizes the app uses") && err.to_string().contains("\"n\""),
+        "{err}"
+    );
     assert_eq!(pairs.warmup_dims(&[("n", 64)], 1).unwrap().len(), 1);
     assert_eq!(pairs.warmup_with(&[("x", TensorRef::new(&[4], &[0f32; 4]))], 1).unwrap().len(), 1);
     engine.close();

@@ -103,16 +103,16 @@ fn place_swift(generated: &Path) -> Result<()> {
     fs::create_dir_all(&ffi_target)?;
     fs::copy(generated.join("OpenAutoGLM.swift"), swift_target.join("OpenAutoGLM.swift"))?;
     fs::copy(generated.join("OpenAutoGLMFFI.h"), ffi_target.join("OpenAutoGLMFFI.h"))?;
-    // The lean per-inference entry points (bindings/src/lean.rs) join uniffi's module: the Swift layer calls them
-    // with the same RustBuffer type for errors.
-    fs::copy(cmd::repo_root().join("bindings/include/OpenAutoGLMLean.h"), ffi_target.join("OpenAutoGLMLean.h"))?;
+    // The fast-path per-inference entry points (bindings/src/fast_c.rs) join uniffi's module, where the Swift layer
+    // calls them.
+    fs::copy(cmd::repo_root().join("bindings/include/OpenAutoGLMFast.h"), ffi_target.join("OpenAutoGLMFast.h"))?;
     let module_map = fs::read_to_string(generated.join("OpenAutoGLMFFI.modulemap"))?.replacen(
         "header \"OpenAutoGLMFFI.h\"",
-        "header \"OpenAutoGLMFFI.h\"\n    header \"OpenAutoGLMLean.h\"",
+        "header \"OpenAutoGLMFFI.h\"\n    header \"OpenAutoGLMFast.h\"",
         1,
     );
-    if !module_map.contains("OpenAutoGLMLean.h") {
-        anyhow::bail!("uniffi's module map no longer names OpenAutoGLMFFI.h: cannot add the lean header");
+    if !module_map.contains("OpenAutoGLMFast.h") {
+        anyhow::bail!("uniffi's module map no longer names OpenAutoGLMFFI.h: cannot add the fast-path header");
     }
     fs::write(ffi_target.join("module.modulemap"), module_map)?;
     write_swift_version(&swift_target)

@@ -14,7 +14,7 @@ use crate::{bindgen, cmd, ndk, targets};
 /// fallible allocation and ONNX Runtime's logs through `log`, +33 KB; 1.07 MB with the scheduler: lanes, cancel
 /// tokens, session pools and the deadline thread, whose std thread machinery is a quarter of the +40 KB; 1.10 MB with
 /// string and bfloat16 tensors, models mapped from a file descriptor and the library-path search, +17 KB; 1.20 MB
-/// with the per-inference hot paths: the JNI entry point and the `jni` crate, 22 KB of code, the Swift lean entry
+/// with the per-inference hot paths: the JNI entry point and the `jni` crate, 22 KB of code, the Swift fast-path entry
 /// points and `run_into`, which the 16 KB segment alignment rounds up to +98 KB of file; 1.25 MB with measured
 /// precision choice (+17 KB) and cascades with a foreign-language gate (+32 KB, most of it uniffi's callback
 /// scaffolding); 1.32 MB with accuracy verdicts per numerics class (+16 KB: reading them from bundles, the typed

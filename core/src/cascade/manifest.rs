@@ -100,6 +100,8 @@ impl Cascade {
         let fast = Engine::from_file(CascadeManifest::resolve(path, &manifest.fast.model), config.clone())?;
         let main = Engine::from_file(CascadeManifest::resolve(path, &manifest.main.model), config)?;
         let GateSpec { confidence, output, threshold, logits } = manifest.gate;
-        Cascade::new(fast, main, Gate::Builtin { confidence, output, threshold, logits })
+        let mut cascade = Cascade::new(fast, main, Gate::Builtin { confidence, output, threshold, logits })?;
+        cascade.owns_engines = true;
+        Ok(cascade)
     }
 }

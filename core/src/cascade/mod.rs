@@ -126,6 +126,9 @@ pub struct Cascade {
     escalations: AtomicU64,
     fast_ns: AtomicU64,
     main_ns: AtomicU64,
+    /// Whether the engines are the cascade's own (loaded from a manifest): closing it closes them.
+    owns_engines: bool,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Cascade {
@@ -172,7 +175,23 @@ impl Cascade {
             escalations: AtomicU64::new(0),
             fast_ns: AtomicU64::new(0),
             main_ns: AtomicU64::new(0),
+            owns_engines: false,
+            closed: Default::default(),
         })
+    }
+
+    /// Closes the cascade: later runs fail with [`Error::EngineClosed`]. Engines it loaded itself (from a manifest)
+    /// are released now; engines the app gave it stay the app's to close. Closing twice is fine.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if self.owns_engines {
+            self.fast.close();
+            self.main.close();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<CascadeResult> {
@@ -181,6 +200,9 @@ impl Cascade {
 
     /// The fast engine, then the gate, then (if it escalates) the main engine, each under `options`.
     pub fn run_with(&self, inputs: &[(&str, TensorRef<'_>)], options: &RunOptions) -> Result<CascadeResult> {
+        if self.is_closed() {
+            return Err(Error::EngineClosed);
+        }
         let started = Instant::now();
         let fast = self.fast.run_with(inputs, options)?;
         self.fast_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);

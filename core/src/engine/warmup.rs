@@ -99,7 +99,7 @@ impl Engine {
         }
         let hint = format!(
             "warmup ran zeros with 1 for every dynamic dim {dynamic:?}, which this model does not accept; warm up with \
-             the sizes the app uses (warmup_dims) or with example inputs (warmup_with)"
+             the sizes the app uses for those dims, or with example inputs"
         );
         match error {
             Error::InvalidInput { name, reason } => Error::InvalidInput { name, reason: format!("{hint}: {reason}") },

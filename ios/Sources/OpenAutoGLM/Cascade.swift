@@ -48,18 +48,42 @@ public final class Cascade: @unchecked Sendable {
         try run(inputs, priority: priority, timeoutMicros: nil, cancel: cancel)
     }
 
-    /// Runs on the SDK's native queue; cancelling the task stops the run with `EngineError.Cancelled`.
+    /// `inferSync` with a deadline `deadline` from now, as `Engine.inferSync(_:priority:deadline:cancel:)`.
+    @available(iOS 16, macOS 13, *)
+    public func inferSync(_ inputs: [String: Tensor], priority: Priority = .normal, deadline: Duration,
+                          cancel: CancelToken? = nil) throws -> CascadeResult {
+        try run(inputs, priority: priority, timeoutMicros: Engine.micros(deadline), cancel: cancel)
+    }
+
     public func infer(_ inputs: [String: Tensor], priority: Priority = .normal) async throws -> CascadeResult {
+        try await cancellable { [self] token in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
+    }
+
+    /// `infer` with a deadline `deadline` from now (`EngineError.DeadlineExceeded` past it; never a late result).
+    @available(iOS 16, macOS 13, *)
+    public func infer(_ inputs: [String: Tensor], priority: Priority = .normal, deadline: Duration) async throws -> CascadeResult {
+        let micros = Engine.micros(deadline)
+        return try await cancellable { [self] token in
+            try self.run(inputs, priority: priority, timeoutMicros: micros, cancel: token)
+        }
+    }
+
+    private func cancellable<T: Sendable>(_ work: @escaping @Sendable (CancelToken) throws -> T) async throws -> T {
         try Task.checkCancellation()
         let token = CancelToken()
         return try await withTaskCancellationHandler {
-            try await NativeWork.run { [self] in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
+            try await NativeWork.run { try work(token) }
         } onCancel: {
             token.cancel()
         }
     }
 
-    /// Inputs, escalations and milliseconds on each path since the cascade was made.
+    /// Closes the cascade: later runs throw `EngineError.EngineClosed`. Engines it loaded from a manifest are
+    /// released now; engines you gave it stay yours to close. Closing twice is fine.
+    public func close() { native.release() }
+
+    public var isClosed: Bool { native.isClosed() }
+
     public var counters: CascadeCounters { native.counters() }
 
     private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: Int64?,

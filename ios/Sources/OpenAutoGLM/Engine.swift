@@ -48,9 +48,9 @@ public struct Outputs: RandomAccessCollection, Sendable {
 /// Failures are thrown as `EngineError` (`.ModelNotFound`, `.InvalidInput(name:reason:)`, `.EngineClosed`, ...).
 public final class Engine: Sendable {
     let native: NativeEngine
-    /// The engine's address for the lean per-inference call (Lean.swift), valid while `native` lives.
+    /// The engine's address for the per-inference fast path (FastPath.swift), valid while `native` lives.
     let fastHandle: Int64
-    /// Input and output positions by name, for the lean call.
+    /// Input and output positions by name, for the fast path.
     let inputIndex: [String: Int]
     let outputIndex: [String: Int]
     /// Inputs, outputs and metadata of the model.
@@ -135,7 +135,7 @@ public final class Engine: Sendable {
 
     private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: Int64?,
                      cancel: CancelToken?) throws -> Outputs {
-        if let outputs = try lean(inputs, into: [:], priority: priority, timeoutMicros: timeoutMicros, cancel: cancel) {
+        if let outputs = try fastPath(inputs, into: [:], priority: priority, timeoutMicros: timeoutMicros, cancel: cancel) {
             return outputs
         }
         let (specs, packed) = Engine.pack(inputs)
@@ -230,6 +230,13 @@ public final class Engine: Sendable {
     public var isClosed: Bool { native.isClosed() }
 }
 
+extension ShapeBucket {
+    /// A bucket from sizes as `Int`s, as the rest of the Swift API takes them (`warmup(dims:)`).
+    public init(_ sizes: [String: Int]) {
+        self.init(dims: sizes.mapValues { Int64($0) })
+    }
+}
+
 /// ONNX Runtime loading and the native-library version handshake.
 public enum Runtime {
     /// The version these bindings were generated for.
@@ -275,17 +282,13 @@ public enum Runtime {
         set { setLogLevel(level: newValue) }
     }
 
-    /// Throws when the native library is not the one these bindings were generated from.
+    /// Throws `EngineError.NativeLibraryUnavailable` when the native library is not the one these bindings were
+    /// generated from (as Kotlin's `OpenAutoGLM.checkNativeLibrary`).
     public static func checkNativeLibrary() throws {
         let native = nativeVersion()
-        guard native == version else { throw VersionMismatch(native: native, bindings: version) }
-    }
-
-    public struct VersionMismatch: Error, CustomStringConvertible {
-        public let native: String
-        public let bindings: String
-        public var description: String {
-            "libopenautoglm_ffi is version \(native) but the Swift bindings are \(bindings): package matching versions"
+        guard native == version else {
+            throw EngineError.NativeLibraryUnavailable(
+                reason: "libopenautoglm_ffi is version \(native) but the Swift bindings are \(version)")
         }
     }
 }

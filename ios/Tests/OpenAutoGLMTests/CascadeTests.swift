@@ -52,4 +52,22 @@ final class CascadeTests: XCTestCase {
             guard case .Cancelled? = $0 as? EngineError else { return XCTFail("\($0)") }
         }
     }
+
+    /// A passed deadline is DeadlineExceeded; closing is EngineClosed afterwards, and the app's engines stay open.
+    func testDeadlinesAndCloseAreTheEngines() throws {
+        let fast = try identity(), main = try identity()
+        let cascade = try Cascade(fast: fast, main: main, gate: .builtin(.topProbability, output: "y", threshold: 0.7))
+        XCTAssertThrowsError(try cascade.inferSync(input(sure), deadline: .zero)) {
+            guard case .DeadlineExceeded? = $0 as? EngineError else { return XCTFail("\($0)") }
+        }
+        XCTAssertEqual(try cascade.inferSync(input(sure), deadline: .seconds(10)).path, .fast)
+        cascade.close()
+        cascade.close()
+        XCTAssertTrue(cascade.isClosed)
+        XCTAssertThrowsError(try cascade.inferSync(input(sure))) {
+            guard case .EngineClosed? = $0 as? EngineError else { return XCTFail("\($0)") }
+        }
+        XCTAssertEqual(cascade.counters.inputs, 1, "counters survive close")
+        XCTAssertFalse(fast.isClosed || main.isClosed, "the app's engines stay open")
+    }
 }

@@ -199,7 +199,9 @@ final class EngineTests: XCTestCase {
             try await pairs.warmup()
             XCTFail("zeros with n = 1 cannot run")
         } catch let error as EngineError {
-            XCTAssertTrue("\(error)".contains("warmup_dims"), "\(error)")
+            // The hint is the same in every language and names no language's method.
+            XCTAssertTrue("\(error)".contains("warm up with the sizes the app uses"), "\(error)")
+            XCTAssertFalse("\(error)".contains("warmup_"), "\(error)")
         }
         let dims = try await pairs.warmup(dims: ["n": 64], runs: 2)
         XCTAssertEqual(dims.count, 2)
@@ -215,8 +217,8 @@ final class EngineTests: XCTestCase {
 }
 
 
-/// The lean per-inference call: outputs into the caller's buffers, with the same errors as every call.
-final class LeanCallTests: XCTestCase {
+/// The per-inference fast path: outputs into the caller's buffers, with the same errors as every call.
+final class FastPathTests: XCTestCase {
     func testOutputsGoIntoCallerBuffers() throws {
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
         let x = ["x": try Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])]
@@ -242,5 +244,30 @@ final class LeanCallTests: XCTestCase {
         guard case .EngineClosed? = engineError({ _ = try engine.inferSync(x, into: ["y": y]) }) else {
             return XCTFail("closed")
         }
+    }
+
+    /// An input the model lacks is answered by the fast path itself (no second call through uniffi), with the error
+    /// every call gives.
+    func testAnUnknownInputIsRefusedByTheFastPathItself() throws {
+        let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
+        let x = try Tensor([1, 2, 3, 4] as [Float], shape: [1, 4])
+        var fast: EngineError?
+        do { _ = try engine.fastPath(["z": x], into: [:], priority: .normal, timeoutMicros: nil, cancel: nil) } catch let e as EngineError { fast = e }
+        var uniffi: EngineError?
+        do { _ = try engine.native.run(inputs: [InputSpec(name: "z", elementType: .f32, shape: [1, 4], offset: 0, length: 16)],
+                                       data: x.data, priority: .normal, timeoutUs: nil, cancel: nil) } catch let e as EngineError { uniffi = e }
+        guard case .InvalidInput("z", let reason)? = fast else { return XCTFail("the fast path must refuse `z`: \(String(describing: fast))") }
+        XCTAssertEqual(fast, uniffi)
+        XCTAssertFalse(reason.isEmpty)
+    }
+
+    /// The element type codes the fast path sends are the Rust side's table.
+    func testElementTypeCodesAreTheNativeTable() {
+        XCTAssertEqual(Set(ElementType.byCode.map { "\($0)" }).count, 14)
+        for (code, type) in ElementType.byCode.enumerated() {
+            XCTAssertEqual(elementTypeCode(elementType: type), UInt32(code), "\(type)")
+            XCTAssertEqual(ElementType(code: UInt32(code)), type)
+        }
+        XCTAssertNil(ElementType(code: 14))
     }
 }

@@ -71,7 +71,7 @@ pub fn build(args: Args) -> Result<()> {
     let _ = fs::remove_dir_all(&headers_dir);
     fs::create_dir_all(&headers_dir)?;
     fs::copy(headers.join("OpenAutoGLMFFI.h"), headers_dir.join("OpenAutoGLMFFI.h"))?;
-    fs::copy(headers.join("OpenAutoGLMLean.h"), headers_dir.join("OpenAutoGLMLean.h"))?;
+    fs::copy(headers.join("OpenAutoGLMFast.h"), headers_dir.join("OpenAutoGLMFast.h"))?;
     fs::copy(headers.join("module.modulemap"), headers_dir.join("module.modulemap"))?;
 
     let xcframework = out.join("OpenAutoGLMFFI.xcframework");

@@ -70,7 +70,13 @@ class Cascade private constructor(private val native: NativeCascade) : AutoClose
     /** Inputs, escalations and milliseconds on each path since the cascade was made. */
     val counters: CascadeCounters get() = native.counters()
 
-    override fun close() = native.close()
+    /**
+     * Closes the cascade: later runs throw [EngineException.EngineClosed]. Engines it loaded from a manifest are
+     * released now; engines you gave it stay yours to close. Closing twice is fine.
+     */
+    override fun close() = native.release()
+
+    val isClosed: Boolean get() = native.isClosed()
 
     companion object {
         /**

@@ -77,7 +77,7 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
         cancel: CancelToken? = null,
     ): Map<String, Tensor> {
         val timeoutUs = timeoutMicros(deadline)
-        if (useJni) fast(inputs, null, priority, timeoutUs, cancel)?.let { return it }
+        if (useJni) return fast(inputs, null, priority, timeoutUs, cancel)
         val (specs, data) = packed(inputs)
         return outputsOf(native { native.run(specs, data, priority, timeoutUs, cancel) })
     }
@@ -111,7 +111,7 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
             }
             into[k] = buffer
         }
-        if (useJni) fast(inputs, into, priority, timeoutUs, cancel)?.let { return it }
+        if (useJni) return fast(inputs, into, priority, timeoutUs, cancel)
         // Without the JNI path: the uniffi call, then one copy per output into its buffer.
         val (specs, data) = packed(inputs)
         val all = native { native.run(specs, data, priority, timeoutUs, cancel) }.associate { it.name to Tensor.fromNative(it) }
@@ -134,16 +134,18 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
     private val inputIndex: Map<String, Int> = info.inputs.withIndex().associate { (i, t) -> t.name to i }
     private val outputIndex: Map<String, Int> = info.outputs.withIndex().associate { (i, t) -> t.name to i }
 
-    /** The run over JNI; null when the request names an input the model lacks (the uniffi path reports it). */
-    private fun fast(inputs: Map<String, Tensor>, into: Array<ByteBuffer?>?, priority: Priority, timeoutUs: Long?, cancel: CancelToken?): Map<String, Tensor>? {
+    /** The run over the JNI fast path. */
+    private fun fast(inputs: Map<String, Tensor>, into: Array<ByteBuffer?>?, priority: Priority, timeoutUs: Long?, cancel: CancelToken?): Map<String, Tensor> {
         val request = FastPath.requests.get()
-        if (!request.build(inputs, inputIndex, into, info.outputs.size)) return null
+        request.build(inputs, inputIndex, into, info.outputs.size)
         val produced = FastPath.run(
-            native, fastHandle, request.inputs, request.layout, if (into == null) null else request.outputs,
-            priority.ordinal, timeoutUs ?: -1L, cancel, cancel?.fastHandle() ?: 0L,
+            native, fastHandle, request.inputs, request.names, request.layout, if (into == null) null else request.outputs,
+            priority.ordinal, timeoutUs ?: -1L, cancel, cancel?.fastHandle() ?: 0L, request.status,
         )
         if (into != null) java.util.Arrays.fill(request.outputs, null) // do not keep the app's buffers reachable
         java.util.Arrays.fill(request.inputs, null)
+        java.util.Arrays.fill(request.names, null)
+        if (request.status[0] != 0) native { takeFastPathError() }
         if (produced == null) return emptyMap()
         val result = LinkedHashMap<String, Tensor>(produced.size)
         for ((k, output) in produced.withIndex()) if (output != null) result[info.outputs[k].name] = Tensor.fromFast(output)

@@ -50,6 +50,7 @@ sealed class EngineException(message: String) : Exception(message) {
     internal companion object {
         fun of(e: NativeException): EngineException = when (e) {
             is NativeException.RuntimeUnavailable -> RuntimeUnavailable(e.path, e.reason)
+            is NativeException.NativeLibraryUnavailable -> NativeLibraryUnavailable(e.reason)
             is NativeException.ModelNotFound -> ModelNotFound(e.path)
             is NativeException.InvalidModel -> InvalidModel(e.reason)
             is NativeException.InvalidInput -> InvalidInput(e.name, e.reason)

@@ -5,9 +5,11 @@ import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
 /**
- * The per-inference call over JNI (bindings/src/jni_fast.rs): one native call with the inputs' direct buffers read
- * in place and no objects built per call; everything else goes through the uniffi object. When the JVM cannot load
- * the library itself (it is found by JNA only), engines use the uniffi call instead, with the same results and errors.
+ * The per-inference fast path over JNI (bindings/src/fast_jni.rs; Swift's `fastPath` is the same path through C):
+ * one native call with the inputs' direct buffers read in place and no objects built per call; everything else goes
+ * through the uniffi object. A failed call sets `status[0]`, and its error is then taken through uniffi
+ * ([takeFastPathError]), so it is mapped where every native error is. When the JVM cannot load the library itself
+ * (it is found by JNA only), engines use the uniffi call instead, with the same results and errors.
  */
 internal object FastPath {
     /** An output the engine allocated: element type code (the ElementType ordinal), shape and bytes. */
@@ -26,36 +28,42 @@ internal object FastPath {
 
     /**
      * Runs [owner]'s engine ([engine] is its `fastHandle`). [owner] and [cancelOwner] travel with their handles so
-     * that they stay reachable, and their native objects alive, for the whole call.
+     * that they stay reachable, and their native objects alive, for the whole call. [names] holds the names of
+     * inputs sent by name (layout index -1); [status] gets 1 when the call failed.
      */
     @JvmStatic external fun run(
         owner: Any,
         engine: Long,
         inputs: Array<Any?>,
+        names: Array<String?>,
         layout: LongArray,
         outputs: Array<Any?>?,
         priority: Int,
         timeoutUs: Long,
         cancelOwner: Any?,
         cancel: Long,
+        status: IntArray,
     ): Array<Output?>?
 
     /** One request's arrays, reused by each thread: the steady state allocates nothing for them. */
     class Request {
         var inputs = arrayOfNulls<Any>(4)
+        var names = arrayOfNulls<String>(4)
         var outputs = arrayOfNulls<Any>(4)
+        val status = IntArray(1)
         var layout = LongArray(64)
         var staging: ByteBuffer = ByteBuffer.allocateDirect(0).order(ByteOrder.LITTLE_ENDIAN)
 
         /**
-         * Lays out [tensors] (their model input indices from [index]) and the caller's [into] buffers (by model
-         * output order, [outputCount] of them). Heap buffers, such as an earlier output fed back, are staged into one
-         * reused direct buffer. False when a name is not one of the model's inputs: the caller then takes the uniffi
-         * path, whose error names it exactly as every language does.
+         * Lays out [tensors] (their model input indices from [index]; a name the model lacks goes by name, and the
+         * engine refuses it by name) and the caller's [into] buffers (by model output order, [outputCount] of them).
+         * Heap buffers, such as an earlier output fed back, are staged into one reused direct buffer.
          */
-        fun build(tensors: Map<String, Tensor>, index: Map<String, Int>, into: Array<ByteBuffer?>?, outputCount: Int): Boolean {
-            for (name in tensors.keys) if (name !in index) return false
-            if (inputs.size < tensors.size) inputs = arrayOfNulls(tensors.size)
+        fun build(tensors: Map<String, Tensor>, index: Map<String, Int>, into: Array<ByteBuffer?>?, outputCount: Int) {
+            if (inputs.size < tensors.size) {
+                inputs = arrayOfNulls(tensors.size)
+                names = arrayOfNulls(tensors.size)
+            }
             var words = 1 + tensors.size * 5 + 2 * outputCount
             var heapBytes = 0
             for (t in tensors.values) {
@@ -70,10 +78,11 @@ internal object FastPath {
             var i = 0
             for ((name, t) in tensors) {
                 t.refusal?.let { throw EngineException.InvalidInput(name, it) }
-                val position = index.getValue(name)
+                val position = index[name]
+                names[i] = if (position == null) name else null
                 val offset = if (t.buffer.isDirect) 0 else staging.position().also { staging.put(t.buffer.duplicate().rewind() as ByteBuffer) }
                 inputs[i++] = if (t.buffer.isDirect) t.buffer else staging
-                layout[at] = position.toLong()
+                layout[at] = position?.toLong() ?: -1L
                 layout[at + 1] = t.elementType.ordinal.toLong()
                 layout[at + 2] = offset.toLong()
                 layout[at + 3] = t.byteSize.toLong()
@@ -90,7 +99,7 @@ internal object FastPath {
                     layout[at + 2 * k + 1] = (buffer?.remaining() ?: 0).toLong()
                 }
             }
-            return true
+            status[0] = 0
         }
     }
 

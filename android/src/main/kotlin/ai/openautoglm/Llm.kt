@@ -24,8 +24,8 @@ typealias FinishListener = (GenerationMetrics, FinishReason?) -> Unit
  * Pieces are valid UTF-8 text (a character split across tokens arrives whole). Failures are [EngineException]s.
  * Several generations on one LLM run at once: their steps interleave by [Priority], and a long prompt is prefilled
  * in short chunks while others stream.
- * Each generation pulls its tokens on [Dispatchers.IO] unless given another dispatcher (one blocking native call per
- * token), as [Engine.infer] runs on the dispatcher it is given.
+ * Each generation pulls its tokens on [Dispatchers.Default] unless given another dispatcher (one blocking native
+ * call per token, CPU work like [Engine.infer]'s, which defaults to the same).
  */
 class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
     /** The decoder file running, e.g. `int4-mixed.onnx`. */
@@ -60,7 +60,7 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
         prompt: String,
         options: GenerateOptions = GenerateOptions(),
         priority: Priority = Priority.NORMAL,
-        dispatcher: CoroutineDispatcher = Dispatchers.IO,
+        dispatcher: CoroutineDispatcher = Dispatchers.Default,
         onFinish: FinishListener? = null,
     ): Flow<String> = stream(priority, dispatcher, onFinish) { native.generate(prompt, options) }
 
@@ -69,7 +69,7 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
         messages: List<ChatMessage>,
         options: GenerateOptions = GenerateOptions(),
         priority: Priority = Priority.NORMAL,
-        dispatcher: CoroutineDispatcher = Dispatchers.IO,
+        dispatcher: CoroutineDispatcher = Dispatchers.Default,
         onFinish: FinishListener? = null,
     ): Flow<String> = stream(priority, dispatcher, onFinish) { native.chat(messages, options) }
 
@@ -111,7 +111,7 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
             user: String,
             options: GenerateOptions = GenerateOptions(),
             priority: Priority = Priority.NORMAL,
-            dispatcher: CoroutineDispatcher = Dispatchers.IO,
+            dispatcher: CoroutineDispatcher = Dispatchers.Default,
             onFinish: FinishListener? = null,
         ): Flow<String> = stream(priority, dispatcher, onFinish) { native.send(user, options) }
     }

@@ -66,4 +66,19 @@ class CascadeTest {
             }
         }
     }
+
+    /** A passed deadline is DeadlineExceeded; closing is EngineClosed afterwards, and the app's engines stay open. */
+    @Test fun deadlinesAndCloseAreTheEngines() {
+        identity().use { fast -> identity().use { main ->
+            val cascade = Cascade(fast, main, Gate.Builtin(Confidence.TOP_PROBABILITY, "y", 0.7f))
+            assertFailsWith<EngineException.DeadlineExceeded> { cascade.inferBlocking(input(sure), deadline = kotlin.time.Duration.ZERO) }
+            assertEquals(CascadePath.FAST, cascade.inferBlocking(input(sure), deadline = kotlin.time.Duration.parse("10s")).path)
+            cascade.close()
+            cascade.close()
+            assertTrue(cascade.isClosed)
+            assertFailsWith<EngineException.EngineClosed> { cascade.inferBlocking(input(sure)) }
+            assertEquals(1L, cascade.counters.inputs, "counters survive close")
+            assertTrue(!fast.isClosed && !main.isClosed, "the app's engines stay open")
+        } }
+    }
 }

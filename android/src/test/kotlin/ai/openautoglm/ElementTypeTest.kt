@@ -15,6 +15,12 @@ class ElementTypeTest {
             out
         }
 
+    /** The codes the JNI fast path sends (the enum's ordinal) are the Rust side's table. */
+    @Test fun fastPathCodesAreTheNativeTable() {
+        assertEquals(14, ElementType.entries.size)
+        for (type in ElementType.entries) assertEquals(type.ordinal.toUInt(), elementTypeCode(type), "$type")
+    }
+
     @Test fun f32() {
         val v = floatArrayOf(1.5f, -2f, 0f, Float.MAX_VALUE, Float.MIN_VALUE, -0.25f)
         assertContentEquals(v, roundTrip("f32", Tensor.of(v, 2, 3)).toFloatArray())

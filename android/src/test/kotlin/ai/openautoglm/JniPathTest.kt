@@ -62,6 +62,18 @@ class JniPathTest {
         }
     }
 
+    /** An input the model lacks travels by name, so the JNI path refuses it itself (no second call through uniffi). */
+    @Test fun anUnknownInputTravelsByName() {
+        val request = FastPath.Request()
+        request.build(mapOf("z" to Tensor.of(floatArrayOf(1f, 2f, 3f, 4f), 1, 4)), mapOf("x" to 0), null, 1)
+        assertEquals(-1L, request.layout[1])
+        assertEquals("z", request.names[0])
+        Engine.fromFile(Fixtures.model("matmul_dynamic")).use { engine ->
+            val e = assertFailsWith<EngineException.InvalidInput> { engine.inferBlocking(mapOf("z" to Tensor.of(floatArrayOf(1f, 2f, 3f, 4f), 1, 4))) }
+            assertEquals("z", e.name)
+        }
+    }
+
     @Test fun everyBadRequestIsTheSameTypedErrorAndTheEngineStaysUsable() {
         val good = Tensor.of(floatArrayOf(1f, 2f, 3f, 4f), 1, 4)
         val bigEndian = Tensor.of(ElementType.F32, ByteBuffer.allocateDirect(16), 1, 4)
