@@ -62,8 +62,15 @@ pub unsafe extern "C" fn openautoglm_fast_run(
     result: *mut *mut OagResult,
 ) -> i32 {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the caller's contract above.
-        unsafe { run(engine, inputs, input_count, outputs, output_count, priority, timeout_us, cancel) }
+        // SAFETY: the caller keeps the objects behind the handles alive; a null handle is refused.
+        let engine = unsafe { (engine as *const core::Engine).as_ref() }.ok_or(Error::EngineClosed)?;
+        // SAFETY: likewise for the token.
+        let cancel = unsafe { (cancel as *const core::CancelToken).as_ref() }.cloned();
+        // SAFETY: the arrays are valid for their lengths for the call (the caller's contract).
+        let (inputs, buffers) = unsafe { (slice(inputs, input_count), slice(outputs, output_count)) };
+        let options = request::options(request::priority(priority), timeout_us, cancel);
+        // SAFETY: the pointers inside the arrays are valid for the call (the caller's contract).
+        unsafe { run(engine, inputs, buffers, &options) }
     }))
     .unwrap_or_else(|panic| Err(request::panicked("the Swift fast path", &panic)));
     match outcome {
@@ -93,39 +100,32 @@ unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } }
 }
 
+/// Runs `engine` on the caller's inputs and output buffers.
+///
 /// # Safety
-/// As [`openautoglm_fast_run`].
-#[allow(clippy::too_many_arguments)]
+/// The pointers inside `inputs` and `buffers` are valid for their lengths for the call, and each output buffer is
+/// the call's alone (`openautoglm_fast_run`'s contract).
 unsafe fn run(
-    engine: i64,
-    inputs: *const OagInput,
-    input_count: usize,
-    outputs: *const OagOutputBuffer,
-    output_count: usize,
-    priority: i32,
-    timeout_us: i64,
-    cancel: i64,
+    engine: &core::Engine,
+    inputs: &[OagInput],
+    buffers: &[OagOutputBuffer],
+    options: &core::RunOptions,
 ) -> Result<Vec<Option<Tensor>>, Error> {
-    // SAFETY: the caller keeps the objects behind the handles alive; a null handle is refused.
-    let engine = unsafe { (engine as *const core::Engine).as_ref() }.ok_or(Error::EngineClosed)?;
-    // SAFETY: likewise for the token.
-    let cancel = unsafe { (cancel as *const core::CancelToken).as_ref() }.cloned();
-    // SAFETY: every array and buffer below is valid for its length for the call (the caller's contract).
-    let inputs = unsafe { slice(inputs, input_count) };
     let mut wire = Vec::with_capacity(inputs.len());
     for input in inputs {
         let name = if input.index == u32::MAX {
-            // SAFETY: as above.
+            // SAFETY: the name's bytes are valid for the call (the caller's contract).
             let bytes = unsafe { slice(input.name, input.name_len) };
             let name = std::str::from_utf8(bytes).map_err(|_| Error::internal("an input name that is not UTF-8"))?;
             InputName::Name(name)
         } else {
             InputName::Index(i64::from(input.index))
         };
+        let code = i64::from(input.element_type);
         wire.push(WireInput {
             name,
-            element_type: request::element_type(i64::from(input.element_type)).ok_or(i64::from(input.element_type)),
-            // SAFETY: as above.
+            element_type: request::element_type(code).ok_or(code),
+            // SAFETY: the shape and the bytes are valid for the call (the caller's contract).
             shape: unsafe { slice(input.shape, input.rank) },
             // SAFETY: as above.
             data: unsafe { slice(input.data, input.len) },
@@ -133,8 +133,6 @@ unsafe fn run(
     }
     let info = engine.info();
     let views = request::views(info, wire)?;
-    // SAFETY: as above.
-    let buffers = unsafe { slice(outputs, output_count) };
     let mut slots: Vec<Option<&mut [u8]>> = (0..info.outputs.len())
         .map(|k| {
             buffers
@@ -144,7 +142,7 @@ unsafe fn run(
                 .map(|b| unsafe { std::slice::from_raw_parts_mut(b.data, b.len) })
         })
         .collect();
-    engine.run_into(&views, &request::options(request::priority(priority), timeout_us, cancel), &mut slots)
+    engine.run_into(&views, options, &mut slots)
 }
 
 /// Output `index` of `result`, viewed in place; false when that output went into the caller's buffer.

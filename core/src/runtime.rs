@@ -203,6 +203,7 @@ fn default_library_path() -> PathBuf {
 #[cfg(all(unix, not(target_os = "ios")))]
 fn own_directory() -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
+    // SAFETY: Dl_info is plain C data (pointers and integers), for which all zeros is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the loader's tables for an address inside this binary and fills `info`; the file
     // name it returns is a C string owned by the loader for as long as the binary stays loaded (the process).

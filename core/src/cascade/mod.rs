@@ -319,8 +319,10 @@ fn softmax(row: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    use crate::tensor::f32_tensor;
+
     fn tensor(shape: &[i64], values: &[f32]) -> Tensor {
-        crate::tensor::f32_tensor("p", shape, values)
+        f32_tensor("p", shape, values)
     }
 
     #[test]

@@ -77,19 +77,23 @@ extension Engine {
     private static func withInputs<R>(_ list: [(String, UInt32, Tensor)], _ i: Int, _ staged: inout [OagInput],
                                       _ body: ([OagInput]) throws -> R) rethrows -> R {
         if i == list.count { return try body(staged) }
-        let (name, index, tensor) = list[i]
+        guard list[i].1 == UInt32.max else { return try pin(list, i, nil, 0, &staged, body) }
+        let utf8 = Array(list[i].0.utf8)
+        return try utf8.withUnsafeBufferPointer { name in try pin(list, i, name.baseAddress, name.count, &staged, body) }
+    }
+
+    /// Pins input `i`'s bytes and shape, stages it, and goes on with the next input.
+    private static func pin<R>(_ list: [(String, UInt32, Tensor)], _ i: Int, _ name: UnsafePointer<UInt8>?,
+                               _ nameLength: Int, _ staged: inout [OagInput],
+                               _ body: ([OagInput]) throws -> R) rethrows -> R {
+        let (_, index, tensor) = list[i]
         return try tensor.data.withUnsafeBytes { (data: UnsafeRawBufferPointer) in
             try tensor.shape.withUnsafeBufferPointer { shape in
-                let stage = { (namePointer: UnsafePointer<UInt8>?, nameLength: Int) throws -> R in
-                    staged.append(OagInput(
-                        index: index, name: namePointer, name_len: nameLength, element_type: tensor.elementType.code,
-                        data: data.baseAddress?.assumingMemoryBound(to: UInt8.self), len: data.count,
-                        shape: UnsafeRawPointer(shape.baseAddress)?.assumingMemoryBound(to: Int64.self), rank: shape.count))
-                    return try withInputs(list, i + 1, &staged, body)
-                }
-                guard index == UInt32.max else { return try stage(nil, 0) }
-                let utf8 = Array(name.utf8)
-                return try utf8.withUnsafeBufferPointer { try stage($0.baseAddress, $0.count) }
+                staged.append(OagInput(
+                    index: index, name: name, name_len: nameLength, element_type: tensor.elementType.code,
+                    data: data.baseAddress?.assumingMemoryBound(to: UInt8.self), len: data.count,
+                    shape: UnsafeRawPointer(shape.baseAddress)?.assumingMemoryBound(to: Int64.self), rank: shape.count))
+                return try withInputs(list, i + 1, &staged, body)
             }
         }
     }
