@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use openautoglm::cascade::{Cascade, CascadePath, Confidence, Gate};
 
-use crate::{InputSpec, NativeEngine, NativeError, NativeTensor, Priority, request};
+use crate::{CallOptions, InputSpec, NativeEngine, NativeError, NativeTensor, request};
 
 #[uniffi::remote(Enum)]
 pub enum Confidence {
@@ -83,19 +83,10 @@ impl NativeCascade {
         Ok(Arc::new(NativeCascade { cascade: Cascade::new(fast.engine.clone(), main.engine.clone(), gate)? }))
     }
 
-    // Runs the fast engine, the gate and, when it escalates, the main engine, each with `priority`, the deadline
-    // `timeout_us` from now and `cancel`.
-    pub fn run(
-        &self,
-        inputs: Vec<InputSpec>,
-        data: &[u8],
-        priority: Priority,
-        timeout_us: Option<i64>,
-        cancel: Option<Arc<crate::CancelToken>>,
-    ) -> Result<CascadeOutput, NativeError> {
-        let result = self
-            .cascade
-            .run_with(&request::uniffi_views(&inputs, data)?, &request::uniffi_options(priority, timeout_us, cancel))?;
+    // Runs the fast engine, the gate and, when it escalates, the main engine, each as `options` say.
+    pub fn run(&self, inputs: Vec<InputSpec>, data: &[u8], options: CallOptions) -> Result<CascadeOutput, NativeError> {
+        let result =
+            self.cascade.run_with(&request::uniffi_views(&inputs, data)?, &request::uniffi_options(options))?;
         Ok(CascadeOutput { outputs: result.outputs, path: result.path, confidence: result.confidence })
     }
 

@@ -310,6 +310,18 @@ pub struct InputSpec {
     pub length: i64,
 }
 
+// How one call runs: at `priority`, failing with `DeadlineExceeded` if not done within `timeout_us` microseconds
+// (none when absent, passed already when 0 or less) and with `Cancelled` once `cancel` is cancelled. Engines and
+// cascades take the same.
+#[derive(uniffi::Record)]
+pub struct CallOptions {
+    pub priority: Priority,
+    #[uniffi(default = None)]
+    pub timeout_us: Option<i64>,
+    #[uniffi(default = None)]
+    pub cancel: Option<Arc<CancelToken>>,
+}
+
 #[uniffi::remote(Enum)]
 pub enum LogLevel {
     Off,
@@ -451,18 +463,14 @@ impl NativeEngine {
         self.engine.preempted_runs() as i64
     }
 
-    // Runs the model on inputs packed in `data`, at `priority`, failing with `DeadlineExceeded` if not done within
-    // `timeout_us` microseconds and with `Cancelled` once `cancel` is cancelled.
+    // Runs the model on inputs packed in `data`, as `options` say.
     pub fn run(
         &self,
         inputs: Vec<InputSpec>,
         data: &[u8],
-        priority: Priority,
-        timeout_us: Option<i64>,
-        cancel: Option<Arc<CancelToken>>,
+        options: CallOptions,
     ) -> Result<Vec<NativeTensor>, NativeError> {
-        self.engine
-            .run_with(&request::uniffi_views(&inputs, data)?, &request::uniffi_options(priority, timeout_us, cancel))
+        self.engine.run_with(&request::uniffi_views(&inputs, data)?, &request::uniffi_options(options))
     }
 
     // Runs the model `runs` times on zero inputs so the first-inference cost is paid now; milliseconds per run.

@@ -5,11 +5,9 @@
 //! words the error as for every caller) and how a fast-path error reaches the caller (the uniffi error of
 //! [`take_fast_path_error`], mapped once in each language) live here.
 
-use std::cell::RefCell;
-use std::sync::Arc;
-
 use openautoglm as core;
 use openautoglm::{ElementType, Error, ModelInfo, Priority, TensorRef};
+use std::cell::RefCell;
 
 use crate::{InputSpec, NativeError};
 
@@ -67,12 +65,8 @@ pub(crate) fn options(priority: Priority, timeout_us: i64, cancel: Option<core::
 
 /// The options of a uniffi call (engines and cascades alike): `None` is no deadline, and a negative timeout has
 /// passed already.
-pub(crate) fn uniffi_options(
-    priority: Priority,
-    timeout_us: Option<i64>,
-    cancel: Option<Arc<crate::CancelToken>>,
-) -> core::RunOptions {
-    options(priority, timeout_us.map_or(-1, |us| us.max(0)), cancel.map(|c| c.token.clone()))
+pub(crate) fn uniffi_options(call: crate::CallOptions) -> core::RunOptions {
+    options(call.priority, call.timeout_us.map_or(-1, |us| us.max(0)), call.cancel.map(|c| c.token.clone()))
 }
 
 /// How a door names an input: by its position in the model (the fast paths' usual case), or by a name the model may

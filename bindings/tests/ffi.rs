@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use openautoglm::{ElementType, EngineConfig, OptimizeLevel, Priority};
-use openautoglm_ffi::{CancelToken, InputSpec, NativeEngine, NativeError, init_runtime, native_version};
+use openautoglm_ffi::{CallOptions, CancelToken, InputSpec, NativeEngine, NativeError, init_runtime, native_version};
 
 fn setup() -> std::sync::Arc<NativeEngine> {
     let ort = std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| {
@@ -25,6 +25,10 @@ fn setup() -> std::sync::Arc<NativeEngine> {
 
 const NORMAL: Priority = Priority::Normal;
 
+fn options(priority: Priority, timeout_us: Option<i64>, cancel: Option<std::sync::Arc<CancelToken>>) -> CallOptions {
+    CallOptions { priority, timeout_us, cancel }
+}
+
 fn spec(name: &str, element_type: ElementType, n: i64, offset: i64, length: i64) -> InputSpec {
     InputSpec { name: name.into(), element_type, shape: vec![n], offset, length }
 }
@@ -40,9 +44,7 @@ fn packed_inputs_are_sliced_by_their_specs() {
         .run(
             vec![spec("a", ElementType::F32, 2, 0, 8), spec("b", ElementType::I64, 2, 8, 16)],
             &data,
-            NORMAL,
-            None,
-            None,
+            options(NORMAL, None, None),
         )
         .unwrap();
     assert_eq!(out.len(), 3);
@@ -59,9 +61,7 @@ fn a_spec_outside_the_buffer_is_invalid_input() {
             .run(
                 vec![spec("a", ElementType::F32, 2, offset, length), spec("b", ElementType::I64, 0, 0, 0)],
                 &data,
-                NORMAL,
-                None,
-                None,
+                options(NORMAL, None, None),
             )
             .unwrap_err();
         assert!(matches!(err, NativeError::InvalidInput { ref name, .. } if name == "a"), "{err:?}");
@@ -74,7 +74,7 @@ fn release_then_run_is_engine_closed() {
     engine.release();
     engine.release();
     assert!(engine.is_closed());
-    let err = engine.run(vec![], &[], NORMAL, None, None).unwrap_err();
+    let err = engine.run(vec![], &[], options(NORMAL, None, None)).unwrap_err();
     assert_eq!(err, NativeError::EngineClosed);
 }
 
@@ -85,15 +85,15 @@ fn deadlines_and_cancel_tokens_cross_the_ffi() {
     data.extend_from_slice(bytemuck_f32(&[1.0, -2.0]));
     data.extend_from_slice(&[0u8; 16]);
     let specs = || vec![spec("a", ElementType::F32, 2, 0, 8), spec("b", ElementType::I64, 2, 8, 16)];
-    let err = engine.run(specs(), &data, Priority::Interactive, Some(0), None).unwrap_err();
+    let err = engine.run(specs(), &data, options(Priority::Interactive, Some(0), None)).unwrap_err();
     assert_eq!(err, NativeError::DeadlineExceeded);
     let token = CancelToken::new();
     token.cancel();
     assert!(token.is_cancelled());
-    let err = engine.run(specs(), &data, Priority::Background, None, Some(token)).unwrap_err();
+    let err = engine.run(specs(), &data, options(Priority::Background, None, Some(token))).unwrap_err();
     assert_eq!(err, NativeError::Cancelled);
     // A timeout past what the clock holds is no deadline, not a panic.
-    assert!(engine.run(specs(), &data, NORMAL, Some(i64::MAX), Some(CancelToken::new())).is_ok());
+    assert!(engine.run(specs(), &data, options(NORMAL, Some(i64::MAX), Some(CancelToken::new()))).is_ok());
 }
 
 #[test]

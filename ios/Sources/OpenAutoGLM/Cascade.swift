@@ -89,7 +89,8 @@ public final class Cascade: @unchecked Sendable {
     private func run(_ inputs: [String: Tensor], priority: Priority, timeoutMicros: Int64?,
                      cancel: CancelToken?) throws -> CascadeResult {
         let (specs, data) = Engine.pack(inputs)
-        let out = try native.run(inputs: specs, data: data, priority: priority, timeoutUs: timeoutMicros, cancel: cancel)
+        let out = try native.run(inputs: specs, data: data,
+                                 options: CallOptions(priority: priority, timeoutUs: timeoutMicros, cancel: cancel))
         return CascadeResult(outputs: Outputs(out.outputs), path: out.path, confidence: out.confidence)
     }
 }

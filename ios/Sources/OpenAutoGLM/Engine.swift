@@ -139,8 +139,8 @@ public final class Engine: Sendable {
             return outputs
         }
         let (specs, packed) = Engine.pack(inputs)
-        return Outputs(try native.run(inputs: specs, data: packed, priority: priority, timeoutUs: timeoutMicros,
-                                      cancel: cancel))
+        return Outputs(try native.run(inputs: specs, data: packed,
+                                      options: CallOptions(priority: priority, timeoutUs: timeoutMicros, cancel: cancel)))
     }
 
     /// Runs the model on the SDK's native queue, off Swift's cooperative thread pool (a run blocks its thread),

@@ -255,7 +255,7 @@ final class FastPathTests: XCTestCase {
         do { _ = try engine.fastPath(["z": x], into: [:], priority: .normal, timeoutMicros: nil, cancel: nil) } catch let e as EngineError { fast = e }
         var uniffi: EngineError?
         do { _ = try engine.native.run(inputs: [InputSpec(name: "z", elementType: .f32, shape: [1, 4], offset: 0, length: 16)],
-                                       data: x.data, priority: .normal, timeoutUs: nil, cancel: nil) } catch let e as EngineError { uniffi = e }
+                                       data: x.data, options: CallOptions(priority: .normal)) } catch let e as EngineError { uniffi = e }
         guard case .InvalidInput("z", let reason)? = fast else { return XCTFail("the fast path must refuse `z`: \(String(describing: fast))") }
         XCTAssertEqual(fast, uniffi)
         XCTAssertFalse(reason.isEmpty)

@@ -54,7 +54,7 @@ class Cascade private constructor(private val native: NativeCascade) : AutoClose
         cancel: CancelToken? = null,
     ): CascadeResult {
         val (specs, data) = Engine.packed(inputs)
-        val out = native { native.run(specs, data, priority, Engine.timeoutMicros(deadline), cancel) }
+        val out = native { native.run(specs, data, CallOptions(priority, Engine.timeoutMicros(deadline), cancel)) }
         return CascadeResult(Engine.outputsOf(out.outputs), out.path, out.confidence)
     }
 

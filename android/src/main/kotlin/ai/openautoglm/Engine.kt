@@ -79,7 +79,7 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
         val timeoutUs = timeoutMicros(deadline)
         if (useJni) return fast(inputs, null, priority, timeoutUs, cancel)
         val (specs, data) = packed(inputs)
-        return outputsOf(native { native.run(specs, data, priority, timeoutUs, cancel) })
+        return outputsOf(native { native.run(specs, data, CallOptions(priority, timeoutUs, cancel)) })
     }
 
     /**
@@ -114,7 +114,7 @@ class Engine private constructor(internal val native: NativeEngine) : AutoClosea
         if (useJni) return fast(inputs, into, priority, timeoutUs, cancel)
         // Without the JNI path: the uniffi call, then one copy per output into its buffer.
         val (specs, data) = packed(inputs)
-        val all = native { native.run(specs, data, priority, timeoutUs, cancel) }.associate { it.name to Tensor.fromNative(it) }
+        val all = native { native.run(specs, data, CallOptions(priority, timeoutUs, cancel)) }.associate { it.name to Tensor.fromNative(it) }
         val rest = LinkedHashMap<String, Tensor>()
         for ((name, tensor) in all) {
             val buffer = into[outputIndex.getValue(name)]
