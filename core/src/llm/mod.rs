@@ -29,3 +29,4 @@ pub use generation::{CancelHandle, FinishReason, Generation};
 pub use metrics::GenerationMetrics;
 pub use sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions};
 pub use template::ChatMessage;
+pub use variants::{LlmDecoder, LlmIndex, LlmQuality};

@@ -16,24 +16,51 @@ use crate::config::{Accelerator, Precision};
 use crate::error::{Error, Result};
 use crate::variant_choice::{Candidate, Measurements, device_class, fastest_measured};
 
-#[derive(Deserialize, Default)]
-struct Index {
+/// `llm.json`, as `cargo xtask models prepare` writes it: each precision's decoder file, its quality verdict against
+/// FP32 and its measured speed per device class. With the `manifest-tools` feature the fields this SDK does not read
+/// are kept (`other`), so a tool that rewrites the file loses nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "manifest-tools", derive(serde::Serialize))]
+pub struct LlmIndex {
     #[serde(default)]
-    precisions: BTreeMap<String, Entry>,
+    pub precisions: BTreeMap<String, LlmDecoder>,
+    /// The model (`benchmarks/models.json`'s id) and the key its decoders were made under, for the tools.
+    #[cfg(feature = "manifest-tools")]
+    #[serde(default)]
+    pub id: String,
+    #[cfg(feature = "manifest-tools")]
+    #[serde(default)]
+    pub stamp: String,
+    /// Fields the SDK does not read, kept by the tools that rewrite the file.
+    #[cfg(feature = "manifest-tools")]
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    file: String,
-    #[serde(default)]
-    quality: Option<Quality>,
-    #[serde(default)]
-    measured: Option<Measurements>,
+/// One decoder of an LLM directory.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "manifest-tools", derive(serde::Serialize))]
+pub struct LlmDecoder {
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<LlmQuality>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measurements>,
+    /// Fields the SDK does not read (size, the mechanics check), kept by the tools that rewrite the file.
+    #[cfg(feature = "manifest-tools")]
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct Quality {
-    passed: bool,
+/// A decoder's quality verdict against FP32.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "manifest-tools", derive(serde::Serialize))]
+pub struct LlmQuality {
+    pub passed: bool,
+    /// The measures behind it (perplexity ratio, greedy agreement, ...), kept by the tools.
+    #[cfg(feature = "manifest-tools")]
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Auto's order where nothing was measured: fewest bytes per weight first (decoding is memory-bound).
@@ -120,12 +147,12 @@ pub(super) fn named(dir: &Path, name: &str) -> Result<PrecisionChoice> {
     Ok(PrecisionChoice { precision: precision_of(&file), file, reason })
 }
 
-fn read_index(dir: &Path) -> Result<Index> {
+fn read_index(dir: &Path) -> Result<LlmIndex> {
     let index_path = dir.join("llm.json");
     match std::fs::read_to_string(&index_path) {
         Ok(text) => serde_json::from_str(&text)
             .map_err(|e| Error::invalid_model(format!("`{}` is not an LLM index: {e}", index_path.display()))),
-        Err(_) => Ok(Index::default()),
+        Err(_) => Ok(LlmIndex::default()),
     }
 }
 
@@ -204,5 +231,18 @@ mod tests {
     fn a_damaged_index_is_an_invalid_model() {
         let dir = dir_with("{", FILES);
         assert!(matches!(choose(&dir, Precision::Auto, &Accelerator::Cpu), Err(Error::InvalidModel { .. })));
+    }
+
+    /// The tools rewrite `llm.json` through these types: nothing they do not know is lost.
+    #[cfg(feature = "manifest-tools")]
+    #[test]
+    fn the_index_round_trips_with_every_field() {
+        let text = r#"{"id": "smollm2", "stamp": "ab12", "precisions": {"fp16": {"file": "fp16.onnx", "size_bytes": 7,
+            "check": {"cache_equals_recompute": true}, "quality": {"passed": false, "agreement": 0.36},
+            "measured": {"linux-x86_64-cpu": {"tokens_per_s": 35.5, "source": "bench"}}}}, "later": [1]}"#;
+        let index: LlmIndex = serde_json::from_str(text).unwrap();
+        assert_eq!((index.id.as_str(), index.stamp.as_str()), ("smollm2", "ab12"));
+        let written: serde_json::Value = serde_json::to_value(&index).unwrap();
+        assert_eq!(written, serde_json::from_str::<serde_json::Value>(text).unwrap());
     }
 }

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Package;
-use crate::{cache, cmd, python};
+use openautoglm::llm::{LlmDecoder, LlmIndex};
+
+use crate::{cache, cmd, python, results};
 
 /// Decoders the tests load: the tiny one for the mechanics, the real one for its answers.
 pub const TEST_LLMS: &[&str] = &["smollm2-tiny", "smollm2-tiny-decomposed", "smollm2"];
@@ -87,9 +89,7 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
     }
     let stamp = cache::sha256_bytes(stamp_input.as_bytes());
     let index = out.join("llm.json");
-    if let Ok(text) = fs::read_to_string(&index)
-        && serde_json::from_str::<Value>(&text).is_ok_and(|v| v["stamp"] == stamp.as_str())
-    {
+    if results::read::<LlmIndex>(&index).is_ok_and(|made| made.stamp == stamp) {
         return Ok(out);
     }
 
@@ -124,7 +124,7 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
         made?;
     }
 
-    let mut checks = serde_json::Map::new();
+    let mut checks = std::collections::BTreeMap::new();
     for precision in &entry.precisions {
         let spinner = cache::spinner(format!("{id} {precision}: KV cache vs recomputation, chat answer"));
         let checked = check(&python, &scripts, &out, precision, &entry);
@@ -156,12 +156,16 @@ pub fn prepare(id: &str) -> Result<PathBuf> {
             measured?
         };
         print_quality(id, precision, &quality);
-        checks.insert(
-            precision.clone(),
-            json!({ "file": format!("{precision}.onnx"), "size_bytes": size, "check": result, "quality": quality }),
-        );
+        let decoder = LlmDecoder {
+            file: format!("{precision}.onnx"),
+            quality: Some(serde_json::from_value(quality).context("a quality verdict without `passed`")?),
+            measured: None,
+            other: [("size_bytes".to_owned(), json!(size)), ("check".to_owned(), result)].into(),
+        };
+        checks.insert(precision.clone(), decoder);
     }
-    fs::write(&index, serde_json::to_string_pretty(&json!({ "id": id, "stamp": stamp, "precisions": checks }))?)?;
+    let made = LlmIndex { precisions: checks, id: id.to_owned(), stamp, other: Default::default() };
+    fs::write(&index, serde_json::to_string_pretty(&made)?)?;
     Ok(out)
 }
 
@@ -260,11 +264,17 @@ fn print_check(id: &str, precision: &str, r: &Value) {
 /// Records `tokens_per_s` for `precision` of the LLM `id` under `class` in its llm.json.
 pub fn record_tokens_per_s(id: &str, precision: &str, class: &str, tokens_per_s: f64) -> Result<bool> {
     let path = dir(id).join("llm.json");
-    let Ok(text) = fs::read_to_string(&path) else { return Ok(false) };
-    let mut index: Value = serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))?;
-    let Some(entry) = index["precisions"].get_mut(precision) else { return Ok(false) };
-    entry["measured"][class] =
-        json!({ "tokens_per_s": tokens_per_s, "source": "cargo xtask bench --generate --record" });
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut index: LlmIndex = results::read(&path)?;
+    let Some(decoder) = index.precisions.get_mut(precision) else { return Ok(false) };
+    let measured = openautoglm::Measured {
+        mean_ms: None,
+        tokens_per_s: Some(tokens_per_s),
+        source: Some("cargo xtask bench --generate --record".into()),
+    };
+    decoder.measured.get_or_insert_default().insert(class.to_owned(), measured);
     fs::write(&path, serde_json::to_string_pretty(&index)?)?;
     Ok(true)
 }

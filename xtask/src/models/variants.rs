@@ -140,16 +140,19 @@ pub(super) fn prepare(id: &str) -> Result<()> {
 /// variant (the model's own file, `native`, is not in a bundle).
 pub fn record_latency(id: &str, precision: &str, class: &str, mean_ms: f64) -> Result<bool> {
     let path = variants_dir(id).join("bundle.json");
-    let Ok(text) = fs::read_to_string(&path) else { return Ok(false) };
-    let mut bundle: Value = serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))?;
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut bundle: openautoglm::bundle::BundleManifest = results::read(&path)?;
     // A FP32 model benchmarked as itself (`native`) is the bundle's FP32 variant.
     let file = format!("{}.onnx", if precision == "native" { "fp32" } else { precision });
-    let Some(variant) =
-        bundle["variants"].as_array_mut().and_then(|v| v.iter_mut().find(|v| v["file"] == file.as_str()))
-    else {
-        return Ok(false);
+    let Some(variant) = bundle.variants.iter_mut().find(|v| v.file == file) else { return Ok(false) };
+    let measured = openautoglm::Measured {
+        mean_ms: Some(mean_ms),
+        tokens_per_s: None,
+        source: Some("cargo xtask bench --record".into()),
     };
-    variant["measured"][class] = serde_json::json!({ "mean_ms": mean_ms, "source": "cargo xtask bench --record" });
+    variant.measured.get_or_insert_default().insert(class.to_owned(), measured);
     fs::write(&path, serde_json::to_string_pretty(&bundle)?)?;
     Ok(true)
 }
