@@ -1,4 +1,4 @@
-"""The python-ort peer: the same benchmark protocol as core/src/bin/openautoglm-bench.rs, run by the onnxruntime
+"""The python-ort peer: the same benchmark protocol as benchmarks/runner/src/main.rs, run by the onnxruntime
 Python package (what an engineer would use instead). Driven by `cargo xtask bench --vs python-ort`.
 
     python python_ort.py --model M.onnx --recipe R.json --out OUT.json --runs N --warmup N --threads N --optimize O3

@@ -111,7 +111,7 @@ pub struct Deployed {
     stage: PathBuf,
 }
 
-/// The runner protocol (core/src/bin/openautoglm-bench/main.rs) for one run.
+/// The runner protocol (benchmarks/runner/src/main.rs) for one run.
 pub struct RunArgs {
     pub runs: usize,
     pub warmup: usize,

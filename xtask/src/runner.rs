@@ -1,4 +1,4 @@
-//! The benchmark runner (core/src/bin/openautoglm-bench/main.rs), built in this one place for every device: this
+//! The benchmark runner (crate `openautoglm-bench`, benchmarks/runner), built in this one place for every device: this
 //! machine for host benchmarks and the host reference, or a cross target for qemu, phones and simulators.
 
 use std::path::PathBuf;
@@ -18,9 +18,7 @@ pub fn build(target: Option<&str>, env: &[(String, String)]) -> Result<PathBuf> 
         "build",
         "--release",
         "-p",
-        "openautoglm",
-        "--features",
-        "bench-cli",
+        "openautoglm-bench",
         "--bin",
         "openautoglm-bench",
     ]);

@@ -1,4 +1,4 @@
-// The Swift benchmark runner: the same protocol as the Rust runner (core/src/bin/openautoglm-bench.rs), so
+// The Swift benchmark runner: the same protocol as the Rust runner (benchmarks/runner/src/main.rs), so
 // `cargo xtask bench --vs swift` measures what the Swift layer adds over the Rust core.
 import Foundation
 import OpenAutoGLM

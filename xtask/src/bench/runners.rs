@@ -14,7 +14,7 @@ use crate::results::{self, Measured};
 use crate::swift_toolchain::{STAGE, Stage};
 use crate::{bindgen, cache, cmd, jvm, models, python, runner};
 
-/// What every runner is asked to do: the protocol of core/src/bin/openautoglm-bench/main.rs.
+/// What every runner is asked to do: the protocol of benchmarks/runner/src/main.rs.
 #[derive(Clone)]
 pub struct Job {
     pub model: PathBuf,

@@ -17,7 +17,7 @@ pub use accelerators::{AcceleratorRow, AcceleratorsSummary, AcceleratorsUsed};
 /// Version of the result layout. Readers refuse files from a newer layout rather than misread them.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// What one runner process reports for one model: core/src/bin/openautoglm-bench/main.rs, the python-ort and ORT Java
+/// What one runner process reports for one model: benchmarks/runner/src/main.rs, the python-ort and ORT Java
 /// peers, and the Kotlin and Swift runners (peers report a subset).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
@@ -445,7 +445,7 @@ pub struct DeviceGenerationRow {
     pub same_greedy_tokens_as_host: bool,
 }
 
-/// What the runner's `--scheduling` measures (core/src/bin/openautoglm-bench/scheduling.rs), and `bench --suite
+/// What the runner's `--scheduling` measures (benchmarks/runner/src/scheduling.rs), and `bench --suite
 /// scheduling` writes under `"scheduling"`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
@@ -560,7 +560,7 @@ pub fn read_results(paths: &[impl AsRef<Path>]) -> Result<Vec<BenchResult>> {
 mod tests {
     use super::*;
 
-    /// The Rust runner's report, as core/src/bin/openautoglm-bench/main.rs writes it, reads into the types and writes
+    /// The Rust runner's report, as benchmarks/runner/src/main.rs writes it, reads into the types and writes
     /// back with the same fields.
     #[test]
     fn a_runner_report_round_trips() {

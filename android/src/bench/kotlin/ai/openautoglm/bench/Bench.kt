@@ -13,7 +13,7 @@ import org.json.JSONArray
 import org.json.JSONObject
 
 /**
- * The Kotlin benchmark runner: the same protocol as the Rust runner (core/src/bin/openautoglm-bench.rs), so
+ * The Kotlin benchmark runner: the same protocol as the Rust runner (benchmarks/runner/src/main.rs), so
  * `cargo xtask bench --vs kotlin` measures what the Kotlin layer adds over the Rust core.
  */
 fun main(argv: Array<String>) {
