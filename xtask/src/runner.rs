@@ -56,3 +56,20 @@ pub fn run_with_progress(command: &mut Command, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// What the runner itself said about a failure (its last `openautoglm-bench: ` line, without the prefix) in the text
+/// of an error that carries its stderr, else the text's first line; at most 300 characters, for tables and results.
+pub fn message(error: &str) -> String {
+    let said = error.lines().rev().find_map(|l| l.trim().strip_prefix("openautoglm-bench: "));
+    said.or_else(|| error.lines().next()).unwrap_or_default().trim().chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_runners_own_line_wins() {
+        let error = "the Rust benchmark runner failed\nopenautoglm-bench: first\nopenautoglm-bench: cannot load x";
+        assert_eq!(super::message(error), "cannot load x");
+        assert_eq!(super::message("python said no\nmore"), "python said no");
+    }
+}

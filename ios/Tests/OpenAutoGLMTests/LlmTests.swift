@@ -48,6 +48,26 @@ final class LlmTests: XCTestCase {
         var reason: FinishReason?
     }
 
+    /// A generation that fails ends with its typed error and reports `.failed`, never `.stop`.
+    func testAFailedGenerationReportsFailed() async throws {
+        let dir = try decoders(int4MixedPassed: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // decoder.json claims one more token than the decoder's logits hold: the first step fails.
+        let path = dir.appendingPathComponent("decoder.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: path)) as! [String: Any]
+        config["vocab"] = 49153
+        try JSONSerialization.data(withJSONObject: config).write(to: path)
+        let llm = try Llm(directory: dir.path)
+        let finish = Finish()
+        do {
+            for try await _ in llm.generate("The sea is", options: GenerateOptions(maxTokens: 4), onFinish: { finish.metrics = $0; finish.reason = $1 }) {}
+            XCTFail("the generation must fail")
+        } catch EngineError.InferenceFailed(let reason) {
+            XCTAssertTrue(reason.contains("49153"), reason)
+        }
+        XCTAssertEqual(finish.reason, .failed)
+    }
+
     func testPiecesStreamWithMetrics() async throws {
         let llm = try tiny()
         let finish = Finish()

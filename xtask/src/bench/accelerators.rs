@@ -76,7 +76,8 @@ pub fn run(args: &Args) -> Result<()> {
                 bar.set_message(format!("{id} {setup} {}/{rounds}", round + 1));
                 let runner = if s == 2 { &python } else { &rust };
                 let dir = work.join(m.to_string());
-                measured[m][s].push(runner.run(&jobs[m][s], &dir, &|_| {}).map_err(|e| first_line(&e)));
+                measured[m][s]
+                    .push(runner.run(&jobs[m][s], &dir, &|_| {}).map_err(|e| crate::runner::message(&e.to_string())));
                 bar.inc(1);
             }
         }
@@ -106,12 +107,6 @@ pub fn run(args: &Args) -> Result<()> {
     results::write(&path, &file)?;
     println!("wrote {}", path.display());
     Ok(())
-}
-
-fn first_line(error: &anyhow::Error) -> String {
-    let text = error.to_string();
-    let line = text.lines().find_map(|l| l.strip_prefix("openautoglm-bench: ")).or_else(|| text.lines().next());
-    line.unwrap_or_default().chars().take(300).collect()
 }
 
 /// The p50 of every round's samples pooled.
@@ -162,7 +157,7 @@ fn refusals(rust: &Runner, job: &dyn Fn(&Path, PathBuf, bool) -> Job, work: &Pat
     let refused = match rust.run(&strict, &dir, &|_| {}) {
         Ok(_) => false,
         Err(e) => {
-            let reason = first_line(&e);
+            let reason = crate::runner::message(&e.to_string());
             println!("strict mode on the fixture: {reason}");
             reason.contains("strict mode")
         }

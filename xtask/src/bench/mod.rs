@@ -250,14 +250,8 @@ pub fn run(args: Args) -> Result<()> {
                 Ok(result) => results.push(result),
                 // In a suite one configuration the device cannot run is a finding, not the end of the run.
                 Err(e) if suite => {
-                    let text = e.to_string();
                     // The runner's own message, not the command line around it.
-                    let reason = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("openautoglm-bench: "))
-                        .unwrap_or_else(|| text.lines().next().unwrap_or(""))
-                        .trim()
-                        .to_owned();
+                    let reason = crate::runner::message(&e.to_string());
                     println!("{}: FAILED on {}: {reason}", config.label(), args.device.kind());
                     results.push(BenchResult {
                         schema: SCHEMA_VERSION,

@@ -167,7 +167,7 @@ fn run_set(
                 dumps.push((name.clone(), Ok(kept)));
             }
             // A variant that does not load or run on this class fails here, and the others are still judged.
-            Err(e) => dumps.push((name.clone(), Err(last_line(&e.to_string())))),
+            Err(e) => dumps.push((name.clone(), Err(crate::runner::message(&e.to_string())))),
         }
     }
     Ok(dumps)
@@ -175,12 +175,6 @@ fn run_set(
 
 /// A variant's outputs on a set, or why it has none.
 type Dumped = std::result::Result<PathBuf, String>;
-
-/// The runner's own message (its last line that says `openautoglm-bench:`), else the error's first line.
-fn last_line(error: &str) -> String {
-    let line = error.lines().rev().find(|l| l.contains("openautoglm-bench:")).or_else(|| error.lines().next());
-    line.unwrap_or_default().trim().chars().take(300).collect()
-}
 
 /// Each dump against FP32's (`fp32` among `dumps`, or kept from an earlier run on the same class and set).
 fn judge_all(

@@ -168,6 +168,23 @@ class LlmTest {
         return dir
     }
 
+    /** A generation that fails ends with its typed error and reports FAILED, never STOP. */
+    @Test fun aFailedGenerationReportsFailed() = runBlocking<Unit> {
+        val dir = decoders(int4MixedPassed = false)
+        // decoder.json claims one more token than the decoder's logits hold: the first step fails.
+        val config = java.io.File(dir, "decoder.json")
+        config.writeText(JSONObject(config.readText()).put("vocab", 49153).toString())
+        Llm.open(dir.path).use { llm ->
+            var finished: FinishReason? = null
+            val e = assertFailsWith<EngineException.InferenceFailed> {
+                llm.generate("The sea is", GenerateOptions(maxTokens = 4)) { _, r -> finished = r }.toList()
+            }
+            assertTrue("49153" in e.reason, e.reason)
+            assertEquals(FinishReason.FAILED, finished)
+        }
+        dir.deleteRecursively()
+    }
+
     @Test fun autoNeverPicksADecoderThatFailedItsQualityCheck() {
         val passed = decoders(int4MixedPassed = true)
         Llm.open(passed.path).use { assertEquals("int4-mixed.onnx", it.precision.file, it.precision.reason) }
