@@ -16,6 +16,14 @@ use crate::error::{Error, OrtResultExt, Result};
 /// The inputs of one decoder run other than the cache (ids, mask, positions, the last-row switch).
 pub(super) type RunInputs<'a> = Vec<(Cow<'a, str>, SessionInputValue<'a>)>;
 
+/// One decoder run: its inputs, how many new positions they carry, and how many logits (the last row's, or every
+/// row's) it must give.
+pub(super) struct Pass<'a> {
+    pub(super) inputs: RunInputs<'a>,
+    pub(super) positions: usize,
+    pub(super) logits: usize,
+}
+
 /// Where a run left the logits it was asked for.
 pub(super) enum Logits {
     /// Copied into the state's buffer.
@@ -65,20 +73,18 @@ impl KvCache {
         matches!(self, KvCache::Shared(_))
     }
 
-    /// One run of `n` new positions with `inputs`; `count` logits (the last row's, or every row's) end up in `out`
-    /// or, for a one-token run of a shared-buffer decoder, in place (see [`KvCache::logits_in_place`]).
+    /// One run; its logits end up in `out` or, for a one-token run of a shared-buffer decoder, in place (see
+    /// [`KvCache::logits_in_place`]).
     pub(super) fn run(
         &mut self,
         llm: &Model,
         session: &mut Session,
-        inputs: RunInputs<'_>,
-        n: usize,
-        count: usize,
+        pass: Pass<'_>,
         out: &mut Vec<f32>,
     ) -> Result<Logits> {
         match self {
             KvCache::Growing(past) => {
-                let mut inputs = inputs;
+                let Pass { mut inputs, logits: count, .. } = pass;
                 let previous = match past.take() {
                     Some(previous) => previous,
                     None => (0..llm.past_names.len()).map(|_| kv_tensor(llm, 0)).collect::<Result<Vec<_>>>()?,
@@ -97,7 +103,7 @@ impl KvCache {
                 *past = Some(present);
                 Ok(Logits::Copied)
             }
-            KvCache::Shared(shared) => shared.run(llm, session, inputs, n, count, out),
+            KvCache::Shared(shared) => shared.run(llm, session, pass, out),
         }
     }
 
@@ -114,15 +120,8 @@ impl KvCache {
 }
 
 impl SharedKvCache {
-    fn run(
-        &mut self,
-        llm: &Model,
-        session: &mut Session,
-        inputs: RunInputs<'_>,
-        n: usize,
-        count: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<Logits> {
+    fn run(&mut self, llm: &Model, session: &mut Session, pass: Pass<'_>, out: &mut Vec<f32>) -> Result<Logits> {
+        let Pass { inputs, positions: n, logits: count } = pass;
         let binding = &mut self.binding;
         for (name, value) in &inputs {
             binding.bind_input(name.as_ref(), &**value).or_inference("binding")?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ort::value::Tensor as OrtTensor;
 
-use super::kv_cache::{KvCache, Logits, RunInputs, last_logits_only};
+use super::kv_cache::{KvCache, Logits, Pass, RunInputs, last_logits_only};
 use super::model::{Model, PREFILL_CHUNK};
 use crate::error::{Error, OrtResultExt, Result};
 use crate::schedule::lane::Request;
@@ -118,8 +118,8 @@ impl DecoderState {
             seq: None,
         })?;
         let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
-        let count = if all_rows { n * vocab } else { vocab };
-        let logits = self.cache.run(&llm, &mut session, inputs, n, count, &mut self.logits)?;
+        let pass = Pass { inputs, positions: n, logits: if all_rows { n * vocab } else { vocab } };
+        let logits = self.cache.run(&llm, &mut session, pass, &mut self.logits)?;
         drop(session);
         self.len = total;
         match logits {

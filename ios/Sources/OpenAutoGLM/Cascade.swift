@@ -56,27 +56,18 @@ public final class Cascade: @unchecked Sendable {
     }
 
     public func infer(_ inputs: [String: Tensor], priority: Priority = .normal) async throws -> CascadeResult {
-        try await cancellable { [self] token in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
+        try await NativeWork.cancellable { [self] token in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
     }
 
     /// `infer` with a deadline `deadline` from now (`EngineError.DeadlineExceeded` past it; never a late result).
     @available(iOS 16, macOS 13, *)
     public func infer(_ inputs: [String: Tensor], priority: Priority = .normal, deadline: Duration) async throws -> CascadeResult {
         let micros = Engine.micros(deadline)
-        return try await cancellable { [self] token in
+        return try await NativeWork.cancellable { [self] token in
             try self.run(inputs, priority: priority, timeoutMicros: micros, cancel: token)
         }
     }
 
-    private func cancellable<T: Sendable>(_ work: @escaping @Sendable (CancelToken) throws -> T) async throws -> T {
-        try Task.checkCancellation()
-        let token = CancelToken()
-        return try await withTaskCancellationHandler {
-            try await NativeWork.run { try work(token) }
-        } onCancel: {
-            token.cancel()
-        }
-    }
 
     /// Closes the cascade: later runs throw `EngineError.EngineClosed`. Engines it loaded from a manifest are
     /// released now; engines you gave it stay yours to close. Closing twice is fine.

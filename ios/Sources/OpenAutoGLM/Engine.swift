@@ -147,28 +147,18 @@ public final class Engine: Sendable {
     /// scheduled at `priority` as `inferSync` describes. Cancelling the task stops the run (queued at once, running
     /// at its next node) with `EngineError.Cancelled`; a task cancelled before the call throws `CancellationError`.
     public func infer(_ inputs: [String: Tensor], priority: Priority = .normal) async throws -> Outputs {
-        try await cancellable { [self] token in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
+        try await NativeWork.cancellable { [self] token in try self.run(inputs, priority: priority, timeoutMicros: nil, cancel: token) }
     }
 
     /// `infer` with a deadline `deadline` from now (`EngineError.DeadlineExceeded` past it; never a late result).
     @available(iOS 16, macOS 13, *)
     public func infer(_ inputs: [String: Tensor], priority: Priority = .normal, deadline: Duration) async throws -> Outputs {
         let micros = Engine.micros(deadline)
-        return try await cancellable { [self] token in
+        return try await NativeWork.cancellable { [self] token in
             try self.run(inputs, priority: priority, timeoutMicros: micros, cancel: token)
         }
     }
 
-    /// Runs `work` on the native queue with a cancel token that cancelling the calling task cancels.
-    func cancellable<T: Sendable>(_ work: @escaping @Sendable (CancelToken) throws -> T) async throws -> T {
-        try Task.checkCancellation()
-        let token = CancelToken()
-        return try await withTaskCancellationHandler {
-            try await NativeWork.run { try work(token) }
-        } onCancel: {
-            token.cancel()
-        }
-    }
 
     /// Runs the model `runs` times on zero inputs of the declared shapes, so the slow first inference happens now
     /// rather than on a user's request. Returns milliseconds per run.

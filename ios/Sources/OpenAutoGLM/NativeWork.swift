@@ -24,6 +24,18 @@ enum NativeWork {
         }
     }
 
+    /// Runs `work` on the native queue with a cancel token that cancelling the calling task cancels (engine and
+    /// cascade runs): a task cancelled before the call throws `CancellationError` without running anything.
+    static func cancellable<T: Sendable>(_ work: @escaping @Sendable (CancelToken) throws -> T) async throws -> T {
+        try Task.checkCancellation()
+        let token = CancelToken()
+        return try await withTaskCancellationHandler {
+            try await run { try work(token) }
+        } onCancel: {
+            token.cancel()
+        }
+    }
+
     /// Starts `work` on the native queue without waiting (a generation's token loop).
     static func start(priority: TaskPriority, _ work: @escaping @Sendable () -> Void) {
         _ = key
