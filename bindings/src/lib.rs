@@ -151,12 +151,15 @@ pub enum CoreMlModelFormat {
     NeuralNetwork,
 }
 
+/// Which accelerators a built engine uses, and why the others were left out.
 #[uniffi::remote(Record)]
 pub struct AcceleratorReport {
+    /// The execution providers registered, leading first.
     pub active: Vec<String>,
-    pub skipped: Vec<SkippedAccelerator>,
+    pub skipped: Vec<core::SkippedAccelerator>,
 }
 
+/// An accelerator the engine left out, and why (it is missing from this build, or the device refused it).
 #[uniffi::remote(Record)]
 pub struct SkippedAccelerator {
     pub provider: String,
@@ -240,16 +243,17 @@ pub enum CacheOutcome {
 }
 
 #[uniffi::remote(Record)]
-pub struct Placement {
-    pub providers: Vec<ProviderPlacement>,
-    pub warnings: Vec<String>,
-}
-
-#[uniffi::remote(Record)]
 pub struct ProviderPlacement {
     pub provider: String,
     pub nodes: i32,
     pub partitions: i32,
+}
+
+/// Where a model's nodes ran, by provider, in the order each provider first appears.
+#[uniffi::remote(Record)]
+pub struct Placement {
+    pub providers: Vec<ProviderPlacement>,
+    pub warnings: Vec<String>,
 }
 
 #[uniffi::remote(Enum)]

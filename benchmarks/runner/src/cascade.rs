@@ -9,24 +9,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bench_schema::cascade::{
+    CascadeComparison, CascadePathTaken, CascadeProfile, ComparedLine, ProfiledLine, TextLines,
+};
 use openautoglm::cascade::{Cascade, CascadeManifest, CascadePath, Confidence, read_confidence};
 use openautoglm::ctc::CtcDecoder;
 use openautoglm::{Engine, EngineConfig, Runtime, TensorRef};
-use serde::Deserialize;
-use serde_json::{Value, json};
-
-#[derive(Deserialize)]
-struct Lines {
-    height: u32,
-    width: u32,
-    widths: Vec<u32>,
-    pixels: String,
-}
 
 /// Each line as the recognizer's input: [1, 3, height, width], (x/255 - 0.5)/0.5, zero-padded on the right.
 fn inputs(path: &Path) -> Result<(Vec<Vec<f32>>, [i64; 4]), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let lines: Lines = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lines: TextLines = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let pixels = std::fs::read(path.with_file_name(&lines.pixels)).map_err(|e| format!("{}: {e}", lines.pixels))?;
     let (h, w) = (lines.height as usize, lines.width as usize);
     let mut offset = 0;
@@ -62,7 +55,7 @@ pub fn run() -> Result<(), String> {
             "--profile" => profile = true,
             "--gate" => {
                 let name = value()?.to_string_lossy().into_owned();
-                gate = serde_json::from_value(Value::String(name.clone()))
+                gate = serde_json::from_value(serde_json::Value::String(name.clone()))
                     .map_err(|_| format!("--gate {name}: unknown"))?
             }
             "--compare" => profile = false,
@@ -83,18 +76,24 @@ pub fn run() -> Result<(), String> {
     let config = EngineConfig::default().with_threads(threads);
     let (tensors, shape) = inputs(&lines.ok_or("--lines is required")?)?;
     let out = out.ok_or("--out is required")?;
-    let value = if profile {
+    let written = if profile {
         let need = |p: Option<PathBuf>, name: &str| p.ok_or(format!("--{name} is required"));
         let fast = Engine::from_file(need(fast, "fast")?, config.clone()).map_err(|e| e.to_string())?;
         let main = Engine::from_file(need(main, "main")?, config).map_err(|e| e.to_string())?;
         let fast_labels = CtcDecoder::from_file(need(fast_labels, "fast-labels")?).map_err(|e| e.to_string())?;
         let main_labels = CtcDecoder::from_file(need(main_labels, "main-labels")?).map_err(|e| e.to_string())?;
-        profile_lines(&fast, &main, (&fast_labels, &main_labels), gate, &tensors, &shape, rounds)?
+        let profile = profile_lines(&fast, &main, (&fast_labels, &main_labels), gate, &tensors, &shape, rounds)?;
+        serde_json::to_string_pretty(&profile)
     } else {
-        compare(&manifest.ok_or("--manifest is required")?, config, &tensors, &shape, rounds)?
+        serde_json::to_string_pretty(&compare(
+            &manifest.ok_or("--manifest is required")?,
+            config,
+            &tensors,
+            &shape,
+            rounds,
+        )?)
     };
-    std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json"))
-        .map_err(|e| format!("{}: {e}", out.display()))
+    std::fs::write(&out, written.map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// One run of `engine` on a line: its decoded text, the confidence `kind` reads from the output, and the time (of
@@ -122,8 +121,8 @@ fn profile_lines(
     tensors: &[Vec<f32>],
     shape: &[i64],
     rounds: usize,
-) -> Result<Value, String> {
-    let mut records = Vec::new();
+) -> Result<CascadeProfile, String> {
+    let mut lines = Vec::new();
     for (done, input) in tensors.iter().enumerate() {
         let (mut fast_ms, mut main_ms, mut texts) = (Vec::new(), Vec::new(), None);
         // One untimed run of each first (caches), then the rounds, alternating so drift hits both alike.
@@ -137,13 +136,16 @@ fn profile_lines(
             texts = Some((ft, fc, mt));
         }
         let (fast_text, confidence, main_text) = texts.expect("one round");
-        records.push(json!({
-            "fast_text": fast_text, "confidence": confidence, "fast_ms": median(fast_ms),
-            "main_text": main_text, "main_ms": median(main_ms),
-        }));
+        lines.push(ProfiledLine {
+            fast_text,
+            confidence,
+            fast_ms: median(fast_ms),
+            main_text,
+            main_ms: median(main_ms),
+        });
         super::progress(done + 1, tensors.len());
     }
-    Ok(json!({ "lines": records }))
+    Ok(CascadeProfile { lines })
 }
 
 fn compare(
@@ -152,7 +154,7 @@ fn compare(
     tensors: &[Vec<f32>],
     shape: &[i64],
     rounds: usize,
-) -> Result<Value, String> {
+) -> Result<CascadeComparison, String> {
     let manifest = CascadeManifest::load(manifest_path).map_err(|e| e.to_string())?;
     let labels = |file: &Option<String>| -> Result<CtcDecoder, String> {
         let file = file.as_deref().ok_or("the manifest names no labels")?;
@@ -164,7 +166,8 @@ fn compare(
     let cascade = Cascade::from_manifest(manifest_path, config).map_err(|e| e.to_string())?;
     let n = tensors.len();
     let (mut main_ms, mut cascade_ms) = (vec![Vec::new(); n], vec![Vec::new(); n]);
-    let (mut main_texts, mut cascade_texts, mut paths) = (vec![String::new(); n], vec![String::new(); n], vec![""; n]);
+    let (mut main_texts, mut cascade_texts) = (vec![String::new(); n], vec![String::new(); n]);
+    let mut paths = vec![CascadePathTaken::Main; n];
     for input in tensors {
         recognize(&main, &main_labels, manifest.gate.confidence, input, shape)?; // warm-up, untimed
         cascade.run(&[("x", TensorRef::new(shape, input))]).map_err(|e| e.to_string())?;
@@ -181,17 +184,18 @@ fn compare(
             let labels = if result.path == CascadePath::Fast { &fast_labels } else { &main_labels };
             let decoded = labels.decode(&result.outputs[0]).map_err(|e| e.to_string())?;
             cascade_texts[i] = decoded.text;
-            paths[i] = if result.path == CascadePath::Fast { "fast" } else { "main" };
+            paths[i] = if result.path == CascadePath::Fast { CascadePathTaken::Fast } else { CascadePathTaken::Main };
         }
         super::progress(round + 1, rounds.max(1));
     }
-    let records: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({
-                "main_text": main_texts[i], "main_ms": median(main_ms[i].clone()),
-                "cascade_text": cascade_texts[i], "cascade_ms": median(cascade_ms[i].clone()), "path": paths[i],
-            })
+    let lines = (0..n)
+        .map(|i| ComparedLine {
+            main_text: std::mem::take(&mut main_texts[i]),
+            main_ms: median(std::mem::take(&mut main_ms[i])),
+            cascade_text: std::mem::take(&mut cascade_texts[i]),
+            cascade_ms: median(std::mem::take(&mut cascade_ms[i])),
+            path: paths[i],
         })
         .collect();
-    Ok(json!({ "threshold": manifest.gate.threshold, "lines": records }))
+    Ok(CascadeComparison { threshold: manifest.gate.threshold, lines })
 }

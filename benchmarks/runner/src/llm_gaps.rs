@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_schema::scheduling::LlmStreamGaps;
 use openautoglm::EngineConfig;
 use openautoglm::llm::{GenerateOptions, Llm};
 use openautoglm::metrics::Summary;
-use serde_json::{Value, json};
 
 /// Prompt tokens of the long request.
 const LONG_PROMPT_TOKENS: usize = 2000;
@@ -36,7 +36,7 @@ fn prefill_ms(llm: &Llm, prompt: &str) -> Result<f64, String> {
     Ok(ms(started.elapsed()))
 }
 
-pub(super) fn measure(dir: &std::path::Path) -> Result<Value, String> {
+pub(super) fn measure(dir: &std::path::Path) -> Result<LlmStreamGaps, String> {
     let llm = Llm::open(dir, EngineConfig::default()).map_err(|e| e.to_string())?;
     let prompt = long_prompt(&llm, LONG_PROMPT_TOKENS)?;
     let prompt_tokens = llm.encode(&prompt).map_err(|e| e.to_string())?.len();
@@ -77,14 +77,14 @@ pub(super) fn measure(dir: &std::path::Path) -> Result<Value, String> {
     let solo: Vec<f64> = pieces.windows(2).filter(|w| w[1] <= from).map(|w| ms(w[1] - w[0])).collect();
     let during = Summary::of(&gaps).ok_or("no piece arrived while the long prompt prefilled")?;
     let before = Summary::of(&solo).ok_or("no piece arrived before the long prompt")?;
-    Ok(json!({
-        "llm_file": llm.file(),
-        "llm_long_prompt_tokens": prompt_tokens,
-        "llm_stream_max_gap_ms": during.max,
-        "llm_stream_p50_gap_ms": during.p50,
-        "llm_stream_gaps_during_prefill": gaps.len(),
-        "llm_stream_p50_gap_alone_ms": before.p50,
-        "llm_long_prefill_alone_ms": alone_ms,
-        "llm_long_prefill_contended_ms": contended_ms,
-    }))
+    Ok(LlmStreamGaps {
+        llm_file: Some(llm.file().to_owned()),
+        llm_long_prompt_tokens: Some(prompt_tokens as u64),
+        llm_stream_max_gap_ms: Some(during.max),
+        llm_stream_p50_gap_ms: Some(during.p50),
+        llm_stream_gaps_during_prefill: Some(gaps.len() as u64),
+        llm_stream_p50_gap_alone_ms: Some(before.p50),
+        llm_long_prefill_alone_ms: Some(alone_ms),
+        llm_long_prefill_contended_ms: Some(contended_ms),
+    })
 }

@@ -27,14 +27,18 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use bench_schema::generation::{GenerationOutput, GenerationRun};
+use bench_schema::measured::{
+    AcceleratorsUsed, Measured, Metrics, Placement, ProviderPlacement, ShapeBuckets, SkippedAccelerator,
+};
+use bench_schema::outputs::{DumpedOutput, DumpedOutputs};
+use bench_schema::recipe::{InputSource, RecipeInput, RecipeType};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use openautoglm::metrics::{Summary, memory};
 use openautoglm::{
-    Accelerator, DeviceKind, ElementType, Engine, EngineConfig, OptimizeLevel, Placement, Runtime, ShapeBucket,
-    TensorRef,
+    Accelerator, DeviceKind, ElementType, Engine, EngineConfig, OptimizeLevel, Runtime, ShapeBucket, TensorRef,
 };
-use serde_json::{Value, json};
 
 struct Args {
     model: PathBuf,
@@ -122,8 +126,8 @@ fn optimize_level(text: &str) -> Result<OptimizeLevel, String> {
     })
 }
 
-/// One input built from its recipe: `values` (repeated to fill), `fill` (a constant), `tones` (audio) or `file`
-/// (raw little-endian elements, relative to the recipe; xtask writes images this way).
+/// One input built from its recipe (bench_schema::recipe): values repeated to fill, a constant, tones (audio) or
+/// a file of raw little-endian elements, relative to the recipe (xtask writes images this way).
 struct Input {
     name: String,
     element_type: ElementType,
@@ -131,48 +135,46 @@ struct Input {
     data: Vec<u8>,
 }
 
-fn build_input(spec: &Value, recipe_dir: &std::path::Path) -> Result<Input, String> {
-    let name = spec["name"].as_str().ok_or("recipe input without a name")?.to_owned();
-    let element_type = match spec["type"].as_str() {
-        Some("f32") => ElementType::F32,
-        Some("i64") => ElementType::I64,
-        Some("i32") => ElementType::I32,
-        other => return Err(format!("{name}: unsupported recipe type {other:?}")),
+fn build_input(spec: &RecipeInput, recipe_dir: &std::path::Path) -> Result<Input, String> {
+    let name = spec.name.clone();
+    let element_type = match spec.element_type {
+        RecipeType::F32 => ElementType::F32,
+        RecipeType::I64 => ElementType::I64,
+        RecipeType::I32 => ElementType::I32,
     };
-    let shape: Vec<i64> =
-        spec["shape"].as_array().ok_or(format!("{name}: no shape"))?.iter().filter_map(Value::as_i64).collect();
-    let count = shape.iter().product::<i64>().max(0) as usize;
-    if let Some(file) = spec["file"].as_str() {
-        let data = std::fs::read(recipe_dir.join(file)).map_err(|e| format!("{name}: {file}: {e}"))?;
-        return Ok(Input { name, element_type, shape, data });
-    }
-    let values: Vec<f64> = if let Some(list) = spec["values"].as_array() {
-        let list: Vec<f64> = list.iter().filter_map(Value::as_f64).collect();
-        (0..count).map(|i| list[i % list.len().max(1)]).collect()
-    } else if let Some(fill) = spec["fill"].as_f64() {
-        vec![fill; count]
-    } else if let Some(tones) = spec["tones"].as_array() {
-        let sr = spec["sample_rate"].as_f64().unwrap_or(16000.0);
-        (0..count)
-            .map(|i| {
-                tones
-                    .iter()
-                    .map(|t| {
-                        t[1].as_f64().unwrap_or(0.0)
-                            * (2.0 * std::f64::consts::PI * t[0].as_f64().unwrap_or(0.0) * i as f64 / sr).sin()
-                    })
-                    .sum()
-            })
-            .collect()
-    } else {
-        return Err(format!("{name}: the recipe needs values, fill or tones"));
+    let count = spec.element_count();
+    let values: Vec<f64> = match &spec.source {
+        InputSource::File { file } => {
+            let data = std::fs::read(recipe_dir.join(file)).map_err(|e| format!("{name}: {file}: {e}"))?;
+            return Ok(Input { name, element_type, shape: spec.shape.clone(), data });
+        }
+        InputSource::Image { .. } => return Err(format!("{name}: image inputs are made into files by xtask")),
+        InputSource::Values { values } => {
+            let list: Vec<f64> = values.iter().filter_map(serde_json::Number::as_f64).collect();
+            if list.is_empty() {
+                return Err(format!("{name}: the recipe's values are empty"));
+            }
+            (0..count).map(|i| list[i % list.len()]).collect()
+        }
+        InputSource::Fill { fill } => vec![fill.as_f64().unwrap_or(0.0); count],
+        InputSource::Tones { tones, sample_rate } => {
+            let rate = f64::from(sample_rate.unwrap_or(16000));
+            (0..count)
+                .map(|i| {
+                    tones
+                        .iter()
+                        .map(|[hz, amplitude]| amplitude * (2.0 * std::f64::consts::PI * hz * i as f64 / rate).sin())
+                        .sum()
+                })
+                .collect()
+        }
     };
     let data = match element_type {
         ElementType::F32 => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
         ElementType::I64 => values.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
         _ => values.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
     };
-    Ok(Input { name, element_type, shape, data })
+    Ok(Input { name, element_type, shape: spec.shape.clone(), data })
 }
 
 fn ms(since: Instant) -> f64 {
@@ -187,14 +189,14 @@ fn progress(done: usize, total: usize) {
 
 /// The inputs a recipe file describes (paths in it are relative to it).
 fn load_recipe(path: &std::path::Path) -> Result<Vec<Input>, String> {
-    let recipe: Value =
+    let recipe: Vec<RecipeInput> =
         serde_json::from_str(&std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?)
-            .map_err(|e| format!("recipe: {e}"))?;
+            .map_err(|e| format!("recipe {}: {e}", path.display()))?;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    recipe.as_array().ok_or("the recipe is a list of inputs")?.iter().map(|spec| build_input(spec, dir)).collect()
+    recipe.iter().map(|spec| build_input(spec, dir)).collect()
 }
 
-fn run(args: Args) -> Result<Value, String> {
+fn run(args: Args) -> Result<Measured, String> {
     let inputs = load_recipe(&args.recipe)?;
     let before = memory();
 
@@ -218,7 +220,8 @@ fn run(args: Args) -> Result<Value, String> {
     let first_inference_ms = ms(t);
     progress(1, total);
     if let Some(path) = &args.dump_outputs {
-        std::fs::write(path, outputs_json(&first).to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let dumped = serde_json::to_string(&dumped_outputs(&first)).map_err(|e| e.to_string())?;
+        std::fs::write(path, dumped).map_err(|e| format!("{}: {e}", path.display()))?;
     }
 
     let mut warmup = Vec::with_capacity(args.warmup);
@@ -244,39 +247,56 @@ fn run(args: Args) -> Result<Value, String> {
     let steady = Summary::of(&samples).expect("at least one run");
     let buckets = engine.shape_bucket_stats();
     // Placement from a separate profiling session, after the measurements so it cannot disturb them.
-    let placement = Engine::profile_once(&args.model, config_for(&args), &views).map(|p| placement_json(&p));
+    let placement = Engine::profile_once(&args.model, config_for(&args), &views)
+        .map(|p| placement_measured(&p))
+        .unwrap_or_else(|e| Placement { error: Some(e.to_string()), ..Placement::default() });
     let mb = |bytes: Option<u64>| bytes.map(|b| b as f64 / (1024.0 * 1024.0));
-    Ok(json!({
-        "ort_version": runtime.ort_version,
-        "threads": args.threads,
-        "optimize_level": format!("{:?}", args.optimize),
-        "accelerator": config_for(&args).accelerators[0].short_name(),
-        "accelerators": {
-            "active": engine.accelerators().active,
-            "skipped": engine.accelerators().skipped.iter()
-                .map(|s| json!({ "provider": s.provider, "reason": s.reason })).collect::<Vec<_>>(),
+    let report = engine.accelerators();
+    Ok(Measured {
+        ort_version: Some(runtime.ort_version),
+        threads: u32::try_from(args.threads).ok(),
+        optimize_level: Some(format!("{:?}", args.optimize)),
+        accelerator: Some(config_for(&args).accelerators[0].short_name().to_owned()),
+        accelerators: Some(AcceleratorsUsed {
+            active: report.active.clone(),
+            skipped: report
+                .skipped
+                .iter()
+                .map(|s| SkippedAccelerator { provider: s.provider.clone(), reason: s.reason.clone() })
+                .collect(),
+        }),
+        telemetry_enabled: Some(Runtime::telemetry_enabled()),
+        compile_cache: Some(format!("{:?}", engine.compile_cache())),
+        shape_buckets: Some(ShapeBuckets {
+            bucket_runs: buckets.bucket_runs.iter().map(|&n| n as u64).collect(),
+            dynamic_runs: buckets.dynamic_runs as u64,
+        }),
+        fed_f16: Some(args.feed_f16),
+        metrics: Metrics {
+            runtime_init_ms: Some(runtime_init_ms),
+            session_create_ms: Some(session_create_ms),
+            first_inference_ms: Some(first_inference_ms),
+            warmup_runs: Some(args.warmup as u64),
+            warmup_mean_ms: Summary::of(&warmup).map(|s| s.mean),
+            runs: Some(steady.count as u64),
+            mean_ms: Some(steady.mean),
+            std_ms: Some(steady.std),
+            min_ms: Some(steady.min),
+            max_ms: Some(steady.max),
+            p50_ms: Some(steady.p50),
+            p90_ms: Some(steady.p90),
+            p95_ms: Some(steady.p95),
+            p99_ms: Some(steady.p99),
+            rss_start_mb: mb(before.map(|m| m.rss)),
+            rss_after_runtime_mb: mb(after_runtime.map(|m| m.rss)),
+            rss_after_load_mb: mb(after_load.map(|m| m.rss)),
+            peak_rss_mb: mb(end.map(|m| m.peak_rss)),
+            alloc_bytes_per_run: None,
         },
-        "telemetry_enabled": Runtime::telemetry_enabled(),
-        "compile_cache": format!("{:?}", engine.compile_cache()),
-        "shape_buckets": { "bucket_runs": buckets.bucket_runs, "dynamic_runs": buckets.dynamic_runs },
-        "fed_f16": args.feed_f16,
-        "metrics": {
-            "runtime_init_ms": runtime_init_ms,
-            "session_create_ms": session_create_ms,
-            "first_inference_ms": first_inference_ms,
-            "warmup_runs": args.warmup,
-            "warmup_mean_ms": Summary::of(&warmup).map(|s| s.mean),
-            "runs": steady.count,
-            "mean_ms": steady.mean, "std_ms": steady.std, "min_ms": steady.min, "max_ms": steady.max,
-            "p50_ms": steady.p50, "p90_ms": steady.p90, "p95_ms": steady.p95, "p99_ms": steady.p99,
-            "rss_start_mb": mb(before.map(|m| m.rss)),
-            "rss_after_runtime_mb": mb(after_runtime.map(|m| m.rss)),
-            "rss_after_load_mb": mb(after_load.map(|m| m.rss)),
-            "peak_rss_mb": mb(end.map(|m| m.peak_rss)),
-        },
-        "placement": placement.unwrap_or_else(|e| json!({ "error": e.to_string() })),
-        "samples_ms": samples,
-    }))
+        placement: Some(placement),
+        outputs: None,
+        samples_ms: samples,
+    })
 }
 
 fn config_for(args: &Args) -> EngineConfig {
@@ -312,35 +332,49 @@ fn to_f16(inputs: Vec<Input>, engine: &Engine) -> Vec<Input> {
 }
 
 /// The result file's placement: nodes per provider, partitions in all, and the engine's warnings.
-fn placement_json(placement: &Placement) -> Value {
-    let nodes: serde_json::Map<String, Value> =
-        placement.providers.iter().map(|p| (p.provider.clone(), json!(p.nodes))).collect();
-    let partitions: i32 = placement.providers.iter().map(|p| p.partitions).sum();
-    let providers: Vec<Value> = placement
-        .providers
-        .iter()
-        .map(|p| json!({ "provider": p.provider, "nodes": p.nodes, "partitions": p.partitions }))
-        .collect();
-    json!({ "nodes_by_provider": nodes, "partitions": partitions, "providers": providers, "warnings": placement.warnings })
+fn placement_measured(placement: &openautoglm::Placement) -> Placement {
+    let count = |n: i32| u64::try_from(n).unwrap_or(0);
+    Placement {
+        error: None,
+        nodes_by_provider: Some(placement.providers.iter().map(|p| (p.provider.clone(), count(p.nodes))).collect()),
+        partitions: Some(placement.providers.iter().map(|p| count(p.partitions)).sum()),
+        providers: placement
+            .providers
+            .iter()
+            .map(|p| ProviderPlacement {
+                provider: p.provider.clone(),
+                nodes: count(p.nodes),
+                partitions: count(p.partitions),
+            })
+            .collect(),
+        warnings: placement.warnings.clone(),
+    }
 }
 
-/// Outputs as JSON numbers (f32 outputs; other types as their values), keyed by name.
-fn outputs_json(outputs: &[openautoglm::Tensor]) -> Value {
-    let mut map = serde_json::Map::new();
-    for t in outputs {
-        let values: Vec<f64> = match t.element_type {
-            ElementType::F32 => t.to_vec::<f32>().unwrap_or_default().into_iter().map(f64::from).collect(),
-            ElementType::I64 => t.to_vec::<i64>().unwrap_or_default().into_iter().map(|v| v as f64).collect(),
-            ElementType::I32 => t.to_vec::<i32>().unwrap_or_default().into_iter().map(f64::from).collect(),
-            _ => Vec::new(),
-        };
-        map.insert(t.name.clone(), json!({ "type": t.element_type.name(), "shape": t.shape, "values": values }));
-    }
-    Value::Object(map)
+/// Outputs as numbers (f32, i64 and i32 outputs; others with no values), keyed by name. Non-finite values are
+/// written as `null`.
+fn dumped_outputs(outputs: &[openautoglm::Tensor]) -> DumpedOutputs {
+    outputs
+        .iter()
+        .map(|t| {
+            let values: Vec<f64> = match t.element_type {
+                ElementType::F32 => t.to_vec::<f32>().unwrap_or_default().into_iter().map(f64::from).collect(),
+                ElementType::I64 => t.to_vec::<i64>().unwrap_or_default().into_iter().map(|v| v as f64).collect(),
+                ElementType::I32 => t.to_vec::<i32>().unwrap_or_default().into_iter().map(f64::from).collect(),
+                _ => Vec::new(),
+            };
+            let output = DumpedOutput {
+                element_type: t.element_type.name().to_owned(),
+                shape: t.shape.clone(),
+                values: values.into_iter().map(|v| v.is_finite().then_some(v)).collect(),
+            };
+            (t.name.clone(), output)
+        })
+        .collect()
 }
 
 /// `--generate`: time to first token, tokens/s and per-token percentiles, per run.
-fn run_generate() -> Result<Value, String> {
+fn run_generate() -> Result<GenerationOutput, String> {
     use openautoglm::llm::{ChatMessage, GenerateOptions, Llm};
     let mut args = std::env::args().skip(1).filter(|a| a != "--generate");
     let (mut dir, mut variant, mut question, mut ort) = (None, None::<String>, String::new(), None);
@@ -414,19 +448,38 @@ fn run_generate() -> Result<Value, String> {
             continue;
         }
         let m = generation.metrics();
-        results.push(json!({
-            "prompt_tokens": m.prompt_tokens, "generated_tokens": m.generated_tokens,
-            "tokens": generation.tokens(),
-            "time_to_first_token_ms": m.time_to_first_token_ms, "tokens_per_second": m.tokens_per_second,
-            "token_p50_ms": m.token_p50_ms, "token_p95_ms": m.token_p95_ms, "peak_rss_mb": m.process_peak_rss_mb, "request_rss_rise_mb": m.request_rss_rise_mb,
-            "draft_tokens": m.draft_tokens, "accepted_draft_tokens": m.accepted_draft_tokens, "decode_passes": m.decode_passes,
-        }));
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        results.push(GenerationRun {
+            prompt_tokens: count(m.prompt_tokens.into()),
+            generated_tokens: count(m.generated_tokens.into()),
+            tokens: generation.tokens().to_vec(),
+            time_to_first_token_ms: m.time_to_first_token_ms,
+            tokens_per_second: m.tokens_per_second,
+            token_p50_ms: m.token_p50_ms,
+            token_p95_ms: m.token_p95_ms,
+            peak_rss_mb: Some(m.process_peak_rss_mb),
+            request_rss_rise_mb: Some(m.request_rss_rise_mb),
+            draft_tokens: count(m.draft_tokens.into()),
+            accepted_draft_tokens: count(m.accepted_draft_tokens.into()),
+            decode_passes: count(m.decode_passes.into()),
+        });
         progress(run, runs);
     }
-    let value = json!({ "runner": "rust", "file": llm.file(), "load_ms": load_ms, "rss_after_load_mb": rss_after_load_mb, "runs": results });
-    std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json"))
-        .map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(value)
+    let output = GenerationOutput {
+        runner: "rust".into(),
+        file: Some(llm.file().to_owned()),
+        load_ms: Some(load_ms),
+        rss_after_load_mb,
+        runs: results,
+    };
+    write_json(&out, &output)?;
+    Ok(output)
+}
+
+/// Writes a result as pretty JSON.
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn main() {
@@ -460,9 +513,7 @@ fn main() {
     }
     let result = parse_args().and_then(|args| {
         let out = args.out.clone();
-        let value = run(args)?;
-        std::fs::write(&out, serde_json::to_string_pretty(&value).expect("json"))
-            .map_err(|e| format!("{}: {e}", out.display()))
+        write_json(&out, &run(args)?)
     });
     if let Err(e) = result {
         eprintln!("openautoglm-bench: {e}");

@@ -16,9 +16,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_schema::scheduling::{LlmStreamGaps, SchedulingMetrics, SchedulingOutput};
 use openautoglm::metrics::{Summary, memory};
 use openautoglm::{CancelToken, Engine, EngineConfig, Error, Priority, RunOptions, Runtime, TensorRef};
-use serde_json::json;
 
 use super::{Input, load_recipe, progress};
 
@@ -344,54 +344,49 @@ pub(super) fn run() -> Result<(), String> {
         Some(dir) => {
             let gaps = super::llm_gaps::measure(dir)?;
             done(&mut step);
-            Some(gaps)
+            gaps
         }
-        None => None,
+        None => LlmStreamGaps::default(),
     };
     done(&mut step);
 
-    let mut scheduling = json!({
-        "interactive_p50_idle_ms": idle_summary.p50,
-        "interactive_p90_idle_ms": idle_summary.p90,
-        "interactive_p99_idle_ms": idle_summary.p99,
-        "interactive_p50_loaded_ms": loaded_summary.p50,
-        "interactive_p90_loaded_ms": loaded_summary.p90,
-        "interactive_p99_loaded_ms": loaded_summary.p99,
-        "interactive_p99_ratio": loaded_summary.p99 / idle_summary.p99,
-        "interactive_p99_from_due_idle_ms": idle.p99_from_due(),
-        "interactive_p99_from_due_loaded_ms": loaded.p99_from_due(),
-        "fifo_interactive_p50_ms": fifo_summary.p50,
-        "fifo_interactive_p99_ms": fifo_summary.p99,
-        "fifo_interactive_p99_ratio": fifo_summary.p99 / idle_summary.p99,
-        "background_runs_per_s_alone": alone,
-        "background_runs_per_s_under_interactive": loaded.background_per_s(),
-        "background_runs_per_s_fifo": fifo.background_per_s(),
-        "background_preempted_runs": loaded.preempted,
-        "concurrent_requests_per_s": concurrent_rate / 2.0,
-        "serialised_requests_per_s": serial_rate / 2.0,
-        "concurrent_throughput_ratio": concurrent_rate / serial_rate,
-        "engine_rss_mb_one_session": serial_mb,
-        "extra_session_rss_mb": concurrent_mb - serial_mb,
-        "background_run_ms": run_ms,
-        "cancelled_part_way": cancels.len(),
-        "cancel_latency_p50_ms": cancel.p50,
-        "cancel_latency_p99_ms": cancel.p99,
-        "deadline_requests": args.requests,
-        "deadline_exceeded": with_deadlines.deadline_exceeded,
-        "late_results": with_deadlines.late,
-    });
-    if let Some(gaps) = llm {
-        let fields = scheduling.as_object_mut().expect("object");
-        for (key, value) in gaps.as_object().expect("object") {
-            fields.insert(key.clone(), value.clone());
-        }
-    }
-    let value = json!({
-        "ort_version": runtime.ort_version,
-        "interval_ms": ms(args.interval),
-        "requests": args.requests,
-        "scheduling": scheduling,
-    });
-    std::fs::write(&args.out, serde_json::to_string_pretty(&value).expect("json"))
+    let scheduling = SchedulingMetrics {
+        interactive_p50_idle_ms: idle_summary.p50,
+        interactive_p90_idle_ms: idle_summary.p90,
+        interactive_p99_idle_ms: idle_summary.p99,
+        interactive_p50_loaded_ms: loaded_summary.p50,
+        interactive_p90_loaded_ms: loaded_summary.p90,
+        interactive_p99_loaded_ms: loaded_summary.p99,
+        interactive_p99_ratio: loaded_summary.p99 / idle_summary.p99,
+        interactive_p99_from_due_idle_ms: idle.p99_from_due(),
+        interactive_p99_from_due_loaded_ms: loaded.p99_from_due(),
+        fifo_interactive_p50_ms: fifo_summary.p50,
+        fifo_interactive_p99_ms: fifo_summary.p99,
+        fifo_interactive_p99_ratio: fifo_summary.p99 / idle_summary.p99,
+        background_runs_per_s_alone: alone,
+        background_runs_per_s_under_interactive: loaded.background_per_s(),
+        background_runs_per_s_fifo: fifo.background_per_s(),
+        background_preempted_runs: loaded.preempted,
+        concurrent_requests_per_s: concurrent_rate / 2.0,
+        serialised_requests_per_s: serial_rate / 2.0,
+        concurrent_throughput_ratio: concurrent_rate / serial_rate,
+        engine_rss_mb_one_session: serial_mb,
+        extra_session_rss_mb: concurrent_mb - serial_mb,
+        background_run_ms: run_ms,
+        cancelled_part_way: cancels.len() as u64,
+        cancel_latency_p50_ms: cancel.p50,
+        cancel_latency_p99_ms: cancel.p99,
+        deadline_requests: args.requests as u64,
+        deadline_exceeded: with_deadlines.deadline_exceeded as u64,
+        late_results: with_deadlines.late as u64,
+        llm,
+    };
+    let output = SchedulingOutput {
+        ort_version: runtime.ort_version,
+        interval_ms: ms(args.interval),
+        requests: args.requests as u64,
+        scheduling,
+    };
+    std::fs::write(&args.out, serde_json::to_string_pretty(&output).map_err(|e| e.to_string())?)
         .map_err(|e| format!("{}: {e}", args.out.display()))
 }

@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use bench_schema::outputs::{OutputFile, VerdictOutputs};
 use openautoglm::{Accelerator, DeviceKind, ElementType, Engine, EngineConfig, Runtime, Tensor, TensorRef};
-use serde_json::json;
 
 use super::{load_recipe, progress};
 
@@ -69,8 +69,9 @@ fn dump(outputs: &[Tensor], dir: &Path, i: usize) -> Result<(), String> {
         let file = format!("{i}-{k}.f32");
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(dir.join(&file), bytes).map_err(|e| format!("{file}: {e}"))?;
-        described.push(json!({ "name": t.name, "shape": t.shape, "file": file }));
+        described.push(OutputFile { name: t.name.clone(), shape: t.shape.clone(), file });
     }
     let path = dir.join(format!("{i}.json"));
-    std::fs::write(&path, json!({ "outputs": described }).to_string()).map_err(|e| format!("{}: {e}", path.display()))
+    let text = serde_json::to_string(&VerdictOutputs { outputs: described }).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -275,10 +275,13 @@ public enum Runtime {
     /// Throws `EngineError.NativeLibraryUnavailable` when the native library is not the one these bindings were
     /// generated from (as Kotlin's `OpenAutoGLM.checkNativeLibrary`).
     public static func checkNativeLibrary() throws {
-        let native = nativeVersion()
-        guard native == version else {
-            throw EngineError.NativeLibraryUnavailable(
-                reason: "libopenautoglm_ffi is version \(native) but the Swift bindings are \(version)")
-        }
+        if let mismatch = versionMismatch(native: nativeVersion()) { throw mismatch }
+    }
+
+    /// The error for a native library of another version than these bindings', or nil when they match.
+    static func versionMismatch(native: String, bindings: String = version) -> EngineError? {
+        guard native != bindings else { return nil }
+        return EngineError.NativeLibraryUnavailable(
+            reason: "libopenautoglm_ffi is version \(native) but the Swift bindings are \(bindings); use the same version of both")
     }
 }

@@ -172,6 +172,14 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(nativeVersion(), Runtime.version)
     }
 
+    /// A library of another version is the typed error naming both versions (a real second build is not made here).
+    func testANativeLibraryOfAnotherVersionIsNativeLibraryUnavailable() {
+        XCTAssertNil(Runtime.versionMismatch(native: Runtime.version))
+        guard case let .NativeLibraryUnavailable(reason)? = Runtime.versionMismatch(native: "0.0.1-other", bindings: "0.9.0")
+        else { return XCTFail("expected NativeLibraryUnavailable") }
+        XCTAssertTrue(reason.contains("0.0.1-other") && reason.contains("0.9.0"), reason)
+    }
+
     /// Blocking runs go to the SDK's native queue behind a checked continuation, never to the awaiting task's
     /// cooperative thread; more concurrent requests than cores all complete.
     func testBlockingCallsRunOnTheNativeQueue() async throws {

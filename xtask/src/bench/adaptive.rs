@@ -17,7 +17,10 @@ use super::{Args, device_info, git_commit, result_path};
 use crate::cascades::{self, calibrate, lines, pair};
 use crate::devices::Device;
 use crate::models::llm;
-use crate::results::{self, DeviceInfo, SCHEMA_VERSION};
+use crate::results::{
+    self, CascadeComparison, CascadePathTaken, ComparedLine, DeviceInfo, GenerationOutput, GenerationRun,
+    SCHEMA_VERSION,
+};
 use crate::{cache, runner};
 
 const PAIR: &str = "ocr-rec";
@@ -109,37 +112,6 @@ pub struct SpecTrial {
     pub greedy_equal: bool,
 }
 
-#[derive(Deserialize)]
-struct CompareOutput {
-    threshold: f32,
-    lines: Vec<ComparedLine>,
-}
-
-#[derive(Deserialize)]
-struct ComparedLine {
-    main_text: String,
-    main_ms: f64,
-    cascade_text: String,
-    cascade_ms: f64,
-    path: String,
-}
-
-#[derive(Deserialize)]
-struct GenerateOutput {
-    runs: Vec<GenerateRun>,
-}
-
-#[derive(Deserialize)]
-struct GenerateRun {
-    tokens: Vec<u32>,
-    tokens_per_second: f64,
-    time_to_first_token_ms: f64,
-    generated_tokens: i64,
-    draft_tokens: i64,
-    accepted_draft_tokens: i64,
-    decode_passes: i64,
-}
-
 pub(super) fn run(args: &Args) -> Result<()> {
     if args.device != Device::Host {
         bail!("--suite adaptive runs on this machine; drop --device");
@@ -203,7 +175,7 @@ fn measure_cascade(
             .arg(&out),
         "cascade vs main alone, evaluation lines",
     )?;
-    let compared: CompareOutput = results::read(&out)?;
+    let compared: CascadeComparison = results::read(&out)?;
     let n = compared.lines.len().max(1) as f64;
     let share = |f: &dyn Fn(&ComparedLine, &String) -> bool| {
         compared.lines.iter().zip(&truths).filter(|(l, t)| f(l, t)).count() as f64 / n
@@ -214,7 +186,7 @@ fn measure_cascade(
     let main_ms: Vec<f64> = compared.lines.iter().map(|l| l.main_ms).collect();
     let cascade_ms: Vec<f64> = compared.lines.iter().map(|l| l.cascade_ms).collect();
     let fast: Vec<(&ComparedLine, &String)> =
-        compared.lines.iter().zip(&truths).filter(|(l, _)| l.path == "fast").collect();
+        compared.lines.iter().zip(&truths).filter(|(l, _)| l.path == CascadePathTaken::Fast).collect();
     let metrics = AdaptiveMetrics {
         cascade_accuracy: share(&|l, t| calibrate::same_text(&l.cascade_text, t)),
         main_accuracy: share(&|l, t| calibrate::same_text(&l.main_text, t)),
@@ -225,7 +197,7 @@ fn measure_cascade(
         cascade_mean_latency_ratio: cascade_ms.iter().sum::<f64>() / main_ms.iter().sum::<f64>().max(1e-9),
         cascade_p99_ms: calibrate::percentile(&cascade_ms, 0.99),
         main_p99_ms: calibrate::percentile(&main_ms, 0.99),
-        escalation_rate: share(&|l, _| l.path == "main"),
+        escalation_rate: share(&|l, _| l.path == CascadePathTaken::Main),
         evaluation_lines: compared.lines.len(),
         threshold: compared.threshold,
         spec_tokens_per_s_ratio: 0.0,
@@ -245,7 +217,7 @@ fn generate(
     dir: &Path,
     question: &str,
     drafter: Option<(Option<&str>, i32)>,
-) -> Result<GenerateRun> {
+) -> Result<GenerationRun> {
     let out = std::env::temp_dir().join(format!("openautoglm-adaptive-{}.json", std::process::id()));
     let mut command = Command::new(binary);
     command
@@ -264,7 +236,7 @@ fn generate(
         }
     }
     crate::cmd::capture(&mut command)?;
-    let output: GenerateOutput = results::read(&out)?;
+    let output: GenerationOutput = results::read(&out)?;
     let _ = std::fs::remove_file(&out);
     output.runs.into_iter().next().ok_or_else(|| anyhow::anyhow!("the runner timed no generation"))
 }
@@ -284,7 +256,7 @@ fn measure_speculation(binary: &Path, ort: &Path, rounds: usize) -> Result<Vec<S
     for ((prompt_name, question), (draft, k)) in plan {
         let (mut plain, mut spec, mut ratios, mut equal) = (Vec::new(), Vec::new(), Vec::new(), true);
         let (mut plain_ttft, mut spec_ttft, mut ttft_ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut proposed, mut accepted, mut generated, mut passes) = (0i64, 0i64, 0i64, 0i64);
+        let (mut proposed, mut accepted, mut generated, mut passes) = (0u64, 0u64, 0u64, 0u64);
         for _ in 0..rounds {
             // Interleaved: the target alone, then with the drafter, so drift hits both alike.
             let alone = generate(binary, ort, &dir, question, None)?;
@@ -298,7 +270,7 @@ fn measure_speculation(binary: &Path, ort: &Path, rounds: usize) -> Result<Vec<S
             ttft_ratios.push(with.time_to_first_token_ms / alone.time_to_first_token_ms.max(1e-9));
             proposed += with.draft_tokens;
             accepted += with.accepted_draft_tokens;
-            generated += with.generated_tokens - 1;
+            generated += with.generated_tokens.saturating_sub(1);
             passes += with.decode_passes;
             bar.inc(1);
         }

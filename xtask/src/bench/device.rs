@@ -117,10 +117,14 @@ pub fn check_outputs(results: &[BenchResult]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::DumpedOutput;
+    use bench_schema::outputs::DumpedOutput;
 
     fn outputs(values: &[f64], shape: &[i64]) -> DumpedOutputs {
-        let output = DumpedOutput { shape: shape.to_vec(), values: values.iter().copied().map(Some).collect() };
+        let output = DumpedOutput {
+            shape: shape.to_vec(),
+            values: values.iter().copied().map(Some).collect(),
+            ..Default::default()
+        };
         [("y".to_owned(), output)].into_iter().collect()
     }
 

@@ -103,18 +103,18 @@ fn print_table(m: &SchedulingMetrics) {
         format!("{} / {}", m.deadline_exceeded, m.deadline_requests),
         "deadlines 0.5-2x idle p50",
     );
-    if let (Some(max), Some(p50)) = (m.llm_stream_max_gap_ms, m.llm_stream_p50_gap_ms) {
+    if let (Some(max), Some(p50)) = (m.llm.llm_stream_max_gap_ms, m.llm.llm_stream_p50_gap_ms) {
         row("LLM stream gap max / p50 (long prefill)", format!("{max:.0} / {p50:.0} ms"), "goal max <= 5x p50");
         row("  ratio", format!("{:.2}x", max / p50), "");
-        row("  stream p50 gap alone", format!("{:.0} ms", m.llm_stream_p50_gap_alone_ms.unwrap_or_default()), "");
+        row("  stream p50 gap alone", format!("{:.0} ms", m.llm.llm_stream_p50_gap_alone_ms.unwrap_or_default()), "");
         row(
             "  long prefill alone / contended",
             format!(
                 "{:.0} / {:.0} ms",
-                m.llm_long_prefill_alone_ms.unwrap_or_default(),
-                m.llm_long_prefill_contended_ms.unwrap_or_default()
+                m.llm.llm_long_prefill_alone_ms.unwrap_or_default(),
+                m.llm.llm_long_prefill_contended_ms.unwrap_or_default()
             ),
-            &format!("{} prompt tokens", m.llm_long_prompt_tokens.unwrap_or_default()),
+            &format!("{} prompt tokens", m.llm.llm_long_prompt_tokens.unwrap_or_default()),
         );
     }
 }

@@ -4,22 +4,8 @@
 
 use anyhow::{Result, bail};
 use openautoglm::cascade::{CascadeTarget, ThresholdRow};
-use serde::Deserialize;
 
-/// One calibration line as the runner's `--profile` measured it, with its true text.
-#[derive(Deserialize, Clone)]
-pub struct Profiled {
-    pub fast_text: String,
-    pub confidence: f32,
-    pub fast_ms: f64,
-    pub main_text: String,
-    pub main_ms: f64,
-}
-
-#[derive(Deserialize)]
-pub struct Profile {
-    pub lines: Vec<Profiled>,
-}
+use crate::results::ProfiledLine;
 
 /// Exact match with spaces left out, as PaddleOCR's own recognition metric counts it (`RecMetric`'s
 /// `ignore_space`, on by default): where a line recognizer puts a space is not what it is judged on.
@@ -54,7 +40,7 @@ pub fn percentile(values: &[f64], q: f64) -> f64 {
 }
 
 /// What the cascade gives at `threshold` (escalating below it).
-pub fn row(lines: &[Profiled], truths: &[String], threshold: f32) -> ThresholdRow {
+pub fn row(lines: &[ProfiledLine], truths: &[String], threshold: f32) -> ThresholdRow {
     let (mut correct, mut escalated, mut ms) = (0usize, 0usize, Vec::with_capacity(lines.len()));
     for (line, truth) in lines.iter().zip(truths) {
         let escalate = line.confidence < threshold;
@@ -76,7 +62,7 @@ pub fn row(lines: &[Profiled], truths: &[String], threshold: f32) -> ThresholdRo
 /// Every threshold worth trying (each line's confidence, nudged up so that line escalates, and 0: never), its row,
 /// and the fastest that meets `target`.
 pub fn choose(
-    lines: &[Profiled],
+    lines: &[ProfiledLine],
     truths: &[String],
     target: CascadeTarget,
 ) -> Result<(ThresholdRow, Vec<ThresholdRow>)> {
@@ -122,8 +108,8 @@ pub fn thinned(rows: &[ThresholdRow], chosen: &ThresholdRow) -> Vec<ThresholdRow
 mod tests {
     use super::*;
 
-    fn line(conf: f32, fast: &str, main: &str) -> Profiled {
-        Profiled { fast_text: fast.into(), confidence: conf, fast_ms: 1.0, main_text: main.into(), main_ms: 4.0 }
+    fn line(conf: f32, fast: &str, main: &str) -> ProfiledLine {
+        ProfiledLine { fast_text: fast.into(), confidence: conf, fast_ms: 1.0, main_text: main.into(), main_ms: 4.0 }
     }
 
     #[test]

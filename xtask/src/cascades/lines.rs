@@ -8,10 +8,10 @@ use std::fs;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use bench_schema::cascade::TextLines;
 use image::imageops;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 use super::pair::{Pair, dir};
 use crate::models::llm;
@@ -30,18 +30,6 @@ impl Set {
             Set::Evaluation => "evaluation",
         }
     }
-}
-
-/// `lines-<set>.json`: what the runner reads.
-#[derive(Serialize, Deserialize)]
-pub struct Lines {
-    pub height: u32,
-    pub width: u32,
-    /// Each line's width after resizing to `height` (at most `width`); its pixels are rows of that width.
-    pub widths: Vec<u32>,
-    pub texts: Vec<String>,
-    /// The gray pixels, line after line, next to this file.
-    pub pixels: String,
 }
 
 /// Renders the set once (the same seed gives the same lines) and returns its `lines-<set>.json`.
@@ -77,7 +65,7 @@ pub fn labelled(pair: &Pair, set: Set) -> Result<PathBuf> {
     bar.finish_and_clear();
     fs::create_dir_all(&dir)?;
     fs::write(&pixels, bytes)?;
-    let lines = Lines {
+    let lines = TextLines {
         height: recipe.height,
         width: recipe.width,
         widths,

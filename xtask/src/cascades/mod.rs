@@ -55,7 +55,7 @@ pub fn calibrate(pair_id: &str, target: CascadeTarget, rounds: usize) -> Result<
         .arg("--out")
         .arg(&out);
     runner::run_with_progress(&mut command, &format!("{}: both models on each calibration line", pair.id))?;
-    let profile: calibrate::Profile = crate::results::read(&out)?;
+    let profile: crate::results::CascadeProfile = crate::results::read(&out)?;
     let (chosen, rows) = calibrate::choose(&profile.lines, &truths, target)?;
     let main = calibrate::row(&profile.lines, &truths, f32::INFINITY); // every line escalated: the main model's accuracy
     let table = calibrate::thinned(&rows, &chosen);
@@ -101,6 +101,6 @@ pub fn calibrate(pair_id: &str, target: CascadeTarget, rounds: usize) -> Result<
 
 /// The true texts of a labelled set.
 pub fn truths(lines: &std::path::Path) -> Result<Vec<String>> {
-    let parsed: lines::Lines = serde_json::from_str(&fs::read_to_string(lines)?)?;
+    let parsed: bench_schema::cascade::TextLines = crate::results::read(lines)?;
     Ok(parsed.texts)
 }

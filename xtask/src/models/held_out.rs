@@ -12,29 +12,29 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use bench_schema::recipe::{ImageSpec, InputSource, RecipeInput, RecipeType};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Package, entry, fetch_asset, image_tensor, manifest, normalized};
+use super::{Package, entry, fetch_asset, file_stem, image_tensor, manifest, normalized};
 use crate::cache::{self, PypiFile};
 use crate::text_render;
 
 /// The three sets, in the order the maker uses them.
 pub const SETS: [&str; 3] = ["calibration", "selection", "test"];
 
-#[derive(Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct HeldOut {
     /// An asset (tokenizer.json) that turns `text` samples into ids.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<String>,
     /// Audio samples are scaled by this (1.0: [-1, 1]; 32767: 16-bit scale).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_scale: Option<f64>,
     /// Models (ids, FP32) that turn audio into this model's input, in order: openWakeWord's melspectrogram for its
     /// embedding; melspectrogram and embedding for a wake-word classifier. held_out.py runs them on the host.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub front_end: Vec<String>,
     pub calibration: Vec<Sample>,
     pub selection: Vec<Sample>,
@@ -52,25 +52,36 @@ impl HeldOut {
 }
 
 /// One input of a set: exactly one of `image`, `text`, `audio`, `speech`, `line` or `page`.
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Sample {
     /// An image asset, optionally cropped (fractions: left, top, right, bottom).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub crop: Option<[f64; 4]>,
     /// A sentence, tokenized with the set's tokenizer.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// A recording asset (WAV), cut at `offset_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub audio: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub offset_s: Option<f64>,
     /// A sentence spoken by espeak-ng with `voice`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub speech: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub voice: Option<String>,
     /// A text line rendered with font number `font`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<String>,
     /// A page of text rows rendered with font number `font`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub font: Option<usize>,
     /// Where the sample comes from, when that is more than its asset or text (a verse, a passage).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
 
@@ -119,31 +130,89 @@ pub fn shared_sources(models: &[String]) -> Result<usize> {
 pub fn materialize(model: &str, dir: &Path) -> Result<Option<PathBuf>> {
     let entry = entry(model)?;
     let Some(held_out) = entry.held_out else { return Ok(None) };
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(super::manifest_path())?)?;
-    let recipe = manifest["models"]
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["id"] == model))
-        .and_then(|m| m["inputs"].as_array())
-        .context("the model has no input recipe")?
-        .clone();
+    if entry.inputs.is_empty() {
+        bail!("{model} has no input recipe in benchmarks/models.json");
+    }
     let tokenizer = held_out.tokenizer.as_deref().map(fetch_asset).transpose()?;
-    let mut made =
-        Making { recipe: &recipe, dir, tokenizer, held_out: &held_out, fonts: None, espeak: None, front_end: None };
-    let mut sets = serde_json::Map::new();
+    let mut made = Making {
+        recipe: &entry.inputs,
+        dir,
+        tokenizer,
+        held_out: &held_out,
+        fonts: None,
+        espeak: None,
+        front_end: None,
+    };
+    let mut sets: BTreeMap<&str, Vec<Vec<SampleInput>>> = BTreeMap::new();
     for set in SETS {
         let mut samples = Vec::new();
         for (i, sample) in held_out.set(set).iter().enumerate() {
             samples.push(made.sample_inputs(sample, &format!("{set}-{i}"))?);
         }
-        sets.insert(set.to_owned(), Value::Array(samples));
+        sets.insert(set, samples);
     }
     let path = dir.join("held_out.json");
-    fs::write(&path, serde_json::to_string(&Value::Object(sets))?)?;
+    fs::write(&path, serde_json::to_string(&sets)?)?;
     Ok(Some(path))
 }
 
+/// One input of a held-out sample as tools/models/held_out.py reads it: a recipe input (the recipe's own, or a
+/// picture made into a file here), or one held_out.py makes from a sentence (tokenized), a recording or a spoken
+/// sentence (cut to the window, and through the front end).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SampleInput {
+    Recipe(RecipeInput),
+    Text {
+        #[serde(flatten)]
+        slot: Slot,
+        text: String,
+        tokenizer: PathBuf,
+    },
+    Audio {
+        #[serde(flatten)]
+        slot: Slot,
+        audio: PathBuf,
+        #[serde(flatten)]
+        sound: Sound,
+    },
+    Speech {
+        #[serde(flatten)]
+        slot: Slot,
+        speech: String,
+        voice: String,
+        espeak: PathBuf,
+        #[serde(flatten)]
+        sound: Sound,
+    },
+}
+
+impl SampleInput {
+    /// Whether the sample, not the recipe, gave this input.
+    fn given_by_sample(&self) -> bool {
+        !matches!(self, SampleInput::Recipe(input) if !matches!(input.source, InputSource::File { .. }))
+    }
+}
+
+/// Which model input a made input fills.
+#[derive(Serialize)]
+struct Slot {
+    name: String,
+    #[serde(rename = "type")]
+    element_type: RecipeType,
+    shape: Vec<i64>,
+}
+
+/// Where a sound starts, how it is scaled, and the models that turn it into this model's input.
+#[derive(Serialize)]
+struct Sound {
+    offset_s: Option<f64>,
+    audio_scale: Option<f64>,
+    front_end: Vec<PathBuf>,
+}
+
 struct Making<'a> {
-    recipe: &'a [Value],
+    recipe: &'a [RecipeInput],
     dir: &'a Path,
     tokenizer: Option<PathBuf>,
     held_out: &'a HeldOut,
@@ -154,52 +223,62 @@ struct Making<'a> {
 
 impl Making<'_> {
     /// One sample: the recipe's inputs with the image, text or audio of `sample` in place of the recipe's own.
-    fn sample_inputs(&mut self, sample: &Sample, tag: &str) -> Result<Value> {
+    fn sample_inputs(&mut self, sample: &Sample, tag: &str) -> Result<Vec<SampleInput>> {
         let mut inputs = Vec::new();
         for spec in self.recipe {
-            let name = spec["name"].as_str().context("recipe input without a name")?;
-            let is_audio = spec["type"] == "f32" && spec.get("tones").is_some();
-            let input = if spec.get("image").is_some()
-                && (sample.image.is_some() || sample.line.is_some() || sample.page.is_some())
-            {
-                let bytes = self.picture_input(spec, sample)?;
-                let file = format!("held_out/{tag}-{}.f32", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
-                fs::create_dir_all(self.dir.join("held_out"))?;
-                fs::write(self.dir.join(&file), bytes)?;
-                json!({ "name": name, "type": "f32", "shape": spec["shape"], "file": file })
-            } else if let Some(text) = &sample.text {
-                let tokenizer = self.tokenizer.as_ref().context("text samples need a `tokenizer` asset")?;
-                json!({ "name": name, "type": spec["type"], "shape": spec["shape"], "text": text, "tokenizer": tokenizer })
-            } else if let (Some(audio), true) = (&sample.audio, is_audio) {
-                json!({ "name": name, "type": "f32", "shape": spec["shape"], "audio": fetch_asset(audio)?,
-                        "offset_s": sample.offset_s, "audio_scale": self.held_out.audio_scale,
-                        "front_end": self.front_end()? })
-            } else if let (Some(speech), true) = (&sample.speech, is_audio) {
-                json!({ "name": name, "type": "f32", "shape": spec["shape"], "speech": speech,
-                        "voice": sample.voice.as_deref().unwrap_or("en-us"), "espeak": self.espeak()?,
-                        "offset_s": sample.offset_s, "audio_scale": self.held_out.audio_scale,
-                        "front_end": self.front_end()? })
-            } else {
-                spec.clone()
+            let slot = || Slot { name: spec.name.clone(), element_type: spec.element_type, shape: spec.shape.clone() };
+            let is_audio = spec.element_type == RecipeType::F32 && matches!(spec.source, InputSource::Tones { .. });
+            let is_picture = sample.image.is_some() || sample.line.is_some() || sample.page.is_some();
+            let input = match &spec.source {
+                InputSource::Image { .. } if is_picture => {
+                    let bytes = self.picture_input(spec, sample)?;
+                    let file = format!("held_out/{tag}-{}.f32", file_stem(&spec.name));
+                    fs::create_dir_all(self.dir.join("held_out"))?;
+                    fs::write(self.dir.join(&file), bytes)?;
+                    SampleInput::Recipe(RecipeInput {
+                        element_type: RecipeType::F32,
+                        comment: None,
+                        source: InputSource::File { file },
+                        ..spec.clone()
+                    })
+                }
+                _ if sample.text.is_some() => SampleInput::Text {
+                    slot: slot(),
+                    text: sample.text.clone().expect("checked"),
+                    tokenizer: self.tokenizer.clone().context("text samples need a `tokenizer` asset")?,
+                },
+                _ if is_audio && sample.audio.is_some() => SampleInput::Audio {
+                    slot: slot(),
+                    audio: fetch_asset(sample.audio.as_deref().expect("checked"))?,
+                    sound: self.sound(sample)?,
+                },
+                _ if is_audio && sample.speech.is_some() => SampleInput::Speech {
+                    slot: slot(),
+                    speech: sample.speech.clone().expect("checked"),
+                    voice: sample.voice.clone().unwrap_or_else(|| "en-us".into()),
+                    espeak: self.espeak()?,
+                    sound: self.sound(sample)?,
+                },
+                _ => SampleInput::Recipe(spec.clone()),
             };
             inputs.push(input);
         }
-        if !inputs.iter().any(|i| ["file", "text", "audio", "speech"].iter().any(|k| i.get(k).is_some())) {
+        if !inputs.iter().any(SampleInput::given_by_sample) {
             bail!("{tag}: the sample {sample:?} fits none of the model's inputs");
         }
-        Ok(Value::Array(inputs))
+        Ok(inputs)
+    }
+
+    fn sound(&mut self, sample: &Sample) -> Result<Sound> {
+        Ok(Sound { offset_s: sample.offset_s, audio_scale: self.held_out.audio_scale, front_end: self.front_end()? })
     }
 
     /// An image, a rendered line or a rendered page, as the recipe's image input.
-    fn picture_input(&mut self, spec: &Value, sample: &Sample) -> Result<Vec<u8>> {
+    fn picture_input(&mut self, spec: &RecipeInput, sample: &Sample) -> Result<Vec<u8>> {
+        let InputSource::Image { image: recipe_image } = &spec.source else { bail!("{} is no picture", spec.name) };
         if let Some(image) = &sample.image {
-            let mut spec = spec.clone();
-            let recipe_image = spec["image"].clone();
-            spec["image"] = json!({ "asset": image, "crop": sample.crop });
-            for key in ["scale", "mean", "std", "bgr"] {
-                spec["image"][key] = recipe_image[key].clone();
-            }
-            return image_tensor(&spec);
+            let image = ImageSpec { asset: image.clone(), crop: sample.crop, ..recipe_image.clone() };
+            return image_tensor(&image, &spec.shape);
         }
         let fonts = self.fonts()?;
         let font = &fonts[sample.font.unwrap_or(0) % fonts.len()];
@@ -211,7 +290,7 @@ impl Making<'_> {
             (_, Some(rows)) => text_render::render_page(font, rows, 640, 640, &mut rng),
             _ => bail!("a picture sample needs `image`, `line` or `page`"),
         };
-        normalized(&image::DynamicImage::ImageLuma8(gray), spec)
+        normalized(&image::DynamicImage::ImageLuma8(gray), recipe_image, &spec.shape)
     }
 
     fn fonts(&mut self) -> Result<&[ab_glyph::FontVec]> {

@@ -4,9 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use bench_schema::recipe::{ImageSpec, InputSource, RecipeInput, RecipeType};
 use clap::Subcommand;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::cache::{self, PypiFile};
 use crate::cmd;
@@ -67,6 +67,9 @@ pub struct ModelEntry {
     pub sha256: Option<String>,
     /// Or a committed test fixture (repo-relative path), for measuring the SDK's own overhead.
     pub fixture: Option<String>,
+    /// How to build each input for benchmarks and for variants' accuracy (the recipe runners are given).
+    #[serde(default)]
+    pub inputs: Vec<RecipeInput>,
     /// Real inputs in three disjoint sets: calibration, selection (the search's stopping rule) and test (verdicts).
     #[serde(default)]
     pub held_out: Option<held_out::HeldOut>,
@@ -165,16 +168,22 @@ pub fn fetch_asset(id: &str) -> Result<PathBuf> {
 /// files under `dir/inputs/` (decoded, resized and normalized here, once, so every runner on every device reads
 /// the same bytes). File paths in the recipe are relative to the recipe.
 pub fn materialize_recipe(model: &str, dir: &Path) -> Result<PathBuf> {
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;
-    let entry = manifest["models"].as_array().and_then(|m| m.iter().find(|m| m["id"] == model));
-    let mut inputs = entry.map(|m| m["inputs"].clone()).context("the model has no input recipe")?;
-    for spec in inputs.as_array_mut().into_iter().flatten() {
-        if spec.get("image").is_some() {
-            let name = spec["name"].as_str().context("recipe input without a name")?.to_owned();
-            let file = format!("inputs/{}.f32", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    let entry = entry(model)?;
+    if entry.inputs.is_empty() {
+        bail!("{model} has no input recipe in benchmarks/models.json");
+    }
+    let mut inputs = entry.inputs;
+    for input in &mut inputs {
+        if let InputSource::Image { image } = &input.source {
+            let file = format!("inputs/{}.f32", file_stem(&input.name));
             fs::create_dir_all(dir.join("inputs"))?;
-            fs::write(dir.join(&file), image_tensor(spec)?)?;
-            *spec = serde_json::json!({ "name": name, "type": "f32", "shape": spec["shape"], "file": file });
+            fs::write(dir.join(&file), image_tensor(image, &input.shape)?)?;
+            *input = RecipeInput {
+                element_type: RecipeType::F32,
+                comment: None,
+                source: InputSource::File { file },
+                ..input.clone()
+            };
         }
     }
     let recipe = dir.join("recipe.json");
@@ -182,43 +191,35 @@ pub fn materialize_recipe(model: &str, dir: &Path) -> Result<PathBuf> {
     Ok(recipe)
 }
 
-/// An image input as NCHW f32 bytes: resized to the recipe's H x W, `(pixel * scale - mean) / std` per channel,
-/// RGB (or BGR with `"bgr": true`, as PaddleOCR models expect).
-pub(super) fn image_tensor(spec: &Value) -> Result<Vec<u8>> {
-    let image = &spec["image"];
-    let asset = fetch_asset(image["asset"].as_str().context("image recipe without an asset")?)?;
-    let mut picture = image::open(&asset)?;
-    // An optional crop, as fractions of the picture: [left, top, right, bottom].
-    if let Some([l, t, r, b]) = image["crop"]
-        .as_array()
-        .and_then(|c| <[f64; 4]>::try_from(c.iter().filter_map(Value::as_f64).collect::<Vec<_>>()).ok())
-    {
+/// An input name as a file name.
+pub(super) fn file_stem(name: &str) -> String {
+    name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+}
+
+/// An image input of `shape` as NCHW f32 bytes: cropped and resized to the recipe's H x W, then normalized.
+pub(super) fn image_tensor(image: &ImageSpec, shape: &[i64]) -> Result<Vec<u8>> {
+    let mut picture = image::open(fetch_asset(&image.asset)?)?;
+    if let Some([l, t, r, b]) = image.crop {
         let (w, h) = (picture.width() as f64, picture.height() as f64);
         picture = picture.crop_imm((l * w) as u32, (t * h) as u32, ((r - l) * w) as u32, ((b - t) * h) as u32);
     }
-    normalized(&picture, spec)
+    normalized(&picture, image, shape)
 }
 
-/// `picture` as the recipe `spec`'s image input: NCHW f32 bytes at its H x W, normalized as it says.
-pub(super) fn normalized(picture: &image::DynamicImage, spec: &Value) -> Result<Vec<u8>> {
-    let image = &spec["image"];
-    let shape: Vec<u32> =
-        spec["shape"].as_array().into_iter().flatten().filter_map(|d| d.as_u64()).map(|d| d as u32).collect();
-    let [1, 3, height, width] = shape[..] else { bail!("image inputs need shape [1, 3, H, W], got {shape:?}") };
+/// `picture` as an image input of `shape`: NCHW f32 bytes at its H x W, `(pixel * scale - mean) / std` per
+/// channel, RGB (or BGR with `"bgr": true`, as PaddleOCR models expect).
+pub(super) fn normalized(picture: &image::DynamicImage, image: &ImageSpec, shape: &[i64]) -> Result<Vec<u8>> {
+    let &[1, 3, height, width] = shape else { bail!("image inputs need shape [1, 3, H, W], got {shape:?}") };
+    let (width, height) = (u32::try_from(width)?, u32::try_from(height)?);
     let rgb = picture.resize_exact(width, height, image::imageops::FilterType::Triangle).to_rgb8();
-    let triple = |key: &str, default: f32| -> Vec<f32> {
-        image[key]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_f64).map(|v| v as f32).collect())
-            .unwrap_or(vec![default; 3])
-    };
-    let (scale, mean, std) =
-        (image["scale"].as_f64().unwrap_or(1.0 / 255.0) as f32, triple("mean", 0.0), triple("std", 1.0));
-    let order: [usize; 3] = if image["bgr"].as_bool().unwrap_or(false) { [2, 1, 0] } else { [0, 1, 2] };
+    let scale = image.scale.unwrap_or(1.0 / 255.0) as f32;
+    let (mean, std) = (image.mean.unwrap_or([0.0; 3]), image.std.unwrap_or([1.0; 3]));
+    let order: [usize; 3] = if image.bgr.unwrap_or(false) { [2, 1, 0] } else { [0, 1, 2] };
     let mut out = Vec::with_capacity((3 * width * height * 4) as usize);
     for (c, &source) in order.iter().enumerate() {
         for pixel in rgb.pixels() {
-            out.extend_from_slice(&((pixel[source] as f32 * scale - mean[c]) / std[c]).to_le_bytes());
+            let value = (pixel[source] as f32 * scale - mean[c] as f32) / std[c] as f32;
+            out.extend_from_slice(&value.to_le_bytes());
         }
     }
     Ok(out)

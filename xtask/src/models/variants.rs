@@ -4,12 +4,10 @@
 use std::fs;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use serde_json::Value;
-
-use super::{entry, fetch, manifest_path, materialize_recipe};
+use super::{entry, fetch, materialize_recipe};
 use crate::results::{self, Accuracy, VariantIndex};
 use crate::{cache, cmd, python};
+use anyhow::{Context, Result, bail};
 
 /// Where the variants of `id` live: a model bundle (bundle.json), as `Engine::from_bundle` reads it.
 pub fn variants_dir(id: &str) -> PathBuf {
@@ -51,19 +49,18 @@ fn variants_stamp(id: &str) -> Result<String> {
         fs::read(python::tools_dir().join("verdict.py"))?,
     ]
     .concat();
-    let manifest: Value = serde_json::from_str(&fs::read_to_string(manifest_path())?)?;
-    let recipe = manifest["models"]
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["id"] == id))
-        .map(|m| format!("{} {}", m["inputs"], m["held_out"]));
-    let key = format!(
-        "{:?} {:?} {} {}",
-        entry.sha256,
-        entry.task,
-        recipe.unwrap_or_default(),
-        String::from_utf8_lossy(&script)
-    );
+    let key =
+        format!("{:?} {:?} {} {}", entry.sha256, entry.task, recipe_key(&entry)?, String::from_utf8_lossy(&script));
     Ok(cache::sha256_bytes(key.as_bytes()))
+}
+
+/// The entry's input recipe and held-out sets as compact JSON with sorted keys: the text the stamp has always
+/// hashed (the typed form writes back exactly the manifest's JSON; a test holds that), so typing the manifest
+/// did not remake any variant.
+fn recipe_key(entry: &super::ModelEntry) -> Result<String> {
+    let inputs = serde_json::to_value(&entry.inputs)?;
+    let held_out = serde_json::to_value(&entry.held_out)?;
+    Ok(format!("{inputs} {held_out}"))
 }
 
 /// The precision variants of `id` that exist, making them first if they were never made (or made differently).
@@ -155,4 +152,23 @@ pub fn record_latency(id: &str, precision: &str, class: &str, mean_ms: f64) -> R
     variant.measured.get_or_insert_default().insert(class.to_owned(), measured);
     fs::write(&path, serde_json::to_string_pretty(&bundle)?)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every model's recipe and held-out sets, typed, write back the manifest's own JSON: nothing in the manifest
+    /// is dropped on reading, and the variant stamps hash what they hashed before the manifest was typed.
+    #[test]
+    fn the_typed_manifest_writes_back_its_own_json() {
+        let raw: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(super::super::manifest_path()).unwrap()).unwrap();
+        for model in raw["models"].as_array().unwrap() {
+            let id = model["id"].as_str().unwrap();
+            let entry = entry(id).unwrap();
+            let untyped = format!("{} {}", model["inputs"], model["held_out"]);
+            assert_eq!(recipe_key(&entry).unwrap(), untyped, "{id}");
+        }
+    }
 }

@@ -2,20 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct AcceleratorsUsed {
-    pub active: Vec<String>,
-    pub skipped: Vec<SkippedAccelerator>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct SkippedAccelerator {
-    pub provider: String,
-    pub reason: String,
-}
-
 /// `bench --suite accelerators`: the plugin execution provider against the CPU provider and python-ort on the
 /// same plugin (field names are the issue's; README of benchmarks explains each).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -1,5 +1,6 @@
-//! Benchmark result files as types (layout: benchmarks/README.md). What a runner process reports is parsed here at
-//! the edge, `bench` writes these types, and `report`, the engine suite and generation read them back through this
+//! Benchmark result files as types (layout: benchmarks/README.md). What a runner process reports is typed once, in
+//! the schema crate the runner writes with (benchmarks/schema), and re-exported here; the files `bench` writes
+//! around those reports are typed below. `report`, the engine suite and generation read them back through this
 //! module: no other module reads result JSON.
 
 use std::collections::BTreeMap;
@@ -12,105 +13,15 @@ use serde::{Deserialize, Serialize};
 
 mod accelerators;
 pub mod report;
-pub use accelerators::{AcceleratorRow, AcceleratorsSummary, AcceleratorsUsed};
+pub use accelerators::{AcceleratorRow, AcceleratorsSummary};
+pub use bench_schema::cascade::{CascadeComparison, CascadePathTaken, CascadeProfile, ComparedLine, ProfiledLine};
+pub use bench_schema::generation::{GenerationOutput, GenerationRun};
+pub use bench_schema::measured::{Measured, Metrics, ShapeBuckets};
+pub use bench_schema::outputs::DumpedOutputs;
+pub use bench_schema::scheduling::{SchedulingMetrics, SchedulingOutput};
 
 /// Version of the result layout. Readers refuse files from a newer layout rather than misread them.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// What one runner process reports for one model: benchmarks/runner/src/main.rs, the python-ort and ORT Java
-/// peers, and the Kotlin and Swift runners (peers report a subset).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct Measured {
-    pub ort_version: Option<String>,
-    pub accelerator: Option<String>,
-    pub threads: Option<u32>,
-    pub optimize_level: Option<String>,
-    /// The compile cache's outcome: `Disabled`, `Hit`, `Miss`, `Rebuilt`, `Unavailable`.
-    pub compile_cache: Option<String>,
-    pub shape_buckets: Option<ShapeBuckets>,
-    pub fed_f16: Option<bool>,
-    pub metrics: Metrics,
-    pub placement: Option<Placement>,
-    /// How the runner takes outputs: `caller buffers` (written into buffers it keeps) or `allocated`.
-    pub outputs: Option<String>,
-    /// The execution providers the engine registered, and those it skipped with why.
-    pub accelerators: Option<AcceleratorsUsed>,
-    /// Whether ONNX Runtime's telemetry was on in the runner (the SDK's default: off).
-    pub telemetry_enabled: Option<bool>,
-    pub samples_ms: Vec<f64>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct Metrics {
-    pub runtime_init_ms: Option<f64>,
-    pub session_create_ms: Option<f64>,
-    pub first_inference_ms: Option<f64>,
-    pub warmup_runs: Option<u64>,
-    pub warmup_mean_ms: Option<f64>,
-    pub runs: Option<u64>,
-    pub mean_ms: Option<f64>,
-    pub std_ms: Option<f64>,
-    pub min_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p90_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub rss_start_mb: Option<f64>,
-    pub rss_after_runtime_mb: Option<f64>,
-    pub rss_after_load_mb: Option<f64>,
-    pub peak_rss_mb: Option<f64>,
-    /// Heap bytes allocated per call at steady state (JVM runners, ThreadMXBean).
-    pub alloc_bytes_per_run: Option<f64>,
-}
-
-impl Metrics {
-    /// A metric by its JSON name (the engine suite names the metric each experiment compares).
-    pub fn get(&self, name: &str) -> Option<f64> {
-        match name {
-            "session_create_ms" => self.session_create_ms,
-            "first_inference_ms" => self.first_inference_ms,
-            "p50_ms" => self.p50_ms,
-            "p90_ms" => self.p90_ms,
-            "mean_ms" => self.mean_ms,
-            "peak_rss_mb" => self.peak_rss_mb,
-            _ => None,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct ShapeBuckets {
-    pub bucket_runs: Vec<u64>,
-    pub dynamic_runs: u64,
-}
-
-/// Where the nodes ran (or why that could not be read).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct Placement {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nodes_by_provider: Option<BTreeMap<String, u64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partitions: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub providers: Vec<ProviderPlacement>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct ProviderPlacement {
-    pub provider: String,
-    pub nodes: u64,
-    pub partitions: u64,
-}
 
 /// One configuration's result file (`bench --json`), or one entry of a suite's `results`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -266,17 +177,6 @@ pub struct OutputCheck {
     pub matches: bool,
 }
 
-/// The outputs a runner dumps (`--dump-outputs`): per output name, its type, shape and values.
-pub type DumpedOutputs = BTreeMap<String, DumpedOutput>;
-
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct DumpedOutput {
-    pub shape: Vec<i64>,
-    /// `null` where a value was not finite (JSON has no NaN).
-    pub values: Vec<Option<f64>>,
-}
-
 /// Which engine-suite setup a result measured.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
@@ -348,33 +248,6 @@ pub struct ExperimentSummary {
     pub treatment_shape_buckets: Option<ShapeBuckets>,
 }
 
-/// What a generation runner reports (the Rust runner's `--generate`, peers/genai_generate.py).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct GenerationOutput {
-    pub runner: String,
-    pub load_ms: Option<f64>,
-    /// Resident memory once the model is loaded, before any request: the model's own footprint.
-    pub rss_after_load_mb: Option<f64>,
-    pub runs: Vec<GenerationRun>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct GenerationRun {
-    pub prompt_tokens: u64,
-    pub generated_tokens: u64,
-    pub tokens: Vec<u32>,
-    pub time_to_first_token_ms: f64,
-    pub tokens_per_second: f64,
-    pub token_p50_ms: f64,
-    pub token_p95_ms: f64,
-    /// The runner process's peak resident memory.
-    pub peak_rss_mb: Option<f64>,
-    /// How far the request raised resident memory above where it started (Rust runner only).
-    pub request_rss_rise_mb: Option<f64>,
-}
-
 /// `bench --generate` on the host.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 #[serde(default)]
@@ -443,59 +316,6 @@ pub struct DeviceGenerationRow {
     pub device: DeviceInfo,
     pub runs: Vec<GenerationRun>,
     pub same_greedy_tokens_as_host: bool,
-}
-
-/// What the runner's `--scheduling` measures (benchmarks/runner/src/scheduling.rs), and `bench --suite
-/// scheduling` writes under `"scheduling"`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct SchedulingMetrics {
-    pub interactive_p50_idle_ms: f64,
-    pub interactive_p90_idle_ms: f64,
-    pub interactive_p99_idle_ms: f64,
-    pub interactive_p50_loaded_ms: f64,
-    pub interactive_p90_loaded_ms: f64,
-    pub interactive_p99_loaded_ms: f64,
-    pub interactive_p99_ratio: f64,
-    pub interactive_p99_from_due_idle_ms: f64,
-    pub interactive_p99_from_due_loaded_ms: f64,
-    pub fifo_interactive_p50_ms: f64,
-    pub fifo_interactive_p99_ms: f64,
-    pub fifo_interactive_p99_ratio: f64,
-    pub background_runs_per_s_alone: f64,
-    pub background_runs_per_s_under_interactive: f64,
-    pub background_runs_per_s_fifo: f64,
-    pub background_preempted_runs: u64,
-    pub concurrent_requests_per_s: f64,
-    pub serialised_requests_per_s: f64,
-    pub concurrent_throughput_ratio: f64,
-    pub engine_rss_mb_one_session: f64,
-    pub extra_session_rss_mb: f64,
-    pub background_run_ms: f64,
-    pub cancelled_part_way: u64,
-    pub cancel_latency_p50_ms: f64,
-    pub cancel_latency_p99_ms: f64,
-    pub deadline_requests: u64,
-    pub deadline_exceeded: u64,
-    pub late_results: u64,
-    pub llm_file: Option<String>,
-    pub llm_long_prompt_tokens: Option<u64>,
-    pub llm_stream_max_gap_ms: Option<f64>,
-    pub llm_stream_p50_gap_ms: Option<f64>,
-    pub llm_stream_gaps_during_prefill: Option<u64>,
-    pub llm_stream_p50_gap_alone_ms: Option<f64>,
-    pub llm_long_prefill_alone_ms: Option<f64>,
-    pub llm_long_prefill_contended_ms: Option<f64>,
-}
-
-/// The runner's `--scheduling` report.
-#[derive(Serialize, Deserialize, Clone, Debug, Default)]
-#[serde(default)]
-pub struct SchedulingOutput {
-    pub ort_version: String,
-    pub interval_ms: f64,
-    pub requests: u64,
-    pub scheduling: SchedulingMetrics,
 }
 
 /// `bench --suite scheduling`: what was run where, and the measurements.

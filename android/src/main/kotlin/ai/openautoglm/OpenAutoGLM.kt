@@ -80,11 +80,17 @@ object OpenAutoGLM {
             // JNA's UnsatisfiedLinkError, or NoClassDefFoundError when JNA itself is missing.
             throw EngineException.NativeLibraryUnavailable(NativeLibrary.describe(e)).apply { initCause(e) }
         }
-        if (native != VERSION) {
-            throw EngineException.NativeLibraryUnavailable(
-                "libopenautoglm_ffi is version $native but the Kotlin layer is $VERSION; use the same version of both",
-            )
-        }
+        versionMismatch(native)?.let { throw it }
         checked = true
     }
+
+    /** The error for a native library of another version than this layer's, or null when they match. */
+    internal fun versionMismatch(native: String, layer: String = VERSION): EngineException.NativeLibraryUnavailable? =
+        if (native == layer) {
+            null
+        } else {
+            EngineException.NativeLibraryUnavailable(
+                "libopenautoglm_ffi is version $native but the Kotlin layer is $layer; use the same version of both",
+            )
+        }
 }

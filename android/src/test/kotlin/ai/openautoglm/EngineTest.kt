@@ -157,6 +157,14 @@ class EngineTest {
         assertEquals(OpenAutoGLM.VERSION, nativeVersion())
     }
 
+    /** A library of another version is the typed error naming both versions (a real second build is not made here). */
+    @Test fun aNativeLibraryOfAnotherVersionIsNativeLibraryUnavailable() {
+        assertEquals(null, OpenAutoGLM.versionMismatch(OpenAutoGLM.VERSION))
+        val mismatch = OpenAutoGLM.versionMismatch("0.0.1-other", layer = "0.9.0")
+        val message = mismatch!!.message!!
+        assertTrue("0.0.1-other" in message && "0.9.0" in message, message)
+    }
+
     @Test fun warmupTakesTheSizesOrTheInputsTheAppWillUse() = runBlocking<Unit> {
         Engine.fromFile(Fixtures.model("pairs")).use { pairs ->
             val refused = assertFailsWith<EngineException> { pairs.warmup() }
