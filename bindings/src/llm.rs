@@ -49,6 +49,7 @@ pub enum FinishReason {
 #[uniffi::remote(Record)]
 pub struct GenerationMetrics {
     pub prompt_tokens: i32,
+    pub cached_prompt_tokens: i32,
     pub generated_tokens: i32,
     pub prompt_ms: f64,
     pub time_to_first_token_ms: f64,
@@ -178,6 +179,16 @@ impl NativeChat {
             return Err(NativeError::EngineClosed);
         }
         Ok(self.chat.history())
+    }
+
+    // The bytes of KV cache the chat keeps between turns (its next message runs only what is new).
+    pub fn cache_bytes(&self) -> i64 {
+        self.chat.cache_bytes() as i64
+    }
+
+    // Gives back the KV cache kept between turns: the next message runs the whole history again.
+    pub fn release_cache(&self) {
+        self.chat.release_cache()
     }
 }
 

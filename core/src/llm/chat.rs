@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::decoder::Llm;
-use super::generation::Generation;
+use super::generation::{Generation, KeptState};
 use super::sampling::GenerateOptions;
 use super::template::ChatMessage;
 use crate::error::{Error, Result, catch_panic};
@@ -26,6 +26,9 @@ pub enum HistoryPolicy {
 /// (cancelled answers included); a refused message or a failed answer leaves the history as it was.
 struct PendingExchange {
     history: Arc<Mutex<Vec<ChatMessage>>>,
+    /// Where the decoder state waits for the next turn.
+    llm: Llm,
+    chat: u64,
     /// Held until the exchange is committed or abandoned: the chat takes one message at a time.
     _answering: Answering,
     /// The history the prompt was laid out from, after the policy dropped what did not fit.
@@ -34,12 +37,16 @@ struct PendingExchange {
 }
 
 impl PendingExchange {
-    /// Commits the exchange with its answer.
-    fn answered(self, answer: &str) {
+    /// Commits the exchange with its answer, and keeps the decoder state for the next turn.
+    fn answered(self, answer: &str, state: Option<KeptState>) {
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         *history = self.kept;
         history.push(self.user);
         history.push(ChatMessage::new("assistant", answer));
+        drop(history);
+        if let Some(state) = state {
+            self.llm.keep_state(self.chat, state);
+        }
     }
 }
 
@@ -61,11 +68,19 @@ impl Drop for Answering {
 /// A conversation that remembers its turns, under a [`HistoryPolicy`]. Safe to share between threads; it answers
 /// one message at a time: a message sent while an answer is still being generated is refused with
 /// [`Error::ChatBusy`] (never interleaved), and an exchange joins [`Chat::history`] when its answer ends.
+///
+/// A chat keeps its KV cache between turns: the next message runs only the tokens its prompt does not share with
+/// the last turn's prompt and answer (the answer's closing, the new message and the assistant header), so the wait
+/// before an answer does not grow with the conversation. The tokens are those of the whole history laid out
+/// afresh, so the answer is the one a fresh prefill would give; when the policy drops an exchange, what follows the
+/// system prompt is run again.
 pub struct Chat {
     llm: Llm,
     policy: HistoryPolicy,
     history: Arc<Mutex<Vec<ChatMessage>>>,
     answering: Arc<AtomicBool>,
+    /// Its key among the LLM's kept decoder states (the LLM holds them, so that closing it frees them all).
+    id: u64,
 }
 
 impl Chat {
@@ -76,7 +91,13 @@ impl Chat {
 
     pub fn with_policy(llm: &Llm, system: Option<&str>, policy: HistoryPolicy) -> Chat {
         let history = system.map(|s| vec![ChatMessage::new("system", s)]).unwrap_or_default();
-        Chat { llm: llm.clone(), policy, history: Arc::new(Mutex::new(history)), answering: Arc::default() }
+        Chat {
+            llm: llm.clone(),
+            policy,
+            history: Arc::new(Mutex::new(history)),
+            answering: Arc::default(),
+            id: llm.new_chat_id(),
+        }
     }
 
     /// Whether its LLM was closed (then every call but this one fails with [`Error::EngineClosed`]).
@@ -86,6 +107,16 @@ impl Chat {
 
     pub fn policy(&self) -> HistoryPolicy {
         self.policy
+    }
+
+    /// The bytes of KV cache the chat holds between turns (0 before its first answer, and after a failed one).
+    pub fn cache_bytes(&self) -> u64 {
+        self.llm.kept_bytes(self.id)
+    }
+
+    /// Gives back the KV cache held between turns: the next message runs the whole history again.
+    pub fn release_cache(&self) {
+        drop(self.llm.take_state(self.id));
     }
 
     /// The exchanges so far, after the system message: each a user message and its answer.
@@ -131,7 +162,22 @@ impl Chat {
             let exchange = if kept.get(system + 1).is_some_and(|m| m.role == "assistant") { 2 } else { 1 };
             kept.drain(system..system + exchange.min(droppable));
         };
-        let exchange = PendingExchange { history: self.history.clone(), _answering: answering, kept, user };
-        self.llm.generate_tokens(tokens, options, started, Box::new(move |answer| exchange.answered(answer)))
+        let exchange = PendingExchange {
+            history: self.history.clone(),
+            llm: self.llm.clone(),
+            chat: self.id,
+            _answering: answering,
+            kept,
+            user,
+        };
+        let state = self.llm.take_state(self.id);
+        let on_end = Box::new(move |answer: &str, state| exchange.answered(answer, state));
+        self.llm.generate_tokens(tokens, options, started, on_end, state)
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        self.release_cache();
     }
 }

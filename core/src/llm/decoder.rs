@@ -1,11 +1,13 @@
 //! The LLM handle apps hold: a loaded [`Model`] (and a draft model for speculative decoding) until closed, and the
 //! calls that start generations from it.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use super::generation::Generation;
+use super::generation::{Generation, KeptState};
 use super::model::Model;
 use super::sampling::GenerateOptions;
 use super::template::ChatMessage;
@@ -28,6 +30,9 @@ struct Shared {
     draft_file: Option<String>,
     choice: crate::bundle::PrecisionChoice,
     max_context: u32,
+    /// Each chat's decoder state between its turns, by chat id: here so that closing frees them with the model.
+    kept: Mutex<HashMap<u64, KeptState>>,
+    next_chat: AtomicU64,
 }
 
 /// A decoder LLM loaded from a directory made by `cargo xtask models prepare smollm2`: `<precision>.onnx`,
@@ -66,6 +71,8 @@ impl Llm {
             choice: model.choice.clone(),
             max_context: model.config.max_positions as u32,
             loaded: RwLock::new(Some(Loaded { model, draft })),
+            kept: Mutex::default(),
+            next_chat: AtomicU64::new(0),
         };
         Llm { shared: Arc::new(shared) }
     }
@@ -79,6 +86,31 @@ impl Llm {
     /// with [`Error::EngineClosed`]. Closing twice is fine.
     pub fn close(&self) {
         self.shared.loaded.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.kept().clear();
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<u64, KeptState>> {
+        self.shared.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn new_chat_id(&self) -> u64 {
+        self.shared.next_chat.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Keeps a chat's decoder state for its next turn (not once closed: that frees them all).
+    pub(super) fn keep_state(&self, chat: u64, state: KeptState) {
+        let mut kept = self.kept();
+        if !self.is_closed() {
+            kept.insert(chat, state);
+        }
+    }
+
+    pub(super) fn take_state(&self, chat: u64) -> Option<KeptState> {
+        self.kept().remove(&chat)
+    }
+
+    pub(super) fn kept_bytes(&self, chat: u64) -> u64 {
+        self.kept().get(&chat).map_or(0, |k| k.bytes() as u64)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -161,7 +193,7 @@ impl Llm {
         catch_panic(|| {
             let loaded = self.loaded()?;
             let tokens = loaded.model.encode(prompt)?;
-            Generation::start(loaded.model, tokens, options, started, None, loaded.draft)
+            Generation::start(loaded.model, tokens, options, started, None, loaded.draft, None)
         })
     }
 
@@ -171,20 +203,22 @@ impl Llm {
         catch_panic(|| {
             let loaded = self.loaded()?;
             let tokens = loaded.model.encode(&loaded.model.chat_prompt(messages)?)?;
-            Generation::start(loaded.model, tokens, options, started, None, loaded.draft)
+            Generation::start(loaded.model, tokens, options, started, None, loaded.draft, None)
         })
     }
 
-    /// Starts a generation of `tokens` (laid out and counted by the caller) that calls `on_end` with its answer when
-    /// it ends (not when it fails): how a chat commits an exchange.
+    /// Starts a generation of `tokens` (laid out and counted by the caller) from what `kept` holds of them, which
+    /// calls `on_end` with its answer and its state when it ends (not when it fails): how a chat commits an exchange
+    /// and keeps its KV cache for the next turn.
     pub(super) fn generate_tokens(
         &self,
         tokens: Vec<u32>,
         options: GenerateOptions,
         started: Instant,
         on_end: super::generation::OnEnd,
+        kept: Option<KeptState>,
     ) -> Result<Generation> {
         let loaded = self.loaded()?;
-        Generation::start(loaded.model, tokens, options, started, Some(on_end), loaded.draft)
+        Generation::start(loaded.model, tokens, options, started, Some(on_end), loaded.draft, kept)
     }
 }

@@ -35,8 +35,22 @@ pub enum FinishReason {
 }
 
 /// What a generation calls with its answer when it ends (cancelled included; not when it fails): how a chat commits
-/// an exchange to its history.
-pub(super) type OnEnd = Box<dyn FnOnce(&str) + Send>;
+/// an exchange to its history, and keeps the decoder state for its next turn.
+pub(super) type OnEnd = Box<dyn FnOnce(&str, Option<KeptState>) + Send>;
+
+/// A sequence's decoder state kept after its generation ended: the tokens (prompt and answer) of which the cache
+/// holds the first `state.len()`. The next turn of a chat starts from it, running only what differs.
+pub(super) struct KeptState {
+    pub(super) tokens: Vec<u32>,
+    pub(super) state: DecoderState,
+}
+
+impl KeptState {
+    /// The bytes its KV cache holds.
+    pub(super) fn bytes(&self) -> usize {
+        self.state.cache_bytes()
+    }
+}
 
 /// Stops a generation from another thread; it ends before its next model step (a long prompt's prefill: before
 /// its next chunk). The same token type cancels engine runs.
@@ -83,6 +97,8 @@ pub struct Generation {
     sampler: Sampler,
     tokens: Vec<u32>,
     prompt_len: usize,
+    /// Prompt positions a kept state already held (a chat's earlier turns): not run again.
+    cached_prompt_tokens: usize,
     /// Model runs so far: the prompt's chunks, then one per decode pass.
     steps: usize,
     /// Model runs over the prompt so far (its chunks).
@@ -114,6 +130,7 @@ impl Generation {
         started: Instant,
         on_end: Option<OnEnd>,
         draft: Option<Arc<Model>>,
+        kept: Option<KeptState>,
     ) -> Result<Generation> {
         options.validate().map_err(|reason| Error::InvalidConfig { reason })?;
         if tokens.is_empty() {
@@ -129,7 +146,22 @@ impl Generation {
         // The KV cache is made with the request, as genai makes its generator's state before the prompt runs: the
         // time to first token is the model's, and a cache that cannot be had fails here.
         let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(max);
-        let state = DecoderState::new(llm.clone(), capacity)?;
+        let (state, cached_prompt_tokens) = match kept.filter(|k| Arc::ptr_eq(&k.state.llm, &llm)) {
+            Some(KeptState { tokens: held, mut state }) => {
+                // What the cache holds of this prompt: the longest common start, and at least the last prompt token
+                // still to run (its logits choose the first answer token). The same tokens a full prefill runs, so
+                // the same answer.
+                let common = held[..state.len().min(held.len())]
+                    .iter()
+                    .zip(&tokens)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+                    .min(tokens.len() - 1);
+                state.keep(common, capacity)?;
+                (state, common)
+            }
+            None => (DecoderState::new(llm.clone(), capacity)?, 0),
+        };
         // Attaching a draft model is asking for speculation: on by default with it, up to DEFAULT_DRAFT_TOKENS.
         let max_draft = match (options.max_draft_tokens, &draft) {
             (0, Some(_)) => DEFAULT_DRAFT_TOKENS,
@@ -153,6 +185,7 @@ impl Generation {
             _active: Some(active),
             sampler: Sampler::new(&options),
             prompt_len: tokens.len(),
+            cached_prompt_tokens,
             tokens,
             options,
             llm,
@@ -208,6 +241,7 @@ impl Generation {
     pub fn metrics(&self) -> GenerationMetrics {
         self.clock.metrics(Counts {
             prompt_tokens: self.prompt_len,
+            cached_prompt_tokens: self.cached_prompt_tokens,
             generated_tokens: self.tokens.len() - self.prompt_len,
             draft_tokens: self.speculator.as_ref().map_or(0, |s| s.proposed),
             accepted_draft_tokens: self.speculator.as_ref().map_or(0, |s| s.accepted),
@@ -220,14 +254,15 @@ impl Generation {
         self.finish = Some(reason);
         self._active = None;
         self.pending.clear();
-        self.state = None; // the KV cache's memory goes back now, not when this is dropped
+        // The KV cache's memory goes back now, not when this is dropped, unless a chat keeps it for its next turn.
+        let state = self.state.take();
         if let Some(speculator) = self.speculator.as_mut() {
             speculator.release();
         }
         // Whatever was held back for a possible stop string is answer text after all (unless a stop string ended it).
         let (rest, whole) = self.text.finish(&self.llm.tokenizer, &self.tokens[self.prompt_len..]);
         if let Some(on_end) = self.on_end.take() {
-            on_end(whole);
+            on_end(whole, state.map(|state| KeptState { tokens: self.tokens.clone(), state }));
         }
         rest
     }
@@ -264,7 +299,8 @@ impl Generation {
             return if k > 0 { self.speculative_step(k) } else { self.plain_step(Instant::now()) };
         }
         let prompt = self.tokens.len();
-        let mut start = 0;
+        // A kept state's positions are not run again.
+        let mut start = self.cached_prompt_tokens;
         loop {
             let mut chunk = self.llm.prefill_chunk.load(Ordering::Relaxed).max(1);
             if self.llm.active.load(Ordering::SeqCst) > 1 {

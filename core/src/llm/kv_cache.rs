@@ -44,6 +44,9 @@ pub(super) enum KvCache {
 pub(super) struct SharedKvCache {
     binding: IoBinding,
     logits: Option<DynValue>,
+    /// The KV buffers the binding holds, one per `past`/`present` pair, each `[1, kv_heads, capacity, head_dim]`.
+    buffers: Vec<DynValue>,
+    capacity: usize,
 }
 
 impl KvCache {
@@ -54,18 +57,45 @@ impl KvCache {
             return Ok(KvCache::Growing(None));
         }
         let session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
-        let mut binding = session.create_binding().or_inference("binding")?;
-        for (past, present) in llm.past_names.iter().zip(&llm.present_names) {
-            let mut buffer = kv_tensor(llm, capacity)?;
-            binding.bind_input(past.as_str(), &buffer).or_inference("KV cache")?;
-            binding.bind_output(present.as_str(), &mut buffer).or_inference("KV cache")?;
-        }
+        let binding = session.create_binding().or_inference("binding")?;
+        let mut shared = SharedKvCache { binding, logits: None, buffers: Vec::new(), capacity: 0 };
+        shared.bind_buffers(llm, capacity, 0)?;
         if let Some(last_only) = last_logits_only(llm)? {
-            binding
+            shared
+                .binding
                 .bind_input(llm.config.last_logits_input.as_deref().unwrap_or_default(), &last_only)
                 .or_inference("binding")?;
         }
-        Ok(KvCache::Shared(Box::new(SharedKvCache { binding, logits: None })))
+        Ok(KvCache::Shared(Box::new(shared)))
+    }
+
+    /// Keeps the first `keep` of the `len` positions the cache holds, with room for `capacity` in all: how a chat's
+    /// next turn reuses what its last one computed. A growing cache is cut to `keep`; a shared buffer need not be
+    /// (attention reads only as far as the mask says) but is moved to larger buffers when `capacity` outgrows it.
+    pub(super) fn keep(&mut self, llm: &Model, len: usize, keep: usize, capacity: usize) -> Result<()> {
+        match self {
+            KvCache::Growing(Some(present)) if keep < len => {
+                for value in present.iter_mut() {
+                    let mut cut = kv_tensor(llm, keep)?;
+                    copy_positions(value, len, &mut cut, keep, keep, llm.config.kv_heads)?;
+                    *value = cut;
+                }
+                Ok(())
+            }
+            KvCache::Growing(_) => Ok(()),
+            KvCache::Shared(shared) if capacity > shared.capacity => shared.bind_buffers(llm, capacity, keep),
+            KvCache::Shared(_) => Ok(()),
+        }
+    }
+
+    /// The bytes the cache holds for `len` positions (a shared buffer: for all it has room for).
+    pub(super) fn bytes(&self, llm: &Model, len: usize) -> usize {
+        let positions = match self {
+            KvCache::Growing(_) => len,
+            KvCache::Shared(shared) => shared.capacity,
+        };
+        let element = if llm.kv_f16 { 2 } else { 4 };
+        llm.past_names.len() * llm.config.kv_heads * positions * llm.config.head_dim * element
     }
 
     /// Whether positions can be taken back (a shared buffer's attention reads only as far as the mask says).
@@ -120,6 +150,24 @@ impl KvCache {
 }
 
 impl SharedKvCache {
+    /// Binds new buffers of `capacity` positions as both `past` and `present`, with the first `keep` positions of
+    /// the old ones copied in.
+    fn bind_buffers(&mut self, llm: &Model, capacity: usize, keep: usize) -> Result<()> {
+        let mut buffers = Vec::with_capacity(llm.past_names.len());
+        for (i, (past, present)) in llm.past_names.iter().zip(&llm.present_names).enumerate() {
+            let mut buffer = kv_tensor(llm, capacity)?;
+            if let Some(old) = self.buffers.get(i) {
+                copy_positions(old, self.capacity, &mut buffer, capacity, keep, llm.config.kv_heads)?;
+            }
+            self.binding.bind_input(past.as_str(), &buffer).or_inference("KV cache")?;
+            self.binding.bind_output(present.as_str(), &mut buffer).or_inference("KV cache")?;
+            buffers.push(buffer);
+        }
+        self.buffers = buffers;
+        self.capacity = capacity;
+        Ok(())
+    }
+
     fn run(&mut self, llm: &Model, session: &mut Session, pass: Pass<'_>, out: &mut Vec<f32>) -> Result<Logits> {
         let Pass { inputs, positions: n, logits: count } = pass;
         let binding = &mut self.binding;
@@ -184,6 +232,37 @@ fn new_tensor(shape: Vec<usize>, f16: bool) -> ort::Result<DynValue> {
         t.extract_tensor_mut().1.fill(0.0);
         Ok(t.into_dyn())
     }
+}
+
+/// Copies the first `count` positions of every head from `from` (`[1, heads, from_len, head_dim]`) into `to`
+/// (`[1, heads, to_len, head_dim]`), both of the decoder's KV type.
+fn copy_positions(
+    from: &DynValue,
+    from_len: usize,
+    to: &mut DynValue,
+    to_len: usize,
+    count: usize,
+    heads: usize,
+) -> Result<()> {
+    fn copy<T: Copy>(from: &[T], from_len: usize, to: &mut [T], to_len: usize, count: usize, heads: usize) {
+        let head_dim = from.len() / (heads * from_len.max(1)).max(1);
+        for h in 0..heads {
+            let (src, dst) = (h * from_len * head_dim, h * to_len * head_dim);
+            to[dst..dst + count * head_dim].copy_from_slice(&from[src..src + count * head_dim]);
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    if let Ok((_, source)) = from.try_extract_tensor::<f32>() {
+        let (_, target) = to.try_extract_tensor_mut::<f32>().or_inference("KV cache")?;
+        copy(source, from_len, target, to_len, count, heads);
+    } else {
+        let (_, source) = from.try_extract_tensor::<f16>().or_inference("KV cache")?;
+        let (_, target) = to.try_extract_tensor_mut::<f16>().or_inference("KV cache")?;
+        copy(source, from_len, target, to_len, count, heads);
+    }
+    Ok(())
 }
 
 /// A KV cache tensor of `positions` positions, in the decoder's KV type.

@@ -9,6 +9,9 @@ const MB: f64 = 1024.0 * 1024.0;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GenerationMetrics {
     pub prompt_tokens: i32,
+    /// Of the prompt's tokens, those a chat's earlier turns left in its KV cache: not run again (0 for a first turn
+    /// or a one-shot generation).
+    pub cached_prompt_tokens: i32,
     pub generated_tokens: i32,
     /// Laying out (chat template) and tokenizing the prompt.
     pub prompt_ms: f64,
@@ -52,6 +55,7 @@ impl GenerationMetrics {
 /// The counts a generation keeps itself, for [`Clock::metrics`].
 pub(super) struct Counts {
     pub(super) prompt_tokens: usize,
+    pub(super) cached_prompt_tokens: usize,
     pub(super) generated_tokens: usize,
     pub(super) draft_tokens: usize,
     pub(super) accepted_draft_tokens: usize,
@@ -102,6 +106,7 @@ impl Clock {
         let decode_ms: f64 = self.step_ms.iter().sum();
         GenerationMetrics {
             prompt_tokens: counts.prompt_tokens as i32,
+            cached_prompt_tokens: counts.cached_prompt_tokens as i32,
             generated_tokens: counts.generated_tokens as i32,
             prompt_ms: self.prompt_ms,
             time_to_first_token_ms: self.first_token_ms.unwrap_or_default(),

@@ -45,6 +45,24 @@ impl DecoderState {
         Ok(DecoderState { llm, cache, len: 0, logits: Vec::new() })
     }
 
+    /// The positions the cache holds.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes its KV cache holds.
+    pub(super) fn cache_bytes(&self) -> usize {
+        self.cache.bytes(&self.llm, self.len)
+    }
+
+    /// Keeps the first `keep` positions (a chat's next turn shares them with its last), with room for `capacity`.
+    pub(super) fn keep(&mut self, keep: usize, capacity: usize) -> Result<()> {
+        let keep = keep.min(self.len);
+        self.cache.keep(&self.llm, self.len, keep, capacity)?;
+        self.len = keep;
+        Ok(())
+    }
+
     /// Forgets the positions from `len` on (rejected draft tokens). A shared buffer's attention reads only as far
     /// as the mask says, and the next pass writes over them.
     pub(super) fn truncate(&mut self, len: usize) -> Result<()> {

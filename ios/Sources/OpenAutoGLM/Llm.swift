@@ -78,6 +78,13 @@ public final class Llm: Sendable {
 
         public var history: [ChatMessage] { get throws { try native.history() } }
 
+        /// Bytes of KV cache the chat keeps between turns, so that the next message runs only what is new (its
+        /// answer's closing, the message and the assistant header), not the whole conversation again.
+        public var cacheBytes: Int64 { native.cacheBytes() }
+
+        /// Gives back the KV cache kept between turns (for example when the app goes to the background).
+        public func releaseCache() { native.releaseCache() }
+
         /// Sends `user`'s message; the answer streams, and joins the history when it ends. One message at a time: a
         /// message sent while the previous answer still streams throws `EngineError.ChatBusy`.
         public func send(_ user: String, options: GenerateOptions = GenerateOptions(), priority: Priority = .normal,

@@ -117,6 +117,27 @@ final class LlmTests: XCTestCase {
         XCTAssertEqual(try chat.history.last?.content, answer)
     }
 
+    /// Later turns start from the kept cache and answer exactly as a full prefill of the same history.
+    func testLaterTurnsReuseTheCacheAndAnswerAsAFullPrefill() async throws {
+        let llm = try tiny()
+        let chat = try llm.newChat(system: "You are terse.")
+        for (turn, message) in ["First question", "Second question", "Third question"].enumerated() {
+            var fresh = ""
+            let messages = try chat.history + [ChatMessage(role: "user", content: message)]
+            for try await p in llm.chat(messages, options: GenerateOptions(maxTokens: 6)) { fresh += p }
+            let finish = Finish()
+            var answer = ""
+            for try await p in chat.send(message, options: GenerateOptions(maxTokens: 6), onFinish: { finish.metrics = $0; finish.reason = $1 }) {
+                answer += p
+            }
+            XCTAssertEqual(answer, fresh, "turn \(turn)")
+            if turn > 0 { XCTAssertGreaterThan(finish.metrics?.cachedPromptTokens ?? 0, 0, "turn \(turn) reuses the cache") }
+            XCTAssertGreaterThan(chat.cacheBytes, 0)
+        }
+        chat.releaseCache()
+        XCTAssertEqual(chat.cacheBytes, 0)
+    }
+
     func testBadRequestsAreTypedErrors() async throws {
         let llm = try tiny()
         do {

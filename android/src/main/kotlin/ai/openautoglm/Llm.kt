@@ -104,6 +104,15 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
         val history: List<ChatMessage> @Throws(EngineException::class) get() = native { native.history() }
 
         /**
+         * Bytes of KV cache the chat keeps between turns, so that the next message runs only what is new (its
+         * answer's closing, the message and the assistant header), not the whole conversation again.
+         */
+        val cacheBytes: Long get() = native.cacheBytes()
+
+        /** Gives back the KV cache kept between turns (for example when the app goes to the background). */
+        fun releaseCache() = native.releaseCache()
+
+        /**
          * Sends [user]'s message; the answer streams, and joins the history when it ends. One message at a time: a
          * message sent while the previous answer still streams throws [EngineException.ChatBusy] when collected.
          */

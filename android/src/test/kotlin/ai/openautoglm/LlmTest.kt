@@ -56,6 +56,25 @@ class LlmTest {
         }
     }
 
+    /** Later turns start from the kept cache and answer exactly as a full prefill of the same history. */
+    @Test fun laterTurnsReuseTheCacheAndAnswerAsAFullPrefill() = runBlocking<Unit> {
+        tiny().use { llm ->
+            val chat = llm.newChat("You are terse.")
+            for ((turn, message) in listOf("First question", "Second question", "Third question").withIndex()) {
+                val fresh = llm.chat(chat.history + ChatMessage("user", message), GenerateOptions(maxTokens = 6))
+                    .toList().joinToString("")
+                var metrics: GenerationMetrics? = null
+                val answer = chat.send(message, GenerateOptions(maxTokens = 6)) { m, _ -> metrics = m }
+                    .toList().joinToString("")
+                assertEquals(fresh, answer, "turn $turn")
+                if (turn > 0) assertTrue(metrics!!.cachedPromptTokens > 0, "turn $turn reuses the cache")
+                assertTrue(chat.cacheBytes > 0)
+            }
+            chat.releaseCache()
+            assertEquals(0L, chat.cacheBytes)
+        }
+    }
+
     @Test fun badRequestsAreTypedExceptions() = runBlocking<Unit> {
         tiny().use { llm ->
             assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(temperature = -1f)).collect() }
