@@ -115,6 +115,11 @@ impl NativeLlm {
         Ok(self.live()?.draft_file().map(str::to_owned))
     }
 
+    // The tokens of `text` (no template applied): to count what a prompt takes of the context.
+    pub fn encode(&self, text: String) -> Result<Vec<i32>, NativeError> {
+        Ok(self.live()?.encode(&text)?.into_iter().map(|t| t as i32).collect())
+    }
+
     // The text of `tokens`, as a generation's `text` holds it.
     pub fn decode(&self, tokens: Vec<i32>) -> Result<String, NativeError> {
         let tokens = tokens.iter().map(|&t| u32::try_from(t)).collect::<Result<Vec<u32>, _>>().map_err(|_| {
@@ -159,6 +164,20 @@ impl NativeLlm {
 
     pub fn is_closed(&self) -> bool {
         self.llm.is_closed()
+    }
+
+    // The bytes of KV cache its chats keep between turns.
+    pub fn cache_bytes(&self) -> i64 {
+        self.llm.cache_bytes() as i64
+    }
+
+    // The most bytes of KV cache its chats keep between turns; past it the least recently used give theirs back.
+    pub fn idle_cache_limit_bytes(&self) -> i64 {
+        self.llm.idle_cache_limit() as i64
+    }
+
+    pub fn set_idle_cache_limit_bytes(&self, bytes: i64) {
+        self.llm.set_idle_cache_limit(bytes.max(0) as u64)
     }
 }
 

@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 pub(crate) struct Limit(Option<u64>);
 
 impl Limit {
+    /// The limit in bytes (`None`: only the system's).
+    pub(crate) fn bytes(self) -> Option<u64> {
+        self.0
+    }
+
     pub(crate) fn from_mb(mb: i32) -> Limit {
         Limit(u64::try_from(mb).ok().filter(|&mb| mb > 0).map(|mb| mb << 20))
     }

@@ -13,12 +13,14 @@
 //! openautoglm-bench --scheduling ...  (see `scheduling`): many requests on one process.
 //! openautoglm-bench --cascade ...  (see `cascade`): a recognizer cascade over labelled text lines.
 //! openautoglm-bench --verdict ...  (see `verdict`): outputs on every input of a held-out set, for verdicts.
+//! openautoglm-bench --chat ...  (see `chat`): conversations with and without the KV cache kept between turns.
 //!
 //! openautoglm-bench --generate --llm DIR --precision int4 --question Q --tokens 128 --runs 3 --threads N --out R.json
 //!   times text generation: greedy, a fixed output length, the chat template applied to Q (the same protocol as
 //!   benchmarks/peers/genai_generate.py).
 
 mod cascade;
+mod chat;
 mod llm_gaps;
 mod scheduling;
 mod verdict;
@@ -492,6 +494,13 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--cascade") {
         if let Err(e) = cascade::run() {
+            eprintln!("openautoglm-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--chat") {
+        if let Err(e) = chat::run() {
             eprintln!("openautoglm-bench: {e}");
             std::process::exit(1);
         }

@@ -4,6 +4,7 @@
 //! [`measured::Measured`]: every field is optional or defaulted.
 
 pub mod cascade;
+pub mod chat;
 pub mod generation;
 pub mod measured;
 pub mod outputs;

@@ -1,13 +1,13 @@
 //! The LLM handle apps hold: a loaded [`Model`] (and a draft model for speculative decoding) until closed, and the
 //! calls that start generations from it.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use super::generation::{Generation, KeptState};
+use super::kept::KeptStates;
 use super::model::Model;
 use super::sampling::GenerateOptions;
 use super::template::ChatMessage;
@@ -30,8 +30,9 @@ struct Shared {
     draft_file: Option<String>,
     choice: crate::bundle::PrecisionChoice,
     max_context: u32,
-    /// Each chat's decoder state between its turns, by chat id: here so that closing frees them with the model.
-    kept: Mutex<HashMap<u64, KeptState>>,
+    /// Each chat's decoder state between its turns: here so that closing frees them with the model, and so that
+    /// one chat's prompt can start from another's.
+    kept: KeptStates,
     next_chat: AtomicU64,
 }
 
@@ -71,7 +72,7 @@ impl Llm {
             choice: model.choice.clone(),
             max_context: model.config.max_positions as u32,
             loaded: RwLock::new(Some(Loaded { model, draft })),
-            kept: Mutex::default(),
+            kept: KeptStates::default(),
             next_chat: AtomicU64::new(0),
         };
         Llm { shared: Arc::new(shared) }
@@ -86,11 +87,7 @@ impl Llm {
     /// with [`Error::EngineClosed`]. Closing twice is fine.
     pub fn close(&self) {
         self.shared.loaded.write().unwrap_or_else(|e| e.into_inner()).take();
-        self.kept().clear();
-    }
-
-    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<u64, KeptState>> {
-        self.shared.kept.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.kept.clear();
     }
 
     pub(super) fn new_chat_id(&self) -> u64 {
@@ -99,18 +96,57 @@ impl Llm {
 
     /// Keeps a chat's decoder state for its next turn (not once closed: that frees them all).
     pub(super) fn keep_state(&self, chat: u64, state: KeptState) {
-        let mut kept = self.kept();
-        if !self.is_closed() {
-            kept.insert(chat, state);
-        }
+        self.shared.kept.put(chat, state, || !self.is_closed());
     }
 
     pub(super) fn take_state(&self, chat: u64) -> Option<KeptState> {
-        self.kept().remove(&chat)
+        self.shared.kept.take(chat)
     }
 
     pub(super) fn kept_bytes(&self, chat: u64) -> u64 {
-        self.kept().get(&chat).map_or(0, |k| k.bytes() as u64)
+        self.shared.kept.bytes_of(chat)
+    }
+
+    /// The KV cache bytes of one position (every layer's key and value): a generation reserves this times its
+    /// prompt and `max_tokens` under [`EngineConfig::memory_limit_mb`], and a chat keeps its positions between turns.
+    pub fn kv_bytes_per_position(&self) -> Result<u64> {
+        Ok(self.loaded()?.model.kv_bytes_per_position() as u64)
+    }
+
+    /// The bytes of KV cache its chats keep between turns (each chat's is [`super::Chat::cache_bytes`]).
+    pub fn cache_bytes(&self) -> u64 {
+        self.shared.kept.bytes()
+    }
+
+    /// The most bytes of KV cache its chats keep between turns (default [`super::DEFAULT_IDLE_CACHE_BYTES`]): past
+    /// it, the least recently used chats give theirs back, and run their whole history again on their next turn.
+    pub fn idle_cache_limit(&self) -> u64 {
+        self.shared.kept.limit()
+    }
+
+    pub fn set_idle_cache_limit(&self, bytes: u64) {
+        self.shared.kept.set_limit(bytes)
+    }
+
+    /// What a generation of `tokens` starts from: the chat's own kept state, else a copy of the longest start of
+    /// them an idle chat holds (a shared system prompt); with idle caches given back, least recently used first,
+    /// until its KV cache fits the memory limit.
+    fn starting_state(
+        &self,
+        model: &Arc<Model>,
+        tokens: &[u32],
+        options: &GenerateOptions,
+        own: Option<KeptState>,
+    ) -> Result<Option<KeptState>> {
+        let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(model.config.max_positions);
+        let needed = (capacity as u64 * model.kv_bytes_per_position() as u64)
+            .saturating_sub(own.as_ref().map_or(0, KeptState::bytes));
+        self.shared.kept.make_room(model, needed);
+        match own {
+            Some(own) => Ok(Some(own)),
+            None if tokens.is_empty() => Ok(None),
+            None => self.shared.kept.shared_prefix(model, tokens, capacity),
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -193,7 +229,8 @@ impl Llm {
         catch_panic(|| {
             let loaded = self.loaded()?;
             let tokens = loaded.model.encode(prompt)?;
-            Generation::start(loaded.model, tokens, options, started, None, loaded.draft, None)
+            let kept = self.starting_state(&loaded.model, &tokens, &options, None)?;
+            Generation::start(loaded.model, tokens, options, started, None, loaded.draft, kept)
         })
     }
 
@@ -203,7 +240,8 @@ impl Llm {
         catch_panic(|| {
             let loaded = self.loaded()?;
             let tokens = loaded.model.encode(&loaded.model.chat_prompt(messages)?)?;
-            Generation::start(loaded.model, tokens, options, started, None, loaded.draft, None)
+            let kept = self.starting_state(&loaded.model, &tokens, &options, None)?;
+            Generation::start(loaded.model, tokens, options, started, None, loaded.draft, kept)
         })
     }
 
@@ -219,6 +257,7 @@ impl Llm {
         kept: Option<KeptState>,
     ) -> Result<Generation> {
         let loaded = self.loaded()?;
+        let kept = self.starting_state(&loaded.model, &tokens, &options, kept)?;
         Generation::start(loaded.model, tokens, options, started, Some(on_end), loaded.draft, kept)
     }
 }

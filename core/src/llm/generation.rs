@@ -11,7 +11,7 @@ use super::metrics::{Clock, Counts, GenerationMetrics};
 use super::model::Model;
 use super::sampling::{DEFAULT_DRAFT_TOKENS, GenerateOptions, Sampler};
 use super::speculative::{Speculator, judge};
-use super::state::{DecoderState, Rows, Turn};
+use super::state::{DecoderState, Rows, Turn, chunk_end};
 use crate::error::{Error, Result, catch_panic};
 use crate::schedule::{CancelToken, Priority, PriorityHandle};
 
@@ -46,8 +46,8 @@ pub(super) struct KeptState {
 }
 
 impl KeptState {
-    /// The bytes its KV cache holds.
-    pub(super) fn bytes(&self) -> usize {
+    /// The bytes of KV cache it holds.
+    pub(super) fn bytes(&self) -> u64 {
         self.state.cache_bytes()
     }
 }
@@ -148,15 +148,16 @@ impl Generation {
         let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(max);
         let (state, cached_prompt_tokens) = match kept.filter(|k| Arc::ptr_eq(&k.state.llm, &llm)) {
             Some(KeptState { tokens: held, mut state }) => {
-                // What the cache holds of this prompt: the longest common start, and at least the last prompt token
-                // still to run (its logits choose the first answer token). The same tokens a full prefill runs, so
-                // the same answer.
+                // What the cache holds of this prompt: the longest common start, with at least the last two prompt
+                // tokens still to run (the last one's logits choose the first answer token; one row alone would run
+                // through other kernels than a full prefill's, see `chunk_end`). The cache holds what a full prefill
+                // makes (see `for_next_turn`), so the answer is a full prefill's.
                 let common = held[..state.len().min(held.len())]
                     .iter()
                     .zip(&tokens)
                     .take_while(|(a, b)| a == b)
                     .count()
-                    .min(tokens.len() - 1);
+                    .min(tokens.len().saturating_sub(2));
                 state.keep(common, capacity)?;
                 (state, common)
             }
@@ -254,17 +255,43 @@ impl Generation {
         self.finish = Some(reason);
         self._active = None;
         self.pending.clear();
-        // The KV cache's memory goes back now, not when this is dropped, unless a chat keeps it for its next turn.
-        let state = self.state.take();
         if let Some(speculator) = self.speculator.as_mut() {
             speculator.release();
         }
+        // The KV cache's memory goes back now, not when this is dropped, unless a chat keeps it for its next turn.
+        let state = self.state.take();
+        let kept = match self.on_end {
+            Some(_) => state.and_then(|state| self.for_next_turn(state, reason)),
+            None => None,
+        };
         // Whatever was held back for a possible stop string is answer text after all (unless a stop string ended it).
         let (rest, whole) = self.text.finish(&self.llm.tokenizer, &self.tokens[self.prompt_len..]);
         if let Some(on_end) = self.on_end.take() {
-            on_end(whole, state.map(|state| KeptState { tokens: self.tokens.clone(), state }));
+            on_end(whole, kept);
         }
         rest
+    }
+
+    /// The decoder state a chat keeps for its next turn, holding exactly what a full prefill of its tokens would.
+    /// The answer's positions were made one at a time, through other kernels than a prefill's (see `chunk_end`), so
+    /// they run again in one pass now, after the last token is out, rather than in the next turn's wait. A cancelled
+    /// answer, or a pass that fails, keeps its prompt's positions only (none if even that fails).
+    fn for_next_turn(&self, mut state: DecoderState, reason: FinishReason) -> Option<KeptState> {
+        let (prompt, end) = (self.prompt_len.min(state.len()), self.tokens.len());
+        // At least two rows: a one-token answer runs again with the last prompt position.
+        let from = if end >= prompt + 2 { prompt } else { prompt.saturating_sub(1) };
+        let rerun = reason != FinishReason::Cancelled && prompt == self.prompt_len && end >= from + 2;
+        let settled = rerun && {
+            let cancel = CancelToken::default();
+            let turn = Turn { priority: self.priority.get(), cancel: &cancel };
+            state.keep(from, 0).and_then(|()| state.catch_up(&self.tokens, 0, &turn)).is_ok()
+        };
+        if !settled && let Err(e) = state.keep(prompt.min(state.len()), 0) {
+            log::warn!("a chat's cache is not kept: it could not be cut back to its prompt: {e}");
+            return None;
+        }
+        state.settle();
+        Some(KeptState { tokens: self.tokens.clone(), state })
     }
 
     /// The stop tokens of `llm` while fewer than `min_tokens` are out (they cannot be chosen then), with `ahead`
@@ -306,14 +333,15 @@ impl Generation {
             if self.llm.active.load(Ordering::SeqCst) > 1 {
                 chunk = chunk.min(CONTENDED_PREFILL_CHUNK);
             }
-            if prompt - start <= chunk {
+            let upto = chunk_end(start, prompt, chunk);
+            if upto == prompt {
                 let token = self.run(prompt, true)?;
                 self.prefill_passes += 1;
                 return Ok(token);
             }
-            self.run(start + chunk, false)?;
+            self.run(upto, false)?;
             self.prefill_passes += 1;
-            start += chunk;
+            start = upto;
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }

@@ -88,14 +88,29 @@ impl KvCache {
         }
     }
 
-    /// The bytes the cache holds for `len` positions (a shared buffer: for all it has room for).
-    pub(super) fn bytes(&self, llm: &Model, len: usize) -> usize {
-        let positions = match self {
-            KvCache::Growing(_) => len,
-            KvCache::Shared(shared) => shared.capacity,
-        };
-        let element = if llm.kv_f16 { 2 } else { 4 };
-        llm.past_names.len() * llm.config.kv_heads * positions * llm.config.head_dim * element
+    /// A copy of the first `count` of `donor`'s `len` positions into this empty cache (another sequence that starts
+    /// with the same tokens: a shared system prompt).
+    pub(super) fn copy_from(&mut self, llm: &Model, donor: &KvCache, len: usize, count: usize) -> Result<()> {
+        let heads = llm.config.kv_heads;
+        match (self, donor) {
+            (KvCache::Shared(ours), KvCache::Shared(theirs)) => {
+                for (to, from) in ours.buffers.iter_mut().zip(&theirs.buffers) {
+                    copy_positions(from, theirs.capacity, to, ours.capacity, count, heads)?;
+                }
+                Ok(())
+            }
+            (KvCache::Growing(ours), KvCache::Growing(Some(theirs))) => {
+                let mut copied = Vec::with_capacity(theirs.len());
+                for from in theirs {
+                    let mut to = kv_tensor(llm, count)?;
+                    copy_positions(from, len, &mut to, count, count, heads)?;
+                    copied.push(to);
+                }
+                *ours = Some(copied);
+                Ok(())
+            }
+            _ => Err(Error::internal("a KV cache copied from one of another layout")),
+        }
     }
 
     /// Whether positions can be taken back (a shared buffer's attention reads only as far as the mask says).

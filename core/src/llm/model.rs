@@ -72,6 +72,8 @@ pub(super) struct Model {
     pub(super) all_logits: AtomicBool,
     /// The most prompt positions one prefill run takes ([`PREFILL_CHUNK`] unless set).
     pub(super) prefill_chunk: AtomicUsize,
+    /// The KV cache bytes its sequences (running and kept) reserve, held to the memory limit.
+    pub(super) kv: super::kv_account::KvAccount,
 }
 
 impl Model {
@@ -88,6 +90,7 @@ impl Model {
             None => super::variants::choose(dir, config.precision, &crate::accelerator::leading_accelerator(&config)?)?,
         };
         let file = choice.file.clone();
+        let kv = super::kv_account::KvAccount::new(crate::alloc::Limit::from_mb(config.memory_limit_mb));
         let session_config = EngineConfig { precision: Precision::Auto, shape_buckets: Vec::new(), ..config };
         let opened = open_session(Source::File(&dir.join(&file)), &session_config, None, None, None)?;
         let lane = crate::schedule::LaneKind::of(&opened.accelerators);
@@ -141,7 +144,14 @@ impl Model {
             choice,
             all_logits: AtomicBool::new(false),
             prefill_chunk: AtomicUsize::new(PREFILL_CHUNK),
+            kv,
         })
+    }
+
+    /// The KV cache bytes of one position (every layer's key and value).
+    pub(super) fn kv_bytes_per_position(&self) -> usize {
+        let element = if self.kv_f16 { 2 } else { 4 };
+        self.past_names.len() * self.config.kv_heads * self.config.head_dim * element
     }
 
     pub(super) fn encode(&self, text: &str) -> Result<Vec<u32>> {

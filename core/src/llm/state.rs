@@ -27,8 +27,21 @@ pub(super) struct DecoderState {
     cache: KvCache,
     /// The positions the cache holds.
     len: usize,
+    /// The positions reserved for it in the model's KV account (given back when it is dropped).
+    reserved: usize,
     /// The logits of the last pass (one row, or one per position for [`Rows::All`]), a buffer reused across passes.
     logits: Vec<f32>,
+}
+
+impl Drop for DecoderState {
+    fn drop(&mut self) {
+        self.llm.kv.release(bytes(&self.llm, self.reserved));
+    }
+}
+
+/// The KV cache bytes of `positions` positions of `llm`.
+fn bytes(llm: &Model, positions: usize) -> u64 {
+    (positions as u64).saturating_mul(llm.kv_bytes_per_position() as u64)
 }
 
 /// The turn a pass takes on its model's lane.
@@ -41,8 +54,21 @@ impl DecoderState {
     /// A state for a sequence of up to `capacity` positions. A shared-buffer decoder's cache is made now, for all of
     /// them, so a cache that cannot be had fails here.
     pub(super) fn new(llm: Arc<Model>, capacity: usize) -> Result<DecoderState> {
-        let cache = KvCache::new(&llm, capacity)?;
-        Ok(DecoderState { llm, cache, len: 0, logits: Vec::new() })
+        llm.kv.reserve(bytes(&llm, capacity), capacity)?;
+        let cache = KvCache::new(&llm, capacity).inspect_err(|_| llm.kv.release(bytes(&llm, capacity)))?;
+        Ok(DecoderState { llm, cache, len: 0, reserved: capacity, logits: Vec::new() })
+    }
+
+    /// Copies this state's first `count` positions into `empty`, a new state of the same model: another sequence
+    /// that starts with the same tokens (a system prompt two chats share).
+    pub(super) fn copy_prefix_into(&self, empty: &mut DecoderState, count: usize) -> Result<()> {
+        let count = count.min(self.len).min(empty.reserved);
+        if empty.len != 0 || !Arc::ptr_eq(&self.llm, &empty.llm) {
+            return Err(Error::internal("a prefix copied into a used state or another model's"));
+        }
+        empty.cache.copy_from(&self.llm, &self.cache, self.len, count)?;
+        empty.len = count;
+        Ok(())
     }
 
     /// The positions the cache holds.
@@ -50,17 +76,30 @@ impl DecoderState {
         self.len
     }
 
-    /// The bytes its KV cache holds.
-    pub(super) fn cache_bytes(&self) -> usize {
-        self.cache.bytes(&self.llm, self.len)
+    /// The bytes of KV cache reserved for it.
+    pub(super) fn cache_bytes(&self) -> u64 {
+        bytes(&self.llm, self.reserved)
     }
 
     /// Keeps the first `keep` positions (a chat's next turn shares them with its last), with room for `capacity`.
     pub(super) fn keep(&mut self, keep: usize, capacity: usize) -> Result<()> {
         let keep = keep.min(self.len);
+        if capacity > self.reserved {
+            self.llm.kv.reserve(bytes(&self.llm, capacity - self.reserved), capacity)?;
+            self.reserved = capacity;
+        }
         self.cache.keep(&self.llm, self.len, keep, capacity)?;
         self.len = keep;
         Ok(())
+    }
+
+    /// Gives back the reservation a growing cache no longer needs once its sequence has ended (it holds `len`
+    /// positions; a shared buffer keeps its size).
+    pub(super) fn settle(&mut self) {
+        if matches!(self.cache, KvCache::Growing(_)) && self.len < self.reserved {
+            self.llm.kv.release(bytes(&self.llm, self.reserved - self.len));
+            self.reserved = self.len;
+        }
     }
 
     /// Forgets the positions from `len` on (rejected draft tokens). A shared buffer's attention reads only as far
@@ -82,7 +121,7 @@ impl DecoderState {
     /// not in the cache (a draft model catching up with the sequence: its prompt, or the tokens since it paused).
     pub(super) fn catch_up(&mut self, tokens: &[u32], leave: usize, turn: &Turn<'_>) -> Result<()> {
         while tokens.len() - self.len > leave {
-            let upto = (self.len + PREFILL_CHUNK).min(tokens.len());
+            let upto = chunk_end(self.len, tokens.len(), PREFILL_CHUNK);
             self.pass(tokens, upto, Rows::Last, turn)?;
         }
         Ok(())
@@ -143,6 +182,43 @@ impl DecoderState {
         match logits {
             Logits::InPlace => self.cache.logits_in_place(),
             Logits::Copied => Ok(&mut self.logits),
+        }
+    }
+}
+
+/// Where the next pass from `start` toward `end` stops: after at most `chunk` positions, and never leaving one
+/// position alone for the last pass. ONNX Runtime runs a single row through its matrix-vector kernels, which round
+/// differently from a pass over several rows (on 4-bit weights enough to change a later greedy choice), while passes
+/// of two rows or more agree with one another bit for bit: so positions made that way are what a one-pass prefill
+/// would make, whatever the split.
+pub(super) fn chunk_end(start: usize, end: usize, chunk: usize) -> usize {
+    let upto = (start + chunk.max(1)).min(end);
+    if end - upto == 1 && upto - start > 2 { upto - 1 } else { upto }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_end;
+
+    /// The passes a prefill of `len` positions makes from `start`, in chunks of `chunk`.
+    fn passes(start: usize, len: usize, chunk: usize) -> Vec<usize> {
+        let (mut at, mut sizes) = (start, Vec::new());
+        while at < len {
+            let upto = chunk_end(at, len, chunk);
+            sizes.push(upto - at);
+            at = upto;
+        }
+        sizes
+    }
+
+    #[test]
+    fn no_pass_after_the_first_runs_a_single_position() {
+        assert_eq!(passes(0, 257, 256), [255, 2]);
+        assert_eq!(passes(0, 512, 256), [256, 256]);
+        assert_eq!(passes(10, 43, 32), [31, 2]);
+        assert_eq!(passes(0, 1, 256), [1]); // a one-token prompt is one row in any prefill
+        for len in 2..100 {
+            assert!(passes(0, len, 32).iter().all(|&rows| rows >= 2), "{len}");
         }
     }
 }

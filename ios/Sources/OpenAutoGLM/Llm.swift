@@ -49,6 +49,16 @@ public final class Llm: Sendable {
 
     public var isClosed: Bool { native.isClosed() }
 
+    /// Bytes of KV cache its chats keep between turns (see `Chat.cacheBytes`).
+    public var cacheBytes: Int64 { native.cacheBytes() }
+
+    /// The most bytes of KV cache its chats keep between turns (default 128 MB): past it, the least recently used
+    /// chats give theirs back and run their whole history again on their next message.
+    public var idleCacheLimitBytes: Int64 {
+        get { native.idleCacheLimitBytes() }
+        set { native.setIdleCacheLimitBytes(bytes: newValue) }
+    }
+
     /// Continues `prompt` as is (no chat template). `onFinish` gets the request's metrics and why it ended.
     public func generate(_ prompt: String, options: GenerateOptions = GenerateOptions(), priority: Priority = .normal,
                          onFinish: (@Sendable (GenerationMetrics, FinishReason?) -> Void)? = nil) -> AsyncThrowingStream<String, Error> {
@@ -68,6 +78,9 @@ public final class Llm: Sendable {
     public func newChat(system: String? = nil, policy: HistoryPolicy = .dropOldestExchanges) throws -> Chat {
         Chat(try native.newChat(system: system, policy: policy))
     }
+
+    /// The tokens of `text` (no template applied): to count what a prompt takes of the context.
+    public func encode(_ text: String) throws -> [Int] { try native.encode(text: text).map { Int($0) } }
 
     /// The text of `tokens`, as a generation's answer holds it.
     public func decode(_ tokens: [Int]) throws -> String { try native.decode(tokens: tokens.map { Int32(clamping: $0) }) }

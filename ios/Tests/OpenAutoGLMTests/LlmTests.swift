@@ -138,6 +138,38 @@ final class LlmTests: XCTestCase {
         XCTAssertEqual(chat.cacheBytes, 0)
     }
 
+    /// A second chat with the same system prompt starts from the first one's cached prefix, and answers the same.
+    func testChatsWithOneSystemPromptShareItsCache() async throws {
+        let (llm, fresh) = (try tiny(), try tiny())
+        let system = "You are a careful assistant for a hiking club. Answer briefly and name the trail."
+        let first = try llm.newChat(system: system)  // held: a chat that goes away gives its cache back
+        for try await _ in first.send("Which trail is the longest?", options: GenerateOptions(maxTokens: 6)) {}
+        let second = try llm.newChat(system: system)
+        var want = "", got = ""
+        let messages = [ChatMessage(role: "system", content: system), ChatMessage(role: "user", content: "Is it open?")]
+        for try await p in fresh.chat(messages, options: GenerateOptions(maxTokens: 6)) { want += p }
+        let finish = Finish()
+        for try await p in second.send("Is it open?", options: GenerateOptions(maxTokens: 6), onFinish: { finish.metrics = $0; finish.reason = $1 }) {
+            got += p
+        }
+        XCTAssertEqual(got, want)
+        XCTAssertGreaterThan(Int(finish.metrics?.cachedPromptTokens ?? 0), try llm.encode(system).count, "the system prompt is reused")
+        XCTAssertGreaterThan(first.cacheBytes, 0)
+    }
+
+    /// Over the idle limit, the least recently used chat gives its cache back.
+    func testIdleCachesOverTheLimitAreGivenBackLeastRecentlyUsedFirst() async throws {
+        let llm = try tiny()
+        let older = try llm.newChat(system: "You are terse.")
+        for try await _ in older.send("First question", options: GenerateOptions(maxTokens: 6)) {}
+        XCTAssertEqual(older.cacheBytes, llm.cacheBytes)
+        llm.idleCacheLimitBytes = older.cacheBytes * 3 / 2
+        let newer = try llm.newChat(system: "You are terse.")
+        for try await _ in newer.send("Other question", options: GenerateOptions(maxTokens: 6)) {}
+        XCTAssertEqual(older.cacheBytes, 0)
+        XCTAssertTrue(newer.cacheBytes > 0 && llm.cacheBytes <= llm.idleCacheLimitBytes)
+    }
+
     func testBadRequestsAreTypedErrors() async throws {
         let llm = try tiny()
         do {

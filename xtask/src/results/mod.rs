@@ -15,6 +15,7 @@ mod accelerators;
 pub mod report;
 pub use accelerators::{AcceleratorRow, AcceleratorsSummary};
 pub use bench_schema::cascade::{CascadeComparison, CascadePathTaken, CascadeProfile, ComparedLine, ProfiledLine};
+pub use bench_schema::chat::{ChatOutput, ChatTurn};
 pub use bench_schema::generation::{GenerationOutput, GenerationRun};
 pub use bench_schema::measured::{Measured, Metrics, ShapeBuckets};
 pub use bench_schema::outputs::DumpedOutputs;
@@ -333,6 +334,57 @@ pub struct SchedulingFile {
     pub interval_ms: f64,
     pub requests: u64,
     pub scheduling: SchedulingMetrics,
+}
+
+/// `bench --suite chat`: the figures, and the runner's measurements behind them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(default)]
+pub struct ChatFile {
+    pub schema: u32,
+    pub suite: String,
+    pub device: DeviceInfo,
+    pub git_commit: Option<String>,
+    pub llm: String,
+    pub chat: ChatSummary,
+    pub runs: ChatOutput,
+}
+
+/// The chat suite's figures (field names are the issue's; benchmarks/README.md explains each). Times to first token
+/// are the waits a user sees: laying out and tokenizing the prompt, the prefill and the first choice.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ChatSummary {
+    pub turn8_ttft_ratio: f64,
+    pub turn8_ttft_ratio_without_reuse: f64,
+    pub tokens_equal: bool,
+    pub shared_prefix_ttft_ratio: f64,
+    pub system_prompt_tokens: u64,
+    pub int4_variant: String,
+    pub int4_tokens_per_s_ratio: f64,
+    pub int4_quality_passed: bool,
+}
+
+impl ChatSummary {
+    pub fn of(output: &ChatOutput, int4_variant: &str, int4_quality_passed: bool) -> ChatSummary {
+        let ratio = |turns: &[ChatTurn]| match (turns.first(), turns.last()) {
+            (Some(first), Some(last)) if first.wait_ms > 0.0 => last.wait_ms / first.wait_ms,
+            _ => 0.0,
+        };
+        let speed = |variant: &str| output.decode.iter().find(|d| d.variant == variant).map(|d| d.tokens_per_second);
+        ChatSummary {
+            turn8_ttft_ratio: ratio(&output.with_reuse),
+            turn8_ttft_ratio_without_reuse: ratio(&output.without_reuse),
+            tokens_equal: output.tokens_equal,
+            shared_prefix_ttft_ratio: output.second_chat_wait_ms / output.first_chat_wait_ms.max(1e-9),
+            system_prompt_tokens: output.system_prompt_tokens,
+            int4_variant: int4_variant.to_owned(),
+            int4_tokens_per_s_ratio: match (speed(int4_variant), speed("fp32")) {
+                (Some(ours), Some(fp32)) if fp32 > 0.0 => ours / fp32,
+                _ => 0.0,
+            },
+            int4_quality_passed,
+        }
+    }
 }
 
 /// Reads a JSON file written by a runner or by `bench` into its type.

@@ -83,12 +83,27 @@ class Llm private constructor(private val native: NativeLlm) : AutoCloseable {
     fun newChat(system: String? = null, policy: HistoryPolicy = HistoryPolicy.DROP_OLDEST_EXCHANGES): Chat =
         Chat(native { native.newChat(system, policy) })
 
+    /** The tokens of [text] (no template applied): to count what a prompt takes of the context. */
+    @Throws(EngineException::class)
+    fun encode(text: String): List<Int> = native { native.encode(text) }
+
     /** The text of [tokens], as a generation's answer holds it. */
     @Throws(EngineException::class)
     fun decode(tokens: List<Int>): String = native { native.decode(tokens) }
 
     /** True once [close]d. */
     val isClosed: Boolean get() = native.isClosed()
+
+    /** Bytes of KV cache its chats keep between turns (see [Chat.cacheBytes]). */
+    val cacheBytes: Long get() = native.cacheBytes()
+
+    /**
+     * The most bytes of KV cache its chats keep between turns (default 128 MB): past it, the least recently used
+     * chats give theirs back and run their whole history again on their next message.
+     */
+    var idleCacheLimitBytes: Long
+        get() = native.idleCacheLimitBytes()
+        set(value) = native.setIdleCacheLimitBytes(value)
 
     /**
      * Frees the model now (a generation already running finishes first). Later calls, on this LLM and on its chats,

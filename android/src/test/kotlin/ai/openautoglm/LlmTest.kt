@@ -75,6 +75,38 @@ class LlmTest {
         }
     }
 
+    /** A second chat with the same system prompt starts from the first one's cached prefix, and answers the same. */
+    @Test fun chatsWithOneSystemPromptShareItsCache() = runBlocking<Unit> {
+        tiny().use { llm ->
+            tiny().use { fresh ->
+                val system = "You are a careful assistant for a hiking club. Answer briefly and name the trail."
+                llm.newChat(system).send("Which trail is the longest?", GenerateOptions(maxTokens = 6)).toList()
+                val second = llm.newChat(system)
+                val want = fresh.chat(listOf(ChatMessage("system", system), ChatMessage("user", "Is it open?")),
+                    GenerateOptions(maxTokens = 6)).toList().joinToString("")
+                var metrics: GenerationMetrics? = null
+                val got = second.send("Is it open?", GenerateOptions(maxTokens = 6)) { m, _ -> metrics = m }
+                    .toList().joinToString("")
+                assertEquals(want, got)
+                assertTrue(metrics!!.cachedPromptTokens > llm.encode(system).size, "the system prompt is reused")
+            }
+        }
+    }
+
+    /** Over the idle limit, the least recently used chat gives its cache back. */
+    @Test fun idleCachesOverTheLimitAreGivenBackLeastRecentlyUsedFirst() = runBlocking<Unit> {
+        tiny().use { llm ->
+            val older = llm.newChat("You are terse.")
+            older.send("First question", GenerateOptions(maxTokens = 6)).toList()
+            assertEquals(older.cacheBytes, llm.cacheBytes)
+            llm.idleCacheLimitBytes = older.cacheBytes * 3 / 2
+            val newer = llm.newChat("You are terse.")
+            newer.send("Other question", GenerateOptions(maxTokens = 6)).toList()
+            assertEquals(0L, older.cacheBytes)
+            assertTrue(newer.cacheBytes > 0 && llm.cacheBytes <= llm.idleCacheLimitBytes)
+        }
+    }
+
     @Test fun badRequestsAreTypedExceptions() = runBlocking<Unit> {
         tiny().use { llm ->
             assertFailsWith<EngineException.InvalidConfig> { llm.generate("Hi", GenerateOptions(temperature = -1f)).collect() }
