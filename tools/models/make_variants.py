@@ -8,10 +8,11 @@
   chat turns. Its asymmetric mode is no better (1.49x): its zero points are integers;
 - int4-mixed.onnx: per layer, the precision that keeps the text. SmolLM2's weights come from a Q4_1 GGUF (blocks
   of 32, w = d*q + m) whose m is not a multiple of d, so integer zero points (all ONNX Runtime's fast 4-bit kernel
-  takes) move every block by up to half a step. Each projection is 4-bit either with integer zero points or exact,
-  its float block minimum added apart (`q4-exact`, see quantize_blockwise); the projections whose output the
-  rounding changes most on calibration text (KJV Jonah) get the exact form first, as few as keep the calibration
-  perplexity within CALIBRATION_PPL_RATIO of FP32's. The LM head (from a Q8_0 tensor) is 8-bit, exact.
+  takes) move every block by up to half a step. Each projection is 4-bit either with integer zero points or exact
+  (`q4-exact`: what the zero point misses comes back through the same product, which also reads x's block sums;
+  see block_quantize); the projections whose output the rounding changes most on calibration text (KJV Jonah) get
+  the exact form first, as few as keep the calibration perplexity within CALIBRATION_PPL_RATIO of FP32's. The LM
+  head (from a Q8_0 tensor) is 8-bit, exact.
 
     python make_variants.py --dir DIR [--only fp16,int8,int4,int4-mixed] [--calibration-text FILE]
 """
@@ -38,75 +39,107 @@ def save(model, path):
               size_threshold=1024)
 
 
-def block_quantize(weight, bits, block, exact_minimum=True):
-    """weight [K, N], per block of `block` along K: w = scale * q + low, q in [0, 2^bits - 1] (asymmetric with a
-    float minimum, the Q4_1 form), or for 8 bits w = scale * (q - 128), symmetric (the Q8_0 form).
-    Returns MatMulNBits' packed B [N, K/block, block*bits/8] uint8, scales [N * K/block], its integer zero points
-    and the block minima [K/block, N] (None when symmetric)."""
-    k, n = weight.shape
-    blocks = weight.T.reshape(n, k // block, block).astype(np.float64)
-    if bits == 8:
-        scale = np.abs(blocks).max(axis=-1, keepdims=True) / 127
-        scale = np.where(scale > 0, scale, 1.0)
-        q = (np.clip(np.rint(blocks / scale), -127, 127) + 128).astype(np.uint8)
-        zero_points = np.full(n * (k // block), 128, np.uint8)
-        return q, scale.astype(np.float32).ravel(), zero_points, None
-    low, high = blocks.min(axis=-1, keepdims=True), blocks.max(axis=-1, keepdims=True)
-    scale = np.where(high > low, (high - low) / 15, 1.0)
-    if exact_minimum:
-        zero = np.zeros_like(scale)
-    else:  # the minimum rounded to a whole step: MatMulNBits' integer zero point, nothing added apart
-        zero = np.clip(np.rint(-low / scale), 0, 15)
-    q = np.clip(np.rint(blocks / scale + zero) if not exact_minimum else np.rint((blocks - low) / scale), 0, 15)
+def pack(q, scale, zero):
+    """q [N, blocks, block] in 0..15, scale and integer zero [N, blocks] -> MatMulNBits' B, scales, zero points."""
+    n = q.shape[0]
     q = q.astype(np.uint8)
     packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
-    zero = zero[..., 0].astype(np.uint8)
+    zero = zero.astype(np.uint8)
     if zero.shape[1] % 2:
         zero = np.concatenate([zero, np.zeros((n, 1), np.uint8)], axis=1)
     zero_points = (zero[:, 0::2] | (zero[:, 1::2] << 4)).ravel().astype(np.uint8)
-    minima = low[..., 0].T.astype(np.float32) if exact_minimum else None
-    return packed, scale.astype(np.float32).ravel(), zero_points, minima
+    return packed, scale.astype(np.float32).ravel(), zero_points
+
+
+def q4_1(values):
+    """values [N, blocks, block] that are Q4_1 blocks (w = d*q + m): q, d, the integer zero point z = round(-m/d)
+    MatMulNBits takes, and r = m + d*z, what w = d*(q - z) + r leaves out (at most half a step)."""
+    low, high = values.min(-1, keepdims=True), values.max(-1, keepdims=True)
+    d = np.where(high > low, (high - low) / 15, 1.0)
+    q = np.clip(np.rint((values - low) / d), 0, 15)
+    z = np.clip(np.rint(-low / d), 0, 15)
+    return q, d[..., 0], z[..., 0], (low + d * z)[..., 0]
+
+
+def q4_asymmetric(values):
+    """values [N, blocks, block] on 4 bits with integer zero points, zero kept exact: q, scale, zero, dequantized."""
+    low, high = np.minimum(values.min(-1, keepdims=True), 0), np.maximum(values.max(-1, keepdims=True), 0)
+    scale = np.where(high > low, (high - low) / 15, 1.0)
+    zero = np.clip(np.rint(-low / scale), 0, 15)
+    q = np.clip(np.rint(values / scale + zero), 0, 15)
+    return q, scale[..., 0], zero[..., 0], scale * (q - zero)
+
+
+def block_sum_width(k, block):
+    """Columns of x's block sums, padded to whole blocks."""
+    return block * -(-(k // block) // block)
+
+
+def block_quantize(weight, kind, block):
+    """weight [K, N] as MatMulNBits' B, scales, zero points and the K it takes:
+    - q8: symmetric, w = scale * (q - 128) (exact for Q8_0 blocks);
+    - q4: Q4_1 blocks on integer zero points, each block moved by its r (see q4_1);
+    - q4-exact: r kept. The product's input becomes [x, sums, sums] (x's block sums, twice) and B gets rows for them:
+      r, then what r's own 4-bit rounding left over. Each weight is then within 1/200 of its block's r of the Q4_1
+      value, with no product of its own: one wider MatMulNBits."""
+    k, n = weight.shape
+    blocks = weight.T.reshape(n, k // block, block).astype(np.float64)
+    if kind == "q8":
+        scale = np.abs(blocks).max(axis=-1, keepdims=True) / 127
+        scale = np.where(scale > 0, scale, 1.0)
+        q = (np.clip(np.rint(blocks / scale), -127, 127) + 128).astype(np.uint8)
+        return q, scale.astype(np.float32).ravel(), np.full(n * (k // block), 128, np.uint8), k
+    q, d, z, r = q4_1(blocks)
+    if kind == "q4":
+        return (*pack(q, d, z), k)
+    width = block_sum_width(k, block)
+    rest = np.zeros((n, width))
+    rest[:, : k // block] = r
+    qs, scales, zeros = [q], [d], [z]
+    for _ in range(2):
+        rq, rs, rz, dequantized = q4_asymmetric(rest.reshape(n, width // block, block))
+        qs.append(rq), scales.append(rs), zeros.append(rz)
+        rest = rest - dequantized.reshape(n, width)
+    return (*pack(np.concatenate(qs, 1), np.concatenate(scales, 1), np.concatenate(zeros, 1)), k + 2 * width)
 
 
 def quantize_blockwise(model, plan, block=32, accuracy_level=4):
     """Every MatMul with a weight initializer for which `plan(node name)` is `q8`, `q4` or `q4-exact` becomes
-    MatMulNBits: `q8` symmetric (exact for Q8_0 blocks), `q4` with integer zero points, `q4-exact` exact for Q4_1
-    blocks. MatMulNBits' zero points are integers, so a 4-bit block's float
-    minimum is added apart: x @ W = MatMulNBits(x, q, scale, 0) + (x summed per block) @ minima, a product 1/32 the
-    size of the weight."""
+    MatMulNBits (see block_quantize). A `q4-exact` product reads its input with x's block sums appended, made once
+    per input (x @ S, S summing each block, then Concat) and shared by the products that read it."""
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    nodes, dropped, block_sums = [], set(), {}
+    nodes, dropped, augmented, summers = [], set(), {}, set()
     for node in graph.node:
         kind = plan(node.name) if node.op_type == "MatMul" and node.input[1] in inits else None
         if kind is None:
             nodes.append(node)
             continue
-        bits = 8 if kind == "q8" else 4
         weight = numpy_helper.to_array(inits[node.input[1]])
         k, n = weight.shape
-        packed, scales, zero_points, minima = block_quantize(weight, bits, block, exact_minimum=kind == "q4-exact")
+        packed, scales, zero_points, k_in = block_quantize(weight, kind, block)
         base, x = node.input[1], node.input[0]
+        bits = 8 if kind == "q8" else 4
         graph.initializer.extend([numpy_helper.from_array(packed, base + f"_q{bits}"),
                                   numpy_helper.from_array(scales, base + "_scales"),
                                   numpy_helper.from_array(zero_points, base + "_zero_points")])
         dropped.add(base)
-        product = node.output[0] if minima is None else base + "_blocks_product"
+        if kind == "q4-exact":
+            if x not in augmented:
+                summer = f"block_summer_{k}"  # one per width of input, shared
+                if summer not in summers:
+                    width = block_sum_width(k, block)
+                    sums = np.zeros((k, width), np.float32)
+                    sums[np.arange(k), np.arange(k) // block] = 1
+                    graph.initializer.append(numpy_helper.from_array(np.tile(sums, (1, 2)), summer))
+                    summers.add(summer)
+                nodes.append(helper.make_node("MatMul", [x, summer], [x + "_block_sums"]))
+                nodes.append(helper.make_node("Concat", [x, x + "_block_sums"], [x + "_with_block_sums"], axis=-1))
+                augmented[x] = x + "_with_block_sums"
+            x = augmented[x]
         inputs = [x, base + f"_q{bits}", base + "_scales", base + "_zero_points"]
-        nodes.append(helper.make_node("MatMulNBits", inputs, [product], name=node.name, domain="com.microsoft", K=k,
-                                      N=n, bits=bits, block_size=block, accuracy_level=accuracy_level))
-        if minima is None:
-            continue
-        if x not in block_sums:  # one per input, shared by the products that read it
-            shape, axes = x + "_block_shape", x + "_block_axes"
-            graph.initializer.extend([numpy_helper.from_array(np.array([0, 0, k // block, block], np.int64), shape),
-                                      numpy_helper.from_array(np.array([-1], np.int64), axes)])
-            nodes.append(helper.make_node("Reshape", [x, shape], [x + "_blocks"]))
-            nodes.append(helper.make_node("ReduceSum", [x + "_blocks", axes], [x + "_block_sums"], keepdims=0))
-            block_sums[x] = x + "_block_sums"
-        graph.initializer.append(numpy_helper.from_array(minima, base + "_minima"))
-        nodes.append(helper.make_node("MatMul", [block_sums[x], base + "_minima"], [base + "_minima_product"]))
-        nodes.append(helper.make_node("Add", [product, base + "_minima_product"], list(node.output)))
+        nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output), name=node.name, domain="com.microsoft",
+                                      K=k_in, N=n, bits=bits, block_size=block, accuracy_level=accuracy_level))
     kept = [i for i in graph.initializer if i.name not in dropped]
     graph.ClearField("initializer")
     graph.initializer.extend(kept)
@@ -151,19 +184,17 @@ def residual_error(fp32, ids):
         if node.name not in inputs or node.name == "lm_head":
             continue
         w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float64)
-        packed, scales, zero_points, _ = block_quantize(w.astype(np.float32), 4, 32, exact_minimum=False)
         k, n = w.shape
-        q = np.stack([packed & 15, packed >> 4], axis=-1).reshape(n, k // 32, 32).astype(np.float64)
-        zero = np.stack([zero_points & 15, zero_points >> 4], axis=-1).reshape(n, -1)[:, : k // 32]
-        dequantized = ((q - zero[..., None]) * scales.reshape(n, k // 32, 1)).reshape(n, k).T
+        q, d, z, _ = q4_1(w.T.reshape(n, k // 32, 32))
+        dequantized = ((q - z[..., None]) * d[..., None]).reshape(n, k).T
         x = inputs[node.name].astype(np.float64)
         errors[node.name] = float(np.linalg.norm(x @ (w - dequantized)) / np.linalg.norm(x @ w))
     return errors
 
 
 def int4_mixed(fp32, out, calibration_text):
-    """The fewest exact-minimum projections whose perplexity on the calibration text stays within
-    CALIBRATION_PPL_RATIO of FP32's: the exact form costs a second small product per projection."""
+    """The fewest exact projections whose perplexity on the calibration text stays within CALIBRATION_PPL_RATIO of
+    FP32's: the exact form costs two small nodes per input (its block sums) and a wider product."""
     from check_decoder import Decoder
     from llm_quality import WINDOW, perplexity
     from tokenizers import Tokenizer
