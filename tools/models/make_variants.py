@@ -9,8 +9,8 @@
 - int4-mixed.onnx: per layer, the precision that keeps the text. SmolLM2's weights come from a Q4_1 GGUF (blocks
   of 32, w = d*q + m) whose m is not a multiple of d, so integer zero points (all ONNX Runtime's fast 4-bit kernel
   takes) move every block by up to half a step. Each projection is 4-bit either with integer zero points or exact
-  (`q4-exact`: what the zero point misses comes back through the same product, which also reads x's block sums;
-  see block_quantize); the projections whose output the rounding changes most on calibration text (KJV Jonah) get
+  (`q4-exact`: symmetric, the block's offset carried by the same product, which also reads x's block sums; see
+  block_quantize); the projections whose output the rounding changes most on calibration text (KJV Jonah) get
   the exact form first, as few as keep the calibration perplexity within CALIBRATION_PPL_RATIO of FP32's. The LM
   head (from a Q8_0 tensor) is 8-bit, exact.
 
@@ -40,10 +40,13 @@ def save(model, path):
 
 
 def pack(q, scale, zero):
-    """q [N, blocks, block] in 0..15, scale and integer zero [N, blocks] -> MatMulNBits' B, scales, zero points."""
+    """q [N, blocks, block] in 0..15, scale and integer zero [N, blocks] (None: symmetric, MatMulNBits' implicit 8)
+    -> MatMulNBits' B, scales, zero points."""
     n = q.shape[0]
     q = q.astype(np.uint8)
     packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    if zero is None:
+        return packed, scale.astype(np.float32).ravel(), None
     zero = zero.astype(np.uint8)
     if zero.shape[1] % 2:
         zero = np.concatenate([zero, np.zeros((n, 1), np.uint8)], axis=1)
@@ -61,13 +64,12 @@ def q4_1(values):
     return q, d[..., 0], z[..., 0], (low + d * z)[..., 0]
 
 
-def q4_asymmetric(values):
-    """values [N, blocks, block] on 4 bits with integer zero points, zero kept exact: q, scale, zero, dequantized."""
-    low, high = np.minimum(values.min(-1, keepdims=True), 0), np.maximum(values.max(-1, keepdims=True), 0)
-    scale = np.where(high > low, (high - low) / 15, 1.0)
-    zero = np.clip(np.rint(-low / scale), 0, 15)
-    q = np.clip(np.rint(values / scale + zero), 0, 15)
-    return q, scale[..., 0], zero[..., 0], scale * (q - zero)
+def q4_symmetric(values):
+    """values [N, blocks, block] on 4 bits around MatMulNBits' implicit zero point 8: q, scale, dequantized."""
+    scale = np.maximum(values.max(-1, keepdims=True) / 7, -values.min(-1, keepdims=True) / 8)
+    scale = np.where(scale > 0, scale, 1.0)
+    q = np.clip(np.rint(values / scale) + 8, 0, 15)
+    return q, scale[..., 0], scale * (q - 8)
 
 
 def block_sum_width(k, block):
@@ -79,9 +81,10 @@ def block_quantize(weight, kind, block):
     """weight [K, N] as MatMulNBits' B, scales, zero points and the K it takes:
     - q8: symmetric, w = scale * (q - 128) (exact for Q8_0 blocks);
     - q4: Q4_1 blocks on integer zero points, each block moved by its r (see q4_1);
-    - q4-exact: r kept. The product's input becomes [x, sums, sums] (x's block sums, twice) and B gets rows for them:
-      r, then what r's own 4-bit rounding left over. Each weight is then within 1/200 of its block's r of the Q4_1
-      value, with no product of its own: one wider MatMulNBits."""
+    - q4-exact: nothing dropped, and no zero points at all (MatMulNBits' symmetric kernel, its fastest): each weight
+      is d*(q - 8) + r8 with r8 = m + 8*d. The product's input becomes [x, sums, sums] (x's block sums, twice) and B
+      gets rows for them: r8, then what r8's own 4-bit rounding left over. Each weight is then within 1/200 of its
+      block's r8 of the Q4_1 value, with no product of its own: one wider MatMulNBits."""
     k, n = weight.shape
     blocks = weight.T.reshape(n, k // block, block).astype(np.float64)
     if kind == "q8":
@@ -94,13 +97,13 @@ def block_quantize(weight, kind, block):
         return (*pack(q, d, z), k)
     width = block_sum_width(k, block)
     rest = np.zeros((n, width))
-    rest[:, : k // block] = r
-    qs, scales, zeros = [q], [d], [z]
+    rest[:, : k // block] = r + d * (8 - z)  # r8 = m + 8*d
+    qs, scales = [q], [d]
     for _ in range(2):
-        rq, rs, rz, dequantized = q4_asymmetric(rest.reshape(n, width // block, block))
-        qs.append(rq), scales.append(rs), zeros.append(rz)
+        rq, rs, dequantized = q4_symmetric(rest.reshape(n, width // block, block))
+        qs.append(rq), scales.append(rs)
         rest = rest - dequantized.reshape(n, width)
-    return (*pack(np.concatenate(qs, 1), np.concatenate(scales, 1), np.concatenate(zeros, 1)), k + 2 * width)
+    return (*pack(np.concatenate(qs, 1), np.concatenate(scales, 1), None), k + 2 * width)
 
 
 def quantize_blockwise(model, plan, block=32, accuracy_level=4):
@@ -121,8 +124,11 @@ def quantize_blockwise(model, plan, block=32, accuracy_level=4):
         base, x = node.input[1], node.input[0]
         bits = 8 if kind == "q8" else 4
         graph.initializer.extend([numpy_helper.from_array(packed, base + f"_q{bits}"),
-                                  numpy_helper.from_array(scales, base + "_scales"),
-                                  numpy_helper.from_array(zero_points, base + "_zero_points")])
+                                  numpy_helper.from_array(scales, base + "_scales")])
+        inputs = [base + f"_q{bits}", base + "_scales"]
+        if zero_points is not None:
+            graph.initializer.append(numpy_helper.from_array(zero_points, base + "_zero_points"))
+            inputs.append(base + "_zero_points")
         dropped.add(base)
         if kind == "q4-exact":
             if x not in augmented:
@@ -137,8 +143,7 @@ def quantize_blockwise(model, plan, block=32, accuracy_level=4):
                 nodes.append(helper.make_node("Concat", [x, x + "_block_sums"], [x + "_with_block_sums"], axis=-1))
                 augmented[x] = x + "_with_block_sums"
             x = augmented[x]
-        inputs = [x, base + f"_q{bits}", base + "_scales", base + "_zero_points"]
-        nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output), name=node.name, domain="com.microsoft",
+        nodes.append(helper.make_node("MatMulNBits", [x, *inputs], list(node.output), name=node.name, domain="com.microsoft",
                                       K=k_in, N=n, bits=bits, block_size=block, accuracy_level=accuracy_level))
     kept = [i for i in graph.initializer if i.name not in dropped]
     graph.ClearField("initializer")
