@@ -138,7 +138,7 @@ impl Llm {
         options: &GenerateOptions,
         own: Option<KeptState>,
     ) -> Result<Option<KeptState>> {
-        let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(model.config.max_positions);
+        let capacity = super::generation::capacity(model, tokens.len(), options);
         let needed = (capacity as u64 * model.kv_bytes_per_position() as u64)
             .saturating_sub(own.as_ref().map_or(0, KeptState::bytes));
         self.shared.kept.make_room(model, needed);

@@ -50,6 +50,17 @@ impl KeptState {
     pub(super) fn bytes(&self) -> u64 {
         self.state.cache_bytes()
     }
+
+    /// How many of `tokens`' first positions its cache holds: the longest start they share with its tokens.
+    pub(super) fn common_prefix(&self, tokens: &[u32]) -> usize {
+        let held = &self.tokens[..self.state.len().min(self.tokens.len())];
+        held.iter().zip(tokens).take_while(|(a, b)| a == b).count()
+    }
+}
+
+/// The KV cache positions a generation of `prompt` tokens reserves: the prompt and `max_tokens`, within the context.
+pub(super) fn capacity(model: &Model, prompt: usize, options: &GenerateOptions) -> usize {
+    (prompt + options.max_tokens.max(0) as usize).min(model.config.max_positions)
 }
 
 /// Stops a generation from another thread; it ends before its next model step (a long prompt's prefill: before
@@ -145,19 +156,15 @@ impl Generation {
         }
         // The KV cache is made with the request, as genai makes its generator's state before the prompt runs: the
         // time to first token is the model's, and a cache that cannot be had fails here.
-        let capacity = (tokens.len() + options.max_tokens.max(0) as usize).min(max);
+        let capacity = capacity(&llm, tokens.len(), &options);
         let (state, cached_prompt_tokens) = match kept.filter(|k| Arc::ptr_eq(&k.state.llm, &llm)) {
-            Some(KeptState { tokens: held, mut state }) => {
+            Some(kept) => {
                 // What the cache holds of this prompt: the longest common start, with at least the last two prompt
                 // tokens still to run (the last one's logits choose the first answer token; one row alone would run
                 // through other kernels than a full prefill's, see `chunk_end`). The cache holds what a full prefill
                 // makes (see `for_next_turn`), so the answer is a full prefill's.
-                let common = held[..state.len().min(held.len())]
-                    .iter()
-                    .zip(&tokens)
-                    .take_while(|(a, b)| a == b)
-                    .count()
-                    .min(tokens.len().saturating_sub(2));
+                let common = kept.common_prefix(&tokens).min(tokens.len().saturating_sub(2));
+                let mut state = kept.state;
                 state.keep(common, capacity)?;
                 (state, common)
             }

@@ -118,15 +118,11 @@ impl KeptStates {
         capacity: usize,
     ) -> Result<Option<KeptState>> {
         let best = |entries: &Entries| {
-            let common = |e: &Entry| {
-                let held = &e.kept.tokens[..e.kept.state.len().min(e.kept.tokens.len())];
-                held.iter().zip(tokens).take_while(|(a, b)| a == b).count()
-            };
             let found = entries
                 .by_chat
                 .iter()
                 .filter(|(_, e)| Arc::ptr_eq(&e.kept.state.llm, model))
-                .map(|(&chat, e)| (chat, common(e)))
+                .map(|(&chat, e)| (chat, e.kept.common_prefix(tokens)))
                 .max_by_key(|&(_, n)| n);
             found.filter(|&(_, n)| n > 0)
         };
