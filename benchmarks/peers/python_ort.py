@@ -8,6 +8,10 @@ import json
 import os
 import time
 
+# Wall clock when xtask spawned this process (OPENAUTOGLM_SPAWNED_UNIX_NS): cold start counts the interpreter and
+# its imports, as an app written this way pays them.
+SPAWNED_NS = os.environ.get("OPENAUTOGLM_SPAWNED_UNIX_NS")
+
 import numpy as np
 import onnxruntime as ort
 from recipe_inputs import recipe_input  # tools/models, on PYTHONPATH (xtask sets it)
@@ -18,6 +22,18 @@ LEVELS = {
     "O2": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "O3": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+def rss_mb():
+    """Resident memory now (Linux: /proc/self/status), as the Rust runner reads it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def main():
     p = argparse.ArgumentParser()
     for flag in ("--model", "--recipe", "--out", "--optimize"):
@@ -25,6 +41,7 @@ def main():
     for flag in ("--runs", "--warmup", "--threads"):
         p.add_argument(flag, type=int)
     p.add_argument("--seconds", type=float, default=0.0)
+    p.add_argument("--interval-ms", type=float, default=0.0)
     p.add_argument("--ort")  # accepted for protocol compatibility: the package brings its own library
     p.add_argument("--plugin")  # OpenVINO's plugin execution provider library: its CPU device runs the model
     args = p.parse_args()
@@ -56,23 +73,37 @@ def main():
         session_run = session.run
         session.run = lambda names, f: session_run(
             names, {k: v.astype(np.float16) if k in halves else v for k, v in f.items()})
+    rss_after_load_mb = rss_mb()
     t = time.perf_counter()
     session.run(None, feeds)
     first_ms = (time.perf_counter() - t) * 1e3
-    warm = []
-    for _ in range(args.warmup):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        warm.append((time.perf_counter() - t) * 1e3)
-    samples = []
-    started = time.perf_counter()
-    while len(samples) < args.runs or time.perf_counter() - started < args.seconds:
-        t = time.perf_counter()
-        session.run(None, feeds)
-        samples.append((time.perf_counter() - t) * 1e3)
+    cold_start_ms = (time.time_ns() - int(SPAWNED_NS)) / 1e6 if SPAWNED_NS else None
+
+    def timed(done):
+        """Calls `interval_ms` apart (start to start; the first one interval in), or back to back; each timed alone."""
+        samples = []
+        cpu = time.process_time()
+        started = time.perf_counter()
+        while not done(samples):
+            if args.interval_ms > 0:
+                wait = started + args.interval_ms * (len(samples) + 1) / 1e3 - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            t = time.perf_counter()
+            session.run(None, feeds)
+            samples.append((time.perf_counter() - t) * 1e3)
+        return samples, (time.process_time() - cpu) * 1e3 / max(len(samples), 1)
+
+    warm, _ = timed(lambda s: len(s) >= args.warmup)
+    begun = time.perf_counter()
+    samples, cpu_ms_per_run = timed(lambda s: len(s) >= args.runs and time.perf_counter() - begun >= args.seconds)
     metrics = {
         "session_create_ms": session_ms,
         "first_inference_ms": first_ms,
+        "cold_start_ms": cold_start_ms,
+        "rss_after_load_mb": rss_after_load_mb,
+        "cpu_ms_per_run": cpu_ms_per_run,
+        "interval_ms": args.interval_ms or None,
         "warmup_runs": args.warmup,
         "warmup_mean_ms": sum(warm) / len(warm) if warm else None,
         "runs": len(samples),

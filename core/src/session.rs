@@ -81,7 +81,7 @@ fn open_on(
     let checked = source.check()?;
     let level = config.optimize_level;
     let builder = |config: &EngineConfig, level| {
-        let (builder, report) = session_builder(source, &checked, config, level, bucket, profile)?;
+        let (builder, report) = session_builder(source, &checked, config, level, bucket, profile, None)?;
         match prepacked {
             Some(weights) => Ok((builder.with_prepacked_weights(weights).or_internal("prepacked weights")?, report)),
             None => Ok((builder, report)),
@@ -164,7 +164,7 @@ fn open_on(
         return Ok(Opened { session, accelerators, cache });
     }
     let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
-    let (b, _) = session_builder(source, &checked, &cpu, cached_level, bucket, None)?;
+    let (b, _) = session_builder(source, &checked, &cpu, cached_level, bucket, None, None)?;
     drop(source.commit(&mut save(b)?)?);
     written(entry.commit(&staging));
     let (mut b, accelerators) = builder(config, load_level)?;
@@ -175,6 +175,23 @@ fn open_on(
     Ok(Opened { session, accelerators, cache })
 }
 
+/// How a session's worker threads wait between runs (see `engine::quick`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// Workers keep spinning after a run, as ONNX Runtime does by default: the next call starts at once.
+    Spinning,
+    /// No workers: the calling thread runs the whole graph.
+    Alone,
+}
+
+/// A session of the model on the CPU whose threads wait as `waiting` says, whatever the config's thread settings;
+/// not through the compile cache (these are small models, optimized in milliseconds).
+pub(crate) fn open_waiting(source: Source<'_>, config: &EngineConfig, waiting: Waiting) -> Result<Session> {
+    let checked = source.check()?;
+    let (mut builder, _) = session_builder(source, &checked, config, config.optimize_level, None, None, Some(waiting))?;
+    source.commit(&mut builder)
+}
+
 fn session_builder(
     source: Source<'_>,
     checked: &model_check::Checked,
@@ -182,9 +199,10 @@ fn session_builder(
     level: OptimizeLevel,
     bucket: Option<&ShapeBucket>,
     profile: Option<&Path>,
+    waiting: Option<Waiting>,
 ) -> Result<(SessionBuilder, AcceleratorReport)> {
     let builder = Runtime::with_env(|env| Session::builder(env).or_internal("session builder"))?;
-    let (builder, report) = configure(builder, config, level)?;
+    let (builder, report) = configure(builder, config, level, waiting)?;
     let mut builder = source.configure(builder, checked)?;
     for (name, size) in bucket.map(ShapeBucket::sorted).unwrap_or_default() {
         builder = builder.with_dimension_override(name, size).or_invalid_config("shape bucket")?;
@@ -199,6 +217,7 @@ fn configure(
     builder: SessionBuilder,
     config: &EngineConfig,
     level: OptimizeLevel,
+    waiting: Option<Waiting>,
 ) -> Result<(SessionBuilder, AcceleratorReport)> {
     let level = match level {
         OptimizeLevel::O0 => GraphOptimizationLevel::Disable,
@@ -214,11 +233,16 @@ fn configure(
     let cores = crate::config::cores() as i32;
     let share = if config.concurrency > 1 { (cores / config.concurrency).max(1) } else { 0 };
     let intra_op_threads = match config.intra_op_threads {
+        _ if waiting == Some(Waiting::Alone) => 1,
         0 if xnnpack_leads => 1,
         0 => share,
         n => n,
     };
-    let spinning = config.spinning.or(xnnpack_leads.then_some(false));
+    let spinning = match waiting {
+        Some(Waiting::Spinning) => Some(true),
+        Some(Waiting::Alone) => Some(false),
+        None => config.spinning.or(xnnpack_leads.then_some(false)),
+    };
     if intra_op_threads > 0 {
         builder = builder.with_intra_threads(intra_op_threads as usize).or_invalid_config("intra-op threads")?;
     }
@@ -230,7 +254,10 @@ fn configure(
     // runs and the app's own threads then wait for (measured: a MiniLM engine's worker at 100% of a core between
     // requests 25 ms apart). Back-to-back runs are not slower for it (MiniLM 2.66 vs 2.96 ms, YOLOv8n 10.1 vs
     // 10.5 ms p50 here).
-    builder = builder.with_config_entry("session.force_spinning_stop", "1").or_invalid_config("spinning stop")?;
+    // (A small model's spinning session keeps spinning between the calls of a burst: `engine::quick`.)
+    if waiting != Some(Waiting::Spinning) {
+        builder = builder.with_config_entry("session.force_spinning_stop", "1").or_invalid_config("spinning stop")?;
+    }
     if let Some(spinning) = spinning {
         builder = builder.with_intra_op_spinning(spinning).or_invalid_config("intra-op spinning")?;
         builder = builder.with_inter_op_spinning(spinning).or_invalid_config("inter-op spinning")?;

@@ -119,6 +119,14 @@ impl Source<'_> {
         }
     }
 
+    /// The model's size in bytes (its file's, for a file), external data not counted; `None` when unreadable.
+    pub(crate) fn byte_len(self) -> Option<u64> {
+        match self {
+            Source::Bytes { bytes, .. } => Some(bytes.len() as u64),
+            Source::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+        }
+    }
+
     pub(crate) fn commit(self, builder: &mut SessionBuilder) -> Result<Session> {
         // ort (at ONNX Runtime API level 22) describes every input and output of a new session again, and panics
         // ("infallible") where ONNX Runtime refuses a shape it reported itself: a dimension below -1, which its shape

@@ -405,3 +405,39 @@ fn run_into_fills_caller_buffers() {
     assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
     assert_eq!(engine.run(&inputs).unwrap(), want);
 }
+
+/// A small model on the CPU runs bursts of calls on spinning workers and calls after a pause on the calling thread
+/// alone (`engine::quick`), with the same answers as the engine's own session; explicit thread settings keep every
+/// run on that one session.
+#[test]
+fn small_models_spin_through_bursts_and_run_alone_after_pauses() {
+    let engine = common::engine("matmul_dynamic");
+    let x = [0.5f32, -1.0, 2.0, 4.0];
+    let run = || engine.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap()[0].to_vec::<f32>().unwrap();
+    let first = run();
+    for _ in 0..50 {
+        assert_eq!(run(), first);
+    }
+    let after_burst = engine.waiting_stats();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) == 1 {
+        // One core: the engine's own session already runs alone.
+        assert_eq!(after_burst.default_runs, 51, "{after_burst:?}");
+        return;
+    }
+    assert_eq!(after_burst.default_runs, 1, "only the first run, before any was measured: {after_burst:?}");
+    assert!(after_burst.spinning_runs >= 40, "{after_burst:?}");
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(run(), first);
+    }
+    let after_pauses = engine.waiting_stats();
+    assert_eq!(after_pauses.alone_runs, after_burst.alone_runs + 3, "{after_pauses:?}");
+
+    let one_thread =
+        Engine::from_file(common::model("matmul_dynamic"), EngineConfig::default().with_threads(1)).unwrap();
+    for _ in 0..10 {
+        one_thread.run(&[("x", TensorRef::new(&[1, 4], &x))]).unwrap();
+    }
+    let stats = one_thread.waiting_stats();
+    assert_eq!((stats.default_runs, stats.spinning_runs, stats.alone_runs), (10, 0, 0), "{stats:?}");
+}

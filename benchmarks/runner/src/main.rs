@@ -4,6 +4,8 @@
 //! openautoglm-bench --model M.onnx --recipe INPUTS.json --out RESULT.json [--runs 200] [--warmup 10]
 //!                   [--threads N] [--optimize O3] [--ort libonnxruntime.so] [--dump-outputs OUTPUTS.json]
 //!                   [--seconds S]   (duration mode: timed runs until S seconds have passed, at least --runs)
+//!                   [--interval-ms N] (calls N ms apart, as an app calling a small model at a fixed rate does,
+//!                   instead of back to back)
 //!                   [--cache-dir DIR] (compile cache)  [--bucket name=size[,name=size...]] (repeatable)
 //!                   [--feed-f16]  (float32 recipe inputs converted to float16 before timing, for f16-input models)
 //!                   [--plugin LIB]  (OpenVINO's plugin execution provider, CPU device, leads; `--strict` refuses
@@ -49,6 +51,8 @@ struct Args {
     runs: usize,
     /// Duration mode: keep running until this many seconds of timed runs have passed.
     seconds: f64,
+    /// Calls this many milliseconds apart (0: back to back).
+    interval_ms: f64,
     warmup: usize,
     threads: i32,
     optimize: OptimizeLevel,
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
     let (mut model, mut recipe, mut out, mut ort, mut dump_outputs) = (None, None, None, None, None);
     let (mut cache_dir, mut buckets, mut feed_f16, mut plugin, mut strict) = (None, Vec::new(), false, None, false);
     let (mut runs, mut warmup, mut threads, mut optimize, mut seconds) = (200, 10, 0, OptimizeLevel::O3, 0.0);
+    let mut interval_ms = 0.0;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -93,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--runs" => runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--interval-ms" => interval_ms = value()?.parse().map_err(|e| format!("--interval-ms: {e}"))?,
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--optimize" => optimize = optimize_level(&value()?)?,
@@ -105,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
         out: out.ok_or("--out is required")?,
         runs: runs.max(1),
         seconds,
+        interval_ms,
         warmup,
         threads,
         optimize,
@@ -183,6 +190,43 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
+/// Milliseconds since xtask spawned this process (`OPENAUTOGLM_SPAWNED_UNIX_NS`, wall clock, which every runner
+/// reads alike), or `None` when not told.
+fn since_spawn_ms() -> Option<f64> {
+    let spawned: u128 = std::env::var("OPENAUTOGLM_SPAWNED_UNIX_NS").ok()?.parse().ok()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    Some(now.checked_sub(spawned)? as f64 / 1e6)
+}
+
+/// Calls `call` until `done` says stop, `interval_ms` apart (start to start; back to back when 0), timing each
+/// call alone; returns the samples and the process CPU time per call in ms.
+fn timed_calls(
+    interval_ms: f64,
+    mut done: impl FnMut(usize) -> bool,
+    mut call: impl FnMut(usize) -> Result<(), String>,
+) -> Result<(Vec<f64>, Option<f64>), String> {
+    let cpu_before = openautoglm::metrics::process_cpu_time();
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while !done(samples.len()) {
+        if interval_ms > 0.0 {
+            // Each call one interval after the one before, the first one too (after whatever ran before it).
+            let due = started + std::time::Duration::from_secs_f64(interval_ms * (samples.len() + 1) as f64 / 1e3);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        let t = Instant::now();
+        call(samples.len())?;
+        samples.push(ms(t));
+    }
+    let cpu = match (cpu_before, openautoglm::metrics::process_cpu_time()) {
+        (Some(before), Some(after)) if !samples.is_empty() => {
+            Some((after - before).as_secs_f64() * 1e3 / samples.len() as f64)
+        }
+        _ => None,
+    };
+    Ok((samples, cpu))
+}
+
 fn progress(done: usize, total: usize) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "progress {done} {total}");
@@ -220,31 +264,34 @@ fn run(args: Args) -> Result<Measured, String> {
     let t = Instant::now();
     let first = engine.run(&views).map_err(|e| e.to_string())?;
     let first_inference_ms = ms(t);
+    let cold_start_ms = since_spawn_ms();
     progress(1, total);
     if let Some(path) = &args.dump_outputs {
         let dumped = serde_json::to_string(&dumped_outputs(&first)).map_err(|e| e.to_string())?;
         std::fs::write(path, dumped).map_err(|e| format!("{}: {e}", path.display()))?;
     }
 
-    let mut warmup = Vec::with_capacity(args.warmup);
-    for i in 0..args.warmup {
-        let t = Instant::now();
-        engine.run(&views).map_err(|e| e.to_string())?;
-        warmup.push(ms(t));
-        progress(2 + i, total);
-    }
-    let mut samples = Vec::with_capacity(args.runs);
+    let (warmup, _) = timed_calls(
+        args.interval_ms,
+        |done| done >= args.warmup,
+        |i| {
+            engine.run(&views).map_err(|e| e.to_string())?;
+            progress(2 + i, total);
+            Ok(())
+        },
+    )?;
     let started = Instant::now();
-    let mut i = 0;
-    while i < args.runs || started.elapsed().as_secs_f64() < args.seconds {
-        let t = Instant::now();
-        engine.run(&views).map_err(|e| e.to_string())?;
-        samples.push(ms(t));
-        if i % 10 == 9 || i + 1 == args.runs {
-            progress((2 + args.warmup + i).min(total), total);
-        }
-        i += 1;
-    }
+    let (samples, cpu_ms_per_run) = timed_calls(
+        args.interval_ms,
+        |done| done >= args.runs && started.elapsed().as_secs_f64() >= args.seconds,
+        |i| {
+            engine.run(&views).map_err(|e| e.to_string())?;
+            if i % 10 == 9 || i + 1 == args.runs {
+                progress((2 + args.warmup + i).min(total), total);
+            }
+            Ok(())
+        },
+    )?;
     let end = memory();
     let steady = Summary::of(&samples).expect("at least one run");
     let buckets = engine.shape_bucket_stats();
@@ -278,6 +325,9 @@ fn run(args: Args) -> Result<Measured, String> {
             runtime_init_ms: Some(runtime_init_ms),
             session_create_ms: Some(session_create_ms),
             first_inference_ms: Some(first_inference_ms),
+            cold_start_ms,
+            cpu_ms_per_run,
+            interval_ms: (args.interval_ms > 0.0).then_some(args.interval_ms),
             warmup_runs: Some(args.warmup as u64),
             warmup_mean_ms: Summary::of(&warmup).map(|s| s.mean),
             runs: Some(steady.count as u64),

@@ -34,6 +34,12 @@ pub struct Metrics {
     pub runtime_init_ms: Option<f64>,
     pub session_create_ms: Option<f64>,
     pub first_inference_ms: Option<f64>,
+    /// From the runner's process being spawned to its first result: process start, runtime, model load, first run.
+    pub cold_start_ms: Option<f64>,
+    /// Process CPU time (every thread) per timed inference: what spinning worker threads cost beside latency.
+    pub cpu_ms_per_run: Option<f64>,
+    /// The fixed call interval of the timed runs; `None`: back to back.
+    pub interval_ms: Option<f64>,
     pub warmup_runs: Option<u64>,
     pub warmup_mean_ms: Option<f64>,
     pub runs: Option<u64>,
@@ -59,6 +65,9 @@ impl Metrics {
         match name {
             "session_create_ms" => self.session_create_ms,
             "first_inference_ms" => self.first_inference_ms,
+            "cold_start_ms" => self.cold_start_ms,
+            "cpu_ms_per_run" => self.cpu_ms_per_run,
+            "rss_after_load_mb" => self.rss_after_load_mb,
             "p50_ms" => self.p50_ms,
             "p90_ms" => self.p90_ms,
             "mean_ms" => self.mean_ms,

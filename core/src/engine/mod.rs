@@ -1,5 +1,6 @@
 //! The engine: one model, compiled once, run many times from any thread.
 
+mod quick;
 mod validate;
 mod warmup;
 
@@ -26,6 +27,7 @@ use crate::schedule::{Active, OnCancel, RunOptions, Stop, watchdog};
 use crate::session::{Opened, open_session};
 use crate::source::Source;
 use crate::tensor::{ElementType, Tensor, TensorRef};
+use quick::{Cadence, Pick, QuickSessions};
 
 /// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and call [`Engine::run`] from many threads; up to
 /// [`EngineConfig::concurrency`] runs go at once, the rest queue by priority ([`Engine::run_with`]).
@@ -47,6 +49,10 @@ pub struct Engine {
     pool: Pool,
     /// Runs stopped part-way for an interactive run and started again.
     preempted: AtomicU64,
+    /// How long runs take and how close together calls come: which of a small model's sessions a call runs on.
+    cadence: Cadence,
+    /// Runs per session kind: the engine's own, spinning (bursts), alone (after pauses).
+    quick_runs: [AtomicU64; 3],
     stopped: AtomicU64,
 }
 
@@ -60,6 +66,8 @@ struct Sessions {
 struct Slot {
     dynamic: Session,
     buckets: Vec<Session>,
+    /// A small model's sessions for bursts and for calls after a pause (`quick`); only in an engine of one slot.
+    quick: Option<QuickSessions>,
 }
 
 impl Sessions {
@@ -150,7 +158,13 @@ impl Engine {
             let Opened { session, accelerators, cache } =
                 open_session(Source::File(path), &config, None, Some(&prefix), None)?;
             let info = ModelInfo::of_session(&session)?;
-            Engine::assemble(config, info, vec![Slot { dynamic: session, buckets: Vec::new() }], accelerators, cache)
+            Engine::assemble(
+                config,
+                info,
+                vec![Slot { dynamic: session, buckets: Vec::new(), quick: None }],
+                accelerators,
+                cache,
+            )
         })?;
         let ran = engine.run(inputs);
         let placement = engine.end_profiling();
@@ -176,10 +190,12 @@ impl Engine {
                 .iter()
                 .map(|bucket| open_session(source, &config, Some(bucket), None, prepacked.as_ref()).map(|o| o.session))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Slot { dynamic, buckets })
+            Ok(Slot { dynamic, buckets, quick: None })
         };
         let Opened { session, accelerators, cache } = dynamic;
         let mut slots = vec![open_slot(Some(session))?];
+        let cpu_only = accelerators.active.iter().all(|a| a == "CPUExecutionProvider");
+        slots[0].quick = QuickSessions::open(source, &config, cpu_only)?;
         for _ in 1..config.concurrency {
             slots.push(open_slot(None)?);
         }
@@ -228,6 +244,8 @@ impl Engine {
         Ok(Engine {
             pool,
             preempted: AtomicU64::new(0),
+            cadence: Cadence::new(),
+            quick_runs: Default::default(),
             stopped: AtomicU64::new(0),
             info,
             config,
@@ -289,6 +307,14 @@ impl Engine {
         let mut runs: Vec<i64> = self.runs.iter().map(|r| r.load(Ordering::Relaxed) as i64).collect();
         let dynamic_runs = runs.pop().unwrap_or_default();
         ShapeBucketStats { bucket_runs: runs, dynamic_runs }
+    }
+
+    /// How this engine's runs waited for work between calls: a small model run on the CPU gets a session whose
+    /// workers spin through bursts of calls and one that runs on the calling thread alone after pauses
+    /// (`engine::quick`); every other engine runs all on its own session.
+    pub fn waiting_stats(&self) -> WaitingStats {
+        let [default_runs, spinning_runs, alone_runs] = self.quick_runs.each_ref().map(|n| n.load(Ordering::Relaxed));
+        WaitingStats { default_runs, spinning_runs, alone_runs }
     }
 
     /// Runs stopped part-way so an interactive run could go first, and started again: the work background runs
@@ -423,9 +449,21 @@ impl Engine {
             }
             let values = self.values(inputs)?;
             let mut slot = sessions.slot(slot);
-            let Slot { dynamic, buckets } = &mut *slot;
-            let session = buckets.get_mut(route).unwrap_or(dynamic);
-            let outputs = match (session.run_with_options(values, &active.options), active.stopped()) {
+            let Slot { dynamic, buckets, quick } = &mut *slot;
+            let started = Instant::now();
+            let pick = match quick {
+                Some(_) if route == buckets.len() => self.cadence.pick(started),
+                _ => Pick::Default,
+            };
+            let session = match (buckets.get_mut(route), quick.as_mut().and_then(|q| q.get(pick))) {
+                (Some(bucket), _) => bucket,
+                (None, Some(quick)) => quick,
+                (None, None) => dynamic,
+            };
+            self.quick_runs[pick as usize].fetch_add(1, Ordering::Relaxed);
+            let ran = session.run_with_options(values, &active.options);
+            self.cadence.ran(started);
+            let outputs = match (ran, active.stopped()) {
                 (Err(_), Some(Stop::Preempted)) => {
                     self.preempted.fetch_add(1, Ordering::Relaxed);
                     seq = Some(grant.seq());
@@ -495,6 +533,17 @@ impl Engine {
 
 /// More warmup runs than any app needs; a larger count is a caller's bug (a negative number converted), not a wish.
 pub const MAX_WARMUP_RUNS: u32 = 1000;
+
+/// Runs by the session that served them ([`Engine::waiting_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitingStats {
+    /// On the engine's own session (its threads stop after each run), shape buckets included.
+    pub default_runs: u64,
+    /// A small model's runs in bursts, on workers that keep spinning between calls.
+    pub spinning_runs: u64,
+    /// A small model's runs after a pause, on the calling thread alone.
+    pub alone_runs: u64,
+}
 
 /// Runs served per shape bucket, for apps tuning their buckets to real traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -53,8 +53,9 @@ pub fn lane_capacity(kind: LaneKind) -> usize {
 /// Sets how many runs a lane starts at once (at least 1); runs already going are not stopped.
 pub fn set_lane_capacity(kind: LaneKind, runs: usize) {
     let lane = &lanes()[kind.index()];
-    lane.lock().capacity = runs.max(1);
-    lane.changed.notify_all();
+    let mut state = lane.lock();
+    state.capacity = runs.max(1);
+    lane.notify(state);
 }
 
 fn lanes() -> &'static [Lane; 4] {
@@ -80,6 +81,8 @@ struct LaneState {
     running: Vec<Running>,
     /// Free sessions per pool (a handful of engines: a list, not a map); a closed pool is gone from here.
     free: Vec<(u64, usize)>,
+    /// Threads waiting on `changed`: with none, a run that starts or ends wakes nobody (and makes no system call).
+    sleepers: usize,
 }
 
 struct Ticket {
@@ -163,8 +166,7 @@ struct Waker(&'static Lane);
 
 impl OnCancel for Waker {
     fn cancelled(&self) {
-        drop(self.0.lock());
-        self.0.changed.notify_all();
+        self.0.notify(self.0.lock());
     }
 }
 
@@ -197,8 +199,7 @@ impl Drop for Grant<'_> {
         if let Some(free) = state.free_mut(self.pool.id) {
             *free += 1;
         }
-        drop(state);
-        lane.changed.notify_all();
+        lane.notify(state);
     }
 }
 
@@ -221,6 +222,15 @@ pub(crate) struct Request<'a> {
 }
 
 impl Lane {
+    /// Wakes the waiting runs after a change, if any wait; `state` is released first.
+    fn notify(&self, state: MutexGuard<'_, LaneState>) {
+        let anyone = state.sleepers > 0;
+        drop(state);
+        if anyone {
+            self.changed.notify_all();
+        }
+    }
+
     fn new(capacity: usize) -> Lane {
         Lane { state: Mutex::new(LaneState { capacity, ..LaneState::default() }), changed: Condvar::new() }
     }
@@ -244,10 +254,12 @@ impl Pool {
     /// is closed.
     pub(crate) fn acquire(&self, request: Request<'_>) -> Result<Grant<'_>> {
         let lane = self.lane;
-        let waker: Arc<dyn OnCancel> = Arc::new(Waker(lane));
-        if let Some(token) = request.cancel {
+        // Held until this returns: the token only keeps a weak reference.
+        let _waker = request.cancel.map(|token| {
+            let waker: Arc<dyn OnCancel> = Arc::new(Waker(lane));
             token.watch(Arc::downgrade(&waker));
-        }
+            waker
+        });
         let mut state = lane.lock();
         let seq = request.seq.unwrap_or_else(|| {
             state.next_seq += 1;
@@ -266,8 +278,7 @@ impl Pool {
             };
             if let Some(error) = refusal {
                 state.leave(seq);
-                drop(state);
-                lane.changed.notify_all();
+                lane.notify(state);
                 return Err(error);
             }
             if request.priority == Priority::Interactive {
@@ -290,9 +301,8 @@ impl Pool {
                     active: request.active,
                     preempted_at: None,
                 });
-                drop(state);
                 // Others may be able to start too (capacity left, another pool free).
-                lane.changed.notify_all();
+                lane.notify(state);
                 return Ok(Grant { pool: self, seq });
             }
             // Wake at the deadline, or when a hold on the lane ends, if nothing else wakes this run first.
@@ -301,6 +311,7 @@ impl Pool {
                 Priority::Interactive => state.stopping_until(),
                 Priority::Normal => None,
             };
+            state.sleepers += 1;
             state = match [request.deadline, hold].into_iter().flatten().min() {
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
@@ -308,6 +319,7 @@ impl Pool {
                 }
                 None => lane.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
             };
+            state.sleepers -= 1;
         }
     }
 
@@ -320,8 +332,7 @@ impl Pool {
                 active.stop(Stop::Closed);
             }
         }
-        drop(state);
-        self.lane.changed.notify_all();
+        self.lane.notify(state);
     }
 }
 

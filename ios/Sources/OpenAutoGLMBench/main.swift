@@ -10,6 +10,8 @@ while let key = argv.popFirst(), let value = argv.popFirst() { args[String(key.d
 let runs = Int(args["runs"] ?? "200")!
 let warmup = Int(args["warmup"] ?? "10")!
 let seconds = Double(args["seconds"] ?? "0")!
+// Calls this many ms apart (start to start), as an app calling a small model at a fixed rate does; 0: back to back.
+let intervalMs = Double(args["interval-ms"] ?? "0")!
 let threads = Int32(args["threads"] ?? "0")!
 let levels: [String: OptimizeLevel] = ["O0": .o0, "O1": .o1, "O2": .o2, "O3": .o3]
 let level = levels[args["optimize"] ?? "O3"]!
@@ -65,12 +67,21 @@ if callerBuffers {
 func infer() throws {
     if callerBuffers { _ = try engine.inferSync(inputs, into: into) } else { _ = try engine.inferSync(inputs) }
 }
+/// Waits until call `index` is due, `intervalMs` apart from `since`.
+func pace(_ index: Int, since: UInt64) {
+    guard intervalMs > 0 else { return }
+    let due = Double(since) + intervalMs * 1e6 * Double(index + 1)
+    let wait = due - Double(DispatchTime.now().uptimeNanoseconds)
+    if wait > 0 { Thread.sleep(forTimeInterval: wait / 1e9) }
+}
 var warm: [Double] = []
-for _ in 0..<warmup { t = DispatchTime.now().uptimeNanoseconds; try infer(); warm.append(ms(t)) }
+let warmStarted = DispatchTime.now().uptimeNanoseconds
+for i in 0..<warmup { pace(i, since: warmStarted); t = DispatchTime.now().uptimeNanoseconds; try infer(); warm.append(ms(t)) }
 var samples: [Double] = []
 samples.reserveCapacity(runs)
 let started = DispatchTime.now().uptimeNanoseconds
 while samples.count < runs || Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 < seconds {
+    pace(samples.count, since: started)
     t = DispatchTime.now().uptimeNanoseconds; try infer(); samples.append(ms(t))
 }
 let sorted = samples.sorted()

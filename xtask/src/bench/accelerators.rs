@@ -26,7 +26,7 @@ pub fn run(args: &Args) -> Result<()> {
     let plugin = cache::openvino_plugin()?;
     let prefix = intel::runner()?;
     let ort = cache::host_onnxruntime()?;
-    let rust = Runner::Rust { binary: runner::build(None, &[])? };
+    let rust = Runner::Rust { binary: runner::build(None, &[])?, ort: None };
     let python = Runner::PythonOrt { python: python::python()? };
     let ids: Vec<String> = models::manifest()?
         .models
@@ -50,6 +50,7 @@ pub fn run(args: &Args) -> Result<()> {
         threads,
         optimize: args.optimize.clone(),
         seconds: 0.0,
+        interval_ms: 0.0,
         flags: Vec::new(),
         plugin: on_plugin.then(|| plugin.clone()),
         prefix: prefix.clone(),

@@ -14,10 +14,10 @@ use crate::{cache, jvm, models};
 
 pub fn measure(args: &Args, configs: &[Config]) -> Result<Vec<BenchResult>> {
     let suite = args.suite.is_some();
-    let ort = if args.vs.contains(&Peer::OrtJava) {
-        if args.vs.contains(&Peer::PythonOrt) {
-            bail!("ort-java and python-ort bring different ONNX Runtime builds: compare with them in separate runs");
-        }
+    // Every runner uses the job's library, except where python-ort and ort-java (which bring different ONNX
+    // Runtime builds) run together: then ORT Java and a second Rust runner use ORT Java's, and each peer is compared
+    // with the Rust core on its own runtime.
+    let ort = if args.vs.contains(&Peer::OrtJava) && !args.vs.contains(&Peer::PythonOrt) {
         jvm::ort_java_natives()?.1
     } else {
         cache::host_onnxruntime()?
@@ -50,6 +50,7 @@ pub fn measure(args: &Args, configs: &[Config]) -> Result<Vec<BenchResult>> {
             threads,
             optimize: args.optimize.clone(),
             seconds: args.seconds,
+            interval_ms: args.interval_ms,
             flags,
             plugin: None,
             prefix: Vec::new(),
@@ -143,21 +144,30 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
+/// The middle value over rounds (one-off figures such as a cold start: a slow round is noise, not the runner).
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
 /// Pooled latency per runner and the ratio of each runner's median to the Rust core's, overall and per round.
 fn compare(runners: &[Runner], measured: &[Vec<Measured>]) -> Comparison {
     let pooled = |i: usize| {
         let samples: Vec<f64> = measured[i].iter().flat_map(|m| m.samples_ms.iter().copied()).collect();
         Summary::of(&samples).expect("samples")
     };
-    let base = pooled(0);
     let runners = runners
         .iter()
         .enumerate()
         .map(|(i, runner)| {
+            // The Rust runner on this runner's runtime: the nearest one before it (or itself).
+            let baseline = (0..=i).rev().find(|&b| runners[b].is_rust()).unwrap_or(0);
+            let base = pooled(baseline);
             let s = pooled(i);
             let per_round: Vec<f64> = measured[i]
                 .iter()
-                .zip(&measured[0])
+                .zip(&measured[baseline])
                 .filter_map(|(mine, rust)| {
                     Some(Summary::of(&mine.samples_ms)?.p50 / Summary::of(&rust.samples_ms)?.p50)
                 })
@@ -174,6 +184,9 @@ fn compare(runners: &[Runner], measured: &[Vec<Measured>]) -> Comparison {
                 p50_ratio_per_round: per_round,
                 p50_overhead_us: (s.p50 - base.p50) * 1e3,
                 alloc_bytes_per_run: mean(measured[i].iter().filter_map(|m| m.metrics.alloc_bytes_per_run)),
+                cold_start_ms: median(measured[i].iter().filter_map(|m| m.metrics.cold_start_ms)),
+                rss_after_load_mb: median(measured[i].iter().filter_map(|m| m.metrics.rss_after_load_mb)),
+                cpu_ms_per_run: median(measured[i].iter().filter_map(|m| m.metrics.cpu_ms_per_run)),
                 outputs: measured[i].iter().find_map(|m| m.outputs.clone()),
             }
         })

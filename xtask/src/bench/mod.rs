@@ -59,6 +59,10 @@ pub struct Args {
     /// Duration mode: each runner keeps timing runs until this many seconds have passed (at least --runs).
     #[arg(long, default_value_t = 0.0)]
     seconds: f64,
+    /// Calls this many milliseconds apart (start to start), as an app calling a small model at a fixed rate does,
+    /// instead of back to back; each runner reports latency and process CPU time per call at that cadence.
+    #[arg(long, default_value_t = 0.0)]
+    interval_ms: f64,
     /// Seconds to rest between runner invocations, so heat from one does not slow the next.
     #[arg(long, default_value_t = 0.0)]
     cooldown: f64,
@@ -157,6 +161,7 @@ impl Default for Args {
             runs: None,
             warmup: None,
             seconds: 0.0,
+            interval_ms: 0.0,
             cooldown: 0.0,
             threads: None,
             precision: "native".into(),

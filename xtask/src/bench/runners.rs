@@ -25,6 +25,8 @@ pub struct Job {
     pub threads: u32,
     pub optimize: String,
     pub seconds: f64,
+    /// Calls this many ms apart instead of back to back (0).
+    pub interval_ms: f64,
     /// Extra flags for the Rust runner (an engine-suite setup).
     pub flags: Vec<String>,
     /// OpenVINO's plugin library: the Rust runner and python-ort run the model on it instead of the CPU provider.
@@ -46,6 +48,7 @@ impl Job {
             ("--threads", self.threads.to_string()),
             ("--optimize", self.optimize.clone()),
             ("--seconds", self.seconds.to_string()),
+            ("--interval-ms", self.interval_ms.to_string()),
         ] {
             args.push(flag.to_owned());
             args.push(value);
@@ -64,8 +67,11 @@ impl Job {
 
 /// One way of running the job: the Rust core directly, or through a language layer.
 pub enum Runner {
+    /// `ort`: a different ONNX Runtime library than the job's (ORT Java's, when python-ort runs beside it: each peer
+    /// is compared with the Rust core on its own runtime).
     Rust {
         binary: PathBuf,
+        ort: Option<PathBuf>,
     },
     PythonOrt {
         python: PathBuf,
@@ -85,9 +91,14 @@ pub enum Runner {
 }
 
 impl Runner {
+    pub fn is_rust(&self) -> bool {
+        matches!(self, Runner::Rust { .. })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
-            Runner::Rust { .. } => "rust",
+            Runner::Rust { ort: None, .. } => "rust",
+            Runner::Rust { ort: Some(_), .. } => "rust@ort-java",
             Runner::PythonOrt { .. } => "python-ort",
             Runner::OrtJava { .. } => "ort-java",
             Runner::Kotlin { .. } => "kotlin",
@@ -100,11 +111,12 @@ impl Runner {
         let out = work.join(format!("{}.json", self.name()));
         let _ = fs::remove_file(&out);
         match self {
-            Runner::Rust { binary } => {
+            Runner::Rust { binary, ort } => {
                 let mut child = job
                     .command(binary)
-                    .args(job.args(&job.model, &job.recipe, &job.ort, &out))
+                    .args(job.args(&job.model, &job.recipe, ort.as_deref().unwrap_or(&job.ort), &out))
                     .args(&job.flags)
+                    .env(SPAWNED_ENV, spawned_now())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -138,14 +150,16 @@ impl Runner {
                     prefixed.args(command.get_args()).envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
                     command = prefixed;
                 }
-                cmd::capture(command.args(job.args(&job.model, &job.recipe, &job.ort, &out)))?;
+                let args = job.args(&job.model, &job.recipe, &job.ort, &out);
+                cmd::capture(command.args(args).env(SPAWNED_ENV, spawned_now()))?;
             }
             Runner::OrtJava { classpath, native_dir } => {
                 cmd::capture(
                     Command::new("java")
                         .arg(format!("-Donnxruntime.native.path={}", native_dir.display()))
                         .args(["-cp", classpath, "ai.openautoglm.bench.OrtJavaBenchKt"])
-                        .args(job.args(&job.model, &job.recipe, &job.ort, &out)),
+                        .args(job.args(&job.model, &job.recipe, &job.ort, &out))
+                        .env(SPAWNED_ENV, spawned_now()),
                 )?;
             }
             Runner::Kotlin { classpath, lib_dir } => {
@@ -154,7 +168,8 @@ impl Runner {
                         .arg(format!("-Djna.library.path={}", lib_dir.display()))
                         .args(["-cp", classpath, "ai.openautoglm.bench.BenchKt"])
                         .args(job.args(&job.model, &job.recipe, &job.ort, &out))
-                        .env("LD_LIBRARY_PATH", lib_dir),
+                        .env("LD_LIBRARY_PATH", lib_dir)
+                        .env(SPAWNED_ENV, spawned_now()),
                 )?;
             }
             Runner::Swift { stage } => {
@@ -177,7 +192,11 @@ impl Runner {
                     &PathBuf::from(format!("{STAGE}/lib/libonnxruntime.so")),
                     &inside("swift.json"),
                 );
-                let result = stage.sh(&format!(".build/release/OpenAutoGLMBench {}", args.join(" ")))?;
+                let result = stage.sh(&format!(
+                    "{SPAWNED_ENV}={} .build/release/OpenAutoGLMBench {}",
+                    spawned_now(),
+                    args.join(" ")
+                ))?;
                 if !result.status.success() {
                     bail!("the Swift benchmark runner failed:\n{}", String::from_utf8_lossy(&result.stderr));
                 }
@@ -189,9 +208,10 @@ impl Runner {
     }
 }
 
-/// The Rust runner first (every ratio is over it), then the peers asked for.
+/// The Rust runner first (every ratio is over the Rust runner on the same runtime), then the peers asked for.
 pub fn build(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
-    let mut runners = vec![Runner::Rust { binary: runner::build(None, &[])? }];
+    let binary = runner::build(None, &[])?;
+    let mut runners = vec![Runner::Rust { binary: binary.clone(), ort: None }];
     if peers.contains(&Peer::PythonOrt) {
         runners.push(Runner::PythonOrt { python: python::python()? });
     }
@@ -206,7 +226,12 @@ pub fn build(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
             Peer::Kotlin => runners.push(Runner::Kotlin { classpath: jvm::classpath()?, lib_dir: lib_dir.clone() }),
             Peer::OrtJava => {
                 let classpath = jvm::classpath()?;
-                runners.push(Runner::OrtJava { classpath, native_dir: jvm::ort_java_natives()?.0 });
+                let (native_dir, library) = jvm::ort_java_natives()?;
+                if library != ort {
+                    // Another runtime than the job's (python-ort's): the Rust core runs again on ORT Java's.
+                    runners.push(Runner::Rust { binary: binary.clone(), ort: Some(library) });
+                }
+                runners.push(Runner::OrtJava { classpath, native_dir });
             }
             Peer::Swift => {
                 let spinner = cache::spinner("compiling the Swift runner (swift build -c release)".into());
@@ -224,4 +249,14 @@ pub fn build(peers: &[Peer], ort: &Path) -> Result<Vec<Runner>> {
         }
     }
     Ok(runners)
+}
+
+/// The variable telling a runner when it was spawned (wall clock, ns since the Unix epoch).
+const SPAWNED_ENV: &str = "OPENAUTOGLM_SPAWNED_UNIX_NS";
+
+/// The wall clock now, for a runner about to be spawned: it reports its cold start (spawn to first result) against
+/// it.
+fn spawned_now() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.as_nanos().to_string()
 }

@@ -213,6 +213,12 @@ pub struct RunnerComparison {
     pub alloc_bytes_per_run: Option<f64>,
     /// How the runner took its outputs (`caller buffers` or `allocated`), where it says.
     pub outputs: Option<String>,
+    /// Median over rounds: from spawning the runner's process to its first result.
+    pub cold_start_ms: Option<f64>,
+    /// Median over rounds: resident memory once the model is loaded.
+    pub rss_after_load_mb: Option<f64>,
+    /// Median over rounds: process CPU time (every thread) per timed inference.
+    pub cpu_ms_per_run: Option<f64>,
 }
 
 /// A suite's file: its results and, for the engine suite, the experiments' summary.

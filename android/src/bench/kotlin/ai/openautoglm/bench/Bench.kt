@@ -83,21 +83,21 @@ private fun callerBuffers(outputs: Map<String, Tensor>): Map<String, ByteBuffer>
 internal fun measure(args: Map<String, String>, sessionMs: Double, outputs: () -> String, infer: () -> Unit) {
     val runs = args["runs"]?.toInt() ?: 200
     val seconds = args["seconds"]?.toDouble() ?: 0.0
+    val intervalMs = args["interval-ms"]?.toDouble() ?: 0.0
+    val rssAfterLoadMb = rssMb()
     var t = System.nanoTime()
     infer()
     val firstMs = ms(t)
+    val coldStartMs = System.getenv("OPENAUTOGLM_SPAWNED_UNIX_NS")?.toLongOrNull()?.let { spawned ->
+        val now = java.time.Instant.now()
+        ((now.epochSecond * 1_000_000_000L + now.nano) - spawned) / 1e6
+    }
     // JVM code is measured at steady state: the warmup asked for, and at least JIT_WARMUP_SECONDS of calls, so the
     // JIT has compiled the call path (the count done is reported as warmup_runs).
-    val warm = ArrayList<Double>()
     val warmStarted = System.nanoTime()
-    while (warm.size < (args["warmup"]?.toInt() ?: 10) || (System.nanoTime() - warmStarted) / 1e9 < JIT_WARMUP_SECONDS) {
-        t = System.nanoTime(); infer(); warm.add(ms(t))
-    }
-    val samples = ArrayList<Double>(runs)
+    val (warm, _) = timedCalls(intervalMs, { it.size >= (args["warmup"]?.toInt() ?: 10) && (System.nanoTime() - warmStarted) / 1e9 >= JIT_WARMUP_SECONDS }, infer)
     val started = System.nanoTime()
-    while (samples.size < runs || (System.nanoTime() - started) / 1e9 < seconds) {
-        t = System.nanoTime(); infer(); samples.add(ms(t))
-    }
+    val (samples, cpuMsPerRun) = timedCalls(intervalMs, { it.size >= runs && (System.nanoTime() - started) / 1e9 >= seconds }, infer)
     // Heap allocated per call at steady state, on this thread, over a loop that records nothing itself.
     val threads = java.lang.management.ManagementFactory.getThreadMXBean() as com.sun.management.ThreadMXBean
     val id = Thread.currentThread().id
@@ -108,6 +108,10 @@ internal fun measure(args: Map<String, String>, sessionMs: Double, outputs: () -
     val metrics = JSONObject()
         .put("session_create_ms", sessionMs)
         .put("first_inference_ms", firstMs)
+        .put("cold_start_ms", coldStartMs ?: JSONObject.NULL)
+        .put("rss_after_load_mb", rssAfterLoadMb ?: JSONObject.NULL)
+        .put("cpu_ms_per_run", cpuMsPerRun)
+        .put("interval_ms", if (intervalMs > 0) intervalMs else JSONObject.NULL)
         .put("warmup_runs", warm.size)
         .put("warmup_mean_ms", if (warm.isEmpty()) JSONObject.NULL else warm.average())
         .put("alloc_bytes_per_run", allocPerRun)
@@ -118,6 +122,48 @@ internal fun measure(args: Map<String, String>, sessionMs: Double, outputs: () -
         JSONObject().put("metrics", metrics).put("outputs", outputs()).put("samples_ms", JSONArray(samples)).toString(),
     )
 }
+
+/**
+ * Calls [infer] until [done] says stop, [intervalMs] apart (start to start, the first one interval in; back to back
+ * when 0), timing each call
+ * alone. Returns the samples and the process CPU time (every thread) per call in ms.
+ */
+private fun timedCalls(intervalMs: Double, done: (List<Double>) -> Boolean, infer: () -> Unit): Pair<List<Double>, Double> {
+    val samples = ArrayList<Double>()
+    val cpuBefore = processCpuNanos()
+    val started = System.nanoTime()
+    while (!done(samples)) {
+        if (intervalMs > 0) {
+            val wait = started + (intervalMs * 1e6 * (samples.size + 1)).toLong() - System.nanoTime()
+            if (wait > 0) java.util.concurrent.locks.LockSupport.parkNanos(wait)
+        }
+        val t = System.nanoTime()
+        infer()
+        samples.add(ms(t))
+    }
+    return samples to (processCpuNanos() - cpuBefore) / 1e6 / maxOf(samples.size, 1)
+}
+
+/**
+ * CPU time of every thread of this process, ONNX Runtime's native workers included, in ns: the sum of the
+ * scheduler's per-thread counters (Linux), as precise as the Rust runner's getrusage. The JVM's own
+ * getProcessCpuTime counts 10 ms ticks, too coarse for a run of small inferences.
+ */
+private fun processCpuNanos(): Long {
+    val tasks = File("/proc/self/task").listFiles()
+    if (tasks != null) {
+        return tasks.sumOf { task ->
+            runCatching { File(task, "schedstat").readText().trim().split(' ')[0].toLong() }.getOrDefault(0L)
+        }
+    }
+    val os = java.lang.management.ManagementFactory.getOperatingSystemMXBean() as com.sun.management.OperatingSystemMXBean
+    return os.processCpuTime
+}
+
+/** Resident memory now (Linux: /proc/self/status VmRSS), as the Rust runner reads it. */
+private fun rssMb(): Double? = runCatching {
+    File("/proc/self/status").readLines().first { it.startsWith("VmRSS:") }.split(Regex("\\s+"))[1].toDouble() / 1024
+}.getOrNull()
 
 /** The least warmup a JVM runner does before measuring (JIT compilation of the call path). */
 private const val JIT_WARMUP_SECONDS = 2.0
