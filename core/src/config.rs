@@ -177,8 +177,10 @@ pub struct EngineConfig {
     pub intra_op_threads: i32,
     /// Threads running independent branches of the graph in parallel; 0 or 1 runs nodes one after another.
     pub inter_op_threads: i32,
-    /// Whether idle threads spin waiting for work: lower latency, more power and CPU contention. `None` keeps ONNX
-    /// Runtime's default (on).
+    /// Whether idle threads spin waiting for work: lower latency, more power and CPU contention. `Some(true)`: they
+    /// spin within a run and between runs (for calls that come back to back; after the last one a worker spins on
+    /// for tens of milliseconds). `None`: they spin within a run and stop when it ends (an LLM's decoder: between
+    /// the steps of a generation too); a small model chooses per call (see `Engine::waiting_stats`).
     pub spinning: Option<bool>,
     /// Refuse rather than fall back: an unavailable accelerator is an error, and no node may fall back to the CPU
     /// (ONNX Runtime's `session.disable_cpu_ep_fallback`) when another accelerator is active.

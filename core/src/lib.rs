@@ -45,7 +45,7 @@ pub use config::{
     Accelerator, CoreMlComputeUnits, CoreMlModelFormat, DEFAULT_MEMORY_LIMIT_MB, DeviceKind, EngineConfig,
     MAX_CONCURRENCY, OPENVINO_PROVIDER, OptimizeLevel, Precision, ProviderOption, QNN_PROVIDER, ShapeBucket,
 };
-pub use engine::{Engine, MAX_WARMUP_RUNS, ShapeBucketStats, WaitingStats};
+pub use engine::{Engine, MAX_WARMUP_RUNS, RunTime, ShapeBucketStats, WaitingStats};
 pub use error::{Error, Result, catch_panic};
 pub use logging::LogLevel;
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};

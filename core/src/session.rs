@@ -3,6 +3,7 @@
 //! decoder both open their sessions here.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
@@ -15,7 +16,11 @@ use crate::config::{Accelerator, EngineConfig, OptimizeLevel, ShapeBucket};
 use crate::error::{Error, OrtResultExt, Result};
 use crate::model_check;
 use crate::runtime::Runtime;
+use crate::schedule::priority::SpawnedThreads;
 use crate::source::Source;
+
+/// The OS threads of an engine slot's sessions (for background runs at a low priority).
+pub(crate) use crate::schedule::priority::Workers;
 
 /// A built session, what registered on it, and what the compile cache did.
 pub(crate) struct Opened {
@@ -33,14 +38,15 @@ pub(crate) fn open_session(
     bucket: Option<&ShapeBucket>,
     profile: Option<&Path>,
     prepacked: Option<&PrepackedWeights>,
+    workers: &Arc<Workers>,
 ) -> Result<Opened> {
-    match open_on(source, config, bucket, profile, prepacked) {
+    match open_on(source, config, bucket, profile, prepacked, workers) {
         // An accelerator that takes part of the model and then fails to compile it (OpenVINO with Silero VAD's
         // dynamic-rank subgraphs) costs the engine that accelerator, not the model: the CPU runs it, and the report
         // says why. Strict mode keeps the failure.
         Err(Error::InvalidModel { reason }) if !config.strict && leading_accelerator(config)? != Accelerator::Cpu => {
             let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], ..config.clone() };
-            let mut opened = open_on(source, &cpu, bucket, profile, prepacked)?;
+            let mut opened = open_on(source, &cpu, bucket, profile, prepacked, workers)?;
             for provider in config.accelerators.iter().map(Accelerator::provider_name) {
                 if provider != "CPUExecutionProvider"
                     && !opened.accelerators.skipped.iter().any(|s| s.provider == provider)
@@ -57,7 +63,7 @@ pub(crate) fn open_session(
         // app asked for and this model cannot meet.
         Err(Error::InvalidModel { reason }) if config.strict && leading_accelerator(config)? != Accelerator::Cpu => {
             let cpu = EngineConfig { accelerators: vec![Accelerator::Cpu], strict: false, ..config.clone() };
-            open_on(source, &cpu, bucket, None, prepacked)?;
+            open_on(source, &cpu, bucket, None, prepacked, workers)?;
             let tried = candidates(config);
             let providers: Vec<&str> = tried.iter().map(|(a, _)| a.provider_name()).collect();
             Err(Error::InvalidConfig {
@@ -77,11 +83,14 @@ fn open_on(
     bucket: Option<&ShapeBucket>,
     profile: Option<&Path>,
     prepacked: Option<&PrepackedWeights>,
+    workers: &Arc<Workers>,
 ) -> Result<Opened> {
     let checked = source.check()?;
     let level = config.optimize_level;
     let builder = |config: &EngineConfig, level| {
         let (builder, report) = session_builder(source, &checked, config, level, bucket, profile, None)?;
+        let builder =
+            builder.with_thread_manager(SpawnedThreads(Arc::clone(workers))).or_internal("thread creation")?;
         match prepacked {
             Some(weights) => Ok((builder.with_prepacked_weights(weights).or_internal("prepacked weights")?, report)),
             None => Ok((builder, report)),
@@ -186,9 +195,16 @@ pub(crate) enum Waiting {
 
 /// A session of the model on the CPU whose threads wait as `waiting` says, whatever the config's thread settings;
 /// not through the compile cache (these are small models, optimized in milliseconds).
-pub(crate) fn open_waiting(source: Source<'_>, config: &EngineConfig, waiting: Waiting) -> Result<Session> {
+pub(crate) fn open_waiting(
+    source: Source<'_>,
+    config: &EngineConfig,
+    waiting: Waiting,
+    workers: &Arc<Workers>,
+) -> Result<Session> {
     let checked = source.check()?;
-    let (mut builder, _) = session_builder(source, &checked, config, config.optimize_level, None, None, Some(waiting))?;
+    let (builder, _) = session_builder(source, &checked, config, config.optimize_level, None, None, Some(waiting))?;
+    let mut builder =
+        builder.with_thread_manager(SpawnedThreads(Arc::clone(workers))).or_internal("thread creation")?;
     source.commit(&mut builder)
 }
 
@@ -254,8 +270,9 @@ fn configure(
     // runs and the app's own threads then wait for (measured: a MiniLM engine's worker at 100% of a core between
     // requests 25 ms apart). Back-to-back runs are not slower for it (MiniLM 2.66 vs 2.96 ms, YOLOv8n 10.1 vs
     // 10.5 ms p50 here).
-    // (A small model's spinning session keeps spinning between the calls of a burst: `engine::quick`.)
-    if waiting != Some(Waiting::Spinning) {
+    // Spinning asked for (an app's `spinning: true`, an LLM's decoder, a small model's burst session in
+    // `engine::quick`) spins between runs too: that is where it pays, calls coming back to back.
+    if spinning != Some(true) {
         builder = builder.with_config_entry("session.force_spinning_stop", "1").or_invalid_config("spinning stop")?;
     }
     if let Some(spinning) = spinning {

@@ -30,6 +30,8 @@ struct Args {
     llm: Option<std::path::PathBuf>,
     ort: Option<std::path::PathBuf>,
     requests: usize,
+    /// Times the idle / loaded / FIFO rounds are measured (each its own ratio).
+    repeat: usize,
     interval: Duration,
     seconds: f64,
     out: std::path::PathBuf,
@@ -39,7 +41,7 @@ fn parse() -> Result<Args, String> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--scheduling");
     let (mut interactive, mut interactive_recipe, mut background, mut background_recipe) = (None, None, None, None);
     let (mut llm, mut ort, mut out) = (None, None, None);
-    let (mut requests, mut interval_ms, mut seconds) = (400usize, 25u64, 3.0f64);
+    let (mut requests, mut interval_ms, mut seconds, mut repeat) = (400usize, 25u64, 3.0f64, 1usize);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -53,6 +55,7 @@ fn parse() -> Result<Args, String> {
             "--requests" => requests = value()?.parse().map_err(|e| format!("--requests: {e}"))?,
             "--interval-ms" => interval_ms = value()?.parse().map_err(|e| format!("--interval-ms: {e}"))?,
             "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--repeat" => repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -64,6 +67,7 @@ fn parse() -> Result<Args, String> {
         llm,
         ort,
         requests: requests.max(10),
+        repeat: repeat.max(1),
         interval: Duration::from_millis(interval_ms.max(1)),
         seconds,
         out: out.ok_or("--out is required")?,
@@ -134,6 +138,9 @@ struct Scenario {
     background_runs: u64,
     seconds: f64,
     preempted: u64,
+    /// The background engine's time in runs, and in runs stopped for interactive ones.
+    busy: Duration,
+    lost: Duration,
     /// With deadlines: results that came back after their deadline, and requests refused or stopped by it.
     late: usize,
     deadline_exceeded: usize,
@@ -146,6 +153,8 @@ impl Scenario {
         self.background_runs += other.background_runs;
         self.seconds += other.seconds;
         self.preempted += other.preempted;
+        self.busy += other.busy;
+        self.lost += other.lost;
         self.late += other.late;
         self.deadline_exceeded += other.deadline_exceeded;
     }
@@ -156,6 +165,10 @@ impl Scenario {
 
     fn p99_from_due(&self) -> f64 {
         Summary::of(&self.from_due).map_or(0.0, |s| s.p99)
+    }
+
+    fn lost_share(&self) -> f64 {
+        self.lost.as_secs_f64() / self.busy.as_secs_f64().max(1e-9)
     }
 
     fn background_per_s(&self) -> f64 {
@@ -176,6 +189,7 @@ fn interactive_latency(
     let stop = AtomicBool::new(false);
     let background_runs = AtomicU64::new(0);
     let preempted_before = background.engine.preempted_runs();
+    let time_before = background.engine.run_time();
     let (background_priority, interactive_priority) = match load {
         Load::Fifo => (Priority::Normal, Priority::Normal),
         _ => (Priority::Background, Priority::Interactive),
@@ -226,6 +240,9 @@ fn interactive_latency(
     })?;
     scenario.background_runs = background_runs.load(Ordering::Relaxed);
     scenario.preempted = background.engine.preempted_runs() - preempted_before;
+    let time = background.engine.run_time();
+    scenario.busy = time.busy - time_before.busy;
+    scenario.lost = time.preempted - time_before.preempted;
     Ok(scenario)
 }
 
@@ -281,7 +298,7 @@ fn mb(bytes: Option<u64>) -> f64 {
 pub(super) fn run() -> Result<(), String> {
     let args = parse()?;
     let runtime = Runtime::init(args.ort.as_deref()).map_err(|e| e.to_string())?;
-    let steps = ROUNDS + 5 + usize::from(args.llm.is_some());
+    let steps = ROUNDS * (args.repeat + 1) + 5 + usize::from(args.llm.is_some());
     let mut step = 0;
     let done = |step: &mut usize| {
         *step += 1;
@@ -290,16 +307,35 @@ pub(super) fn run() -> Result<(), String> {
     let interactive = Loaded::open(&args.interactive, &args.interactive_recipe, EngineConfig::default())?;
     let background = Loaded::open(&args.background, &args.background_recipe, EngineConfig::default())?;
 
-    // Idle, loaded and FIFO in interleaved rounds, so drift in the machine hits each alike.
+    // Idle, loaded and FIFO in interleaved rounds, so drift in the machine hits each alike; `--repeat` times, each
+    // repeat its own ratio.
     let (mut idle, mut loaded, mut fifo) = (Scenario::default(), Scenario::default(), Scenario::default());
     let per_round = args.requests / ROUNDS;
-    for _ in 0..ROUNDS {
-        idle.add(interactive_latency(&interactive, &background, &args, per_round, Load::Idle, None)?);
-        loaded.add(interactive_latency(&interactive, &background, &args, per_round, Load::Prioritized, None)?);
-        fifo.add(interactive_latency(&interactive, &background, &args, per_round, Load::Fifo, None)?);
-        done(&mut step);
+    let mut ratios = Vec::new();
+    for _ in 0..args.repeat {
+        let (mut idle_now, mut loaded_now) = (Scenario::default(), Scenario::default());
+        for _ in 0..ROUNDS {
+            idle_now.add(interactive_latency(&interactive, &background, &args, per_round, Load::Idle, None)?);
+            loaded_now.add(interactive_latency(&interactive, &background, &args, per_round, Load::Prioritized, None)?);
+            fifo.add(interactive_latency(&interactive, &background, &args, per_round, Load::Fifo, None)?);
+            done(&mut step);
+        }
+        ratios.push(loaded_now.summary()?.p99 / idle_now.summary()?.p99);
+        idle.add(idle_now);
+        loaded.add(loaded_now);
     }
     let (idle_summary, loaded_summary, fifo_summary) = (idle.summary()?, loaded.summary()?, fifo.summary()?);
+    // The same load without this SDK's gentler preemption: background threads at the app's priority, and every
+    // background run stopped for an interactive one however near its end.
+    openautoglm::schedule::set_lower_background_priority(false);
+    openautoglm::schedule::set_finish_nearly_done(false);
+    let mut without = Scenario::default();
+    for _ in 0..ROUNDS {
+        without.add(interactive_latency(&interactive, &background, &args, per_round, Load::Prioritized, None)?);
+        done(&mut step);
+    }
+    openautoglm::schedule::set_lower_background_priority(true);
+    openautoglm::schedule::set_finish_nearly_done(true);
     let with_deadlines = interactive_latency(
         &interactive,
         &background,
@@ -358,6 +394,11 @@ pub(super) fn run() -> Result<(), String> {
         interactive_p90_loaded_ms: loaded_summary.p90,
         interactive_p99_loaded_ms: loaded_summary.p99,
         interactive_p99_ratio: loaded_summary.p99 / idle_summary.p99,
+        interactive_p99_ratio_max: ratios.iter().copied().fold(0.0, f64::max),
+        interactive_p99_ratios: ratios,
+        background_work_lost_share: loaded.lost_share(),
+        background_work_lost_share_without: without.lost_share(),
+        interactive_p99_ratio_without: without.summary()?.p99 / idle_summary.p99,
         interactive_p99_from_due_idle_ms: idle.p99_from_due(),
         interactive_p99_from_due_loaded_ms: loaded.p99_from_due(),
         fifo_interactive_p50_ms: fifo_summary.p50,

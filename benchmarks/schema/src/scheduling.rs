@@ -14,6 +14,15 @@ pub struct SchedulingMetrics {
     pub interactive_p90_loaded_ms: f64,
     pub interactive_p99_loaded_ms: f64,
     pub interactive_p99_ratio: f64,
+    /// With `--repeat N`: each repeat's ratio (idle and loaded side by side in this process), and the worst.
+    pub interactive_p99_ratios: Vec<f64>,
+    pub interactive_p99_ratio_max: f64,
+    /// The share of the background's compute thrown away by preemption (stopped runs started again), with the
+    /// SDK's defaults, and with low-priority background threads and finishing nearly done runs both off.
+    pub background_work_lost_share: f64,
+    pub background_work_lost_share_without: f64,
+    /// The loaded/idle p99 ratio with those two off (same process, same idle runs).
+    pub interactive_p99_ratio_without: f64,
     pub interactive_p99_from_due_idle_ms: f64,
     pub interactive_p99_from_due_loaded_ms: f64,
     pub fifo_interactive_p50_ms: f64,

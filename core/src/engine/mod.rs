@@ -23,8 +23,9 @@ use crate::model::{Dim, ModelInfo};
 use crate::ort_value::{fill_ort_value, from_ort_value, to_ort_value};
 use crate::placement::{self, Placement};
 use crate::schedule::lane::{LaneKind, Pool, Request};
-use crate::schedule::{Active, OnCancel, RunOptions, Stop, watchdog};
-use crate::session::{Opened, open_session};
+use crate::schedule::priority;
+use crate::schedule::{Active, OnCancel, Priority, RunOptions, Stop, watchdog};
+use crate::session::{Opened, Workers, open_session};
 use crate::source::Source;
 use crate::tensor::{ElementType, Tensor, TensorRef};
 use quick::{Cadence, Pick, QuickSessions};
@@ -53,6 +54,9 @@ pub struct Engine {
     cadence: Cadence,
     /// Runs per session kind: the engine's own, spinning (bursts), alone (after pauses).
     quick_runs: [AtomicU64; 3],
+    /// Microseconds spent in runs, and the part of them in runs stopped for an interactive run (thrown away).
+    busy_us: AtomicU64,
+    preempted_us: AtomicU64,
     stopped: AtomicU64,
 }
 
@@ -64,6 +68,8 @@ struct Sessions {
 }
 
 struct Slot {
+    /// The OS threads of this slot's sessions, lowered for background runs.
+    workers: Arc<Workers>,
     dynamic: Session,
     buckets: Vec<Session>,
     /// A small model's sessions for bursts and for calls after a pause (`quick`); only in an engine of one slot.
@@ -155,13 +161,14 @@ impl Engine {
         let prefix = placement::profile_prefix();
         let engine = catch_panic(|| {
             let config = EngineConfig { concurrency: 1, ..config };
+            let workers = Arc::default();
             let Opened { session, accelerators, cache } =
-                open_session(Source::File(path), &config, None, Some(&prefix), None)?;
+                open_session(Source::File(path), &config, None, Some(&prefix), None, &workers)?;
             let info = ModelInfo::of_session(&session)?;
             Engine::assemble(
                 config,
                 info,
-                vec![Slot { dynamic: session, buckets: Vec::new(), quick: None }],
+                vec![Slot { workers, dynamic: session, buckets: Vec::new(), quick: None }],
                 accelerators,
                 cache,
             )
@@ -177,25 +184,31 @@ impl Engine {
         let prefix = config.report_placement.then(placement::profile_prefix);
         // Sessions of one engine share their prepacked weights (the packed copies MatMul and Conv kernels make).
         let prepacked = (config.concurrency > 1).then(PrepackedWeights::new);
-        let dynamic = open_session(source, &config, None, prefix.as_deref(), prepacked.as_ref())?;
+        let first_workers = Arc::default();
+        let dynamic = open_session(source, &config, None, prefix.as_deref(), prepacked.as_ref(), &first_workers)?;
         let info = ModelInfo::of_session(&dynamic.session)?;
         validate::shape_buckets(&info, &config.shape_buckets)?;
-        let open_slot = |dynamic: Option<Session>| -> Result<Slot> {
-            let dynamic = match dynamic {
-                Some(session) => session,
-                None => open_session(source, &config, None, None, prepacked.as_ref())?.session,
+        let open_slot = |dynamic: Option<(Session, Arc<Workers>)>| -> Result<Slot> {
+            let (dynamic, workers) = match dynamic {
+                Some(opened) => opened,
+                None => {
+                    let workers = Arc::default();
+                    (open_session(source, &config, None, None, prepacked.as_ref(), &workers)?.session, workers)
+                }
             };
             let buckets = config
                 .shape_buckets
                 .iter()
-                .map(|bucket| open_session(source, &config, Some(bucket), None, prepacked.as_ref()).map(|o| o.session))
+                .map(|bucket| {
+                    open_session(source, &config, Some(bucket), None, prepacked.as_ref(), &workers).map(|o| o.session)
+                })
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Slot { dynamic, buckets, quick: None })
+            Ok(Slot { workers, dynamic, buckets, quick: None })
         };
         let Opened { session, accelerators, cache } = dynamic;
-        let mut slots = vec![open_slot(Some(session))?];
+        let mut slots = vec![open_slot(Some((session, first_workers)))?];
         let cpu_only = accelerators.active.iter().all(|a| a == "CPUExecutionProvider");
-        slots[0].quick = QuickSessions::open(source, &config, cpu_only)?;
+        slots[0].quick = QuickSessions::open(source, &config, cpu_only, &slots[0].workers)?;
         for _ in 1..config.concurrency {
             slots.push(open_slot(None)?);
         }
@@ -246,6 +259,8 @@ impl Engine {
             preempted: AtomicU64::new(0),
             cadence: Cadence::new(),
             quick_runs: Default::default(),
+            busy_us: AtomicU64::new(0),
+            preempted_us: AtomicU64::new(0),
             stopped: AtomicU64::new(0),
             info,
             config,
@@ -315,6 +330,13 @@ impl Engine {
     pub fn waiting_stats(&self) -> WaitingStats {
         let [default_runs, spinning_runs, alone_runs] = self.quick_runs.each_ref().map(|n| n.load(Ordering::Relaxed));
         WaitingStats { default_runs, spinning_runs, alone_runs }
+    }
+
+    /// Time spent running the model, in all (`busy`) and in runs stopped part-way for an interactive run and started
+    /// again (`preempted`: work thrown away).
+    pub fn run_time(&self) -> RunTime {
+        let us = |n: &AtomicU64| std::time::Duration::from_micros(n.load(Ordering::Relaxed));
+        RunTime { busy: us(&self.busy_us), preempted: us(&self.preempted_us) }
     }
 
     /// Runs stopped part-way so an interactive run could go first, and started again: the work background runs
@@ -439,6 +461,7 @@ impl Engine {
                 cancel: options.cancel.as_ref(),
                 active: Some(active.clone()),
                 seq,
+                expected: self.cadence.expected_run(),
             })?;
             if let Some(token) = &options.cancel {
                 let watcher: Arc<dyn OnCancel> = active.clone();
@@ -449,7 +472,7 @@ impl Engine {
             }
             let values = self.values(inputs)?;
             let mut slot = sessions.slot(slot);
-            let Slot { dynamic, buckets, quick } = &mut *slot;
+            let Slot { workers, dynamic, buckets, quick } = &mut *slot;
             let started = Instant::now();
             let pick = match quick {
                 Some(_) if route == buckets.len() => self.cadence.pick(started),
@@ -461,11 +484,15 @@ impl Engine {
                 (None, None) => dynamic,
             };
             self.quick_runs[pick as usize].fetch_add(1, Ordering::Relaxed);
+            let lowered = (options.priority == Priority::Background).then(|| priority::lower(workers)).flatten();
             let ran = session.run_with_options(values, &active.options);
-            self.cadence.ran(started);
+            drop(lowered);
+            let took = started.elapsed().as_micros() as u64;
+            self.busy_us.fetch_add(took, Ordering::Relaxed);
             let outputs = match (ran, active.stopped()) {
                 (Err(_), Some(Stop::Preempted)) => {
                     self.preempted.fetch_add(1, Ordering::Relaxed);
+                    self.preempted_us.fetch_add(took, Ordering::Relaxed);
                     seq = Some(grant.seq());
                     continue;
                 }
@@ -475,7 +502,11 @@ impl Engine {
                 }
                 (Err(e), None) => return Err(Error::InferenceFailed { reason: format!("run: {}", e.message()) }),
                 (Ok(_), Some(Stop::Cancelled)) => return Err(Error::Cancelled),
-                (Ok(outputs), _) => outputs,
+                (Ok(outputs), _) => {
+                    // Only whole runs teach the engine how long its runs take.
+                    self.cadence.ran(started);
+                    outputs
+                }
             };
             if late(Instant::now()) {
                 return Err(Error::DeadlineExceeded);
@@ -533,6 +564,14 @@ impl Engine {
 
 /// More warmup runs than any app needs; a larger count is a caller's bug (a negative number converted), not a wish.
 pub const MAX_WARMUP_RUNS: u32 = 1000;
+
+/// Time an engine spent running its model ([`Engine::run_time`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunTime {
+    pub busy: std::time::Duration,
+    /// The part of `busy` in runs stopped for an interactive run and started again.
+    pub preempted: std::time::Duration,
+}
 
 /// Runs by the session that served them ([`Engine::waiting_stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -13,14 +13,14 @@
 //! [`spin_window`] (a burst), and one running on the calling thread alone, used for calls that come after a pause.
 //! A model whose measured runs take [`QUICK_RUN`] or more keeps to the engine's own session.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
 
 use crate::config::EngineConfig;
 use crate::error::Result;
-use crate::session::{Waiting, open_waiting};
+use crate::session::{Waiting, Workers, open_waiting};
 use crate::source::Source;
 
 /// Models up to this size get the quick sessions: each costs one more copy of the weights and graph.
@@ -50,7 +50,12 @@ impl QuickSessions {
     /// The quick sessions, when the model and the settings qualify: the CPU provider alone, threads and spinning
     /// left to the engine (or one per core), one run at a time, no shape buckets, no placement profile, a small model, and more than
     /// one core (on one core the default session already runs alone).
-    pub(super) fn open(source: Source<'_>, config: &EngineConfig, cpu_only: bool) -> Result<Option<QuickSessions>> {
+    pub(super) fn open(
+        source: Source<'_>,
+        config: &EngineConfig,
+        cpu_only: bool,
+        workers: &Arc<Workers>,
+    ) -> Result<Option<QuickSessions>> {
         let qualifies = cpu_only
             // 0, or every core: the count the engine would choose anyway.
             && (config.intra_op_threads == 0 || config.intra_op_threads as usize == crate::config::cores())
@@ -67,8 +72,8 @@ impl QuickSessions {
         }
         // The CPU provider alone ran the default session (an accelerator asked for may have failed to compile it).
         let cpu = EngineConfig { accelerators: vec![crate::config::Accelerator::Cpu], ..config.clone() };
-        let spinning = open_waiting(source, &cpu, Waiting::Spinning)?;
-        let alone = open_waiting(source, &cpu, Waiting::Alone)?;
+        let spinning = open_waiting(source, &cpu, Waiting::Spinning, workers)?;
+        let alone = open_waiting(source, &cpu, Waiting::Alone, workers)?;
         Ok(Some(QuickSessions { spinning, alone }))
     }
 
@@ -120,6 +125,11 @@ impl Cadence {
             }
             _ => Pick::Default,
         }
+    }
+
+    /// How long a run takes, on average over the recent ones (`None`: none finished yet).
+    pub(super) fn expected_run(&self) -> Option<Duration> {
+        self.state().run
     }
 
     /// Records a run that started at `started` and has just ended.

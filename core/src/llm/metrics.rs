@@ -72,7 +72,12 @@ pub(super) struct Clock {
     step_ms: Vec<f64>,
     /// Resident memory when the request started, and the most seen after a model step since (bytes).
     rss: Option<(u64, u64)>,
+    /// When memory was last read: reading it costs a /proc read, so a fast decode step does not pay one each.
+    sampled: Instant,
 }
+
+/// How often a generation reads its memory (and always after the prompt, where it rises most).
+const MEMORY_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
 
 impl Clock {
     pub(super) fn start(prompt_ms: f64) -> Clock {
@@ -82,6 +87,7 @@ impl Clock {
             first_token_ms: None,
             step_ms: Vec::new(),
             rss: crate::metrics::memory().map(|m| (m.rss, m.rss)),
+            sampled: Instant::now(),
         }
     }
 
@@ -94,8 +100,12 @@ impl Clock {
         }
     }
 
-    /// Notes the resident memory after a model step.
+    /// Notes the resident memory after a model step (the first, then at most every [`MEMORY_EVERY`]).
     pub(super) fn sample_memory(&mut self) {
+        if self.first_token_ms.is_some() && self.sampled.elapsed() < MEMORY_EVERY {
+            return;
+        }
+        self.sampled = Instant::now();
         if let (Some((_, max)), Some(now)) = (self.rss.as_mut(), crate::metrics::memory()) {
             *max = (*max).max(now.rss);
         }

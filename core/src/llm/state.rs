@@ -173,6 +173,7 @@ impl DecoderState {
             cancel: Some(turn.cancel),
             active: None,
             seq: None,
+            expected: None,
         })?;
         let mut session = llm.session.lock().unwrap_or_else(|e| e.into_inner());
         let pass = Pass { inputs, positions: n, logits: if all_rows { n * vocab } else { vocab } };

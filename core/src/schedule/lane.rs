@@ -99,6 +99,20 @@ struct Running {
     active: Option<Arc<Active>>,
     /// When an interactive run asked it to stop.
     preempted_at: Option<Instant>,
+    started: Instant,
+    /// How long runs of its engine take (a running average), when known.
+    expected: Option<std::time::Duration>,
+}
+
+impl Running {
+    /// Whether the run should be done within [`NEARLY_DONE`]: stopping it would throw away nearly a whole run to
+    /// save an interactive request a fraction of a millisecond.
+    fn nearly_done(&self, now: Instant) -> bool {
+        FINISH_NEARLY_DONE.load(Ordering::Relaxed)
+            && self
+                .expected
+                .is_some_and(|expected| (self.started + expected).saturating_duration_since(now) < NEARLY_DONE)
+    }
 }
 
 impl LaneState {
@@ -157,6 +171,18 @@ impl LaneState {
 /// then makes it wait for a time slice (measured: MiniLM's 4 ms runs returned 2 ms late at the median under
 /// YOLOv8n load). The hold also lets a burst of interactive requests run back to back without preempting again.
 const INTERACTIVE_HOLD: std::time::Duration = std::time::Duration::from_millis(2);
+
+static FINISH_NEARLY_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether a background run about to end ([`NEARLY_DONE`]) is left to finish when an interactive run arrives
+/// (default: on); off, every background run in the lane is stopped and started again.
+pub fn set_finish_nearly_done(enabled: bool) {
+    FINISH_NEARLY_DONE.store(enabled, Ordering::Relaxed);
+}
+
+/// A background run expected to end within this is left to finish when an interactive run arrives (it is then
+/// waited for, as a stopped run is: [`STOP_WAIT`]).
+const NEARLY_DONE: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// The longest an interactive run waits for the background runs it stopped (see `LaneState::stopping_until`).
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
@@ -219,6 +245,9 @@ pub(crate) struct Request<'a> {
     pub(crate) active: Option<Arc<Active>>,
     /// The place of an earlier attempt (a preempted run keeps its turn).
     pub(crate) seq: Option<u64>,
+    /// How long the run is expected to take (its engine's recent runs), for leaving nearly finished background runs
+    /// alone.
+    pub(crate) expected: Option<std::time::Duration>,
 }
 
 impl Lane {
@@ -285,6 +314,9 @@ impl Pool {
                 // Background runs would share the cores with it: stop them (they queue again behind it).
                 let now = Instant::now();
                 for running in state.running.iter_mut().filter(|r| r.priority == Priority::Background) {
+                    if running.nearly_done(now) {
+                        continue;
+                    }
                     if let (Some(active), None) = (&running.active, running.preempted_at) {
                         active.stop(Stop::Preempted);
                         running.preempted_at = Some(now);
@@ -300,6 +332,8 @@ impl Pool {
                     pool: self.id,
                     active: request.active,
                     preempted_at: None,
+                    started: Instant::now(),
+                    expected: request.expected,
                 });
                 // Others may be able to start too (capacity left, another pool free).
                 lane.notify(state);

@@ -5,9 +5,11 @@
 //! leading it: a process-wide queue that starts work in order of priority and arrival, as far as the lane's capacity
 //! and the engine's own sessions allow. A run in progress can be stopped between two nodes through ONNX Runtime's
 //! terminate flag ([`Active`]): by its cancel token, its deadline ([`watchdog`]), the engine closing, or an
-//! interactive request that needs the cores (a background run is then re-queued and started again).
+//! interactive request that needs the cores (a background run is then re-queued and started again, unless it was
+//! about to end). While a background run goes, its threads run at a low OS priority ([`priority`]).
 
 pub(crate) mod lane;
+pub(crate) mod priority;
 pub(crate) mod watchdog;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, OrtResultExt, Result};
 
-pub use lane::{LaneKind, lane_capacity, set_lane_capacity};
+pub use lane::{LaneKind, lane_capacity, set_finish_nearly_done, set_lane_capacity};
+pub use priority::{lower_background_priority, set_lower_background_priority};
 
 /// How much a request matters to the user right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -59,6 +59,10 @@ pub struct Args {
     /// Duration mode: each runner keeps timing runs until this many seconds have passed (at least --runs).
     #[arg(long, default_value_t = 0.0)]
     seconds: f64,
+    /// With --suite scheduling: measure the idle / loaded / FIFO rounds this many times in one process, each
+    /// repeat its own loaded/idle ratio (`interactive_p99_ratio_max` is the worst).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Calls this many milliseconds apart (start to start), as an app calling a small model at a fixed rate does,
     /// instead of back to back; each runner reports latency and process CPU time per call at that cadence.
     #[arg(long, default_value_t = 0.0)]
@@ -161,6 +165,7 @@ impl Default for Args {
             runs: None,
             warmup: None,
             seconds: 0.0,
+            repeat: 1,
             interval_ms: 0.0,
             cooldown: 0.0,
             threads: None,

@@ -102,8 +102,13 @@ internal fun measure(args: Map<String, String>, sessionMs: Double, outputs: () -
     val threads = java.lang.management.ManagementFactory.getThreadMXBean() as com.sun.management.ThreadMXBean
     val id = Thread.currentThread().id
     val before = threads.getThreadAllocatedBytes(id)
-    repeat(ALLOC_RUNS) { infer() }
-    val allocPerRun = (threads.getThreadAllocatedBytes(id) - before).toDouble() / ALLOC_RUNS
+    var allocRuns = 0
+    val allocStarted = System.nanoTime()
+    while (allocRuns < ALLOC_RUNS && (allocRuns < 10 || (System.nanoTime() - allocStarted) / 1e9 < ALLOC_SECONDS)) {
+        infer()
+        allocRuns++
+    }
+    val allocPerRun = (threads.getThreadAllocatedBytes(id) - before).toDouble() / allocRuns
     val sorted = samples.sorted()
     val metrics = JSONObject()
         .put("session_create_ms", sessionMs)
@@ -168,8 +173,9 @@ private fun rssMb(): Double? = runCatching {
 /** The least warmup a JVM runner does before measuring (JIT compilation of the call path). */
 private const val JIT_WARMUP_SECONDS = 2.0
 
-/** Calls measured for the allocation per call. */
+/** Calls measured for the allocation per call: this many, or as many as fit in ALLOC_SECONDS (at least 10). */
 private const val ALLOC_RUNS = 2000
+private const val ALLOC_SECONDS = 1.0
 
 internal fun ms(since: Long) = (System.nanoTime() - since) / 1e6
 
