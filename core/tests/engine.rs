@@ -425,15 +425,22 @@ fn small_models_spin_through_bursts_and_run_alone_after_pauses() {
         assert_eq!(after_burst.default_runs, 201, "{after_burst:?}");
         return;
     }
-    assert_eq!(after_burst.default_runs, 1, "only the first run, before any was measured: {after_burst:?}");
+    // The first run comes before any was measured; later ones go back to the engine's own session only if runs
+    // grow slow (a debug build beside other tests).
+    assert!(after_burst.default_runs >= 1, "{after_burst:?}");
     assert!(after_burst.spinning_runs > 0, "{after_burst:?}");
-    assert_eq!(after_burst.spinning_runs + after_burst.alone_runs, 200, "{after_burst:?}");
+    let total = |s: &openautoglm::WaitingStats| s.default_runs + s.spinning_runs + s.alone_runs;
+    assert_eq!(total(&after_burst), 201, "{after_burst:?}");
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(run(), first);
     }
     let after_pauses = engine.waiting_stats();
-    assert_eq!(after_pauses.alone_runs, after_burst.alone_runs + 3, "{after_pauses:?}");
+    assert_eq!(
+        after_pauses.spinning_runs, after_burst.spinning_runs,
+        "a call after a pause never spins: {after_pauses:?}"
+    );
+    assert_eq!(total(&after_pauses), 204, "{after_pauses:?}");
 
     let one_thread =
         Engine::from_file(common::model("matmul_dynamic"), EngineConfig::default().with_threads(1)).unwrap();
