@@ -193,16 +193,16 @@ pub(crate) enum Waiting {
     Alone,
 }
 
-/// A session of the model on the CPU whose threads wait as `waiting` says, whatever the config's thread settings;
-/// not through the compile cache (these are small models, optimized in milliseconds).
+/// A session of the model (checked by the caller) on the CPU whose threads wait as `waiting` says, whatever the
+/// config's thread settings; not through the compile cache (these are small models, optimized in milliseconds).
 pub(crate) fn open_waiting(
     source: Source<'_>,
+    checked: &model_check::Checked,
     config: &EngineConfig,
     waiting: Waiting,
     workers: &Arc<Workers>,
 ) -> Result<Session> {
-    let checked = source.check()?;
-    let (builder, _) = session_builder(source, &checked, config, config.optimize_level, None, None, Some(waiting))?;
+    let (builder, _) = session_builder(source, checked, config, config.optimize_level, None, None, Some(waiting))?;
     let mut builder =
         builder.with_thread_manager(SpawnedThreads(Arc::clone(workers))).or_internal("thread creation")?;
     source.commit(&mut builder)

@@ -67,13 +67,18 @@ impl QuickSessions {
             && crate::config::cores() > 1
             && source.byte_len().is_some_and(|n| n <= QUICK_MODEL_BYTES);
         // External weights would be loaded twice more.
-        if !qualifies || source.check()?.external_data > 0 {
+        if !qualifies {
+            return Ok(None);
+        }
+        // One model check for both sessions.
+        let checked = source.check()?;
+        if checked.external_data > 0 {
             return Ok(None);
         }
         // The CPU provider alone ran the default session (an accelerator asked for may have failed to compile it).
         let cpu = EngineConfig { accelerators: vec![crate::config::Accelerator::Cpu], ..config.clone() };
-        let spinning = open_waiting(source, &cpu, Waiting::Spinning, workers)?;
-        let alone = open_waiting(source, &cpu, Waiting::Alone, workers)?;
+        let spinning = open_waiting(source, &checked, &cpu, Waiting::Spinning, workers)?;
+        let alone = open_waiting(source, &checked, &cpu, Waiting::Alone, workers)?;
         Ok(Some(QuickSessions { spinning, alone }))
     }
 
