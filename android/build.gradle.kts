@@ -20,9 +20,14 @@ android {
     }
 
     sourceSets["main"].apply {
-        java.srcDirs("src/main/kotlin", "build/generated/uniffi/android")
+        // src/android/kotlin holds what only Android has (logcat, assets); src/jvm/kotlin is the desktop JVM's.
+        java.srcDirs("src/main/kotlin", "src/android/kotlin", "build/generated/uniffi/android")
         jniLibs.srcDirs("src/main/jniLibs")
     }
+    // The Robolectric tests `cargo xtask test --only android` runs through Maven (robolectric/pom.xml).
+    sourceSets["test"].java.srcDirs("src/robolectric/kotlin")
+    sourceSets["test"].resources.srcDirs("src/robolectric/resources")
+    testOptions.unitTests.isIncludeAndroidResources = true
 
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
@@ -46,4 +51,7 @@ dependencies {
     // libonnxruntime.so with the NNAPI and XNNPACK providers; the engine opens it by name at run time.
     api("com.microsoft.onnxruntime:onnxruntime-android:$onnxruntimeVersion")
     compileOnly("androidx.annotation:annotation:1.9.1")
+    testImplementation("junit:junit:4.13.2")
+    testImplementation("org.robolectric:robolectric:4.17")
+    testImplementation("org.jetbrains.kotlin:kotlin-test-junit:2.4.21")
 }

@@ -351,6 +351,27 @@ pub fn log_level() -> LogLevel {
     core::logging::level()
 }
 
+// The app's own log handler (a Kotlin lambda, a Swift closure): each record at or above the level in force. The Kotlin
+// layer on Android installs one that writes to android.util.Log.
+#[uniffi::export(with_foreign)]
+pub trait LogHandler: Send + Sync {
+    fn log(&self, level: LogLevel, target: String, message: String);
+}
+
+struct ForeignSink(Arc<dyn LogHandler>);
+
+impl core::logging::LogSink for ForeignSink {
+    fn log(&self, level: LogLevel, target: &str, message: &str) {
+        self.0.log(level, target.to_owned(), message.to_owned())
+    }
+}
+
+// Sends log records to `handler` from now on, or back to the platform's sink (logcat, os_log, stderr) with null.
+#[uniffi::export]
+pub fn set_log_handler(handler: Option<Arc<dyn LogHandler>>) -> Result<(), NativeError> {
+    core::logging::set_sink(handler.map(|h| Arc::new(ForeignSink(h)) as Arc<dyn core::logging::LogSink>))
+}
+
 // The device class measurements are recorded under for `accelerator` leading (e.g. `linux-x86_64-cpu`): a bundle
 // variant measured on it is preferred by `Precision::Auto` when it is the fastest that passed its check.
 #[uniffi::export]

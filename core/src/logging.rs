@@ -2,11 +2,15 @@
 //! os_log on Apple with the `apple-log` feature, whose build needs Xcode; stderr filtered by `RUST_LOG` elsewhere)
 //! and owns the one level setting that governs both the SDK's messages and ONNX Runtime's.
 //!
+//! An app can take the records itself ([`set_sink`]): the Kotlin layer on Android sends them to `android.util.Log`
+//! that way, and any app can forward them to its own logging. Without a sink they go to the platform's.
+//!
 //! ONNX Runtime's messages arrive through a custom logger (never its own stderr sink) with target `onnxruntime`.
 //! An error ONNX Runtime logs while running a request is the same failure the caller receives as a typed error, so
 //! it is logged at debug: 200k failed requests no longer write 100 MB of logcat.
 
-use std::sync::{Arc, Once};
+use std::cell::Cell;
+use std::sync::{Arc, Once, RwLock};
 
 use ort::logging::{LogLevel as OrtSeverity, LoggerFunction};
 
@@ -99,31 +103,132 @@ pub(crate) fn ort_logger() -> LoggerFunction {
     })
 }
 
-/// Installs the platform logger if the app has not installed one. Safe to call many times.
+/// Where an app takes the SDK's and ONNX Runtime's log records instead of the platform's sink.
+pub trait LogSink: Send + Sync {
+    /// One record at `level` (never `Off`) from `target` (`openautoglm::...` or `onnxruntime`).
+    fn log(&self, level: LogLevel, target: &str, message: &str);
+}
+
+static SINK: RwLock<Option<Arc<dyn LogSink>>> = RwLock::new(None);
+
+thread_local! {
+    /// Set while a sink runs on this thread: a record the sink itself causes goes to the platform's sink.
+    static IN_SINK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sends the records at or above the level in force to `sink` from now on, or back to the platform's sink (`None`).
+/// Works only where this SDK's dispatcher is the process logger: always on Android and Apple, and on other hosts
+/// unless the app installed its own `log` logger first (the error says so).
+pub fn set_sink(sink: Option<Arc<dyn LogSink>>) -> crate::Result<()> {
+    init();
+    if sink.is_some() && !DISPATCH_INSTALLED.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(crate::Error::InvalidConfig {
+            reason: "another `log` logger was installed before this SDK's; log records go to it, not to a sink".into(),
+        });
+    }
+    *SINK.write().unwrap_or_else(|e| e.into_inner()) = sink;
+    Ok(())
+}
+
+static DISPATCH_INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The process logger: the app's sink when one is set, else the platform's.
+struct Dispatch {
+    platform: Box<dyn log::Log>,
+}
+
+impl log::Log for Dispatch {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let sink = SINK.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match sink {
+            Some(sink) if !IN_SINK.get() => {
+                IN_SINK.set(true);
+                // A sink that panics loses its record, never the caller's thread.
+                let message = record.args().to_string();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    sink.log(LogLevel::of(record.level()), record.target(), &message)
+                }));
+                IN_SINK.set(false);
+            }
+            _ => self.platform.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.platform.flush()
+    }
+}
+
+impl LogLevel {
+    fn of(level: log::Level) -> LogLevel {
+        match level {
+            log::Level::Error => LogLevel::Error,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Trace => LogLevel::Trace,
+        }
+    }
+}
+
+/// Installs the dispatcher over the platform logger if the app has not installed a logger. Safe to call many times.
 pub fn init() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(install);
+    ONCE.call_once(|| {
+        if log::set_boxed_logger(Box::new(Dispatch { platform: platform_logger() })).is_ok() {
+            DISPATCH_INSTALLED.store(true, std::sync::atomic::Ordering::Release);
+            log::set_max_level(default_filter());
+        }
+        // Otherwise an app or test installed its own logger first: it keeps it (and its level).
+    });
 }
 
 #[cfg(target_os = "android")]
-fn install() {
-    android_logger::init_once(android_logger::Config::default().with_tag(TAG).with_max_level(log::LevelFilter::Trace));
-    log::set_max_level(LogLevel::default().filter());
+fn platform_logger() -> Box<dyn log::Log> {
+    Box::new(android_logger::AndroidLogger::new(
+        android_logger::Config::default().with_tag(TAG).with_max_level(log::LevelFilter::Trace),
+    ))
 }
 
 #[cfg(all(target_vendor = "apple", feature = "apple-log"))]
-fn install() {
-    let _ = oslog::OsLogger::new("ai.openautoglm").level_filter(log::LevelFilter::Trace).init();
-    log::set_max_level(LogLevel::default().filter());
+fn platform_logger() -> Box<dyn log::Log> {
+    Box::new(oslog::OsLogger::new("ai.openautoglm").level_filter(log::LevelFilter::Trace))
 }
 
 #[cfg(all(target_vendor = "apple", not(feature = "apple-log")))]
-fn install() {}
+fn platform_logger() -> Box<dyn log::Log> {
+    // Without os_log (a build without Xcode) only a sink receives records.
+    struct Nothing;
+    impl log::Log for Nothing {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            false
+        }
+        fn log(&self, _: &log::Record<'_>) {}
+        fn flush(&self) {}
+    }
+    Box::new(Nothing)
+}
 
 #[cfg(not(any(target_os = "android", target_vendor = "apple")))]
-fn install() {
-    // An app or test that installed its own logger keeps it (and its level).
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
+fn platform_logger() -> Box<dyn log::Log> {
+    // stderr, filtered by RUST_LOG as env_logger reads it (warn when unset).
+    Box::new(env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build())
+}
+
+/// The level in force before the app sets one: `RUST_LOG`'s on desktop hosts (as env_logger reads it), else warn.
+fn default_filter() -> log::LevelFilter {
+    #[cfg(not(any(target_os = "android", target_vendor = "apple")))]
+    if std::env::var_os("RUST_LOG").is_some() {
+        return env_logger::Builder::from_env(env_logger::Env::default()).build().filter();
+    }
+    LogLevel::default().filter()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub use variants::{bundles_dir, model_file, prepared_variants, record_latency, v
 
 #[derive(Subcommand)]
 pub enum Action {
-    /// Download and verify models (all of them when none is named).
+    /// Download and verify models (all of them when none is named), or assets by id (e.g. speech-front-center).
     Fetch { ids: Vec<String> },
     /// List the manifest.
     List,
@@ -245,8 +245,10 @@ pub fn run(action: Action) -> Result<()> {
     match action {
         Action::Fetch { ids } => {
             let ids = if ids.is_empty() { real_ids()? } else { ids };
+            let assets = manifest()?.assets;
             for id in ids {
-                let path = fetch(&id)?;
+                // A model, or an asset (an image or a recording, e.g. `speech-front-center` for the examples).
+                let path = if assets.iter().any(|a| a.id == id) { fetch_asset(&id)? } else { fetch(&id)? };
                 println!("{id:<22} {} ({:.1} MB)", path.display(), fs::metadata(&path)?.len() as f64 / 1e6);
             }
         }

@@ -10,12 +10,18 @@ use anyhow::{Context, Result, bail};
 use super::{Suite, TestEnv, written_tests};
 use crate::cmd;
 
-pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
+/// Maven and a JDK, which every Kotlin part needs.
+pub(super) fn require_maven() -> Result<()> {
     if !cmd::exists("mvn") {
         bail!(
             "Maven (mvn) and a JDK 17+ are needed for the Kotlin tests: apt-get install maven openjdk-17-jdk-headless"
         );
     }
+    Ok(())
+}
+
+pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
+    require_maven()?;
     let android = cmd::repo_root().join("android");
     let reports = android.join("build/maven/surefire-reports");
     let _ = fs::remove_dir_all(&reports);
@@ -50,7 +56,7 @@ pub(super) fn test(lib_dir: &Path, env: &TestEnv<'_>) -> Result<Suite> {
     } else {
         status
     };
-    let suite = surefire_counts(&reports)?;
+    let suite = surefire_counts(&reports, "Kotlin")?;
     println!("Kotlin: {} passed, {} failed, {} skipped", suite.passed, suite.failed, suite.skipped);
     if !status.success() {
         bail!("Kotlin tests failed ({status})");
@@ -80,8 +86,8 @@ fn which_java() -> Result<std::path::PathBuf> {
 }
 
 /// Sums the Surefire XML reports (`<testsuite tests= failures= errors= skipped=>`).
-fn surefire_counts(reports: &Path) -> Result<Suite> {
-    let mut suite = Suite { language: "Kotlin", passed: 0, failed: 0, skipped: 0 };
+pub(super) fn surefire_counts(reports: &Path, language: &'static str) -> Result<Suite> {
+    let mut suite = Suite { language, passed: 0, failed: 0, skipped: 0 };
     let entries = fs::read_dir(reports).with_context(|| format!("no Surefire reports in {}", reports.display()))?;
     for entry in entries {
         let path = entry?.path();

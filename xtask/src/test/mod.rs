@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
+mod android;
 mod examples;
 mod kotlin;
 mod swift;
@@ -18,7 +19,8 @@ use crate::{bench, bindgen, cache, cascades, cmd, fuzz, layout, size, targets};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run only these parts (default: all): lint, rust, kotlin, swift, targets (check-targets + size),
+    /// Run only these parts (default: all): lint, rust, kotlin, android (the Android layer under Robolectric),
+    /// swift, targets (check-targets + size),
     /// examples (publish --local, then the Kotlin and Swift example programs as the README runs them),
     /// device (qemu-arm64 outputs vs host), fuzz (a short `cargo xtask fuzz`).
     #[arg(long, value_delimiter = ',')]
@@ -189,13 +191,17 @@ pub fn run(args: Args) -> Result<()> {
         }
         suites.push(suite);
     }
-    if wants("kotlin") || wants("swift") {
+    if wants("kotlin") || wants("android") || wants("swift") {
         step("generate bindings (uniffi)");
         let generated = bindgen::generate()?;
         let lib_dir = generated.library.parent().expect("library directory");
         if wants("kotlin") {
             step("Kotlin tests (JVM, Maven)");
             suites.push(kotlin::test(lib_dir, &env)?);
+        }
+        if wants("android") {
+            step("Android tests (the Android layer and the example app on Android 14's framework, Robolectric)");
+            suites.push(android::test(lib_dir, &env)?);
         }
         if wants("swift") {
             step("Swift tests (swift test in the Debian trixie chroot)");

@@ -1,55 +1,77 @@
 import Foundation
 import OpenAutoGLM
 
-// Voice activity with Silero VAD: the model reads 32 ms of 16 kHz audio at a time and carries a state from one frame
-// to the next. Runs on a 16 kHz mono 16-bit WAV if one is given, else on one second of silence followed by one second
-// of a synthetic voiced sound, and prints the mean speech probability of each half.
+// Voice activity with Silero VAD (v5): the model reads 32 ms of 16 kHz audio at a time, with the 64 samples before
+// them as context, and carries a state from one frame to the next. Runs over one second of silence and then a
+// recording of speech (a mono 16-bit WAV at 16 or 48 kHz), and prints for each the mean speech probability and how
+// many frames cross 0.5, the model's usual threshold.
 
 let arguments = CommandLine.arguments
-guard arguments.count >= 2 else {
-    FileHandle.standardError.write("usage: VoiceActivity <silero-vad.onnx> [audio.wav]\n".data(using: .utf8)!)
+guard arguments.count >= 3 else {
+    FileHandle.standardError.write("usage: VoiceActivity <silero-vad.onnx> <speech.wav>\n".data(using: .utf8)!)
     exit(2)
 }
+let rate = 16_000
 let frame = 512
+let contextLength = 64
 
-func demoAudio() -> [Float] {
-    var samples = [Float](repeating: 0, count: 32_000)
-    for i in 16_000..<32_000 {
-        let t = Double(i) / 16_000
-        let buzz: Double = 0.3 * sin(2 * Double.pi * 140 * t)
-        let formants: Double = 0.2 * sin(2 * Double.pi * 700 * t) + 0.1 * sin(2 * Double.pi * 1200 * t)
-        samples[i] = Float(buzz + formants)
-    }
-    return samples
-}
-
+/// The samples of a mono 16-bit PCM WAV as 16 kHz floats in [-1, 1] (48 kHz averaged down by 3).
 func readWav(_ path: String) throws -> [Float] {
     let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-    return stride(from: 44, to: bytes.count - 1, by: 2).map { i -> Float in
-        let sample = Int16(bitPattern: UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8)
-        return Float(sample) / 32768
+    func u32(_ i: Int) -> Int { Int(bytes[i]) | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2]) << 16 | Int(bytes[i + 3]) << 24 }
+    let sampleRate = u32(24)
+    guard sampleRate % rate == 0 else { throw CocoaError(.fileReadCorruptFile) }
+    var at = 12
+    while String(decoding: bytes[at..<at + 4], as: UTF8.self) != "data" { at += 8 + u32(at + 4) }
+    let count = min(u32(at + 4), bytes.count - at - 8) / 2
+    let samples = (0..<count).map { i in Int(Int16(bitPattern: UInt16(bytes[at + 8 + 2 * i]) | UInt16(bytes[at + 9 + 2 * i]) << 8)) }
+    let step = sampleRate / rate
+    return (0..<samples.count / step).map { i in Float((0..<step).reduce(0) { $0 + samples[i * step + $1] }) / Float(step * 32768) }
+}
+
+/// Silero VAD over consecutive frames, its state and the context carried from one to the next.
+final class VoiceActivity {
+    let engine: Engine
+    var state: Tensor
+    var context = [Float](repeating: 0, count: contextLength)
+    let sampleRate: Tensor
+
+    init(_ engine: Engine) throws {
+        self.engine = engine
+        state = try Tensor([Float](repeating: 0, count: 2 * 128), shape: [2, 1, 128])
+        sampleRate = try Tensor([Int64(rate)], shape: [])
     }
+
+    func probabilities(_ audio: [Float]) async throws -> [Float] {
+        var result: [Float] = []
+        for start in stride(from: 0, through: audio.count - frame, by: frame) {
+            let chunk = Array(audio[start..<start + frame])
+            let input = try Tensor(context + chunk, shape: [1, contextLength + frame])
+            let out = try await engine.infer(["input": input, "state": state, "sr": sampleRate])
+            result.append(try out["output"]!.values(as: Float.self)[0])
+            state = out["stateN"]!
+            context = Array(chunk[(frame - contextLength)...])
+        }
+        return result
+    }
+}
+
+func summary(_ what: String, _ p: [Float]) -> String {
+    let mean = Double(p.reduce(0, +)) / Double(max(p.count, 1))
+    return "speech probability, \(what): " + String(format: "%.3f", mean) + " (\(p.filter { $0 > 0.5 }.count) of \(p.count) frames over 0.5)"
 }
 
 do {
-    let audio = arguments.count > 2 ? try readWav(arguments[2]) : demoAudio()
+    let speech = try readWav(arguments[2])
     let engine = try Engine(path: arguments[1])
     defer { engine.close() }
     print("model: \(engine.info.inputs.map(\.name).joined(separator: ", ")) -> \(engine.info.outputs.map(\.name).joined(separator: ", "))")
-    var state = try Tensor([Float](repeating: 0, count: 2 * 128), shape: [2, 1, 128])
-    let rate = try Tensor([Int64(16_000)], shape: [])
-    var probabilities: [Float] = []
-    for start in stride(from: 0, through: audio.count - frame, by: frame) {
-        let input = try Tensor(Array(audio[start..<start + frame]), shape: [1, frame])
-        let out = try await engine.infer(["input": input, "state": state, "sr": rate])
-        probabilities.append(try out["output"]!.values(as: Float.self)[0])
-        state = out["stateN"]!
-    }
-    let half = probabilities.count / 2
-    func mean(_ xs: ArraySlice<Float>) -> Float { xs.reduce(0, +) / Float(max(xs.count, 1)) }
-    print("frames: \(probabilities.count) of \(frame) samples")
-    print(String(format: "speech probability, first half: %.3f", mean(probabilities[..<half])))
-    print(String(format: "speech probability, second half: %.3f", mean(probabilities[half...])))
+    let vad = try VoiceActivity(engine)
+    let silence = try await vad.probabilities([Float](repeating: 0, count: rate))
+    let spoken = try await vad.probabilities(speech)
+    print("frames: \(silence.count + spoken.count) of \(frame) samples")
+    print(summary("silence", silence))
+    print(summary("speech", spoken))
 } catch {
     FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
     exit(1)

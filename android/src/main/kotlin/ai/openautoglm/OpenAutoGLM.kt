@@ -62,8 +62,30 @@ object OpenAutoGLM {
      * failed inference, which the caller receives as an [EngineException], is logged at [LogLevel.DEBUG].
      */
     @JvmStatic var logLevel: LogLevel
-        get() = ai.openautoglm.logLevel()
-        set(value) = ai.openautoglm.setLogLevel(value)
+        get() {
+            checkNativeLibrary()
+            return ai.openautoglm.logLevel()
+        }
+        set(value) {
+            checkNativeLibrary()
+            ai.openautoglm.setLogLevel(value)
+        }
+
+    /**
+     * Sends the SDK's and ONNX Runtime's log records at or above [logLevel] to [handler] (e.g. the app's own logging)
+     * from now on, or back to the platform's sink with null: logcat under the tag `OpenAutoGLM` on Android, stderr
+     * on a desktop JVM. The handler runs on the thread that logs (often an inference thread): keep it quick.
+     */
+    @JvmStatic @Throws(EngineException::class)
+    fun setLogHandler(handler: ((level: LogLevel, target: String, message: String) -> Unit)?) {
+        checkNativeLibrary()
+        val native = handler?.let {
+            object : LogHandler {
+                override fun log(level: LogLevel, target: String, message: String) = it(level, target, message)
+            }
+        }
+        native { ai.openautoglm.setLogHandler(native ?: Platform.defaultLogHandler) }
+    }
 
     /**
      * Loads the native library (on a desktop JVM, from the jar when it is not on the loader path) and checks that it
@@ -81,6 +103,8 @@ object OpenAutoGLM {
             throw EngineException.NativeLibraryUnavailable(NativeLibrary.describe(e)).apply { initCause(e) }
         }
         versionMismatch(native)?.let { throw it }
+        // On Android records go to logcat through android.util.Log, where the app's tooling (and tests) see them.
+        Platform.defaultLogHandler?.let { native { ai.openautoglm.setLogHandler(it) } }
         checked = true
     }
 
