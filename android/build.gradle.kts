@@ -8,7 +8,10 @@ plugins {
     id("org.jetbrains.kotlin.android") version "2.4.21"
 }
 
-val onnxruntimeVersion: String by extra { (findProperty("onnxruntimeVersion") as String?) ?: "1.22.0" }
+// The newest onnxruntime-android on Maven Central that these machines know of (1.29.0, with ORT Java and the QNN AAR
+// of that release); Maven Central has no 1.31.1 AAR, the version every other package here ships and tests. The
+// engine refuses a runtime older than 1.22 at load with EngineException.RuntimeTooOld naming both versions.
+val onnxruntimeVersion: String by extra { (findProperty("onnxruntimeVersion") as String?) ?: "1.29.0" }
 
 android {
     namespace = "ai.openautoglm"

@@ -27,6 +27,7 @@ pub type NativeError = core::Error;
 #[uniffi::remote(Error)]
 pub enum NativeError {
     RuntimeUnavailable { path: String, reason: String },
+    RuntimeTooOld { feature: String, required: String, loaded: String },
     NativeLibraryUnavailable { reason: String },
     ModelNotFound { path: String },
     InvalidModel { reason: String },

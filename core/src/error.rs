@@ -9,6 +9,10 @@ pub enum Error {
     /// ONNX Runtime could not be loaded: `path` is what was tried, `reason` says what is needed.
     #[error("ONNX Runtime is unavailable (tried `{path}`): {reason}; in Rust, Runtime::init(Some(path)) loads it")]
     RuntimeUnavailable { path: String, reason: String },
+    /// The loaded ONNX Runtime is older than `feature` needs ([`crate::runtime::Feature`] lists each minimum):
+    /// `required` is the oldest release that has it, `loaded` the one in the process.
+    #[error("{feature} needs ONNX Runtime >= {required}, but the one loaded is {loaded}")]
+    RuntimeTooOld { feature: String, required: String, loaded: String },
     /// This SDK's own native library cannot serve the Kotlin or Swift layer: it could not be loaded (a desktop JVM
     /// without it), or it is another version than the bindings. Raised by those layers, never by Rust code.
     #[error("the Open-AutoGLM native library is unavailable: {reason}")]

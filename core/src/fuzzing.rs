@@ -24,6 +24,7 @@ pub fn outcome<T>(result: &Result<T, Error>) -> &'static str {
 pub fn variant(error: &Error) -> &'static str {
     match error {
         Error::RuntimeUnavailable { .. } => "RuntimeUnavailable",
+        Error::RuntimeTooOld { .. } => "RuntimeTooOld",
         Error::ModelNotFound { .. } => "ModelNotFound",
         Error::InvalidModel { .. } => "InvalidModel",
         Error::InvalidInput { .. } => "InvalidInput",

@@ -50,7 +50,7 @@ pub use error::{Error, Result, catch_panic};
 pub use logging::LogLevel;
 pub use model::{Dim, ModelInfo, ModelMetadata, TensorInfo};
 pub use placement::{Placement, ProviderPlacement};
-pub use runtime::{MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
+pub use runtime::{Feature as RuntimeFeature, MIN_ORT_VERSION, ORT_PATH_ENV, Runtime, RuntimeInfo};
 pub use schedule::{CancelToken, Priority, PriorityHandle, RunOptions};
 pub use tensor::{Element, ElementType, Tensor, TensorRef, decode_strings, encode_strings};
 pub use variant_choice::{Measured, Measurements, device_class, numerics_class};

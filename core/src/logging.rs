@@ -182,28 +182,34 @@ impl LogLevel {
 pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        if log::set_boxed_logger(Box::new(Dispatch { platform: platform_logger() })).is_ok() {
+        let (platform, level) = platform_logger();
+        // Installed once for the process, as `log` keeps its logger: leaked on purpose.
+        let dispatch: &'static Dispatch = Box::leak(Box::new(Dispatch { platform }));
+        if log::set_logger(dispatch).is_ok() {
             DISPATCH_INSTALLED.store(true, std::sync::atomic::Ordering::Release);
-            log::set_max_level(default_filter());
+            log::set_max_level(level);
         }
         // Otherwise an app or test installed its own logger first: it keeps it (and its level).
     });
 }
 
+/// The platform's sink, and the level in force until the app sets one.
 #[cfg(target_os = "android")]
-fn platform_logger() -> Box<dyn log::Log> {
-    Box::new(android_logger::AndroidLogger::new(
-        android_logger::Config::default().with_tag(TAG).with_max_level(log::LevelFilter::Trace),
-    ))
+fn platform_logger() -> (Box<dyn log::Log>, log::LevelFilter) {
+    let config = android_logger::Config::default().with_tag(TAG).with_max_level(log::LevelFilter::Trace);
+    (Box::new(android_logger::AndroidLogger::new(config)), LogLevel::default().filter())
 }
 
 #[cfg(all(target_vendor = "apple", feature = "apple-log"))]
-fn platform_logger() -> Box<dyn log::Log> {
-    Box::new(oslog::OsLogger::new("ai.openautoglm").level_filter(log::LevelFilter::Trace))
+fn platform_logger() -> (Box<dyn log::Log>, log::LevelFilter) {
+    (
+        Box::new(oslog::OsLogger::new("ai.openautoglm").level_filter(log::LevelFilter::Trace)),
+        LogLevel::default().filter(),
+    )
 }
 
 #[cfg(all(target_vendor = "apple", not(feature = "apple-log")))]
-fn platform_logger() -> Box<dyn log::Log> {
+fn platform_logger() -> (Box<dyn log::Log>, log::LevelFilter) {
     // Without os_log (a build without Xcode) only a sink receives records.
     struct Nothing;
     impl log::Log for Nothing {
@@ -213,22 +219,15 @@ fn platform_logger() -> Box<dyn log::Log> {
         fn log(&self, _: &log::Record<'_>) {}
         fn flush(&self) {}
     }
-    Box::new(Nothing)
+    (Box::new(Nothing), LogLevel::default().filter())
 }
 
 #[cfg(not(any(target_os = "android", target_vendor = "apple")))]
-fn platform_logger() -> Box<dyn log::Log> {
-    // stderr, filtered by RUST_LOG as env_logger reads it (warn when unset).
-    Box::new(env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build())
-}
-
-/// The level in force before the app sets one: `RUST_LOG`'s on desktop hosts (as env_logger reads it), else warn.
-fn default_filter() -> log::LevelFilter {
-    #[cfg(not(any(target_os = "android", target_vendor = "apple")))]
-    if std::env::var_os("RUST_LOG").is_some() {
-        return env_logger::Builder::from_env(env_logger::Env::default()).build().filter();
-    }
-    LogLevel::default().filter()
+fn platform_logger() -> (Box<dyn log::Log>, log::LevelFilter) {
+    // stderr, filtered by RUST_LOG (warn when unset), which also sets the level in force, as env_logger's own init.
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build();
+    let level = logger.filter();
+    (Box::new(logger), level)
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub(crate) fn register(env: &Environment, provider: &str, library: &str) -> Resu
     if library.is_empty() || (library.contains('/') && !Path::new(library).is_file()) {
         return Err(unavailable(format!("no plugin library at `{library}`")));
     }
+    crate::Runtime::require(crate::runtime::Feature::PluginExecutionProviders)?;
     let mut registered = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, have)) = registered.iter().find(|(name, _)| name == provider) {
         if have == library {

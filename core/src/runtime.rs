@@ -25,6 +25,57 @@ pub const ORT_PATH_ENV: &str = "ORT_DYLIB_PATH";
 /// The oldest ONNX Runtime this SDK runs on (the ORT API level it is compiled against).
 pub const MIN_ORT_VERSION: &str = "1.22";
 
+/// What needs which ONNX Runtime: the oldest release with every API call behind the feature. The load refuses a
+/// runtime older than [`Feature::Engine`] (ort's API level); the others are checked where they are used, so a
+/// runtime linked without that gate (iOS) or an older build an app brings fails with [`Error::RuntimeTooOld`]
+/// naming both versions instead of a missing-symbol crash. Where a feature needs a runtime newer than the engine's
+/// minimum, it is listed here and checked by [`Runtime::require`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// Sessions, runs, tensors of every element type (strings included), IO binding, the compile cache: ort's API
+    /// level 22.
+    Engine,
+    /// Plugin execution providers (`RegisterExecutionProviderLibrary`, `GetEpDevices`,
+    /// `SessionOptionsAppendExecutionProvider_V2`): OpenVINO, QNN as separate libraries.
+    PluginExecutionProviders,
+    /// External initializers handed over from memory (`AddExternalInitializersFromFilesInMemory`): a model with
+    /// external data loaded from bytes or a file descriptor.
+    ExternalDataFromMemory,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 3] = [Feature::Engine, Feature::PluginExecutionProviders, Feature::ExternalDataFromMemory];
+
+    /// The oldest ONNX Runtime release with the feature, `major.minor`.
+    pub fn minimum(self) -> &'static str {
+        match self {
+            Feature::Engine | Feature::PluginExecutionProviders => MIN_ORT_VERSION,
+            Feature::ExternalDataFromMemory => "1.21",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Engine => "Open-AutoGLM's engine (ONNX Runtime API 22)",
+            Feature::PluginExecutionProviders => "plugin execution providers",
+            Feature::ExternalDataFromMemory => "loading a model's external data from memory",
+        }
+    }
+
+    /// `Ok` when ONNX Runtime `loaded` has the feature, else the typed error naming both versions.
+    pub fn check(self, loaded: &str) -> Result<()> {
+        let (major, minor) = major_minor(self.minimum()).expect("minimums are major.minor");
+        if at_least(loaded, major, minor) {
+            return Ok(());
+        }
+        Err(Error::RuntimeTooOld {
+            feature: self.name().to_owned(),
+            required: self.minimum().to_owned(),
+            loaded: loaded.to_owned(),
+        })
+    }
+}
+
 /// What a failed load needs, in words every language shares; each language's message adds the call that loads a
 /// runtime from a path there (Rust `Runtime::init`, Kotlin `OpenAutoGLM.loadRuntime`, Swift
 /// `OpenAutoGLM.loadRuntime(path:)`).
@@ -137,15 +188,9 @@ impl Runtime {
         RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| l.info.clone())
     }
 
-    /// An error unless the loaded runtime is at least `major.minor`; `what` says what needs it.
-    pub(crate) fn require_version(major: u32, minor: u32, what: &str) -> Result<()> {
-        let info = Runtime::init(None)?;
-        if !at_least(&info.ort_version, major, minor) {
-            return Err(Error::InvalidConfig {
-                reason: format!("{what} needs ONNX Runtime >= {major}.{minor}; this one is {}", info.ort_version),
-            });
-        }
-        Ok(())
+    /// [`Error::RuntimeTooOld`] unless the loaded runtime (loading the default one first if needed) has `feature`.
+    pub fn require(feature: Feature) -> Result<()> {
+        feature.check(&Runtime::init(None)?.ort_version)
     }
 
     /// Runs `f` with the process environment, loading the runtime from the default place first if needed.
@@ -244,7 +289,7 @@ fn load(path: &Path) -> Result<Loaded> {
     let unavailable = |reason: String| Error::RuntimeUnavailable { path: path.display().to_string(), reason };
     // ort keeps the first library it opens for the whole process, even one whose API it then cannot get: checked
     // here first, a broken library is refused and a later load of the real one still works.
-    probe(path).map_err(&unavailable)?;
+    probe(path)?;
     let builder = ort::init_from(path).map_err(|e| unavailable(format!("{e}; {NEEDED}")))?;
     let env = builder
         .with_name("openautoglm")
@@ -260,21 +305,31 @@ fn load(path: &Path) -> Result<Loaded> {
 /// Opens the library as ort will and checks what ort assumes: `OrtGetApiBase` exists and returns an API base, the
 /// version is at least [`MIN_ORT_VERSION`], and the API this SDK is built against is there.
 #[cfg(not(target_os = "ios"))]
-fn probe(path: &Path) -> std::result::Result<(), String> {
+fn probe(path: &Path) -> Result<()> {
     let needed = format!("; {NEEDED}");
+    let unavailable = |reason: String| Error::RuntimeUnavailable { path: path.display().to_string(), reason };
     // SAFETY: opening a library runs its initializers, as ort's own load would; the symbol is called with the
     // signature every ONNX Runtime release exports, and the pointers it returns are checked before use.
     unsafe {
-        let lib = libloading::Library::new(path).map_err(|e| format!("{e}{needed}"))?;
-        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
-            lib.get(b"OrtGetApiBase").map_err(|_| format!("not ONNX Runtime: no OrtGetApiBase{needed}"))?;
+        let lib = libloading::Library::new(path).map_err(|e| unavailable(format!("{e}{needed}")))?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib
+            .get(b"OrtGetApiBase")
+            .map_err(|_| unavailable(format!("not ONNX Runtime: no OrtGetApiBase{needed}")))?;
         let base = get_base();
-        let version = version_of(base).ok_or_else(|| format!("OrtGetApiBase returned nothing{needed}"))?;
+        let version = version_of(base).ok_or_else(|| unavailable(format!("OrtGetApiBase returned nothing{needed}")))?;
+        if major_minor(&version).is_none() {
+            return Err(unavailable(format!("version `{}` is unreadable{needed}", version.escape_debug())));
+        }
         if !supported(&version) {
-            return Err(format!("version `{}` is too old or unreadable{needed}", version.escape_debug()));
+            // An older release (or a 2.x one, whose API this build does not know): named with what is needed.
+            Feature::Engine.check(&version)?;
+            return Err(unavailable(format!("version {version} is not a 1.x release{needed}")));
         }
         if ((*base).GetApi)(ort::sys::ORT_API_VERSION).is_null() {
-            return Err(format!("ONNX Runtime {version} does not provide API {}{needed}", ort::sys::ORT_API_VERSION));
+            return Err(unavailable(format!(
+                "ONNX Runtime {version} does not provide API {}{needed}",
+                ort::sys::ORT_API_VERSION
+            )));
         }
     }
     Ok(())
@@ -330,6 +385,27 @@ mod tests {
         }
         for refused in ["1.21.1", "1.17.0", "1.16.3", "0.99.0", "2.0.0", "", "unknown", "1", "1.x.0", "v1.31.1"] {
             assert!(!supported(refused), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn a_feature_on_an_older_runtime_is_runtime_too_old_naming_both_versions() {
+        assert_eq!(Feature::PluginExecutionProviders.check("1.31.1"), Ok(()));
+        assert_eq!(
+            Feature::PluginExecutionProviders.check("1.20.1"),
+            Err(Error::RuntimeTooOld {
+                feature: "plugin execution providers".into(),
+                required: "1.22".into(),
+                loaded: "1.20.1".into(),
+            })
+        );
+        let message = Feature::ExternalDataFromMemory.check("1.20.1").unwrap_err().to_string();
+        assert!(message.contains(">= 1.21") && message.contains("1.20.1"), "{message}");
+        for feature in Feature::ALL {
+            assert!(at_least(MIN_ORT_VERSION, 1, 0) && major_minor(feature.minimum()).is_some());
+            // The load gate covers every feature today: none needs more than the engine.
+            let (major, minor) = major_minor(feature.minimum()).unwrap();
+            assert!(at_least(MIN_ORT_VERSION, major, minor), "{feature:?}");
         }
     }
 

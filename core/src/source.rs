@@ -74,7 +74,7 @@ impl Source<'_> {
                 }
                 let checked = model_check::check(bytes, external_data_dir)?;
                 if checked.external_data > 0 {
-                    Runtime::require_version(1, 21, "loading external data for a model given as bytes")?;
+                    Runtime::require(crate::runtime::Feature::ExternalDataFromMemory)?;
                 }
                 Ok(checked)
             }

@@ -189,6 +189,25 @@ pub fn host_onnxruntime() -> Result<PathBuf> {
     Ok(dest)
 }
 
+/// A real ONNX Runtime older than the SDK supports (1.20.1, its PyPI wheel's library), for the tests that check it is
+/// refused with a typed error naming both versions.
+const OLD_ORT_WHEEL: PypiFile = PypiFile {
+    name: "onnxruntime",
+    version: "1.20.1",
+    file: "onnxruntime-1.20.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+    sha256: "5eec64c0269dcdb8d9a9a53dc4d64f87b9e0c19801d9321246a53b7eb5a7d1bc",
+    platform: Some("manylinux_2_28_x86_64"),
+};
+
+/// The old runtime's library (see [`OLD_ORT_WHEEL`]), fetched on first use.
+pub fn old_onnxruntime() -> Result<PathBuf> {
+    let dest = dir().join("onnxruntime-1.20.1/linux-x86_64/libonnxruntime.so");
+    if !dest.exists() {
+        extract(&pypi(OLD_ORT_WHEEL)?, "onnxruntime/capi/libonnxruntime.so.1.20.1", &dest, None)?;
+    }
+    Ok(dest)
+}
+
 /// Intel's OpenVINO execution provider plugin for ONNX Runtime >= 1.22: the PyPI wheel is self-contained (the
 /// plugin, OpenVINO and its Intel CPU plugin, oneTBB).
 const OPENVINO_WHEEL: PypiFile = PypiFile {

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 
 use crate::cache::{self, PypiFile};
-use crate::results::{self, DumpedOutputs, GenerationOutput, Measured};
+use crate::results::{self, DumpedOutputs, GenerationOutput, Measured, SustainedOutput};
 use crate::{cmd, intel, ndk, runner, targets};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +332,32 @@ impl Deployed {
             bail!("the device dumped no outputs for {model}");
         }
         Ok(local)
+    }
+
+    /// Runs the deployed model continuously for `minutes` (`--sustained`), reading the device's own thermal and
+    /// energy counters there; returns its JSON result.
+    pub fn run_sustained(&self, minutes: u32, threads: u32, idle_seconds: f64) -> Result<SustainedOutput> {
+        let out = format!("{}/sustained.json", self.dir);
+        let mut argv: Vec<String> = vec![
+            "--sustained".into(),
+            "--model".into(),
+            self.model.clone(),
+            "--recipe".into(),
+            self.recipe.clone(),
+            "--minutes".into(),
+            minutes.to_string(),
+            "--threads".into(),
+            threads.to_string(),
+            "--idle-seconds".into(),
+            idle_seconds.to_string(),
+            "--out".into(),
+            out.clone(),
+        ];
+        if !matches!(self.device, Device::IosSim { .. }) {
+            argv.extend(["--ort".into(), self.ort.clone()]);
+        }
+        self.exec(&argv, &[&out])?;
+        self.collected("sustained.json")
     }
 
     /// A result file the runner wrote, brought back from the device.

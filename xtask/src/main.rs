@@ -53,7 +53,7 @@ struct Cli {
 enum Command {
     /// Benchmark a real model (default: all-MiniLM-L6-v2 INT8) on this machine or a device, alone, against peers
     /// (--vs), or as a suite of every model and precision (--suite standard) with a report.
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     /// Run every test: fmt, clippy, Rust, Kotlin (JVM), Swift, mobile target builds, the size budget and the
     /// emulated ARM64 device and a short fuzzing run; then print a summary.
     Test(test::Args),
@@ -105,7 +105,7 @@ enum Platform {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(*args),
         Command::Cascade { action } => cascade::run(action),
         Command::Test(args) => test::run(args),
         Command::Fuzz(args) => fuzz::run(args),

@@ -1,7 +1,7 @@
 //! `cargo xtask publish --local`: the SDK for programs on this machine, with no environment variables.
-//! - JVM: `ai.openautoglm:openautoglm-jvm:<version>` into the local Maven repository (~/.m2): the Kotlin layer, a
-//!   stripped release build of libopenautoglm_ffi for this host inside the jar, and a POM that brings JNA,
-//!   coroutines and ONNX Runtime's jar (which carries libonnxruntime).
+//! - JVM: `ai.openautoglm:openautoglm-jvm:<version>` into the local Maven repository (~/.m2): the Kotlin layer, and
+//!   inside the jar a stripped release build of libopenautoglm_ffi for this host with the ONNX Runtime the tests run
+//!   (`cache::ORT_VERSION`, from its PyPI wheel) beside it; its POM brings JNA and coroutines.
 //! - Swift (Linux): the same library and ONNX Runtime side by side in `ios/build/linux`, where the package links and
 //!   finds them; another package depends on `ios/` by path and `swift run`s.
 //!
@@ -69,6 +69,9 @@ fn jvm(library: &Path) -> Result<PathBuf> {
     let dir = native.join("ai/openautoglm/native").join(jvm_platform()?);
     fs::create_dir_all(&dir)?;
     stripped_copy(library, &dir.join(library_name("openautoglm_ffi")))?;
+    // The runtime the Kotlin tests run on (pom property onnxruntime.version, checked equal), not ONNX Runtime Java's.
+    check_pom_runtime(&pom)?;
+    fs::copy(cache::host_onnxruntime()?, dir.join(library_name("onnxruntime")))?;
     let spinner = cache::spinner(format!("publish: mvn install {JVM_ARTIFACT}:{VERSION}"));
     let installed = cmd::capture(Command::new("mvn").current_dir(&android).args([
         "-B",
@@ -86,6 +89,23 @@ fn jvm(library: &Path) -> Result<PathBuf> {
         bail!("mvn install succeeded but {} is not there", jar.display());
     }
     Ok(jar)
+}
+
+/// The jar's ONNX Runtime version as android/pom.xml states it (`onnxruntime.version`, which the Kotlin tests check
+/// they run on) must be the one this machine's tests and packages use.
+pub fn check_pom_runtime(pom: &str) -> Result<()> {
+    let declared = pom
+        .split("<onnxruntime.version>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .context("android/pom.xml declares no <onnxruntime.version>")?;
+    if declared != cache::ORT_VERSION {
+        bail!(
+            "android/pom.xml ships ONNX Runtime {declared} but the tests run {}: keep them equal",
+            cache::ORT_VERSION
+        );
+    }
+    Ok(())
 }
 
 /// `ios/build/linux`: the library and ONNX Runtime in one directory, which Package.swift links and sets as rpath.

@@ -16,6 +16,7 @@
 //! openautoglm-bench --cascade ...  (see `cascade`): a recognizer cascade over labelled text lines.
 //! openautoglm-bench --verdict ...  (see `verdict`): outputs on every input of a held-out set, for verdicts.
 //! openautoglm-bench --chat ...  (see `chat`): conversations with and without the KV cache kept between turns.
+//! openautoglm-bench --sustained ...  (see `sustained`): one model for minutes, with heat and energy per minute.
 //!
 //! openautoglm-bench --generate --llm DIR --precision int4 --question Q --tokens 128 --runs 3 --threads N --out R.json
 //!   times text generation: greedy, a fixed output length, the chat template applied to Q (the same protocol as
@@ -23,8 +24,11 @@
 
 mod cascade;
 mod chat;
+mod energy;
 mod llm_gaps;
 mod scheduling;
+mod sustained;
+mod thermal;
 mod verdict;
 
 use std::io::Write;
@@ -551,6 +555,13 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--chat") {
         if let Err(e) = chat::run() {
+            eprintln!("openautoglm-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--sustained") {
+        if let Err(e) = sustained::run() {
             eprintln!("openautoglm-bench: {e}");
             std::process::exit(1);
         }

@@ -10,3 +10,4 @@ pub mod measured;
 pub mod outputs;
 pub mod recipe;
 pub mod scheduling;
+pub mod sustained;

@@ -26,6 +26,6 @@ dependencies {
     implementation(files("../../../android/build/outputs/aar/openautoglm-release.aar"))
     implementation("net.java.dev.jna:jna:5.19.1@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.11.0")
-    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.22.0")
+    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.29.0")
     implementation("androidx.lifecycle:lifecycle-runtime-ktx:2.8.7")
 }

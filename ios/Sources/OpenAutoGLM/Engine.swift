@@ -272,6 +272,14 @@ public enum Runtime {
         set { setLogLevel(level: newValue) }
     }
 
+    /// Sends the SDK's and ONNX Runtime's log records at or above `logLevel` to `handler` (the app's own logging)
+    /// from now on, or back to the platform's sink with nil (os_log on Apple platforms, stderr on Linux). The handler
+    /// runs on the thread that logs, often an inference thread: keep it quick.
+    public static func setLogHandler(_ handler: (@Sendable (LogLevel, String, String) -> Void)?) throws {
+        try checkNativeLibrary()
+        try OpenAutoGLM.setLogHandler(handler: handler.map { ClosureLogHandler($0) })
+    }
+
     /// Throws `EngineError.NativeLibraryUnavailable` when the native library is not the one these bindings were
     /// generated from (as Kotlin's `OpenAutoGLM.checkNativeLibrary`).
     public static func checkNativeLibrary() throws {
@@ -284,4 +292,11 @@ public enum Runtime {
         return EngineError.NativeLibraryUnavailable(
             reason: "libopenautoglm_ffi is version \(native) but the Swift bindings are \(bindings); use the same version of both")
     }
+}
+
+/// A Swift closure as the native log handler.
+private final class ClosureLogHandler: LogHandler, @unchecked Sendable {
+    private let handle: @Sendable (LogLevel, String, String) -> Void
+    init(_ handle: @escaping @Sendable (LogLevel, String, String) -> Void) { self.handle = handle }
+    func log(level: LogLevel, target: String, message: String) { handle(level, target, message) }
 }

@@ -12,6 +12,9 @@ extension NativeError: CustomStringConvertible {
             return "ONNX Runtime is unavailable (tried `\(path)`): \(reason). In Swift, call "
                 + "Runtime.load(libraryPath:) with the path of libonnxruntime before the first engine; on Linux "
                 + "`cargo xtask publish --local` puts it beside the SDK's library, where it is found by itself."
+        case let .RuntimeTooOld(feature, required, loaded):
+            return "\(feature) needs ONNX Runtime >= \(required), but the one loaded is \(loaded). Use the runtime this "
+                + "SDK is tested with (the Swift package ships it)."
         case let .NativeLibraryUnavailable(reason):
             return "the Open-AutoGLM native library is unavailable: \(reason). Package the library and the Swift "
                 + "bindings of one version (`cargo xtask publish --local` on Linux, the XCFramework on Apple platforms)."

@@ -20,4 +20,12 @@ final class RuntimeTests: XCTestCase {
         let engine = try Engine(path: Fixtures.model("matmul_dynamic"))
         XCTAssertEqual(engine.info.inputs.count, 1)
     }
+
+    /// An ONNX Runtime older than a feature needs is its own case, and says both versions (the Rust and Kotlin tests
+    /// load a real 1.20.1; one Swift test process has one runtime, already loaded here).
+    func testRuntimeTooOldNamesTheFeatureAndBothVersions() {
+        let error = EngineError.RuntimeTooOld(feature: "plugin execution providers", required: "1.22", loaded: "1.20.1")
+        let text = String(describing: error)
+        XCTAssertTrue(text.hasPrefix("plugin execution providers needs ONNX Runtime >= 1.22, but the one loaded is 1.20.1"), text)
+    }
 }

@@ -22,6 +22,7 @@ mod generate;
 mod host;
 mod runners;
 mod scheduling;
+mod sustained;
 mod tables;
 
 use std::fs;
@@ -67,6 +68,11 @@ pub struct Args {
     /// instead of back to back; each runner reports latency and process CPU time per call at that cadence.
     #[arg(long, default_value_t = 0.0)]
     interval_ms: f64,
+    /// Run one model (--model, default yolov8n-320) back to back for this many minutes on --device and report each
+    /// minute's p50/p99 latency, inferences per second, thermal state and energy (where the device exposes them),
+    /// and the last minute's slowdown against the first, with a plot of latency over time.
+    #[arg(long, value_name = "MINUTES")]
+    sustained: Option<u32>,
     /// Seconds to rest between runner invocations, so heat from one does not slow the next.
     #[arg(long, default_value_t = 0.0)]
     cooldown: f64,
@@ -167,6 +173,7 @@ impl Default for Args {
             seconds: 0.0,
             repeat: 1,
             interval_ms: 0.0,
+            sustained: None,
             cooldown: 0.0,
             threads: None,
             precision: "native".into(),
@@ -239,6 +246,9 @@ fn configs(args: &Args) -> Result<Vec<Config>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(minutes) = args.sustained {
+        return sustained::run(&args, minutes);
+    }
     if args.suite == Some(Suite::Adaptive) {
         return adaptive::run(&args);
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod accelerators;
 pub mod report;
+pub mod sustained_plot;
 pub use accelerators::{AcceleratorRow, AcceleratorsSummary};
 pub use bench_schema::cascade::{CascadeComparison, CascadePathTaken, CascadeProfile, ComparedLine, ProfiledLine};
 pub use bench_schema::chat::{ChatOutput, ChatTurn};
@@ -20,6 +21,7 @@ pub use bench_schema::generation::{GenerationOutput, GenerationRun};
 pub use bench_schema::measured::{Measured, Metrics, ShapeBuckets};
 pub use bench_schema::outputs::DumpedOutputs;
 pub use bench_schema::scheduling::{SchedulingMetrics, SchedulingOutput};
+pub use bench_schema::sustained::{Sustained, SustainedOutput};
 
 /// Version of the result layout. Readers refuse files from a newer layout rather than misread them.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -340,6 +342,20 @@ pub struct SchedulingFile {
     pub interval_ms: f64,
     pub requests: u64,
     pub scheduling: SchedulingMetrics,
+}
+
+/// `bench --sustained MINUTES`: what ran where, and the per-minute figures under `"sustained"`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+#[serde(default)]
+pub struct SustainedFile {
+    pub schema: u32,
+    pub device: DeviceInfo,
+    pub git_commit: Option<String>,
+    pub ort_version: String,
+    pub model: String,
+    pub precision: String,
+    pub threads: i32,
+    pub sustained: Sustained,
 }
 
 /// `bench --suite chat`: the figures, and the runner's measurements behind them.

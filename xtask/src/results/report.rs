@@ -54,7 +54,7 @@ where
 }
 
 /// Text in the PNGs needs a font file: DejaVu Sans from Debian (installed if missing).
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
     if !Path::new(FONT).exists() {
         cmd::ensure_debian_packages(&["fc-list"], &["fonts-dejavu-core", "fontconfig"])?;
@@ -318,7 +318,7 @@ where
     Ok(())
 }
 
-fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+pub(crate) fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
     anyhow::anyhow!("plotting failed: {e}")
 }
 

@@ -158,6 +158,7 @@ pub fn run(args: Args) -> Result<()> {
     cascades::lines::labelled(&pair, cascades::lines::Set::Evaluation)?;
     // The OpenVINO plugin, and the emulator that gives it an Intel CPU on other hosts (see core/tests/plugin_ep.rs).
     let openvino = cache::openvino_plugin()?;
+    let old_ort = cache::old_onnxruntime()?;
     cmd::ensure_debian_packages(&["qemu-x86_64-static"], &["qemu-user-static"])?;
     let cascades = cascades::pair::dir(&pair).parent().expect("in the cascade folder").to_path_buf();
     let models = models::models_dir();
@@ -172,6 +173,7 @@ pub fn run(args: Args) -> Result<()> {
         ("OPENAUTOGLM_CASCADES", cascades.as_path()),
         ("OPENAUTOGLM_TEST_DATA", data.as_path()),
         ("OPENAUTOGLM_OPENVINO_PLUGIN", openvino.as_path()),
+        ("OPENAUTOGLM_OLD_ORT", old_ort.as_path()),
     ];
 
     let mut suites = Vec::new();
@@ -283,7 +285,7 @@ fn summarize(suites: &[Suite], seconds: f64) -> Result<()> {
 }
 
 /// Environment shared by the Kotlin and Swift runs.
-pub type TestEnv<'a> = [(&'static str, &'a Path); 7];
+pub type TestEnv<'a> = [(&'static str, &'a Path); 8];
 
 #[cfg(test)]
 mod tests {

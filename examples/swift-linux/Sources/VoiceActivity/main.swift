@@ -18,15 +18,30 @@ let contextLength = 64
 /// The samples of a mono 16-bit PCM WAV as 16 kHz floats in [-1, 1] (48 kHz averaged down by 3).
 func readWav(_ path: String) throws -> [Float] {
     let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-    func u32(_ i: Int) -> Int { Int(bytes[i]) | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2]) << 16 | Int(bytes[i + 3]) << 24 }
+    func u32(_ i: Int) -> Int {
+        var value = 0
+        for k in (0..<4).reversed() { value = value << 8 | Int(bytes[i + k]) }
+        return value
+    }
     let sampleRate = u32(24)
     guard sampleRate % rate == 0 else { throw CocoaError(.fileReadCorruptFile) }
     var at = 12
     while String(decoding: bytes[at..<at + 4], as: UTF8.self) != "data" { at += 8 + u32(at + 4) }
     let count = min(u32(at + 4), bytes.count - at - 8) / 2
-    let samples = (0..<count).map { i in Int(Int16(bitPattern: UInt16(bytes[at + 8 + 2 * i]) | UInt16(bytes[at + 9 + 2 * i]) << 8)) }
+    var samples = [Int](repeating: 0, count: count)
+    for i in 0..<count {
+        let low = UInt16(bytes[at + 8 + 2 * i])
+        let high = UInt16(bytes[at + 9 + 2 * i])
+        samples[i] = Int(Int16(bitPattern: low | high << 8))
+    }
     let step = sampleRate / rate
-    return (0..<samples.count / step).map { i in Float((0..<step).reduce(0) { $0 + samples[i * step + $1] }) / Float(step * 32768) }
+    var audio = [Float](repeating: 0, count: samples.count / step)
+    for i in 0..<audio.count {
+        var sum = 0
+        for j in 0..<step { sum += samples[i * step + j] }
+        audio[i] = Float(sum) / Float(step * 32768)
+    }
+    return audio
 }
 
 /// Silero VAD over consecutive frames, its state and the context carried from one to the next.
@@ -63,6 +78,7 @@ func summary(_ what: String, _ p: [Float]) -> String {
 
 do {
     let speech = try readWav(arguments[2])
+    print("runtime: ONNX Runtime \(try Runtime.load().ortVersion)")
     let engine = try Engine(path: arguments[1])
     defer { engine.close() }
     print("model: \(engine.info.inputs.map(\.name).joined(separator: ", ")) -> \(engine.info.outputs.map(\.name).joined(separator: ", "))")

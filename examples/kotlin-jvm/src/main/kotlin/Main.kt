@@ -2,6 +2,7 @@ package example
 
 import ai.openautoglm.Engine
 import ai.openautoglm.EngineException
+import ai.openautoglm.OpenAutoGLM
 import ai.openautoglm.Tensor
 import java.io.File
 import java.nio.ByteBuffer
@@ -22,6 +23,7 @@ fun main(args: Array<String>) = runBlocking {
     }
     try {
         val speech = readWav(File(args[1]).readBytes())
+        println("runtime: ONNX Runtime ${OpenAutoGLM.loadRuntime().ortVersion}")
         Engine.fromFile(args[0]).use { engine ->
             println("model: ${engine.info.inputs.joinToString { it.name }} -> ${engine.info.outputs.joinToString { it.name }}")
             val vad = VoiceActivity(engine)

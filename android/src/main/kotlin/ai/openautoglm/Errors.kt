@@ -11,8 +11,16 @@ sealed class EngineException(message: String) : Exception(message) {
     /** ONNX Runtime could not be loaded from [path]; [reason] says what is needed. */
     class RuntimeUnavailable(val path: String, val reason: String) : EngineException(
         "ONNX Runtime is unavailable (tried `$path`): $reason. In Kotlin, call OpenAutoGLM.loadRuntime(path) before " +
-            "the first engine, or depend on com.microsoft.onnxruntime:onnxruntime (desktop JVM) or " +
-            "onnxruntime-android (Android), which bring it.",
+            "the first engine; the openautoglm-jvm jar (desktop JVM) and onnxruntime-android (Android) bring it.",
+    )
+
+    /**
+     * The loaded ONNX Runtime is older than [feature] needs: [required] is the oldest release with it, [loaded] the
+     * one in this process.
+     */
+    class RuntimeTooOld(val feature: String, val required: String, val loaded: String) : EngineException(
+        "$feature needs ONNX Runtime >= $required, but the one loaded is $loaded. Use the runtime this SDK is " +
+            "tested with: the openautoglm-jvm jar carries it, and the Android module depends on its version.",
     )
 
     /**
@@ -50,6 +58,7 @@ sealed class EngineException(message: String) : Exception(message) {
     internal companion object {
         fun of(e: NativeException): EngineException = when (e) {
             is NativeException.RuntimeUnavailable -> RuntimeUnavailable(e.path, e.reason)
+            is NativeException.RuntimeTooOld -> RuntimeTooOld(e.feature, e.required, e.loaded)
             is NativeException.NativeLibraryUnavailable -> NativeLibraryUnavailable(e.reason)
             is NativeException.ModelNotFound -> ModelNotFound(e.path)
             is NativeException.InvalidModel -> InvalidModel(e.reason)

@@ -8,9 +8,10 @@ import java.nio.file.StandardCopyOption
  * Finds the native libraries before the first native call.
  *
  * On Android the system loader finds libopenautoglm_ffi and libonnxruntime in the APK, and nothing happens here.
- * On a desktop JVM the `openautoglm-jvm` jar carries a release build of libopenautoglm_ffi for its OS and CPU, and
- * ONNX Runtime's own jar (a dependency of it) carries libonnxruntime: both are extracted into one fresh temporary
- * directory, as ONNX Runtime's Java API does with its own, where the engine looks for ONNX Runtime next to itself.
+ * On a desktop JVM the `openautoglm-jvm` jar carries a release build of libopenautoglm_ffi for its OS and CPU and,
+ * beside it, the ONNX Runtime its tests run on: both are extracted into one fresh temporary directory, as ONNX
+ * Runtime's Java API does with its own, where the engine looks for ONNX Runtime next to itself. (A jar without it
+ * falls back to the libonnxruntime inside ONNX Runtime's own Java jar, when the app has that.)
  * A library on the loader path (`-Djna.library.path`, `LD_LIBRARY_PATH`) or named by the
  * `uniffi.component.openautoglm_ffi.libraryOverride` property wins over the jar's.
  */
@@ -29,7 +30,9 @@ internal object NativeLibrary {
         val ours = javaClass.getResource("/ai/openautoglm/native/$platform/${System.mapLibraryName(COMPONENT)}") ?: return
         val dir = Files.createTempDirectory("openautoglm-native").toFile().apply { deleteOnExit() }
         val library = extract(ours, File(dir, System.mapLibraryName(COMPONENT)))
-        ortResource()?.let { extract(it, File(dir, System.mapLibraryName("onnxruntime"))) }
+        val runtime = javaClass.getResource("/ai/openautoglm/native/$platform/${System.mapLibraryName("onnxruntime")}")
+            ?: ortResource()
+        runtime?.let { extract(it, File(dir, System.mapLibraryName("onnxruntime"))) }
         System.setProperty(OVERRIDE, library.absolutePath)
     }
 

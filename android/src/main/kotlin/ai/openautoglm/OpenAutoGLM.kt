@@ -81,7 +81,10 @@ object OpenAutoGLM {
         checkNativeLibrary()
         val native = handler?.let {
             object : LogHandler {
-                override fun log(level: LogLevel, target: String, message: String) = it(level, target, message)
+                override fun log(level: LogLevel, target: String, message: String) {
+                    // A handler that throws loses its record; the call that logged carries on.
+                    runCatching { it(level, target, message) }
+                }
             }
         }
         native { ai.openautoglm.setLogHandler(native ?: Platform.defaultLogHandler) }
