@@ -34,6 +34,8 @@ pub enum NativeError {
     InvalidInput { name: String, reason: String },
     InvalidConfig { reason: String },
     AcceleratorUnavailable { provider: String, reason: String },
+    DownloadFailed { name: String, reason: String },
+    IntegrityFailed { name: String, reason: String },
     InferenceFailed { reason: String },
     MemoryLimit { reason: String },
     Cancelled,

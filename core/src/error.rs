@@ -35,6 +35,14 @@ pub enum Error {
     /// `InvalidConfig` in strict mode.)
     #[error("accelerator {provider} is unavailable: {reason}")]
     AcceleratorUnavailable { provider: String, reason: String },
+    /// The model store could not fetch `name`: the server failed or the connection kept dropping after bounded
+    /// retries, or its folder could not be written. What was fetched stays as one resumable temporary file.
+    #[error("could not download `{name}`: {reason}")]
+    DownloadFailed { name: String, reason: String },
+    /// The bytes fetched for `name` are not the model its entry describes (size or sha256): they were removed, and
+    /// nothing was installed under its name.
+    #[error("`{name}` failed its integrity check: {reason}")]
+    IntegrityFailed { name: String, reason: String },
     /// ONNX Runtime failed while running a valid-looking request.
     #[error("inference failed: {reason}")]
     InferenceFailed { reason: String },

@@ -25,6 +25,8 @@ pub fn variant(error: &Error) -> &'static str {
     match error {
         Error::RuntimeUnavailable { .. } => "RuntimeUnavailable",
         Error::RuntimeTooOld { .. } => "RuntimeTooOld",
+        Error::DownloadFailed { .. } => "DownloadFailed",
+        Error::IntegrityFailed { .. } => "IntegrityFailed",
         Error::ModelNotFound { .. } => "ModelNotFound",
         Error::InvalidModel { .. } => "InvalidModel",
         Error::InvalidInput { .. } => "InvalidInput",

@@ -35,6 +35,8 @@ mod runtime;
 pub mod schedule;
 mod session;
 mod source;
+#[cfg(feature = "store")]
+pub mod store;
 mod tensor;
 mod variant_choice;
 

@@ -25,6 +25,8 @@ extension NativeError: CustomStringConvertible {
         case let .AcceleratorUnavailable(provider, reason):
             return "accelerator \(provider) is unavailable: \(reason). Ship the plugin's libraries with the app (or "
                 + "pass the library's full path); ONNX Runtime >= 1.22 loads plugin execution providers."
+        case let .DownloadFailed(name, reason): return "could not download `\(name)`: \(reason)"
+        case let .IntegrityFailed(name, reason): return "`\(name)` failed its integrity check: \(reason)"
         case let .InferenceFailed(reason): return "inference failed: \(reason)"
         case let .MemoryLimit(reason): return "memory limit: \(reason)"
         case .Cancelled: return "the request was cancelled before it finished"

@@ -47,6 +47,12 @@ sealed class EngineException(message: String) : Exception(message) {
         "accelerator $provider is unavailable: $reason. On Android, depend on the plugin's AAR (its libraries land " +
             "in the app's native library directory, found by file name) or pass the library's full path.",
     )
+    /** The model store could not fetch [name] after its retries; what was fetched stays resumable. */
+    class DownloadFailed(val name: String, val reason: String) : EngineException("could not download `$name`: $reason")
+
+    /** The bytes fetched for [name] are not the model its entry describes; they were removed, nothing installed. */
+    class IntegrityFailed(val name: String, val reason: String) :
+        EngineException("`$name` failed its integrity check: $reason")
     class InferenceFailed(val reason: String) : EngineException("inference failed: $reason")
     class MemoryLimit(val reason: String) : EngineException("memory limit: $reason")
     class Cancelled : EngineException("the request was cancelled before it finished")
@@ -65,6 +71,8 @@ sealed class EngineException(message: String) : Exception(message) {
             is NativeException.InvalidInput -> InvalidInput(e.name, e.reason)
             is NativeException.InvalidConfig -> InvalidConfig(e.reason)
             is NativeException.AcceleratorUnavailable -> AcceleratorUnavailable(e.provider, e.reason)
+            is NativeException.DownloadFailed -> DownloadFailed(e.name, e.reason)
+            is NativeException.IntegrityFailed -> IntegrityFailed(e.name, e.reason)
             is NativeException.InferenceFailed -> InferenceFailed(e.reason)
             is NativeException.MemoryLimit -> MemoryLimit(e.reason)
             is NativeException.Cancelled -> Cancelled()
