@@ -282,9 +282,7 @@ impl Deployed {
             "--optimize".into(),
             args.optimize.clone(),
         ];
-        if !matches!(self.device, Device::IosSim { .. }) {
-            argv.extend(["--ort".into(), self.ort.clone()]);
-        }
+        argv.extend(self.ort_args());
         if dump_outputs {
             argv.extend(["--dump-outputs".into(), outputs.clone()]);
         }
@@ -300,9 +298,7 @@ impl Deployed {
         let mut argv: Vec<String> = vec!["--generate".into(), "--llm".into(), self.model.clone()];
         argv.extend(args.iter().cloned());
         argv.extend(["--out".into(), out.clone()]);
-        if !matches!(self.device, Device::IosSim { .. }) {
-            argv.extend(["--ort".into(), self.ort.clone()]);
-        }
+        argv.extend(self.ort_args());
         self.exec(&argv, &[&out])?;
         self.collected("result.json")
     }
@@ -322,9 +318,7 @@ impl Deployed {
             "--threads".into(),
             threads.to_string(),
         ];
-        if !matches!(self.device, Device::IosSim { .. }) {
-            argv.extend(["--ort".into(), self.ort.clone()]);
-        }
+        argv.extend(self.ort_args());
         let _ = fs::remove_dir_all(self.stage.join(&dump));
         self.exec(&argv, &[&format!("{}/{dump}", self.dir)])?;
         let local = self.stage.join(&dump);
@@ -353,11 +347,14 @@ impl Deployed {
             "--out".into(),
             out.clone(),
         ];
-        if !matches!(self.device, Device::IosSim { .. }) {
-            argv.extend(["--ort".into(), self.ort.clone()]);
-        }
+        argv.extend(self.ort_args());
         self.exec(&argv, &[&out])?;
         self.collected("sustained.json")
+    }
+
+    /// `--ort LIB` where the runner opens ONNX Runtime from a file (everywhere but the iOS simulator, which links it).
+    fn ort_args(&self) -> Vec<String> {
+        if matches!(self.device, Device::IosSim { .. }) { Vec::new() } else { vec!["--ort".into(), self.ort.clone()] }
     }
 
     /// A result file the runner wrote, brought back from the device.

@@ -93,7 +93,7 @@ fn jvm(library: &Path) -> Result<PathBuf> {
 
 /// The jar's ONNX Runtime version as android/pom.xml states it (`onnxruntime.version`, which the Kotlin tests check
 /// they run on) must be the one this machine's tests and packages use.
-pub fn check_pom_runtime(pom: &str) -> Result<()> {
+fn check_pom_runtime(pom: &str) -> Result<()> {
     let declared = pom
         .split("<onnxruntime.version>")
         .nth(1)

@@ -39,7 +39,9 @@ impl Meter {
         if !packages.is_empty() {
             let counters: Vec<Counter> = packages
                 .iter()
-                .map(|dir| Counter::new(dir.join("energy_uj"), read_number(&dir.join("max_energy_range_uj")), read_uj))
+                .map(|dir| {
+                    Counter::new(dir.join("energy_uj"), read_number(&dir.join("max_energy_range_uj")), read_number)
+                })
                 .collect();
             if counters.iter().any(|c| c.last.is_none()) {
                 return Err(format!(
@@ -102,10 +104,6 @@ impl Counter {
         self.last = Some(now);
         if now >= last { now - last } else { self.range.map_or(0.0, |range| range - last + now) }
     }
-}
-
-fn read_uj(path: &Path) -> Option<f64> {
-    read_number(path)
 }
 
 /// The sum over an ODPM `energy_value` file's rails, in µJ (µWs).

@@ -2,7 +2,8 @@
 //!
 //! What it guarantees:
 //! - nothing unverified is ever under a model's name: bytes go to a temporary file beside it, named for the content
-//!   it should hold, and are renamed into place only after their size and sha256 match the entry (then synced);
+//!   it should hold, hashed as they arrive, and are renamed into place only after their size and sha256 match the
+//!   entry (then synced);
 //! - a download that stops (network, cancel, a killed process) leaves at most that one resumable file, and the next
 //!   `ensure` continues from it with an HTTP range request, or starts over when the server ignores ranges;
 //! - failures are typed: a refused entry (`InvalidConfig`, before any byte is fetched), bytes that do not match
@@ -105,8 +106,8 @@ impl ModelStore {
             }
             let url = &entry.urls[attempt as usize % entry.urls.len()];
             match self.fetch(entry, url, &partial, progress, cancel)? {
-                Fetched::Complete => {
-                    verify(entry, &partial)?;
+                Fetched::Complete(digest) => {
+                    verify(entry, &partial, digest)?;
                     install(entry, &partial, &installed, dir)?;
                     return Ok(installed);
                 }
@@ -119,7 +120,8 @@ impl ModelStore {
         })
     }
 
-    /// One try: continue `partial` from `url` until it holds `entry.size` bytes, or say why it stopped.
+    /// One try: continue `partial` from `url` until it holds `entry.size` bytes, hashing as the bytes arrive (what an
+    /// earlier try left is hashed first), or say why it stopped.
     fn fetch(
         &self,
         entry: &ModelEntry,
@@ -133,7 +135,7 @@ impl ModelStore {
             have = 0;
         }
         if have == entry.size {
-            return Ok(Fetched::Complete);
+            return Ok(Fetched::Complete(hash_prefix(entry, partial, have)?.finalize().into()));
         }
         let response = match self.transport.get(url, have) {
             Ok(response) => response,
@@ -142,6 +144,7 @@ impl ModelStore {
         if !response.resumed {
             have = 0;
         }
+        let mut hasher = hash_prefix(entry, partial, have)?;
         let mut file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -160,7 +163,7 @@ impl ModelStore {
                 Ok(0) if have < entry.size => {
                     return Ok(Fetched::Interrupted(format!("ended at {have} of {} bytes", entry.size)));
                 }
-                Ok(0) => return Ok(Fetched::Complete),
+                Ok(0) => return Ok(Fetched::Complete(hasher.finalize().into())),
                 Ok(n) => n,
                 Err(e) => return Ok(Fetched::Interrupted(format!("connection lost at {have} bytes: {e}"))),
             };
@@ -173,6 +176,7 @@ impl ModelStore {
                 });
             }
             file.write_all(&buffer[..read]).map_err(|e| io_failure(entry, "cannot write its temporary file", e))?;
+            hasher.update(&buffer[..read]);
             have += read as u64;
             progress(Progress { bytes: have, total: entry.size });
         }
@@ -180,23 +184,32 @@ impl ModelStore {
 }
 
 enum Fetched {
-    Complete,
+    /// All `entry.size` bytes are in the temporary file; their sha256.
+    Complete([u8; 32]),
     Interrupted(String),
 }
 
-/// The temporary file's sha256 must be the entry's; otherwise it is removed and the failure typed.
-fn verify(entry: &ModelEntry, partial: &Path) -> Result<()> {
-    let mut file = File::open(partial).map_err(|e| io_failure(entry, "cannot read its temporary file", e))?;
+/// A hasher over the first `length` bytes of the temporary file (what earlier tries fetched).
+fn hash_prefix(entry: &ModelEntry, partial: &Path, length: u64) -> Result<Sha256> {
     let mut hasher = Sha256::new();
+    if length == 0 {
+        return Ok(hasher);
+    }
+    let file = File::open(partial).map_err(|e| io_failure(entry, "cannot read its temporary file", e))?;
+    let mut prefix = file.take(length);
     let mut buffer = vec![0u8; CHUNK];
     loop {
-        let n = file.read(&mut buffer).map_err(|e| io_failure(entry, "cannot read its temporary file", e))?;
+        let n = prefix.read(&mut buffer).map_err(|e| io_failure(entry, "cannot read its temporary file", e))?;
         if n == 0 {
-            break;
+            return Ok(hasher);
         }
         hasher.update(&buffer[..n]);
     }
-    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+}
+
+/// The fetched bytes' sha256 must be the entry's; otherwise the temporary file is removed and the failure typed.
+fn verify(entry: &ModelEntry, partial: &Path, digest: [u8; 32]) -> Result<()> {
+    let got: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     if got != entry.sha256.to_ascii_lowercase() {
         let _ = fs::remove_file(partial);
         return Err(Error::IntegrityFailed {
