@@ -35,6 +35,9 @@ pub struct BundleVariant {
     pub file: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// The file's sha256 (lowercase hex): the model store checks a downloaded variant against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Bundles made before verdicts per class: the verdict on [`LEGACY_VERDICT_CLASS`]. The tools keep it equal to
     /// that class's verdict, for older readers.
     #[serde(default)]

@@ -158,6 +158,12 @@ impl Bundle {
         self.choose_on(precision, leading, &numerics_class(leading))
     }
 
+    /// The variant [`Bundle::choose`] would run, before its file is there: the model store fetches only it.
+    #[cfg(feature = "store")]
+    pub(crate) fn variant_for(&self, precision: Precision, leading: &Accelerator) -> Result<&BundleVariant> {
+        Ok(self.pick(precision, leading, &numerics_class(leading))?.1)
+    }
+
     /// [`Bundle::choose`] for an engine whose numbers are computed on numerics class `class`: only variants with a
     /// passing verdict there (or FP32, the reference) are ever returned, for `Auto` and explicit precisions alike.
     fn choose_on(
@@ -166,6 +172,34 @@ impl Bundle {
         leading: &Accelerator,
         class: &str,
     ) -> Result<(PathBuf, PrecisionChoice)> {
+        let (kind, variant, reason) = self.pick(precision, leading, class)?;
+        self.warn_foreign(variant, class, &device_class(leading));
+        let path = self.dir.join(&variant.file);
+        let not_found = || Error::ModelNotFound { path: path.display().to_string() };
+        // A symlink may point elsewhere: the file it resolves to must still be inside the bundle.
+        let resolved = std::fs::canonicalize(&path).map_err(|_| not_found())?;
+        let dir = std::fs::canonicalize(&self.dir).map_err(|_| not_found())?;
+        if !resolved.starts_with(&dir) {
+            return Err(Error::invalid_model(format!("`{}` resolves outside the bundle directory", path.display())));
+        }
+        let meta = std::fs::metadata(&resolved).map_err(|_| not_found())?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        let size = meta.len();
+        if variant.size_bytes.is_some_and(|expected| expected != size) {
+            return Err(Error::invalid_model(format!(
+                "`{}` is {size} bytes but the bundle lists {} bytes: the bundle is damaged or was edited",
+                path.display(),
+                variant.size_bytes.unwrap_or_default()
+            )));
+        }
+        Ok((path, PrecisionChoice { precision: kind.precision(), file: variant.file.clone(), reason }))
+    }
+
+    /// The variant `precision` selects for `leading` on numerics class `class`, and why; no file is touched, so the
+    /// model store can ask before the variant is downloaded.
+    fn pick(&self, precision: Precision, leading: &Accelerator, class: &str) -> Result<(Kind, &BundleVariant, String)> {
         let variants = &self.manifest.variants;
         let find = |kind: Kind| variants.iter().find(|v| kind.matches(v) && v.passes_on(class)).map(|v| (kind, v));
         let timing_class = device_class(leading);
@@ -175,7 +209,7 @@ impl Bundle {
             .collect();
         let measured = fastest_measured(&candidates, &timing_class)
             .and_then(|(i, reason)| Some((Kind::of(&variants[i])?, &variants[i], reason)));
-        let (kind, variant, reason) = match precision {
+        Ok(match precision {
             Precision::Auto if measured.is_some() => measured.expect("checked"),
             Precision::Auto => {
                 let order = auto_order(leading, std::env::consts::ARCH);
@@ -220,29 +254,7 @@ impl Bundle {
                     None => return Err(self.refused(explicit, kinds, class)),
                 }
             }
-        };
-        self.warn_foreign(variant, class, &timing_class);
-        let path = self.dir.join(&variant.file);
-        let not_found = || Error::ModelNotFound { path: path.display().to_string() };
-        // A symlink may point elsewhere: the file it resolves to must still be inside the bundle.
-        let resolved = std::fs::canonicalize(&path).map_err(|_| not_found())?;
-        let dir = std::fs::canonicalize(&self.dir).map_err(|_| not_found())?;
-        if !resolved.starts_with(&dir) {
-            return Err(Error::invalid_model(format!("`{}` resolves outside the bundle directory", path.display())));
-        }
-        let meta = std::fs::metadata(&resolved).map_err(|_| not_found())?;
-        if !meta.is_file() {
-            return Err(not_found());
-        }
-        let size = meta.len();
-        if variant.size_bytes.is_some_and(|expected| expected != size) {
-            return Err(Error::invalid_model(format!(
-                "`{}` is {size} bytes but the bundle lists {} bytes: the bundle is damaged or was edited",
-                path.display(),
-                variant.size_bytes.unwrap_or_default()
-            )));
-        }
-        Ok((path, PrecisionChoice { precision: kind.precision(), file: variant.file.clone(), reason }))
+        })
     }
 
     fn name(&self) -> &str {

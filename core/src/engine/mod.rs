@@ -58,6 +58,8 @@ pub struct Engine {
     busy_us: AtomicU64,
     preempted_us: AtomicU64,
     stopped: AtomicU64,
+    /// What must outlive the engine's use of its model (the model store's lease on the version), released at close.
+    held: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// One slot per concurrent run, each a full set of sessions (dynamic and one per shape bucket): ort's `Session::run`
@@ -262,6 +264,7 @@ impl Engine {
             busy_us: AtomicU64::new(0),
             preempted_us: AtomicU64::new(0),
             stopped: AtomicU64::new(0),
+            held: Mutex::new(None),
             info,
             config,
             accelerators,
@@ -555,6 +558,14 @@ impl Engine {
     pub fn close(&self) {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).take();
         self.pool.close();
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// The engine keeps `guard` until it is closed or dropped.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) fn holding(self, guard: Box<dyn std::any::Any + Send + Sync>) -> Engine {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+        self
     }
 
     pub fn is_closed(&self) -> bool {

@@ -1,10 +1,12 @@
 //! A model as a manifest describes it, checked before any byte is fetched: a plain file name, a version, HTTPS URLs
 //! (plain HTTP only to this machine, for tests), a size under the store's limit and a sha256 of 64 hex digits.
 
+use serde::Deserialize;
+
 use crate::error::{Error, Result};
 
 /// One model of a manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ModelEntry {
     /// The file name it is stored under (`yolov8n.onnx`): no folders, no `..`.
     pub name: String,
@@ -21,6 +23,20 @@ pub struct ModelEntry {
 impl ModelEntry {
     /// Refuses an entry the store must not act on, saying which field and why.
     pub fn check(&self, max_bytes: u64) -> Result<()> {
+        self.check_file(max_bytes)?;
+        let refuse =
+            |reason: String| Err(Error::InvalidConfig { reason: format!("model entry `{}`: {reason}", self.name) });
+        if self.urls.is_empty() {
+            return refuse("no URL".into());
+        }
+        for url in &self.urls {
+            allowed_url(url).or_else(|reason| refuse(format!("{url}: {reason}")))?;
+        }
+        Ok(())
+    }
+
+    /// The checks on what is stored: name, version, size and sha256.
+    pub(crate) fn check_file(&self, max_bytes: u64) -> Result<()> {
         let refuse =
             |reason: String| Err(Error::InvalidConfig { reason: format!("model entry `{}`: {reason}", self.name) });
         if !is_plain_name(&self.name) {
@@ -34,12 +50,6 @@ impl ModelEntry {
         }
         if self.size == 0 || self.size > max_bytes {
             return refuse(format!("size {} bytes is outside the store's limit (1..={max_bytes})", self.size));
-        }
-        if self.urls.is_empty() {
-            return refuse("no URL".into());
-        }
-        for url in &self.urls {
-            allowed_url(url).or_else(|reason| refuse(format!("{url}: {reason}")))?;
         }
         Ok(())
     }

@@ -1,31 +1,46 @@
-//! The model store: `ensure` returns the local path of a complete, verified model, downloading only when needed.
+//! The model store: `ensure` returns a complete, verified model, downloading only when needed.
 //!
 //! What it guarantees:
 //! - nothing unverified is ever under a model's name: bytes go to a temporary file beside it, named for the content
 //!   it should hold, hashed as they arrive, and are renamed into place only after their size and sha256 match the
-//!   entry (then synced);
+//!   entry (then synced); a manifest from the network is trusted only when its Ed25519 signature verifies with the
+//!   app's public key ([`Manifest::verified`]);
 //! - a download that stops (network, cancel, a killed process) leaves at most that one resumable file, and the next
 //!   `ensure` continues from it with an HTTP range request, or starts over when the server ignores ranges;
-//! - failures are typed: a refused entry (`InvalidConfig`, before any byte is fetched), bytes that do not match
-//!   (`IntegrityFailed`, the temporary file removed), a server that does not deliver after bounded retries with
-//!   backoff (`DownloadFailed`), a cancel (`Cancelled`).
+//! - the version last ensured is a name's current one; the others are removed once no [`Installed`] (or engine
+//!   loaded from one) holds them, in this process or another, and a size budget evicts the least recently used
+//!   versions no one holds;
+//! - a bundle fetches its `bundle.json` and only the variant this device's engine would run;
+//! - an encrypted model is decrypted by the app's hook in memory and loaded from there, never written in clear;
+//! - failures are typed: a refused entry (`InvalidConfig`, before any byte is fetched), bytes or a manifest that do
+//!   not match (`IntegrityFailed`), a server that does not deliver after bounded retries with backoff
+//!   (`DownloadFailed`), a cancel (`Cancelled`).
 //!
-//! Layout: `ROOT/<name>/<version>/<name>`, the temporary file `ROOT/<name>/<version>/.partial-<sha256 prefix>`.
+//! Layout: `ROOT/<name>/<version>/<name>` (a bundle: `ROOT/<name>/<version>/bundle.json` and its variant), the
+//! temporary file `.partial-<sha256 prefix>` and the lease file `.lock` beside it.
 
+mod download;
 mod entry;
+mod lease;
+mod manifest;
 mod transport;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 pub use entry::ModelEntry;
-pub use transport::{Http, Response, Transport};
+pub use lease::{Lease, StoredVersion};
+pub use manifest::Manifest;
+#[cfg(feature = "store-http")]
+pub use transport::Http;
+pub use transport::{Reply, Transport};
 
+use download::Target;
+
+use crate::bundle::{Bundle, MANIFEST};
+use crate::config::EngineConfig;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::schedule::CancelToken;
 
@@ -35,201 +50,213 @@ pub struct StoreConfig {
     pub root: PathBuf,
     /// The largest model an entry may declare.
     pub max_model_bytes: u64,
-    /// Tries per `ensure` (each resumes what the last one fetched).
+    /// Tries per file (each resumes what the last one fetched).
     pub attempts: u32,
     /// Wait before the second try, doubled for each one after.
     pub backoff: Duration,
+    /// After each install, the least recently used versions no one holds are removed until the store is at most
+    /// this size.
+    pub budget_bytes: Option<u64>,
 }
 
 impl StoreConfig {
     pub fn new(root: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig { root: root.into(), max_model_bytes: 4 << 30, attempts: 5, backoff: Duration::from_millis(200) }
+        StoreConfig {
+            root: root.into(),
+            max_model_bytes: 4 << 30,
+            attempts: 5,
+            backoff: Duration::from_millis(200),
+            budget_bytes: None,
+        }
     }
 }
 
-/// Bytes so far and the model's size.
+/// Bytes so far and the size of everything being fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub bytes: u64,
     pub total: u64,
 }
 
+/// The app's decryption: sealed bytes in, the plain model out, or why not (a wrong key).
+pub type Decrypt = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String>;
+
+/// Manifests and their signatures are small; anything larger is refused.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 pub struct ModelStore {
     config: StoreConfig,
     transport: Arc<dyn Transport>,
 }
 
-/// Bytes read from the network per write.
-const CHUNK: usize = 64 << 10;
+/// An installed model (or bundle folder), held: it is not removed while this, or an engine loaded from it, lives.
+#[derive(Debug)]
+pub struct Installed {
+    path: PathBuf,
+    bundle: bool,
+    lease: Lease,
+}
+
+impl Installed {
+    /// The model file, or the bundle's folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads it (`Engine::from_file`, or `from_bundle` for a bundle); the engine holds the version until closed.
+    pub fn load(self, config: EngineConfig) -> Result<Engine> {
+        let engine =
+            if self.bundle { Engine::from_bundle(&self.path, config)? } else { Engine::from_file(&self.path, config)? };
+        Ok(engine.holding(Box::new(self.lease)))
+    }
+}
 
 impl ModelStore {
-    /// A store over HTTP(S).
+    /// A store over HTTP(S) with the built-in client.
+    #[cfg(feature = "store-http")]
     pub fn new(config: StoreConfig) -> Result<ModelStore> {
         ModelStore::with_transport(config, Arc::new(Http::new()))
     }
 
+    /// A store that fetches through `transport` (an app's own HTTP stack).
     pub fn with_transport(config: StoreConfig, transport: Arc<dyn Transport>) -> Result<ModelStore> {
-        fs::create_dir_all(&config.root)
+        std::fs::create_dir_all(&config.root)
             .map_err(|e| Error::InvalidConfig { reason: format!("model store at `{}`: {e}", config.root.display()) })?;
         Ok(ModelStore { config, transport })
     }
 
+    fn version_dir(&self, entry: &ModelEntry) -> PathBuf {
+        self.config.root.join(&entry.name).join(&entry.version)
+    }
+
     /// Where `entry` is once installed.
     pub fn path_of(&self, entry: &ModelEntry) -> PathBuf {
-        self.config.root.join(&entry.name).join(&entry.version).join(&entry.name)
+        self.version_dir(entry).join(&entry.name)
     }
 
-    /// The temporary file a download of `entry` goes to.
-    fn partial_of(&self, entry: &ModelEntry) -> PathBuf {
-        self.config.root.join(&entry.name).join(&entry.version).join(format!(".partial-{}", &entry.sha256[..16]))
-    }
-
-    /// The path of `entry`, complete and verified: at once when installed, else after downloading it.
+    /// `entry`, complete and verified: at once when installed, else after downloading it.
     pub fn ensure(
         &self,
         entry: &ModelEntry,
         progress: &mut dyn FnMut(Progress),
         cancel: Option<&CancelToken>,
-    ) -> Result<PathBuf> {
+    ) -> Result<Installed> {
         entry.check(self.config.max_model_bytes)?;
-        let installed = self.path_of(entry);
-        if fs::metadata(&installed).is_ok_and(|m| m.len() == entry.size) {
-            return Ok(installed);
+        let dir = self.version_dir(entry);
+        let lease = self.lease(entry, &dir)?;
+        download::ensure(&*self.transport, &self.config, &target(entry, &dir, &entry.name), progress, cancel)?;
+        self.settle(&dir);
+        Ok(Installed { path: self.path_of(entry), bundle: false, lease })
+    }
+
+    /// A precision bundle whose `bundle.json` is `entry`, with only the variant an engine with `config` would run on
+    /// this device (its precision, accelerator and numerics class): a phone does not fetch FP16 and INT8 both.
+    /// Variants come from beside `bundle.json`'s URL and must match the size and sha256 it lists.
+    pub fn ensure_bundle(
+        &self,
+        entry: &ModelEntry,
+        config: &EngineConfig,
+        progress: &mut dyn FnMut(Progress),
+        cancel: Option<&CancelToken>,
+    ) -> Result<Installed> {
+        entry.check(self.config.max_model_bytes)?;
+        let dir = self.version_dir(entry);
+        let lease = self.lease(entry, &dir)?;
+        let manifest = target(entry, &dir, MANIFEST);
+        let mut manifest_progress = |p: Progress| progress(Progress { bytes: p.bytes, total: p.total + entry.size });
+        download::ensure(&*self.transport, &self.config, &manifest, &mut manifest_progress, cancel)?;
+        let bundle = Bundle::open(&dir)?;
+        let variant = bundle.variant_for(config.precision, &crate::accelerator::leading_accelerator(config)?)?;
+        let refuse = |reason: String| Error::IntegrityFailed { name: entry.name.clone(), reason };
+        let (Some(size), Some(sha256)) = (variant.size_bytes, variant.sha256.as_deref()) else {
+            return Err(refuse(format!("bundle.json lists no size and sha256 for `{}`", variant.file)));
+        };
+        let checked =
+            ModelEntry { name: variant.file.clone(), urls: vec![], size, sha256: sha256.to_owned(), ..entry.clone() };
+        checked.check_file(self.config.max_model_bytes)?;
+        let urls: Vec<String> = entry.urls.iter().map(|url| transport::resolve(url, &variant.file)).collect();
+        let file = Target { label: &entry.name, dir: &dir, file: &variant.file, urls: &urls, size, sha256 };
+        let mut variant_progress =
+            |p: Progress| progress(Progress { bytes: entry.size + p.bytes, total: entry.size + p.total });
+        download::ensure(&*self.transport, &self.config, &file, &mut variant_progress, cancel)?;
+        self.settle(&dir);
+        Ok(Installed { path: dir, bundle: true, lease })
+    }
+
+    /// Ensures `entry` (stored encrypted), decrypts it in memory with the app's `decrypt` and loads the plain bytes
+    /// with `Engine::from_bytes`: the model never touches disk in clear (so the compile cache, which writes the
+    /// optimized model to disk, is refused). The plain bytes are zeroed once ONNX Runtime has them.
+    pub fn open_encrypted(
+        &self,
+        entry: &ModelEntry,
+        decrypt: &Decrypt,
+        config: EngineConfig,
+        progress: &mut dyn FnMut(Progress),
+        cancel: Option<&CancelToken>,
+    ) -> Result<Engine> {
+        if config.cache_dir.is_some() {
+            return Err(Error::InvalidConfig {
+                reason: "an encrypted model cannot use the compile cache: it would write the model to disk in clear"
+                    .into(),
+            });
         }
-        let dir = installed.parent().expect("under the root");
-        fs::create_dir_all(dir).map_err(|e| io_failure(entry, "cannot create its folder", e))?;
-        let partial = self.partial_of(entry);
-        let mut last = String::new();
-        for attempt in 0..self.config.attempts.max(1) {
-            if attempt > 0 {
-                std::thread::sleep(self.config.backoff * 2u32.saturating_pow(attempt - 1));
-            }
-            let url = &entry.urls[attempt as usize % entry.urls.len()];
-            match self.fetch(entry, url, &partial, progress, cancel)? {
-                Fetched::Complete(digest) => {
-                    verify(entry, &partial, digest)?;
-                    install(entry, &partial, &installed, dir)?;
-                    return Ok(installed);
-                }
-                Fetched::Interrupted(reason) => last = format!("{url}: {reason}"),
-            }
-        }
-        Err(Error::DownloadFailed {
+        let installed = self.ensure(entry, progress, cancel)?;
+        let sealed = std::fs::read(installed.path()).map_err(|e| Error::DownloadFailed {
             name: entry.name.clone(),
-            reason: format!("{} tries failed; the last: {last}", self.config.attempts.max(1)),
+            reason: format!("cannot read the installed file: {e}"),
+        })?;
+        let mut plain = decrypt(&sealed).map_err(|reason| Error::IntegrityFailed {
+            name: entry.name.clone(),
+            reason: format!("the app's decryption failed: {reason}"),
+        })?;
+        let engine = Engine::from_bytes(&plain, config);
+        std::hint::black_box(&mut plain).fill(0);
+        Ok(engine?.holding(Box::new(installed.lease)))
+    }
+
+    /// Fetches the manifest at `url` and its Ed25519 signature at `signature_url` and returns it only if the
+    /// signature verifies with `public_key` ([`Manifest::verified`]).
+    pub fn fetch_manifest(&self, url: &str, signature_url: &str, public_key: &[u8]) -> Result<Manifest> {
+        let fetch = |url: &str| {
+            transport::get_small(&*self.transport, url, MAX_MANIFEST_BYTES)
+                .map_err(|reason| Error::DownloadFailed { name: "manifest".into(), reason: format!("{url}: {reason}") })
+        };
+        Manifest::verified(&fetch(url)?, &fetch(signature_url)?, public_key)
+    }
+
+    /// Every version the store holds, least recently used first.
+    pub fn stored(&self) -> Vec<StoredVersion> {
+        lease::stored(&self.config.root).into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Removes the least recently used versions no one holds until the store is at most `budget` bytes; what went.
+    pub fn evict(&self, budget: u64) -> Vec<StoredVersion> {
+        lease::evict(&self.config.root, budget)
+    }
+
+    fn lease(&self, entry: &ModelEntry, dir: &Path) -> Result<Lease> {
+        Lease::take(dir).map_err(|e| Error::DownloadFailed {
+            name: entry.name.clone(),
+            reason: format!("cannot create its folder in the store: {e}"),
         })
     }
 
-    /// One try: continue `partial` from `url` until it holds `entry.size` bytes, hashing as the bytes arrive (what an
-    /// earlier try left is hashed first), or say why it stopped.
-    fn fetch(
-        &self,
-        entry: &ModelEntry,
-        url: &str,
-        partial: &Path,
-        progress: &mut dyn FnMut(Progress),
-        cancel: Option<&CancelToken>,
-    ) -> Result<Fetched> {
-        let mut have = fs::metadata(partial).map_or(0, |m| m.len());
-        if have > entry.size {
-            have = 0;
-        }
-        if have == entry.size {
-            return Ok(Fetched::Complete(hash_prefix(entry, partial, have)?.finalize().into()));
-        }
-        let response = match self.transport.get(url, have) {
-            Ok(response) => response,
-            Err(reason) => return Ok(Fetched::Interrupted(reason)),
-        };
-        if !response.resumed {
-            have = 0;
-        }
-        let mut hasher = hash_prefix(entry, partial, have)?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(have == 0)
-            .append(have > 0)
-            .open(partial)
-            .map_err(|e| io_failure(entry, "cannot write its temporary file", e))?;
-        let mut body = response.body;
-        let mut buffer = vec![0u8; CHUNK];
-        progress(Progress { bytes: have, total: entry.size });
-        loop {
-            if cancel.is_some_and(CancelToken::is_cancelled) {
-                return Err(Error::Cancelled);
+    /// `dir` is now its name's current version: older ones no one holds go, then the budget is applied.
+    fn settle(&self, dir: &Path) {
+        lease::remove_superseded(dir);
+        if let Some(budget) = self.config.budget_bytes {
+            for gone in lease::evict(&self.config.root, budget) {
+                log::info!(
+                    "model store: evicted {} {} ({} bytes) to stay within the budget",
+                    gone.name,
+                    gone.version,
+                    gone.bytes
+                );
             }
-            let read = match body.read(&mut buffer) {
-                Ok(0) if have < entry.size => {
-                    return Ok(Fetched::Interrupted(format!("ended at {have} of {} bytes", entry.size)));
-                }
-                Ok(0) => return Ok(Fetched::Complete(hasher.finalize().into())),
-                Ok(n) => n,
-                Err(e) => return Ok(Fetched::Interrupted(format!("connection lost at {have} bytes: {e}"))),
-            };
-            if have + read as u64 > entry.size {
-                drop(file);
-                let _ = fs::remove_file(partial);
-                return Err(Error::IntegrityFailed {
-                    name: entry.name.clone(),
-                    reason: format!("the server sent more than the entry's {} bytes", entry.size),
-                });
-            }
-            file.write_all(&buffer[..read]).map_err(|e| io_failure(entry, "cannot write its temporary file", e))?;
-            hasher.update(&buffer[..read]);
-            have += read as u64;
-            progress(Progress { bytes: have, total: entry.size });
         }
     }
 }
 
-enum Fetched {
-    /// All `entry.size` bytes are in the temporary file; their sha256.
-    Complete([u8; 32]),
-    Interrupted(String),
-}
-
-/// A hasher over the first `length` bytes of the temporary file (what earlier tries fetched).
-fn hash_prefix(entry: &ModelEntry, partial: &Path, length: u64) -> Result<Sha256> {
-    let mut hasher = Sha256::new();
-    if length == 0 {
-        return Ok(hasher);
-    }
-    let file = File::open(partial).map_err(|e| io_failure(entry, "cannot read its temporary file", e))?;
-    let mut prefix = file.take(length);
-    let mut buffer = vec![0u8; CHUNK];
-    loop {
-        let n = prefix.read(&mut buffer).map_err(|e| io_failure(entry, "cannot read its temporary file", e))?;
-        if n == 0 {
-            return Ok(hasher);
-        }
-        hasher.update(&buffer[..n]);
-    }
-}
-
-/// The fetched bytes' sha256 must be the entry's; otherwise the temporary file is removed and the failure typed.
-fn verify(entry: &ModelEntry, partial: &Path, digest: [u8; 32]) -> Result<()> {
-    let got: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    if got != entry.sha256.to_ascii_lowercase() {
-        let _ = fs::remove_file(partial);
-        return Err(Error::IntegrityFailed {
-            name: entry.name.clone(),
-            reason: format!("sha256 is {got}, the entry says {}", entry.sha256),
-        });
-    }
-    Ok(())
-}
-
-/// Syncs the verified file, renames it into place and syncs the folder, so a crash leaves either nothing or it.
-fn install(entry: &ModelEntry, partial: &Path, installed: &Path, dir: &Path) -> Result<()> {
-    File::open(partial).and_then(|f| f.sync_all()).map_err(|e| io_failure(entry, "cannot sync it", e))?;
-    fs::rename(partial, installed).map_err(|e| io_failure(entry, "cannot move it into place", e))?;
-    if let Ok(folder) = File::open(dir) {
-        let _ = folder.sync_all();
-    }
-    Ok(())
-}
-
-fn io_failure(entry: &ModelEntry, what: &str, e: std::io::Error) -> Error {
-    Error::DownloadFailed { name: entry.name.clone(), reason: format!("{what}: {e}") }
+fn target<'a>(entry: &'a ModelEntry, dir: &'a Path, file: &'a str) -> Target<'a> {
+    Target { label: &entry.name, dir, file, urls: &entry.urls, size: entry.size, sha256: &entry.sha256 }
 }

@@ -81,6 +81,7 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
         assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: {g} vs {w}");
     }
 }
+pub mod http;
 #[cfg(feature = "llm")]
 pub mod llm;
 pub mod onnx;
