@@ -543,5 +543,7 @@ mod fast_jni;
 #[cfg(feature = "llm")]
 mod llm;
 mod request;
+#[cfg(feature = "store")]
+mod store;
 #[cfg(feature = "llm")]
 pub use llm::{NativeChat, NativeGeneration, NativeLlm};

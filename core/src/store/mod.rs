@@ -79,7 +79,7 @@ pub struct Progress {
 }
 
 /// The app's decryption: sealed bytes in, the plain model out, or why not (a wrong key).
-pub type Decrypt = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String>;
+pub type Decrypt<'a> = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;
 
 /// Manifests and their signatures are small; anything larger is refused.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -189,7 +189,7 @@ impl ModelStore {
     pub fn open_encrypted(
         &self,
         entry: &ModelEntry,
-        decrypt: &Decrypt,
+        decrypt: &Decrypt<'_>,
         config: EngineConfig,
         progress: &mut dyn FnMut(Progress),
         cancel: Option<&CancelToken>,

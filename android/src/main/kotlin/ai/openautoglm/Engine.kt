@@ -36,7 +36,7 @@ val DefaultEngineConfig = EngineConfig(
  * ```
  * Every failure is an [EngineException] subclass (ModelNotFound, InvalidModel, InvalidInput, EngineClosed, ...).
  */
-class Engine private constructor(internal val native: NativeEngine) : AutoCloseable {
+class Engine internal constructor(internal val native: NativeEngine) : AutoCloseable {
     /** Inputs, outputs and metadata of the model. */
     val info: ModelInfo = native.info()
 
