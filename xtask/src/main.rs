@@ -26,6 +26,7 @@ mod fuzz;
 mod intel;
 mod jvm;
 mod layout;
+mod loopback;
 mod models;
 mod ndk;
 mod publish;

@@ -88,7 +88,7 @@ public final class Engine: Sendable {
         self.init(try NativeEngine.fromBundle(dir: directory, config: config))
     }
 
-    private init(_ native: NativeEngine) {
+    init(_ native: NativeEngine) {
         self.native = native
         fastHandle = native.fastHandle()
         info = native.info()
