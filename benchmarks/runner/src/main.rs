@@ -17,6 +17,7 @@
 //! openautoglm-bench --verdict ...  (see `verdict`): outputs on every input of a held-out set, for verdicts.
 //! openautoglm-bench --chat ...  (see `chat`): conversations with and without the KV cache kept between turns.
 //! openautoglm-bench --sustained ...  (see `sustained`): one model for minutes, with heat and energy per minute.
+//! openautoglm-bench --fetch ...  (see `fetch`): the model store downloading entries.
 //!
 //! openautoglm-bench --generate --llm DIR --precision int4 --question Q --tokens 128 --runs 3 --threads N --out R.json
 //!   times text generation: greedy, a fixed output length, the chat template applied to Q (the same protocol as
@@ -25,6 +26,7 @@
 mod cascade;
 mod chat;
 mod energy;
+mod fetch;
 mod llm_gaps;
 mod scheduling;
 mod sustained;
@@ -562,6 +564,13 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--sustained") {
         if let Err(e) = sustained::run() {
+            eprintln!("openautoglm-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--fetch") {
+        if let Err(e) = fetch::run() {
             eprintln!("openautoglm-bench: {e}");
             std::process::exit(1);
         }

@@ -44,7 +44,7 @@ impl Target<'_> {
 }
 
 /// Bytes read from the network per write.
-const CHUNK: usize = 64 << 10;
+const CHUNK: usize = 256 << 10;
 
 /// Puts `target` in place unless it already is; `progress` gets (bytes so far, size) with `offset` added to both,
 /// so several files can report as one.

@@ -16,6 +16,7 @@
 mod accelerators;
 mod adaptive;
 mod chat;
+mod delivery;
 mod device;
 mod engine_suite;
 mod generate;
@@ -133,6 +134,9 @@ pub enum Suite {
     /// Conversations on SmolLM2: later turns' wait with the KV cache kept between turns and replayed, a shared system
     /// prompt, and the 4-bit decoder's decode speed against FP32's.
     Chat,
+    /// The model store: download throughput against curl, processes killed mid-download, resume, and a bundle
+    /// fetched for this device, from a loopback server.
+    Delivery,
 }
 
 impl Suite {
@@ -144,6 +148,7 @@ impl Suite {
             Suite::Adaptive => "adaptive",
             Suite::Accelerators => "accelerators",
             Suite::Chat => "chat",
+            Suite::Delivery => "delivery",
         }
     }
 }
@@ -260,6 +265,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.suite == Some(Suite::Chat) {
         return chat::run(&args);
+    }
+    if args.suite == Some(Suite::Delivery) {
+        return delivery::run(&args);
     }
     if args.generate {
         return generate::run(generate::GenerateArgs::from_bench(&args));

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod accelerators;
+mod delivery;
 pub mod report;
 pub mod sustained_plot;
 pub use accelerators::{AcceleratorRow, AcceleratorsSummary};
@@ -22,6 +23,7 @@ pub use bench_schema::measured::{Measured, Metrics, ShapeBuckets};
 pub use bench_schema::outputs::DumpedOutputs;
 pub use bench_schema::scheduling::{SchedulingMetrics, SchedulingOutput};
 pub use bench_schema::sustained::{Sustained, SustainedOutput};
+pub use delivery::{Delivery, DeliveryFile};
 
 /// Version of the result layout. Readers refuse files from a newer layout rather than misread them.
 pub const SCHEMA_VERSION: u32 = 1;
