@@ -1,6 +1,7 @@
 //! A loopback HTTP server (tiny_http) serving files from folders and from memory, with range requests and one thread
 //! per request: what the model store's Swift tests and `bench --suite delivery` download from. Paths under `slow/`
-//! are served at a throttled pace (a pause per 64 KB piece), so a process can be stopped part-way through a file.
+//! are served at a throttled pace (a pause per 64 KB piece), so a process can be stopped part-way through a file;
+//! paths under `link/` at a fixed rate per response, as a network link delivers them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
@@ -32,6 +33,8 @@ pub struct Content {
     pub folders: Vec<(String, PathBuf)>,
     /// The pause per 64 KB piece under `slow/`.
     pub slow_piece: Duration,
+    /// Bytes per second of each response under `link/`.
+    pub link_rate: u64,
 }
 
 type Memory = Arc<RwLock<HashMap<String, Arc<Vec<u8>>>>>;
@@ -78,9 +81,12 @@ impl Drop for Loopback {
 
 fn respond(request: tiny_http::Request, content: &Content, memory: &Memory, served: &Arc<AtomicU64>) {
     let path = request.url().trim_start_matches('/').split('?').next().unwrap_or("").to_owned();
-    let (path, slow) = match path.strip_prefix("slow/") {
-        Some(rest) => (rest.to_owned(), true),
-        None => (path, false),
+    let (path, pace) = if let Some(rest) = path.strip_prefix("slow/") {
+        (rest.to_owned(), Pace::PerPiece(content.slow_piece))
+    } else if let Some(rest) = path.strip_prefix("link/") {
+        (rest.to_owned(), Pace::Rate(content.link_rate.max(1)))
+    } else {
+        (path, Pace::None)
     };
     let Some(body) = open(content, memory, &path) else {
         let _ = request.respond(tiny_http::Response::empty(404));
@@ -106,8 +112,8 @@ fn respond(request: tiny_http::Request, content: &Content, memory: &Memory, serv
         let _ = request.respond(tiny_http::Response::empty(500));
         return;
     };
-    let pause = slow.then_some(content.slow_piece);
-    let reader = Counted { inner: reader, served: served.clone(), pause, since_pause: 0 };
+    let reader =
+        Counted { inner: reader, served: served.clone(), pace, since_pause: 0, sent: 0, start: Instant::now() };
     let length = (size - from) as usize;
     let _ = request.respond(tiny_http::Response::new(status.into(), headers, reader, Some(length), None));
 }
@@ -154,28 +160,46 @@ fn open(content: &Content, memory: &Memory, path: &str) -> Option<Body> {
     })
 }
 
-/// A body that counts what it gives and, for `slow/`, pauses per piece.
+#[derive(Clone, Copy)]
+enum Pace {
+    None,
+    PerPiece(Duration),
+    /// Bytes per second.
+    Rate(u64),
+}
+
+/// A body that counts what it gives, paced as its path asks.
 struct Counted {
     inner: Box<dyn Read + Send>,
     served: Arc<AtomicU64>,
-    pause: Option<Duration>,
+    pace: Pace,
     since_pause: usize,
+    sent: u64,
+    start: Instant,
 }
 
 impl Read for Counted {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let limit = match self.pause {
-            Some(pause) => {
+        let limit = match self.pace {
+            Pace::PerPiece(pause) => {
                 if self.since_pause >= PIECE {
                     std::thread::sleep(pause);
                     self.since_pause = 0;
                 }
                 out.len().min(PIECE - self.since_pause)
             }
-            None => out.len(),
+            Pace::Rate(rate) => {
+                let due = Duration::from_secs_f64(self.sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+                out.len().min(PIECE)
+            }
+            Pace::None => out.len(),
         };
         let n = self.inner.read(&mut out[..limit])?;
         self.since_pause += n;
+        self.sent += n as u64;
         self.served.fetch_add(n as u64, Ordering::SeqCst);
         Ok(n)
     }

@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use sha2::{Digest, Sha256};
 
@@ -42,6 +43,24 @@ impl Target<'_> {
         Error::DownloadFailed { name: self.label.to_owned(), reason: format!("{what}: {e}") }
     }
 }
+
+/// Bytes written between requests to start writing them to storage.
+const WRITEBACK_STEP: u64 = 2 << 20;
+
+/// Starts writing what is in the page cache up to `end` to storage, without waiting (Linux and Android), so the
+/// `fsync` before the rename waits for the last few megabytes only instead of the whole file: durability then
+/// overlaps the download (a third of a fast download's time here, in one `fsync` at the end).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn start_writeback(file: &File, end: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor this function borrows; a failure only loses the head start.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, end as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn start_writeback(_file: &File, _end: u64) {}
 
 /// Bytes read from the network per write.
 const CHUNK: usize = 256 << 10;
@@ -123,21 +142,21 @@ fn fetch(
         if !response.resumed {
             have = 0;
         }
-        let mut hasher = hash_prefix(target, file, have)?;
+        let hasher = Hashing::start(hash_prefix(target, file, have)?);
         file.set_len(have).map_err(|e| target.io_failure("cannot write its temporary file", e))?;
         file.seek(SeekFrom::Start(have)).map_err(|e| target.io_failure("cannot write its temporary file", e))?;
         let mut body = response.body;
-        let mut buffer = vec![0u8; CHUNK];
         progress(Progress { bytes: have, total: target.size });
         loop {
             if cancel.is_some_and(CancelToken::is_cancelled) {
                 return Err(Error::Cancelled);
             }
+            let mut buffer = hasher.buffer();
             let read = match body.read(&mut buffer) {
                 Ok(0) if have < target.size => {
                     return Ok(Fetched::Interrupted(format!("ended at {have} of {} bytes", target.size)));
                 }
-                Ok(0) => return Ok(Fetched::Complete(hasher.finalize().into())),
+                Ok(0) => return Ok(Fetched::Complete(hasher.finish())),
                 Ok(n) => n,
                 Err(e) => return Ok(Fetched::Interrupted(format!("connection lost at {have} bytes: {e}"))),
             };
@@ -149,12 +168,55 @@ fn fetch(
                 });
             }
             file.write_all(&buffer[..read]).map_err(|e| target.io_failure("cannot write its temporary file", e))?;
-            hasher.update(&buffer[..read]);
+            hasher.update(buffer, read);
+            if (have + read as u64) / WRITEBACK_STEP != have / WRITEBACK_STEP {
+                start_writeback(file, have + read as u64);
+            }
             have += read as u64;
             progress(Progress { bytes: have, total: target.size });
         }
     }
     Ok(Fetched::Complete(hash_prefix(target, file, have)?.finalize().into()))
+}
+
+/// sha256 on its own thread, fed the pieces as they are written: hashing (about 1.3 GB/s with SHA extensions) then
+/// overlaps the network and the disk instead of adding to them, a third of a download's time on a fast link.
+/// Buffers go back and forth, so a download allocates a handful of them.
+struct Hashing {
+    pieces: SyncSender<(Vec<u8>, usize)>,
+    spare: Receiver<Vec<u8>>,
+    digest: std::thread::JoinHandle<Sha256>,
+}
+
+impl Hashing {
+    fn start(mut hasher: Sha256) -> Hashing {
+        let (pieces, hashed) = sync_channel::<(Vec<u8>, usize)>(4);
+        let (give_back, spare) = channel();
+        let digest = std::thread::spawn(move || {
+            for (piece, length) in hashed {
+                hasher.update(&piece[..length]);
+                let _ = give_back.send(piece);
+            }
+            hasher
+        });
+        Hashing { pieces, spare, digest }
+    }
+
+    /// A buffer of [`CHUNK`] bytes to read into.
+    fn buffer(&self) -> Vec<u8> {
+        self.spare.try_recv().unwrap_or_else(|_| vec![0; CHUNK])
+    }
+
+    /// Hashes `buffer[..length]`, then gives `buffer` back.
+    fn update(&self, buffer: Vec<u8>, length: usize) {
+        // The thread ends only when `pieces` is dropped, so it is there to receive.
+        let _ = self.pieces.send((buffer, length));
+    }
+
+    fn finish(self) -> [u8; 32] {
+        drop(self.pieces);
+        self.digest.join().map(|h| h.finalize().into()).unwrap_or([0; 32])
+    }
 }
 
 /// A hasher over the first `length` bytes of the temporary file (what earlier tries fetched).

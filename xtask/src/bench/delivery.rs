@@ -25,6 +25,8 @@ const KILL_TRIALS: usize = 100;
 const MODEL: &str = "yolov8n-320";
 /// The pause per 64 KB piece on the slow route: a 12 MB download takes about 0.6 s there.
 const SLOW_PIECE: Duration = Duration::from_millis(3);
+/// A fast phone link (Wi-Fi 6 or 5G at their best deliver about this): the rate of each response on the link route.
+const LINK_RATE: u64 = 100_000_000;
 
 pub(super) fn run(args: &Args) -> Result<()> {
     if args.device != Device::Host {
@@ -53,6 +55,7 @@ fn measure(args: &Args, work: &Path) -> Result<()> {
     let server = Loopback::start(Content {
         folders: vec![("models".into(), work.join("served")), ("variants".into(), models::bundles_dir())],
         slow_piece: SLOW_PIECE,
+        link_rate: LINK_RATE,
     })?;
     let entries: Vec<ModelEntry> = files
         .iter()
@@ -60,7 +63,12 @@ fn measure(args: &Args, work: &Path) -> Result<()> {
         .collect::<Result<_>>()?;
     let fetcher = Fetcher { work: work.to_owned(), exe: runner::build(None, &[])?, ort: cache::host_onnxruntime()? };
 
-    let throughput = throughput(&fetcher, &entries, work)?;
+    let unpaced = throughput(&fetcher, &entries, work, "loopback, unpaced")?;
+    let on_link: Vec<ModelEntry> = entries
+        .iter()
+        .map(|e| ModelEntry { urls: vec![server.url(&format!("link/models/{}", e.name))], ..e.clone() })
+        .collect();
+    let at_link = throughput(&fetcher, &on_link, work, "at 100 MB/s")?;
     let model = entries.iter().find(|e| e.name == format!("{MODEL}.onnx")).context("the kill model")?.clone();
     let slow = ModelEntry { urls: vec![server.url(&format!("slow/models/{MODEL}.onnx"))], ..model.clone() };
     let kills = kill_trials(&fetcher, &slow, &model)?;
@@ -71,9 +79,13 @@ fn measure(args: &Args, work: &Path) -> Result<()> {
         files: entries.len(),
         bytes_per_round: entries.iter().map(|e| e.size).sum(),
         rounds: ROUNDS,
-        ours_mb_s: throughput.0,
-        curl_mb_s: throughput.1,
-        throughput_ratio_vs_curl: throughput.0 / throughput.1,
+        ours_mb_s: unpaced.0,
+        curl_mb_s: unpaced.1,
+        throughput_ratio_vs_curl: unpaced.0 / unpaced.1,
+        link_mb_s: LINK_RATE as f64 / 1e6,
+        ours_at_link_mb_s: at_link.0,
+        curl_at_link_mb_s: at_link.1,
+        throughput_ratio_vs_curl_at_link: at_link.0 / at_link.1,
         kill_model: format!("{MODEL}.onnx"),
         kill_trials: KILL_TRIALS,
         kill_trials_corrupt: kills.corrupt,
@@ -139,10 +151,10 @@ fn entry_json(e: &ModelEntry) -> serde_json::Value {
 }
 
 /// MB/s of ours and of curl over the same files, each the median of [`ROUNDS`] interleaved rounds into empty folders.
-fn throughput(fetcher: &Fetcher, entries: &[ModelEntry], work: &Path) -> Result<(f64, f64)> {
+fn throughput(fetcher: &Fetcher, entries: &[ModelEntry], work: &Path, how: &str) -> Result<(f64, f64)> {
     let bytes: u64 = entries.iter().map(|e| e.size).sum();
     let spinner = cache::spinner(format!(
-        "throughput: {} files, {:.0} MB, ours and curl, {ROUNDS} rounds",
+        "throughput ({how}): {} files, {:.0} MB, ours and curl, {ROUNDS} rounds",
         entries.len(),
         bytes as f64 / 1e6
     ));

@@ -24,6 +24,11 @@ pub struct Delivery {
     pub ours_mb_s: f64,
     pub curl_mb_s: f64,
     pub throughput_ratio_vs_curl: f64,
+    /// The same with each response paced to `link_mb_s`, as a fast phone link delivers it.
+    pub link_mb_s: f64,
+    pub ours_at_link_mb_s: f64,
+    pub curl_at_link_mb_s: f64,
+    pub throughput_ratio_vs_curl_at_link: f64,
     /// Processes killed with SIGKILL at random points of a slow download of `kill_model`.
     pub kill_model: String,
     pub kill_trials: usize,

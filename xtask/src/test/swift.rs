@@ -69,6 +69,7 @@ fn store_server(models_dir: &Path) -> Result<(Loopback, String)> {
     let content = Content {
         folders: vec![("models".into(), models_dir.to_path_buf()), ("variants".into(), models::bundles_dir())],
         slow_piece: Duration::from_millis(30),
+        link_rate: 0,
     };
     let server = Loopback::start(content)?;
     let silero = std::fs::read(models_dir.join("silero-vad.onnx"))?;
