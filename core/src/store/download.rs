@@ -47,19 +47,28 @@ impl Target<'_> {
 /// Bytes written between requests to start writing them to storage.
 const WRITEBACK_STEP: u64 = 2 << 20;
 
-/// Starts writing what is in the page cache up to `end` to storage, without waiting (Linux and Android), so the
-/// `fsync` before the rename waits for the last few megabytes only instead of the whole file: durability then
-/// overlaps the download (a third of a fast download's time here, in one `fsync` at the end).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Starts writing what is in the page cache up to `end` to storage, without waiting, so the `fsync` before the rename
+/// waits for the last few megabytes only instead of the whole file: durability then overlaps the download (its wait
+/// fell from 94 to 12 ms over 126 MB here). Linux, and 64-bit Android through the raw syscall (bionic's wrapper
+/// needs API 26); elsewhere the final `fsync` does it all.
+#[cfg(any(target_os = "linux", all(target_os = "android", target_pointer_width = "64")))]
 fn start_writeback(file: &File, end: u64) {
     use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on a descriptor this function borrows; a failure only loses the head start.
+    // SYNC_FILE_RANGE_WRITE in the kernel's uapi (the libc crate has no Android name for it).
+    const START_WRITE: libc::c_uint = 2;
+    let (fd, end) = (file.as_raw_fd(), end as i64);
+    // SAFETY: plain syscalls on a descriptor this function borrows; a failure only loses the head start.
+    #[cfg(target_os = "linux")]
     unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, end as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
+        libc::sync_file_range(fd, 0, end, START_WRITE);
+    }
+    #[cfg(target_os = "android")]
+    unsafe {
+        libc::syscall(libc::SYS_sync_file_range, fd, 0i64, end, START_WRITE);
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(any(target_os = "linux", all(target_os = "android", target_pointer_width = "64"))))]
 fn start_writeback(_file: &File, _end: u64) {}
 
 /// Bytes read from the network per write.
