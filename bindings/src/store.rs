@@ -203,8 +203,7 @@ impl NativeModelStore {
     ) -> Result<Arc<NativeInstalled>, NativeError> {
         let entry = entry.to_core()?;
         core::catch_panic(|| {
-            let installed =
-                self.store.ensure(&entry, &mut reporter(listener.as_deref()), cancel.as_ref().map(|c| &c.token))?;
+            let installed = self.store.ensure(&entry, &mut reporter(listener.as_deref()), token(&cancel))?;
             Ok(held(installed))
         })
     }
@@ -219,8 +218,7 @@ impl NativeModelStore {
         let entry = entry.to_core()?;
         core::catch_panic(|| {
             let mut report = reporter(listener.as_deref());
-            let installed =
-                self.store.ensure_bundle(&entry, &config, &mut report, cancel.as_ref().map(|c| &c.token))?;
+            let installed = self.store.ensure_bundle(&entry, &config, &mut report, token(&cancel))?;
             Ok(held(installed))
         })
     }
@@ -237,8 +235,7 @@ impl NativeModelStore {
         core::catch_panic(|| {
             let decrypt = |sealed: &[u8]| decryptor.decrypt(sealed.to_vec()).map_err(|e| e.to_string());
             let mut report = reporter(listener.as_deref());
-            let engine =
-                self.store.open_encrypted(&entry, &decrypt, config, &mut report, cancel.as_ref().map(|c| &c.token))?;
+            let engine = self.store.open_encrypted(&entry, &decrypt, config, &mut report, token(&cancel))?;
             Ok(Arc::new(NativeEngine { engine: Arc::new(engine) }))
         })
     }
@@ -259,6 +256,10 @@ impl NativeModelStore {
     pub fn evict(&self, budget_bytes: i64) -> Result<Vec<StoredModel>, NativeError> {
         Ok(self.store.evict(bytes(budget_bytes, "budget_bytes")?).into_iter().map(stored).collect())
     }
+}
+
+fn token(cancel: &Option<Arc<CancelToken>>) -> Option<&core::CancelToken> {
+    cancel.as_ref().map(|c| &c.token)
 }
 
 fn held(installed: store::Installed) -> Arc<NativeInstalled> {

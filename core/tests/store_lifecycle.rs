@@ -256,11 +256,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 const CHILD_ENV: &str = "OPENAUTOGLM_STORE_CHILD";
 
-/// Not a test of its own: the child process `processes_killed_mid_download_never_leave_a_partial_model` starts and
-/// kills. It downloads the entry given in its environment (`ROOT|URL|SIZE|SHA256`).
-#[test]
-fn kill_trial_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+/// Downloads the entry given in the environment (`ROOT|URL|SIZE|SHA256`): what the killed children of
+/// `processes_killed_mid_download_never_leave_a_partial_model` run, in a copy of this test binary.
+fn download_as_child(spec: &str) {
     let parts: Vec<&str> = spec.split('|').collect();
     let e = ModelEntry {
         name: "vad.onnx".into(),
@@ -274,6 +272,10 @@ fn kill_trial_child() {
 
 #[test]
 fn processes_killed_mid_download_never_leave_a_partial_model() {
+    // In a child started below, this test only downloads (and is killed doing it).
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        return download_as_child(&spec);
+    }
     let data = read(&common::real_model("silero-vad"));
     // About 40 pieces of 64 KB at 2 ms each: a download takes ~80 ms, so the kills land all along it.
     let server = serve(
@@ -291,7 +293,13 @@ fn processes_killed_mid_download_never_leave_a_partial_model() {
         use std::hash::BuildHasher;
         let wait = Duration::from_millis(seeds.hash_one(trial) % 120);
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "kill_trial_child", "--test-threads", "1", "--quiet"])
+            .args([
+                "--exact",
+                "processes_killed_mid_download_never_leave_a_partial_model",
+                "--test-threads",
+                "1",
+                "--quiet",
+            ])
             .env(CHILD_ENV, &spec)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

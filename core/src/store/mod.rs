@@ -141,9 +141,7 @@ impl ModelStore {
         progress: &mut dyn FnMut(Progress),
         cancel: Option<&CancelToken>,
     ) -> Result<Installed> {
-        entry.check(self.config.max_model_bytes)?;
-        let dir = self.version_dir(entry);
-        let lease = self.lease(entry, &dir)?;
+        let (dir, lease) = self.begin(entry)?;
         download::ensure(&*self.transport, &self.config, &target(entry, &dir, &entry.name), progress, cancel)?;
         self.settle(&dir);
         Ok(Installed { path: self.path_of(entry), bundle: false, lease })
@@ -159,9 +157,7 @@ impl ModelStore {
         progress: &mut dyn FnMut(Progress),
         cancel: Option<&CancelToken>,
     ) -> Result<Installed> {
-        entry.check(self.config.max_model_bytes)?;
-        let dir = self.version_dir(entry);
-        let lease = self.lease(entry, &dir)?;
+        let (dir, lease) = self.begin(entry)?;
         let manifest = target(entry, &dir, MANIFEST);
         let mut manifest_progress = |p: Progress| progress(Progress { bytes: p.bytes, total: p.total + entry.size });
         download::ensure(&*self.transport, &self.config, &manifest, &mut manifest_progress, cancel)?;
@@ -234,11 +230,15 @@ impl ModelStore {
         lease::evict(&self.config.root, budget)
     }
 
-    fn lease(&self, entry: &ModelEntry, dir: &Path) -> Result<Lease> {
-        Lease::take(dir).map_err(|e| Error::DownloadFailed {
+    /// Checks `entry` (refused before any byte is fetched) and holds its version folder: where it goes, and the lease.
+    fn begin(&self, entry: &ModelEntry) -> Result<(PathBuf, Lease)> {
+        entry.check(self.config.max_model_bytes)?;
+        let dir = self.version_dir(entry);
+        let lease = Lease::take(&dir).map_err(|e| Error::DownloadFailed {
             name: entry.name.clone(),
             reason: format!("cannot create its folder in the store: {e}"),
-        })
+        })?;
+        Ok((dir, lease))
     }
 
     /// `dir` is now its name's current version: older ones no one holds go, then the budget is applied.
